@@ -1,0 +1,148 @@
+//! Command-line interface. Every flag has an environment variable and a default that works on a
+//! workstation with no cluster.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "selfheal",
+    version,
+    about = "Kubernetes self-healing: applies persisted fixes (memory, storage) to workloads at admission",
+    long_about = "selfheal keeps the fixes learned about a cluster (raised memory limits, larger \
+                  volumes) in the ConfigMap `fixes` (or .state/fixes.yaml without a cluster) and \
+                  applies them to every new or updated workload through a mutating admission \
+                  webhook, so a fix learned once survives every redeploy."
+)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, env = "SELFHEAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the admission webhook (HTTPS) and the health/metrics endpoint (HTTP).
+    Serve(ServeArgs),
+    /// List the persisted fixes.
+    Fixes(FixesArgs),
+    /// Generate a CA and a serving certificate for the webhook and print the caBundle.
+    Certs(CertsArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// The ConfigMap when a cluster is configured (in-cluster or kubeconfig), else the file.
+    Auto,
+    File,
+    Configmap,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Where fixes are kept.
+    #[arg(long, env = "SELFHEAL_STORE", value_enum, default_value_t = StoreKind::Auto)]
+    pub store: StoreKind,
+
+    /// The fix file used by the file store.
+    #[arg(long, env = "SELFHEAL_FIXES_FILE", default_value = ".state/fixes.yaml")]
+    pub fixes_file: PathBuf,
+
+    /// selfheal's own namespace: holds the fix ConfigMap and is never mutated.
+    #[arg(long, env = "SELFHEAL_NAMESPACE", default_value = "selfheal")]
+    pub namespace: String,
+
+    /// Name of the fix ConfigMap.
+    #[arg(long, env = "SELFHEAL_CONFIGMAP", default_value = "fixes")]
+    pub configmap: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// Address of the HTTPS webhook endpoint (`/mutate`).
+    #[arg(long, env = "SELFHEAL_LISTEN", default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+
+    /// Address of the plain-HTTP endpoint (`/healthz`, `/readyz`, `/metrics`).
+    #[arg(long, env = "SELFHEAL_HEALTH_LISTEN", default_value = "127.0.0.1:8080")]
+    pub health_listen: SocketAddr,
+
+    /// Directory holding `tls.crt` and `tls.key` (reloaded when they change).
+    #[arg(long, env = "SELFHEAL_CERT_DIR", default_value = "certs")]
+    pub cert_dir: PathBuf,
+
+    /// Generate a CA and serving certificate in --cert-dir when none is there.
+    #[arg(long, env = "SELFHEAL_GENERATE_CERTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub generate_certs: bool,
+
+    /// Namespaces never mutated, besides selfheal's own (comma-separated).
+    #[arg(
+        long,
+        env = "SELFHEAL_PROTECTED_NAMESPACES",
+        value_delimiter = ',',
+        default_value = "kube-system"
+    )]
+    pub protected_namespaces: Vec<String>,
+
+    /// Seconds between checks of the certificate files for a new certificate.
+    #[arg(long, env = "SELFHEAL_CERT_RELOAD_SECONDS", default_value_t = 5)]
+    pub cert_reload_seconds: u64,
+
+    /// Seconds between checks of the fix file for edits (file store).
+    #[arg(long, env = "SELFHEAL_FILE_POLL_SECONDS", default_value_t = 1)]
+    pub file_poll_seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FixesArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CertsArgs {
+    /// Directory to write ca.crt, ca.key, tls.crt and tls.key into.
+    #[arg(long, env = "SELFHEAL_CERT_DIR", default_value = "certs")]
+    pub out_dir: PathBuf,
+
+    /// Name of the webhook's Service.
+    #[arg(long, default_value = "selfheal")]
+    pub service: String,
+
+    /// Namespace of the webhook's Service.
+    #[arg(long, env = "SELFHEAL_NAMESPACE", default_value = "selfheal")]
+    pub namespace: String,
+
+    /// More DNS names for the serving certificate.
+    #[arg(long = "dns-name")]
+    pub dns_names: Vec<String>,
+
+    /// Replace certificates that are already there.
+    #[arg(long)]
+    pub force: bool,
+}

@@ -1,0 +1,270 @@
+//! The text form of the fix store: `fixes.yaml`, the shape operators know from `.state/fixes.yaml`.
+//!
+//! Parsing is tolerant per entry: one bad entry is reported (with its position and what is wrong)
+//! and kept verbatim, so rewriting the document after recording a fix never loses it.
+
+use serde_norway::{Mapping, Value};
+
+use crate::fix::{Fix, FixRecord, MergeOutcome};
+
+const FIXES_KEY: &str = "fixes";
+
+/// A parsed `fixes.yaml`.
+#[derive(Debug, Clone, Default)]
+pub struct FixDocument {
+    entries: Vec<Entry>,
+    /// Top-level keys other than `fixes`, kept so a rewrite preserves them.
+    other_keys: Mapping,
+}
+
+#[derive(Debug, Clone)]
+enum Entry {
+    Valid(Fix),
+    Invalid(Value),
+}
+
+/// An entry of the document that is not a valid fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryProblem {
+    /// Zero-based position in the `fixes` list.
+    pub index: usize,
+    /// The entry's namespace and resource, where they could be read.
+    pub namespace: Option<String>,
+    pub resource: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for EntryProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "fixes[{}]", self.index)?;
+        if let (Some(ns), Some(res)) = (&self.namespace, &self.resource) {
+            write!(f, " ({ns}/{res})")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// The document as a whole cannot be read; nothing in it can be trusted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocumentError {
+    #[error("fixes.yaml is not valid YAML: {0}")]
+    Yaml(String),
+    #[error("fixes.yaml must be a mapping with a `fixes:` list at the top level, found {0}")]
+    NotAMapping(&'static str),
+    #[error("`fixes` must be a list of entries, found {0}")]
+    FixesNotAList(&'static str),
+}
+
+impl FixDocument {
+    /// Parses the text of `fixes.yaml`. Empty text is an empty document.
+    pub fn parse(text: &str) -> Result<Self, DocumentError> {
+        let root: Value =
+            serde_norway::from_str(text).map_err(|e| DocumentError::Yaml(e.to_string()))?;
+        let mut other_keys = match root {
+            Value::Null => return Ok(Self::default()),
+            Value::Mapping(map) => map,
+            other => return Err(DocumentError::NotAMapping(value_kind(&other))),
+        };
+        let list = match other_keys.remove(FIXES_KEY) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Sequence(items)) => items,
+            Some(other) => return Err(DocumentError::FixesNotAList(value_kind(&other))),
+        };
+        let entries = list
+            .into_iter()
+            .map(|raw| match parse_entry(&raw) {
+                Ok(fix) => Entry::Valid(fix),
+                Err(_) => Entry::Invalid(raw),
+            })
+            .collect();
+        Ok(Self {
+            entries,
+            other_keys,
+        })
+    }
+
+    /// The document as YAML text, valid entries normalised, invalid ones as they were.
+    pub fn to_yaml(&self) -> String {
+        let mut root = self.other_keys.clone();
+        let list: Vec<Value> = self
+            .entries
+            .iter()
+            .map(|entry| match entry {
+                Entry::Valid(fix) => serde_norway::to_value(fix.to_record()).unwrap_or(Value::Null),
+                Entry::Invalid(raw) => raw.clone(),
+            })
+            .collect();
+        root.insert(Value::from(FIXES_KEY), Value::Sequence(list));
+        serde_norway::to_string(&root).unwrap_or_default()
+    }
+
+    /// The valid fixes, in document order.
+    pub fn fixes(&self) -> impl Iterator<Item = &Fix> {
+        self.entries.iter().filter_map(|entry| match entry {
+            Entry::Valid(fix) => Some(fix),
+            Entry::Invalid(_) => None,
+        })
+    }
+
+    /// Every entry that is not a valid fix, with what is wrong with it.
+    pub fn problems(&self) -> Vec<EntryProblem> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(index, entry)| match entry {
+                Entry::Valid(_) => None,
+                Entry::Invalid(raw) => Some(EntryProblem {
+                    index,
+                    namespace: string_field(raw, "namespace"),
+                    resource: string_field(raw, "resource"),
+                    message: parse_entry(raw).err().unwrap_or_default(),
+                }),
+            })
+            .collect()
+    }
+
+    /// Records `fix`: merged into the entry with the same key, or appended.
+    pub fn record(&mut self, fix: Fix) -> MergeOutcome {
+        let key = fix.key();
+        let existing = self.entries.iter_mut().find_map(|entry| match entry {
+            Entry::Valid(stored) if stored.key() == key => Some(stored),
+            _ => None,
+        });
+        match existing {
+            Some(stored) => stored.merge(fix),
+            None => {
+                self.entries.push(Entry::Valid(fix));
+                MergeOutcome::Added
+            }
+        }
+    }
+}
+
+fn parse_entry(raw: &Value) -> Result<Fix, String> {
+    if !raw.is_mapping() {
+        return Err(format!(
+            "an entry must be a mapping of fields, found {}",
+            value_kind(raw)
+        ));
+    }
+    let record: FixRecord = serde_norway::from_value(raw.clone()).map_err(|e| e.to_string())?;
+    Fix::from_record(record).map_err(|e| e.to_string())
+}
+
+fn string_field(raw: &Value, field: &str) -> Option<String> {
+    raw.get(field).and_then(Value::as_str).map(str::to_string)
+}
+
+fn value_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fix::tests::memory_fix;
+
+    const KNOWN_SHAPE: &str = "\
+fixes:
+  - namespace: gitlab
+    resource: gitlab-webservice
+    type: memory
+    value: 4Gi
+    timestamp: 2026-01-15T10:30:00Z
+";
+
+    #[test]
+    fn reads_the_documented_shape() {
+        let doc = FixDocument::parse(KNOWN_SHAPE).unwrap();
+        let fixes: Vec<_> = doc.fixes().collect();
+        assert_eq!(fixes.len(), 1);
+        assert_eq!(fixes[0].namespace, "gitlab");
+        assert_eq!(fixes[0].resource, "gitlab-webservice");
+        assert_eq!(fixes[0].value.as_str(), "4Gi");
+        assert!(doc.problems().is_empty());
+    }
+
+    #[test]
+    fn empty_and_null_documents_are_empty() {
+        for text in ["", "\n", "fixes:\n", "fixes: []\n"] {
+            let doc = FixDocument::parse(text).unwrap();
+            assert_eq!(doc.fixes().count(), 0, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn whole_document_errors_say_what_is_wrong() {
+        assert!(matches!(
+            FixDocument::parse("fixes: [unclosed"),
+            Err(DocumentError::Yaml(_))
+        ));
+        assert_eq!(
+            FixDocument::parse("- a\n- b\n").unwrap_err(),
+            DocumentError::NotAMapping("a list")
+        );
+        assert_eq!(
+            FixDocument::parse("fixes: 3\n").unwrap_err(),
+            DocumentError::FixesNotAList("a number")
+        );
+    }
+
+    #[test]
+    fn bad_entries_are_reported_and_kept_verbatim() {
+        let text = format!(
+            "{KNOWN_SHAPE}  - namespace: gitlab\n    resource: registry\n    type: memory\n    value: 4Gx\n  - just a string\n"
+        );
+        let mut doc = FixDocument::parse(&text).unwrap();
+        assert_eq!(doc.fixes().count(), 1);
+        let problems = doc.problems();
+        assert_eq!(problems.len(), 2);
+        assert_eq!(problems[0].index, 1);
+        assert_eq!(problems[0].resource.as_deref(), Some("registry"));
+        assert!(problems[0].message.contains("4Gx"), "{}", problems[0]);
+        assert!(problems[1].message.contains("a string"), "{}", problems[1]);
+
+        doc.record(memory_fix("other", "app", "1Gi"));
+        let rewritten = FixDocument::parse(&doc.to_yaml()).unwrap();
+        assert_eq!(rewritten.fixes().count(), 2);
+        assert_eq!(rewritten.problems().len(), 2, "{}", doc.to_yaml());
+        assert!(doc.to_yaml().contains("4Gx"));
+    }
+
+    #[test]
+    fn unknown_fields_are_an_entry_problem() {
+        let text = format!("{KNOWN_SHAPE}    colour: blue\n");
+        let doc = FixDocument::parse(&text).unwrap();
+        assert_eq!(doc.fixes().count(), 0);
+        assert!(doc.problems()[0].message.contains("colour"));
+    }
+
+    #[test]
+    fn recording_twice_changes_nothing_the_second_time() {
+        let mut doc = FixDocument::parse(KNOWN_SHAPE).unwrap();
+        assert_eq!(
+            doc.record(memory_fix("gitlab", "gitlab-webservice", "6Gi")),
+            MergeOutcome::Raised { from: "4Gi".into() }
+        );
+        let once = doc.to_yaml();
+        assert_eq!(
+            doc.record(memory_fix("gitlab", "gitlab-webservice", "6Gi")),
+            MergeOutcome::Unchanged
+        );
+        assert_eq!(doc.to_yaml(), once);
+        assert_eq!(doc.fixes().count(), 1);
+    }
+
+    #[test]
+    fn other_top_level_keys_survive_a_rewrite() {
+        let text = format!("version: 1\n{KNOWN_SHAPE}");
+        let doc = FixDocument::parse(&text).unwrap();
+        assert!(doc.to_yaml().contains("version: 1"));
+    }
+}

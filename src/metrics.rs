@@ -1,0 +1,113 @@
+//! Prometheus metrics, served on the health port at `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReviewLabels {
+    pub kind: String,
+    pub operation: String,
+    /// `patched`, `unchanged`, a skip reason, `error` or `bad_request`.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FixTypeLabels {
+    pub fix_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreErrorLabels {
+    /// `document` (the whole store unreadable), `entry` (one bad fix), `write`, `watch`.
+    pub error: String,
+}
+
+/// Every metric selfheal exports.
+pub struct Metrics {
+    registry: Registry,
+    pub reviews: Family<ReviewLabels, Counter>,
+    pub review_seconds: Histogram,
+    pub patches_applied: Family<FixTypeLabels, Counter>,
+    pub store_errors: Family<StoreErrorLabels, Counter>,
+    pub fixes_loaded: Gauge,
+    pub store_reloads: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("selfheal");
+        let reviews = Family::<ReviewLabels, Counter>::default();
+        // 50µs .. ~0.4s: admission decisions are sub-millisecond, the tail tells of trouble.
+        let review_seconds = Histogram::new(exponential_buckets(0.00005, 2.0, 14));
+        let patches_applied = Family::<FixTypeLabels, Counter>::default();
+        let store_errors = Family::<StoreErrorLabels, Counter>::default();
+        let fixes_loaded = Gauge::default();
+        let store_reloads = Counter::default();
+        registry.register(
+            "admission_reviews",
+            "AdmissionReviews answered, by kind, operation and result",
+            reviews.clone(),
+        );
+        registry.register(
+            "admission_review_duration_seconds",
+            "Time to decide and encode one AdmissionReview",
+            review_seconds.clone(),
+        );
+        registry.register(
+            "patches_applied",
+            "Fix applications made at admission (dry-run requests excluded)",
+            patches_applied.clone(),
+        );
+        registry.register(
+            "store_errors",
+            "Problems reading or writing the fix store",
+            store_errors.clone(),
+        );
+        registry.register(
+            "fixes_loaded",
+            "Fixes in the snapshot the webhook serves from",
+            fixes_loaded.clone(),
+        );
+        registry.register(
+            "store_reloads",
+            "Times the fix snapshot was replaced",
+            store_reloads.clone(),
+        );
+        Self {
+            registry,
+            reviews,
+            review_seconds,
+            patches_applied,
+            store_errors,
+            fixes_loaded,
+            store_reloads,
+        }
+    }
+
+    pub fn store_error(&self, error: &str) {
+        self.store_errors
+            .get_or_create(&StoreErrorLabels {
+                error: error.to_string(),
+            })
+            .inc();
+    }
+
+    /// The registry in the Prometheus text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,175 @@
+//! `selfheal serve`: wiring of the store, the certificates and the two HTTP servers.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+use rustls::crypto::CryptoProvider;
+
+use crate::certs;
+use crate::cli::{ServeArgs, StoreArgs, StoreKind};
+use crate::metrics::Metrics;
+use crate::store::{ConfigMapStore, FileStore, FixStore};
+use crate::tls::{CertificateFiles, ReloadingCertResolver};
+use crate::webhook::{self, AppState, mutate::Policy};
+
+/// How long in-flight requests get to finish on shutdown.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// Opens the store the arguments ask for. `auto` uses the cluster when one is configured.
+pub async fn open_store(
+    args: &StoreArgs,
+    metrics: Arc<Metrics>,
+    poll: Duration,
+) -> anyhow::Result<FixStore> {
+    let file_store = || {
+        FixStore::File(Arc::new(FileStore::new(
+            &args.fixes_file,
+            poll,
+            metrics.clone(),
+        )))
+    };
+    let client = match args.store {
+        StoreKind::File => return Ok(file_store()),
+        StoreKind::Configmap => Some(kube_client().await?),
+        StoreKind::Auto => match kube_client().await {
+            Ok(client) => Some(client),
+            Err(error) => {
+                tracing::info!(%error, file = %args.fixes_file.display(), "no cluster configured; using the fix file");
+                None
+            }
+        },
+    };
+    Ok(match client {
+        Some(client) => FixStore::ConfigMap(Arc::new(ConfigMapStore::new(
+            client,
+            &args.namespace,
+            &args.configmap,
+            metrics,
+        ))),
+        None => file_store(),
+    })
+}
+
+async fn kube_client() -> anyhow::Result<kube::Client> {
+    let config = kube::Config::infer()
+        .await
+        .context("no Kubernetes configuration (in-cluster or kubeconfig)")?;
+    kube::Client::try_from(config).context("creating the Kubernetes client")
+}
+
+/// Makes sure a serving certificate exists in `dir`, generating one when allowed.
+pub fn ensure_certificates(
+    dir: &Path,
+    generate: bool,
+    namespace: &str,
+) -> anyhow::Result<CertificateFiles> {
+    let files = CertificateFiles::in_dir(dir);
+    if files.cert.exists() && files.key.exists() {
+        return Ok(files);
+    }
+    anyhow::ensure!(
+        generate,
+        "no serving certificate at {} (run `selfheal certs` or pass --generate-certs=true)",
+        files.cert.display()
+    );
+    let generated = certs::generate(&certs::service_dns_names("selfheal", namespace))?;
+    certs::write(dir, &generated)?;
+    tracing::info!(dir = %dir.display(), "generated a CA and serving certificate");
+    Ok(files)
+}
+
+pub async fn run(args: ServeArgs, provider: Arc<CryptoProvider>) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let store = open_store(
+        &args.store,
+        metrics.clone(),
+        Duration::from_secs(args.file_poll_seconds.max(1)),
+    )
+    .await?;
+    tracing::info!(store = %store.describe(), "fix store selected");
+    let _sync = AbortOnDrop(store.spawn_sync());
+
+    let files = ensure_certificates(&args.cert_dir, args.generate_certs, &args.store.namespace)?;
+    let resolver = Arc::new(ReloadingCertResolver::new(files, provider.clone())?);
+    let _reload = AbortOnDrop(tokio::spawn(
+        resolver
+            .clone()
+            .keep_current(Duration::from_secs(args.cert_reload_seconds.max(1))),
+    ));
+
+    let mut protected = args.protected_namespaces.clone();
+    protected.push(args.store.namespace.clone());
+    let state = AppState {
+        snapshot: store.snapshot(),
+        policy: Arc::new(Policy {
+            protected_namespaces: protected,
+        }),
+        metrics,
+    };
+
+    let handle = Handle::new();
+    let health = tokio::net::TcpListener::bind(args.health_listen)
+        .await
+        .with_context(|| format!("binding {}", args.health_listen))?;
+    tracing::info!(addr = %args.health_listen, "health and metrics on http");
+    let health_server = axum::serve(health, webhook::health_router(state.clone()))
+        .with_graceful_shutdown(shutdown_signal(handle.clone()));
+
+    let tls = crate::tls::server_config(resolver, provider)?;
+    tracing::info!(addr = %args.listen, "admission webhook on https");
+    let webhook_server = serve_https(args.listen, webhook::router(state), tls, handle);
+
+    let (health_result, webhook_result) = tokio::join!(health_server, webhook_server);
+    health_result.context("health server")?;
+    webhook_result.context("webhook server")?;
+    Ok(())
+}
+
+/// Serves `router` over TLS until `handle` is shut down.
+pub async fn serve_https(
+    addr: SocketAddr,
+    router: Router,
+    tls: rustls::ServerConfig,
+    handle: Handle<SocketAddr>,
+) -> std::io::Result<()> {
+    axum_server::bind_rustls(addr, RustlsConfig::from_config(Arc::new(tls)))
+        .handle(handle)
+        .serve(router.into_make_service())
+        .await
+}
+
+/// Resolves on SIGTERM or Ctrl-C, and starts the graceful shutdown of the HTTPS server.
+async fn shutdown_signal(handle: Handle<SocketAddr>) {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+    handle.graceful_shutdown(Some(GRACE));
+}
+
+/// Aborts a background task when the owner goes away.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -1,0 +1,156 @@
+//! The file backend, `.state/fixes.yaml` by default: for running without a cluster.
+//!
+//! The file is polled (size and modification time), so edits by hand or by another process are
+//! picked up without a restart. Writes go to a temporary file renamed over the old one, so a
+//! reader never sees half a document.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Mutex;
+
+use crate::document::FixDocument;
+use crate::fix::{Fix, MergeOutcome};
+use crate::metrics::Metrics;
+use crate::store::{Snapshot, StoreError, publish_document};
+
+pub struct FileStore {
+    path: PathBuf,
+    poll_interval: Duration,
+    snapshot: Snapshot,
+    metrics: Arc<Metrics>,
+    /// Serialises writers in this process; also remembers the version last published.
+    state: Mutex<Option<FileVersion>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileVersion {
+    modified: Option<SystemTime>,
+    len: u64,
+}
+
+impl FileStore {
+    pub fn new(path: impl Into<PathBuf>, poll_interval: Duration, metrics: Arc<Metrics>) -> Self {
+        Self {
+            path: path.into(),
+            poll_interval,
+            snapshot: Snapshot::default(),
+            metrics,
+            state: Mutex::new(None),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        self.snapshot.clone()
+    }
+
+    /// Reads the file now and publishes it if it changed since the last read. A missing file is
+    /// an empty store; an unreadable one keeps the current snapshot.
+    pub async fn refresh(&self) -> Result<(), StoreError> {
+        let mut last = self.state.lock().await;
+        let version = self.version().await;
+        if self.snapshot.is_loaded() && *last == version {
+            return Ok(());
+        }
+        *last = version;
+        let document = match self.read_document().await {
+            Ok(document) => document,
+            Err(error) => {
+                self.metrics.store_error("document");
+                // Without a first good read the webhook still starts, with no fixes.
+                self.snapshot.mark_loaded();
+                return Err(error);
+            }
+        };
+        publish_document(&self.origin(), &document, &self.snapshot, &self.metrics);
+        Ok(())
+    }
+
+    /// Polls the file until the task is dropped.
+    pub async fn keep_current(self: Arc<Self>) {
+        let mut ticker = tokio::time::interval(self.poll_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_error = None;
+        loop {
+            ticker.tick().await;
+            match self.refresh().await {
+                Ok(()) => last_error = None,
+                Err(error) => {
+                    let message = error.to_string();
+                    if last_error.as_ref() != Some(&message) {
+                        tracing::error!(error = %message, "fix file unreadable; keeping the last good fixes");
+                    }
+                    last_error = Some(message);
+                }
+            }
+        }
+    }
+
+    pub async fn read_document(&self) -> Result<FixDocument, StoreError> {
+        let text = match tokio::fs::read_to_string(&self.path).await {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => {
+                return Err(StoreError::Read {
+                    path: self.origin(),
+                    source,
+                });
+            }
+        };
+        FixDocument::parse(&text).map_err(|source| StoreError::Document {
+            origin: self.origin(),
+            source,
+        })
+    }
+
+    /// Records `fix` in the file. A file that is not valid YAML is never overwritten: fixing it
+    /// is left to a person, and the error says so.
+    pub async fn record(&self, fix: Fix) -> Result<MergeOutcome, StoreError> {
+        let last = self.state.lock().await;
+        let mut document = self.read_document().await?;
+        let outcome = document.record(fix);
+        if outcome.changed() {
+            self.write_atomically(&document.to_yaml())
+                .await
+                .inspect_err(|_| {
+                    self.metrics.store_error("write");
+                })?;
+        }
+        drop(last);
+        self.refresh().await?;
+        Ok(outcome)
+    }
+
+    async fn write_atomically(&self, text: &str) -> Result<(), StoreError> {
+        let error = |source| StoreError::Write {
+            path: self.origin(),
+            source,
+        };
+        if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(parent).await.map_err(error)?;
+        }
+        let mut temporary = self.path.clone().into_os_string();
+        temporary.push(format!(".tmp-{}", std::process::id()));
+        tokio::fs::write(&temporary, text).await.map_err(error)?;
+        tokio::fs::rename(&temporary, &self.path)
+            .await
+            .map_err(error)
+    }
+
+    async fn version(&self) -> Option<FileVersion> {
+        let metadata = tokio::fs::metadata(&self.path).await.ok()?;
+        Some(FileVersion {
+            modified: metadata.modified().ok(),
+            len: metadata.len(),
+        })
+    }
+
+    fn origin(&self) -> String {
+        self.path.display().to_string()
+    }
+}
