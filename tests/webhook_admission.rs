@@ -1,0 +1,283 @@
+//! The webhook `Router` driven in process with complete AdmissionReview documents from
+//! `tests/data/`. Every returned patch is applied to the object that was sent, the result is
+//! checked, and the result is sent again: the second answer must carry no patch.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{admit, patch_of, read_json, state_with_test_fixes};
+
+const ANNOTATION: &str = "selfheal.io/applied-fixes";
+
+/// Admits `file`; returns the patched object after checking the second pass changes nothing.
+async fn admit_twice(file: &str) -> (Value, Value) {
+    let state = state_with_test_fixes();
+    let review = read_json(file);
+    let (answer, patched) = admit(&state, &review).await;
+    let mut again = review.clone();
+    again["request"]["object"] = patched.clone();
+    let (second, unchanged) = admit(&state, &again).await;
+    assert!(
+        patch_of(&second).is_none(),
+        "{file}: second pass patched again: {second}"
+    );
+    assert_eq!(unchanged, patched);
+    (answer, patched)
+}
+
+fn container<'a>(pod_spec: &'a Value, name: &str) -> &'a Value {
+    pod_spec["containers"]
+        .as_array()
+        .into_iter()
+        .chain(pod_spec["initContainers"].as_array())
+        .flatten()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no container {name}"))
+}
+
+fn memory(pod_spec: &Value, name: &str) -> (Value, Value) {
+    let resources = &container(pod_spec, name)["resources"];
+    (
+        resources["limits"]["memory"].clone(),
+        resources["requests"]["memory"].clone(),
+    )
+}
+
+#[tokio::test]
+async fn deployment_create_raises_limits_and_keeps_qos() {
+    let (answer, object) = admit_twice("deployment-create.json").await;
+    let spec = &object["spec"]["template"]["spec"];
+    // Burstable container: limit raised, request kept.
+    assert_eq!(memory(spec, "webservice"), (json!("4Gi"), json!("1Gi")));
+    // requests == limits before: both raised, so the container stays Guaranteed.
+    assert_eq!(memory(spec, "workhorse"), (json!("4Gi"), json!("4Gi")));
+    // Init containers only change when a fix names them.
+    assert_eq!(
+        memory(spec, "certificates"),
+        (json!("256Mi"), json!("256Mi"))
+    );
+    // CPU is never touched.
+    assert_eq!(
+        container(spec, "webservice")["resources"]["limits"]["cpu"],
+        "1"
+    );
+    let note = object["metadata"]["annotations"][ANNOTATION]
+        .as_str()
+        .unwrap();
+    assert!(
+        note.contains("memory=4Gi container webservice (was 2Gi"),
+        "{note}"
+    );
+    assert!(note.contains("container workhorse (was 512Mi"), "{note}");
+    assert_eq!(
+        object["metadata"]["annotations"]["meta.helm.sh/release-name"],
+        "gitlab"
+    );
+    assert!(answer["response"].get("warnings").is_none());
+}
+
+#[tokio::test]
+async fn deployment_without_resources_or_annotations_gets_valid_parents() {
+    let (_, object) = admit_twice("deployment-no-resources-no-annotations.json").await;
+    let spec = &object["spec"]["template"]["spec"];
+    // No limit means unbounded: selfheal never adds a cap.
+    assert!(container(spec, "webservice").get("resources").is_none());
+    // A limit without a request: the limit is raised, no request is invented.
+    assert_eq!(memory(spec, "workhorse"), (json!("4Gi"), Value::Null));
+    // `annotations` was missing: the patch created it.
+    assert!(object["metadata"]["annotations"][ANNOTATION].is_string());
+}
+
+#[tokio::test]
+async fn deployment_update_is_patched_too() {
+    let (_, object) = admit_twice("deployment-update.json").await;
+    assert_eq!(object["spec"]["replicas"], 3);
+    let spec = &object["spec"]["template"]["spec"];
+    assert_eq!(memory(spec, "webservice").0, "4Gi");
+}
+
+#[tokio::test]
+async fn dry_run_gets_the_same_patch() {
+    let state = state_with_test_fixes();
+    let (_, real) = admit(&state, &read_json("deployment-create.json")).await;
+    let (_, dry) = admit(&state, &read_json("deployment-create-dry-run.json")).await;
+    assert_eq!(
+        dry, real,
+        "server-side dry-run must show what a real request would store"
+    );
+    let metrics = state.metrics.encode();
+    assert!(
+        metrics.contains("selfheal_patches_applied_total{fix_type=\"memory\"} 2"),
+        "dry-run requests are not counted as applied:\n{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn objects_left_alone() {
+    for file in [
+        "deployment-opted-out.json",
+        "deployment-update-deleting.json",
+        "pod-kube-system.json",
+        "pod-update.json",
+        "pvc-update.json",
+        "job-update.json",
+        "replicaset-create-owned.json",
+        "service-create-unhandled-kind.json",
+    ] {
+        let state = state_with_test_fixes();
+        let (answer, _) = admit(&state, &read_json(file)).await;
+        assert!(
+            patch_of(&answer).is_none(),
+            "{file} must not be patched: {answer}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn pod_of_a_deployment_gets_the_deployment_fix() {
+    let (_, object) = admit_twice("pod-create-owned-by-deployment.json").await;
+    let spec = &object["spec"];
+    assert_eq!(memory(spec, "webservice"), (json!("4Gi"), json!("1Gi")));
+    assert_eq!(memory(spec, "workhorse"), (json!("4Gi"), json!("4Gi")));
+    assert!(object["metadata"]["annotations"][ANNOTATION].is_string());
+}
+
+#[tokio::test]
+async fn bare_pod_matches_by_its_own_name() {
+    let (_, object) = admit_twice("pod-create-bare.json").await;
+    assert_eq!(
+        memory(&object["spec"], "debug"),
+        (json!("128Mi"), json!("32Mi"))
+    );
+}
+
+#[tokio::test]
+async fn statefulset_create_raises_named_claim_template_and_memory() {
+    let (_, object) = admit_twice("statefulset-create.json").await;
+    let templates = object["spec"]["volumeClaimTemplates"].as_array().unwrap();
+    assert_eq!(
+        templates[0]["spec"]["resources"]["requests"]["storage"],
+        "20Gi"
+    );
+    assert_eq!(
+        templates[1]["spec"]["resources"]["requests"]["storage"], "2Gi",
+        "the fix names claim `data` only"
+    );
+    let spec = &object["spec"]["template"]["spec"];
+    assert_eq!(memory(spec, "postgresql"), (json!("2Gi"), json!("512Mi")));
+    // The annotations map existed but was empty.
+    let note = object["metadata"]["annotations"][ANNOTATION]
+        .as_str()
+        .unwrap();
+    assert!(note.contains("storage=20Gi claim data (was 8Gi"), "{note}");
+}
+
+#[tokio::test]
+async fn statefulset_update_changes_the_template_but_never_claim_templates() {
+    let (_, object) = admit_twice("statefulset-update.json").await;
+    let templates = object["spec"]["volumeClaimTemplates"].as_array().unwrap();
+    assert_eq!(
+        templates[0]["spec"]["resources"]["requests"]["storage"], "8Gi",
+        "volumeClaimTemplates are immutable: the apiserver would reject the update"
+    );
+    assert_eq!(
+        memory(&object["spec"]["template"]["spec"], "postgresql").0,
+        "2Gi"
+    );
+}
+
+#[tokio::test]
+async fn claims_are_raised_on_create() {
+    let (_, claim) = admit_twice("pvc-create-statefulset-claim.json").await;
+    assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "20Gi");
+    let (_, named) = admit_twice("pvc-create-named.json").await;
+    assert_eq!(named["spec"]["resources"]["requests"]["storage"], "50Gi");
+}
+
+#[tokio::test]
+async fn daemonset_update_and_cronjob_and_its_job() {
+    let (_, ds) = admit_twice("daemonset-update.json").await;
+    assert_eq!(
+        memory(&ds["spec"]["template"]["spec"], "node-exporter"),
+        (json!("128Mi"), json!("128Mi"))
+    );
+    let (_, cronjob) = admit_twice("cronjob-create.json").await;
+    assert_eq!(
+        memory(
+            &cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+            "backup"
+        ),
+        (json!("1Gi"), json!("256Mi"))
+    );
+    let (_, job) = admit_twice("job-create-owned-by-cronjob.json").await;
+    assert_eq!(
+        memory(&job["spec"]["template"]["spec"], "backup"),
+        (json!("1Gi"), json!("256Mi"))
+    );
+}
+
+#[tokio::test]
+async fn namespaces_without_fixes_are_answered_without_a_patch() {
+    let state = state_with_test_fixes();
+    let mut review = read_json("deployment-create.json");
+    review["request"]["namespace"] = json!("elsewhere");
+    review["request"]["object"]["metadata"]["namespace"] = json!("elsewhere");
+    let (answer, object) = admit(&state, &review).await;
+    assert!(patch_of(&answer).is_none());
+    assert_eq!(object, review["request"]["object"]);
+}
+
+#[tokio::test]
+async fn a_smaller_fix_never_lowers_a_limit() {
+    let state = state_with_test_fixes();
+    let mut review = read_json("deployment-create.json");
+    let containers = &mut review["request"]["object"]["spec"]["template"]["spec"]["containers"];
+    containers[0]["resources"]["limits"]["memory"] = json!("8Gi");
+    containers[1]["resources"]["limits"]["memory"] = json!("4096Mi");
+    containers[1]["resources"]["requests"]["memory"] = json!("4096Mi");
+    let (answer, _) = admit(&state, &review).await;
+    assert!(patch_of(&answer).is_none(), "{answer}");
+}
+
+#[tokio::test]
+async fn unreadable_limits_are_left_alone_with_a_warning() {
+    let state = state_with_test_fixes();
+    let mut review = read_json("deployment-create.json");
+    review["request"]["object"]["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+        ["memory"] = json!("lots");
+    let (answer, object) = admit(&state, &review).await;
+    let spec = &object["spec"]["template"]["spec"];
+    assert_eq!(memory(spec, "webservice").0, "lots");
+    assert_eq!(memory(spec, "workhorse").0, "4Gi");
+    let warnings = answer["response"]["warnings"].to_string();
+    assert!(warnings.contains("\\\"lots\\\""), "{warnings}");
+}
+
+#[tokio::test]
+async fn patch_ops_are_minimal_and_escape_annotation_keys() {
+    let state = state_with_test_fixes();
+    let (answer, _) = admit(&state, &read_json("pod-create-owned-by-deployment.json")).await;
+    let patch = serde_json::to_value(patch_of(&answer).unwrap()).unwrap();
+    let ops = patch.as_array().unwrap();
+    let paths: Vec<&str> = ops.iter().map(|op| op["path"].as_str().unwrap()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/metadata/annotations",
+            "/spec/containers/0/resources/limits/memory",
+            "/spec/containers/1/resources/limits/memory",
+            "/spec/containers/1/resources/requests/memory",
+        ],
+        "{patch}"
+    );
+    assert_eq!(ops[0]["op"], "add");
+    assert!(ops[0]["value"][ANNOTATION].is_string());
+    let (answer, _) = admit(&state, &read_json("deployment-create.json")).await;
+    let patch = serde_json::to_value(patch_of(&answer).unwrap()).unwrap();
+    assert!(
+        patch
+            .to_string()
+            .contains("/metadata/annotations/selfheal.io~1applied-fixes"),
+        "{patch}"
+    );
+}
