@@ -32,6 +32,7 @@ pub enum CertError {
 }
 
 /// PEM texts of a freshly generated CA and serving certificate.
+#[derive(Clone)]
 pub struct GeneratedCerts {
     pub ca_cert: String,
     pub ca_key: String,

@@ -1,0 +1,277 @@
+//! The ConfigMap store against the in-process test API server: the snapshot follows edits,
+//! concurrent writers lose nothing, and a malformed ConfigMap keeps the last good fixes.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::fake_apiserver::{Collection, FakeApiServer};
+
+use selfheal::fix::{Fix, FixRecord, MergeOutcome};
+use selfheal::metrics::Metrics;
+use selfheal::store::{ConfigMapStore, FixStore};
+
+const NAMESPACE: &str = "selfheal";
+
+fn configmaps() -> Collection {
+    Collection::core(NAMESPACE, "configmaps")
+}
+
+fn fixes_configmap(yaml: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "fixes", "namespace": NAMESPACE},
+        "data": {"fixes.yaml": yaml},
+    })
+}
+
+fn memory_fix(namespace: &str, resource: &str, value: &str) -> Fix {
+    Fix::from_record(FixRecord {
+        namespace: Some(namespace.into()),
+        resource: Some(resource.into()),
+        fix_type: Some("memory".into()),
+        value: Some(value.into()),
+        timestamp: Some("2026-11-28T00:00:00Z".into()),
+        reason: Some("OOMKilled".into()),
+        ..FixRecord::default()
+    })
+    .unwrap()
+}
+
+fn open(server: &FakeApiServer) -> (FixStore, Arc<Metrics>) {
+    let metrics = Arc::new(Metrics::new());
+    let store = ConfigMapStore::new(server.client(), NAMESPACE, "fixes", metrics.clone());
+    (FixStore::ConfigMap(Arc::new(store)), metrics)
+}
+
+/// Waits (bounded) until `condition` holds.
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+#[tokio::test]
+async fn snapshot_follows_edits_of_the_configmap() {
+    let server = FakeApiServer::new();
+    server.put(
+        &configmaps(),
+        fixes_configmap("fixes:\n- {namespace: gitlab, resource: web, type: memory, value: 2Gi}\n"),
+    );
+    let (store, _) = open(&server);
+    let snapshot = store.snapshot();
+    let _sync = store.spawn_sync();
+    eventually("initial load", || snapshot.is_loaded()).await;
+    assert_eq!(
+        snapshot.current().lookup("gitlab", "web")[0].value.as_str(),
+        "2Gi"
+    );
+
+    server.put(
+        &configmaps(),
+        fixes_configmap("fixes:\n- {namespace: gitlab, resource: web, type: memory, value: 3Gi}\n- {namespace: gitlab, resource: db, type: storage, value: 20Gi}\n"),
+    );
+    eventually("edit seen", || snapshot.current().len() == 2).await;
+    assert_eq!(
+        snapshot.current().lookup("gitlab", "web")[0].value.as_str(),
+        "3Gi"
+    );
+}
+
+#[tokio::test]
+async fn missing_configmap_is_an_empty_loaded_store_and_record_creates_it() {
+    let server = FakeApiServer::new();
+    let (store, _) = open(&server);
+    let snapshot = store.snapshot();
+    let _sync = store.spawn_sync();
+    eventually("loaded", || snapshot.is_loaded()).await;
+    assert!(snapshot.current().is_empty());
+
+    let outcome = store
+        .record(memory_fix("gitlab", "web", "4Gi"))
+        .await
+        .unwrap();
+    assert_eq!(outcome, MergeOutcome::Added);
+    let stored = server
+        .get(&configmaps(), "fixes")
+        .expect("ConfigMap created");
+    let yaml = stored["data"]["fixes.yaml"].as_str().unwrap();
+    assert!(
+        yaml.contains("resource: web") && yaml.contains("value: 4Gi"),
+        "{yaml}"
+    );
+    assert!(yaml.contains("reason: OOMKilled"), "{yaml}");
+    eventually("watch sees the write", || snapshot.current().len() == 1).await;
+}
+
+#[tokio::test]
+async fn recording_the_same_fix_twice_writes_once() {
+    let server = FakeApiServer::new();
+    let (store, _) = open(&server);
+    store
+        .record(memory_fix("gitlab", "web", "4Gi"))
+        .await
+        .unwrap();
+    let version =
+        server.get(&configmaps(), "fixes").unwrap()["metadata"]["resourceVersion"].clone();
+    let again = store
+        .record(memory_fix("gitlab", "web", "4Gi"))
+        .await
+        .unwrap();
+    assert_eq!(again, MergeOutcome::Unchanged);
+    let lower = store
+        .record(memory_fix("gitlab", "web", "1Gi"))
+        .await
+        .unwrap();
+    assert_eq!(lower, MergeOutcome::Unchanged);
+    assert_eq!(
+        server.get(&configmaps(), "fixes").unwrap()["metadata"]["resourceVersion"],
+        version,
+        "an unchanged fix must not write the ConfigMap"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_lose_no_fix() {
+    let server = FakeApiServer::new();
+    server.put(&configmaps(), fixes_configmap("fixes: []\n"));
+    let writers: Vec<FixStore> = (0..4).map(|_| open(&server).0).collect();
+    let mut tasks = Vec::new();
+    for (w, store) in writers.iter().enumerate() {
+        for i in 0..10 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .record(memory_fix("team", &format!("app-{w}-{i}"), "1Gi"))
+                    .await
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.unwrap().expect("every write lands eventually");
+    }
+    let yaml = server.get(&configmaps(), "fixes").unwrap()["data"]["fixes.yaml"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let document = selfheal::document::FixDocument::parse(&yaml).unwrap();
+    assert_eq!(document.fixes().count(), 40, "{yaml}");
+    assert!(
+        server.conflicts.load(Ordering::Relaxed) > 0,
+        "the test must actually produce conflicting writes"
+    );
+}
+
+#[tokio::test]
+async fn malformed_configmap_keeps_the_last_good_fixes_and_says_why() {
+    let server = FakeApiServer::new();
+    server.put(
+        &configmaps(),
+        fixes_configmap("fixes:\n- {namespace: gitlab, resource: web, type: memory, value: 2Gi}\n- {namespace: gitlab, resource: db, type: memory, value: 1Gi}\n"),
+    );
+    let (store, metrics) = open(&server);
+    let snapshot = store.snapshot();
+    let _sync = store.spawn_sync();
+    eventually("initial load", || snapshot.current().len() == 2).await;
+
+    // Not YAML at all: everything is kept.
+    server.put(&configmaps(), fixes_configmap("fixes: [unclosed\n"));
+    eventually("document error counted", || {
+        metrics
+            .encode()
+            .contains("selfheal_store_errors_total{error=\"document\"} 1")
+    })
+    .await;
+    assert_eq!(snapshot.current().len(), 2);
+    let events = Collection {
+        prefix: "apis/events.k8s.io/v1".into(),
+        namespace: NAMESPACE.into(),
+        plural: "events".into(),
+    };
+    eventually("Warning event on the ConfigMap", || {
+        server.list(&events).iter().any(|e| {
+            e["reason"] == "InvalidFixStore"
+                && e["regarding"]["name"] == "fixes"
+                && e["note"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("not valid YAML")
+        })
+    })
+    .await;
+
+    // One bad entry: the good one is updated, the bad one keeps its last good value.
+    server.put(
+        &configmaps(),
+        fixes_configmap("fixes:\n- {namespace: gitlab, resource: web, type: memory, value: 2Gx}\n- {namespace: gitlab, resource: db, type: memory, value: 3Gi}\n"),
+    );
+    eventually("good entry updated", || {
+        snapshot
+            .current()
+            .lookup("gitlab", "db")
+            .first()
+            .is_some_and(|f| f.value.as_str() == "3Gi")
+    })
+    .await;
+    assert_eq!(
+        snapshot.current().lookup("gitlab", "web")[0].value.as_str(),
+        "2Gi"
+    );
+    eventually("entry problem event", || {
+        server.list(&events).iter().any(|e| {
+            e["reason"] == "InvalidFixEntries"
+                && e["note"].as_str().unwrap_or_default().contains("2Gx")
+        })
+    })
+    .await;
+
+    // A write while an entry is bad keeps the bad entry for a person to repair.
+    store
+        .record(memory_fix("gitlab", "cache", "1Gi"))
+        .await
+        .unwrap();
+    let yaml = server.get(&configmaps(), "fixes").unwrap()["data"]["fixes.yaml"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(yaml.contains("2Gx") && yaml.contains("cache"), "{yaml}");
+
+    // A write while the document is unreadable is refused rather than overwriting it.
+    server.put(&configmaps(), fixes_configmap("fixes: [unclosed\n"));
+    let error = store
+        .record(memory_fix("gitlab", "other", "1Gi"))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("not valid YAML"), "{error}");
+    assert_eq!(
+        server.get(&configmaps(), "fixes").unwrap()["data"]["fixes.yaml"],
+        "fixes: [unclosed\n"
+    );
+}
+
+#[tokio::test]
+async fn deleted_configmap_keeps_fixes_in_memory() {
+    let server = FakeApiServer::new();
+    server.put(
+        &configmaps(),
+        fixes_configmap("fixes:\n- {namespace: gitlab, resource: web, type: memory, value: 2Gi}\n"),
+    );
+    let (store, _) = open(&server);
+    let snapshot = store.snapshot();
+    let _sync = store.spawn_sync();
+    eventually("initial load", || snapshot.current().len() == 1).await;
+    let client = server.client();
+    let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(client, NAMESPACE);
+    api.delete("fixes", &Default::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(server.get(&configmaps(), "fixes").is_none());
+    assert_eq!(snapshot.current().len(), 1);
+}

@@ -1,0 +1,124 @@
+//! The file store: edits are picked up without a restart, a broken file keeps the last good
+//! fixes, writes are atomic and idempotent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use selfheal::fix::{Fix, FixRecord, MergeOutcome};
+use selfheal::metrics::Metrics;
+use selfheal::store::{FileStore, FixStore};
+
+fn storage_fix(resource: &str, value: &str) -> Fix {
+    Fix::from_record(FixRecord {
+        namespace: Some("gitlab".into()),
+        resource: Some(resource.into()),
+        fix_type: Some("storage".into()),
+        value: Some(value.into()),
+        ..FixRecord::default()
+    })
+    .unwrap()
+}
+
+fn open(path: &std::path::Path) -> (FixStore, Arc<Metrics>) {
+    let metrics = Arc::new(Metrics::new());
+    let store = FileStore::new(path, Duration::from_millis(20), metrics.clone());
+    (FixStore::File(Arc::new(store)), metrics)
+}
+
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+#[tokio::test]
+async fn edits_are_picked_up_and_a_broken_file_keeps_the_last_good_fixes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fixes.yaml");
+    std::fs::write(
+        &path,
+        "fixes:\n- {namespace: gitlab, resource: a, type: memory, value: 1Gi}\n",
+    )
+    .unwrap();
+    let (store, metrics) = open(&path);
+    let snapshot = store.snapshot();
+    let _sync = store.spawn_sync();
+    eventually("first load", || snapshot.current().len() == 1).await;
+
+    std::fs::write(&path, "fixes:\n- {namespace: gitlab, resource: a, type: memory, value: 1Gi}\n- {namespace: gitlab, resource: b, type: memory, value: 2Gi}\n").unwrap();
+    eventually("edit picked up", || snapshot.current().len() == 2).await;
+
+    std::fs::write(
+        &path,
+        "fixes:\n  - namespace: gitlab\n   bad indentation: [\n",
+    )
+    .unwrap();
+    eventually("error counted", || {
+        metrics.encode().contains("error=\"document\"")
+    })
+    .await;
+    assert_eq!(
+        snapshot.current().len(),
+        2,
+        "a broken file never empties the snapshot"
+    );
+}
+
+#[tokio::test]
+async fn missing_file_is_an_empty_store_and_record_creates_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(".state/fixes.yaml");
+    let (store, _) = open(&path);
+    assert_eq!(store.read_document().await.unwrap().fixes().count(), 0);
+    assert_eq!(
+        store.record(storage_fix("data", "20Gi")).await.unwrap(),
+        MergeOutcome::Added
+    );
+    assert_eq!(
+        store.snapshot().current().len(),
+        1,
+        "record publishes at once"
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.starts_with("fixes:") && text.contains("value: 20Gi"),
+        "{text}"
+    );
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    assert_eq!(
+        store.record(storage_fix("data", "20Gi")).await.unwrap(),
+        MergeOutcome::Unchanged
+    );
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().modified().unwrap(),
+        modified,
+        "no rewrite"
+    );
+    assert_eq!(
+        store.record(storage_fix("data", "30Gi")).await.unwrap(),
+        MergeOutcome::Raised {
+            from: "20Gi".into()
+        }
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "no temporary files left: {leftovers:?}");
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_yaml_is_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fixes.yaml");
+    std::fs::write(&path, "fixes: [oops\n").unwrap();
+    let (store, _) = open(&path);
+    let error = store.record(storage_fix("data", "20Gi")).await.unwrap_err();
+    assert!(error.to_string().contains("fixes.yaml"), "{error}");
+    assert!(error.to_string().contains("not valid YAML"), "{error}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "fixes: [oops\n");
+}
