@@ -1,0 +1,152 @@
+//! The `selfheal` binary as an operator runs it, with no cluster: `fixes`, `certs` and `serve`
+//! on the local defaults (file store, certificates generated on first run).
+
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn selfheal() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_selfheal"));
+    // No cluster: make sure no kubeconfig of the machine is picked up.
+    command
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env("HOME", "/nonexistent");
+    command
+}
+
+#[test]
+fn fixes_lists_the_file_as_a_table_yaml_and_json() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/fixes.yaml");
+    let table = selfheal()
+        .args(["fixes", "--fixes-file", data])
+        .output()
+        .unwrap();
+    assert!(table.status.success(), "{table:?}");
+    let text = String::from_utf8(table.stdout).unwrap();
+    assert!(text.starts_with("NAMESPACE"), "{text}");
+    assert!(
+        text.contains("gitlab-webservice") && text.contains("workhorse"),
+        "{text}"
+    );
+
+    let json = selfheal()
+        .args(["fixes", "--fixes-file", data, "-o", "json"])
+        .output()
+        .unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["fixes"].as_array().unwrap().len(), 9);
+
+    let yaml = selfheal()
+        .args(["fixes", "--fixes-file", data, "-o", "yaml"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8(yaml.stdout)
+            .unwrap()
+            .contains("type: storage")
+    );
+}
+
+#[test]
+fn fixes_names_what_is_wrong_with_a_broken_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fixes.yaml");
+    std::fs::write(&path, "fixes: {oops").unwrap();
+    let output = selfheal()
+        .args(["fixes", "--fixes-file", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("fixes.yaml") && stderr.contains("not valid YAML"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn certs_writes_files_and_prints_the_ca_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = selfheal()
+        .args(["certs", "--out-dir", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let bundle = String::from_utf8(output.stdout).unwrap();
+    let ca = std::fs::read_to_string(dir.path().join("ca.crt")).unwrap();
+    use base64::Engine;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(bundle.trim())
+        .unwrap();
+    assert_eq!(decoded, ca.as_bytes());
+    for file in ["ca.key", "tls.crt", "tls.key"] {
+        assert!(dir.path().join(file).exists(), "{file}");
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn serve_on_local_defaults_generates_certificates_and_becomes_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join(".state")).unwrap();
+    std::fs::write(
+        dir.path().join(".state/fixes.yaml"),
+        "fixes:\n- {namespace: gitlab, resource: web, type: memory, value: 4Gi}\n",
+    )
+    .unwrap();
+    let (https, health) = (free_port(), free_port());
+    let mut child = selfheal()
+        .current_dir(dir.path())
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{https}"),
+            "--health-listen",
+            &format!("127.0.0.1:{health}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ready = None;
+    for _ in 0..100 {
+        if let Some(body) = http_get(health, "/readyz") {
+            ready = Some(body);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let metrics = http_get(health, "/metrics").unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        ready.is_some_and(|r| r.contains("200 OK")),
+        "serve never became ready"
+    );
+    assert!(
+        dir.path().join("certs/tls.crt").exists(),
+        "certificates generated on first run"
+    );
+    assert!(metrics.contains("selfheal_fixes_loaded 1"), "{metrics}");
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
