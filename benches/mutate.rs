@@ -1,1 +1,109 @@
-fn main() {}
+//! The admission hot path with 1,000 fixes loaded: decoding a Deployment AdmissionReview, deciding
+//! the patch, and both together.
+//!
+//! Run: cargo bench --bench mutate
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
+
+use selfheal::document::FixDocument;
+use selfheal::index::FixIndex;
+use selfheal::webhook::decode_bytes;
+use selfheal::webhook::mutate::{self, Operation, Policy, Request};
+use selfheal::webhook::target::WorkloadKind;
+
+/// 1,000 fixes over 100 namespaces, including the two the review's Deployment matches.
+fn thousand_fixes() -> FixIndex {
+    let mut yaml = String::from("fixes:\n");
+    for n in 0..100 {
+        for r in 0..10 {
+            let (namespace, resource) = if n == 0 && r < 2 {
+                ("gitlab".to_string(), "gitlab-webservice".to_string())
+            } else {
+                (format!("team-{n}"), format!("service-{r}"))
+            };
+            let container = if n == 0 && r == 1 {
+                "    container: workhorse\n"
+            } else {
+                ""
+            };
+            yaml.push_str(&format!(
+                "  - namespace: {namespace}\n    resource: {resource}\n    type: memory\n    value: {}Mi\n{container}    timestamp: 2026-01-15T10:30:00Z\n",
+                1024 + r * 256
+            ));
+        }
+    }
+    let document = FixDocument::parse(&yaml).expect("valid");
+    let index = FixIndex::new(document.fixes().cloned());
+    assert_eq!(index.len(), 1000);
+    index
+}
+
+fn review_bytes() -> Vec<u8> {
+    std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/deployment-create.json"
+    ))
+    .expect("test data")
+}
+
+fn benches(c: &mut Criterion) {
+    let index = thousand_fixes();
+    let policy = Policy {
+        protected_namespaces: vec!["kube-system".into(), "selfheal".into()],
+    };
+    let bytes = review_bytes();
+    let request = decode_bytes(&bytes).expect("valid review");
+    let object = serde_json::to_value(request.object.as_ref().expect("object")).expect("json");
+    let decide = |object: &serde_json::Value| {
+        mutate::mutate(
+            &Request {
+                kind: WorkloadKind::Deployment,
+                operation: Operation::Create,
+                namespace: "gitlab",
+                object,
+            },
+            &index,
+            &policy,
+        )
+    };
+    assert!(
+        !decide(&object).patch.0.is_empty(),
+        "the bench must exercise a real patch"
+    );
+
+    c.bench_function("decide: Deployment, 1000 fixes, patch", |b| {
+        b.iter(|| decide(black_box(&object)))
+    });
+    let mut elsewhere = object.clone();
+    elsewhere["metadata"]["namespace"] = "no-fixes-here".into();
+    c.bench_function("decide: Deployment, 1000 fixes, no fix in namespace", |b| {
+        b.iter(|| {
+            mutate::mutate(
+                &Request {
+                    kind: WorkloadKind::Deployment,
+                    operation: Operation::Create,
+                    namespace: "no-fixes-here",
+                    object: black_box(&elsewhere),
+                },
+                &index,
+                &policy,
+            )
+        })
+    });
+    c.bench_function("decode AdmissionReview (Deployment, 4 KiB)", |b| {
+        b.iter(|| decode_bytes(black_box(&bytes)))
+    });
+    c.bench_function("decode + decide + encode patch", |b| {
+        b.iter(|| {
+            let request = decode_bytes(black_box(&bytes)).expect("valid");
+            let object =
+                serde_json::to_value(request.object.as_ref().expect("object")).expect("json");
+            let mutation = decide(&object);
+            serde_json::to_vec(&mutation.patch).expect("encode")
+        })
+    });
+}
+
+criterion_group!(mutate_benches, benches);
+criterion_main!(mutate_benches);

@@ -22,7 +22,6 @@ use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use serde_json::json;
 
-use crate::fix::FixType;
 use crate::metrics::{FixTypeLabels, Metrics, ReviewLabels};
 use crate::store::Snapshot;
 use mutate::{Mutation, Operation, Policy, Request};
@@ -224,11 +223,13 @@ fn decide(
 }
 
 fn outcome_label(mutation: &Mutation) -> String {
-    match mutation.skipped {
-        _ if !mutation.patch.0.is_empty() => "patched".into(),
-        Some(skip) => skip.as_str().into(),
-        None => "unchanged".into(),
+    if !mutation.patch.0.is_empty() {
+        return "patched".into();
     }
+    mutation
+        .skipped
+        .map_or("unchanged", |skip| skip.as_str())
+        .into()
 }
 
 fn respond_with(
@@ -259,7 +260,7 @@ fn respond_with(
                 .metrics
                 .patches_applied
                 .get_or_create(&FixTypeLabels {
-                    fix_type: fix_type_label(applied.fix_type).into(),
+                    fix_type: applied.fix_type.as_str().into(),
                 })
                 .inc();
         }
@@ -272,10 +273,6 @@ fn respond_with(
             format!("selfheal: patch could not be encoded ({error}); fixes not applied"),
         ),
     }
-}
-
-fn fix_type_label(fix_type: FixType) -> &'static str {
-    fix_type.as_str()
 }
 
 fn with_warning(mut response: AdmissionResponse, warning: String) -> AdmissionResponse {

@@ -166,8 +166,8 @@ pub fn mutate(request: &Request<'_>, index: &FixIndex, policy: &Policy) -> Mutat
         }
     }
     if claims_allowed {
-        for (fix, template) in &claim_fixes {
-            raise_claims(request.kind, &mut changed, fix, *template, &mut mutation);
+        for fix in &claim_fixes {
+            raise_claims(request.kind, &mut changed, fix, &mut mutation);
         }
     }
     if mutation.applied.is_empty() {
@@ -190,11 +190,8 @@ fn memory_fixes<'i>(request: &Request<'_>, index: &'i FixIndex) -> Vec<&'i Fix> 
         .collect()
 }
 
-/// Storage fixes for a claim or a StatefulSet, each with the claim template it is limited to.
-fn claim_fixes<'i, 'o>(
-    request: &Request<'o>,
-    index: &'i FixIndex,
-) -> Vec<(&'i Fix, Option<&'o str>)> {
+/// Storage fixes for a claim (by its own name, or as a claim of a StatefulSet) or a StatefulSet.
+fn claim_fixes<'i>(request: &Request<'_>, index: &'i FixIndex) -> Vec<&'i Fix> {
     let storage = |fix: &&Fix| fix.fix_type == FixType::Storage;
     let name = target::str_at(request.object, &["metadata", "name"]).unwrap_or_default();
     match request.kind {
@@ -202,15 +199,13 @@ fn claim_fixes<'i, 'o>(
             .lookup(request.namespace, name)
             .iter()
             .filter(storage)
-            .map(|fix| (fix, None))
             .collect(),
         WorkloadKind::PersistentVolumeClaim => {
-            let mut found: Vec<(&Fix, Option<&str>)> = index
+            let mut found: Vec<&Fix> = index
                 .lookup(request.namespace, name)
                 .iter()
                 .filter(storage)
                 .filter(|fix| fix.claim.is_none())
-                .map(|fix| (fix, None))
                 .collect();
             let owner = match target::controller(request.object) {
                 Some(("StatefulSet", owner)) => Some(owner),
@@ -222,8 +217,7 @@ fn claim_fixes<'i, 'o>(
                         .lookup(request.namespace, statefulset)
                         .iter()
                         .filter(storage)
-                        .filter(|fix| fix.claim.as_deref().is_none_or(|c| c == template))
-                        .map(|fix| (fix, Some(template))),
+                        .filter(|fix| fix.claim.as_deref().is_none_or(|c| c == template)),
                 );
             }
             found
@@ -305,13 +299,7 @@ fn raise_container_memory(
     })
 }
 
-fn raise_claims(
-    kind: WorkloadKind,
-    object: &mut Value,
-    fix: &Fix,
-    template: Option<&str>,
-    mutation: &mut Mutation,
-) {
+fn raise_claims(kind: WorkloadKind, object: &mut Value, fix: &Fix, mutation: &mut Mutation) {
     match kind {
         WorkloadKind::PersistentVolumeClaim => {
             let name = target::str_at(object, &["metadata", "name"])
@@ -322,7 +310,6 @@ fn raise_claims(
             {
                 mutation.applied.push(applied);
             }
-            let _ = template;
         }
         WorkloadKind::StatefulSet => {
             let Some(templates) = object

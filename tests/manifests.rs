@@ -1,0 +1,150 @@
+//! The shipped manifests keep the promises that stop a webhook from taking a cluster down, and
+//! agree with what the code does.
+
+use serde_norway::Value;
+
+fn documents(file: &str) -> Vec<Value> {
+    let path = format!("{}/manifests/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_norway::Deserializer::from_str(&text)
+        .map(|doc| serde::Deserialize::deserialize(doc).expect("valid YAML"))
+        .collect()
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_sequence()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn webhook_fails_open_quickly_and_skips_system_namespaces() {
+    let config = &documents("mutatingwebhookconfiguration.yaml")[0];
+    let webhooks = config["webhooks"].as_sequence().unwrap();
+    assert_eq!(webhooks.len(), 1);
+    let webhook = &webhooks[0];
+    assert_eq!(webhook["failurePolicy"].as_str(), Some("Ignore"));
+    assert!(webhook["timeoutSeconds"].as_u64().unwrap() <= 5);
+    assert_eq!(webhook["sideEffects"].as_str(), Some("None"));
+    assert_eq!(strings(&webhook["admissionReviewVersions"]), ["v1"]);
+    assert_eq!(
+        webhook["clientConfig"]["service"]["path"].as_str(),
+        Some("/mutate")
+    );
+    let expressions = webhook["namespaceSelector"]["matchExpressions"]
+        .as_sequence()
+        .unwrap();
+    let excluded = expressions
+        .iter()
+        .find(|e| e["key"].as_str() == Some("kubernetes.io/metadata.name"))
+        .expect("namespace name exclusion");
+    assert_eq!(excluded["operator"].as_str(), Some("NotIn"));
+    let names = strings(&excluded["values"]);
+    assert!(names.contains(&"kube-system".into()) && names.contains(&"selfheal".into()));
+    let opt_out = &webhook["objectSelector"]["matchExpressions"][0];
+    assert_eq!(
+        opt_out["key"].as_str(),
+        Some(selfheal::webhook::mutate::OPT_OUT_LABEL)
+    );
+}
+
+#[test]
+fn immutable_kinds_are_registered_for_create_only() {
+    use selfheal::webhook::target::WorkloadKind;
+    let config = &documents("mutatingwebhookconfiguration.yaml")[0];
+    for rule in config["webhooks"][0]["rules"].as_sequence().unwrap() {
+        let operations = strings(&rule["operations"]);
+        for resource in strings(&rule["resources"]) {
+            let kind = match resource.as_str() {
+                "pods" => WorkloadKind::Pod,
+                "persistentvolumeclaims" => WorkloadKind::PersistentVolumeClaim,
+                "jobs" => WorkloadKind::Job,
+                "deployments" => WorkloadKind::Deployment,
+                "statefulsets" => WorkloadKind::StatefulSet,
+                "daemonsets" => WorkloadKind::DaemonSet,
+                "replicasets" => WorkloadKind::ReplicaSet,
+                "cronjobs" => WorkloadKind::CronJob,
+                other => panic!("unexpected resource {other}"),
+            };
+            let wants_update = operations.contains(&"UPDATE".to_string());
+            assert_eq!(
+                wants_update,
+                kind.pod_spec_mutable_on_update(),
+                "{resource}: registered operations {operations:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn rbac_grants_only_what_the_code_uses() {
+    let role = &documents("rbac.yaml")[0];
+    assert_eq!(
+        role["kind"].as_str(),
+        Some("Role"),
+        "namespaced, never cluster-wide"
+    );
+    let mut grants: Vec<String> = Vec::new();
+    for rule in role["rules"].as_sequence().unwrap() {
+        for resource in strings(&rule["resources"]) {
+            for verb in strings(&rule["verbs"]) {
+                grants.push(format!("{resource}:{verb}"));
+            }
+        }
+    }
+    grants.sort();
+    assert_eq!(
+        grants,
+        [
+            "configmaps:create",
+            "configmaps:get",
+            "configmaps:list",
+            "configmaps:update",
+            "configmaps:watch",
+            "events:create",
+            "events:patch",
+        ]
+    );
+}
+
+#[test]
+fn deployment_is_hardened_and_probed_on_the_health_port() {
+    let deployment = &documents("deployment.yaml")[0];
+    assert!(deployment["spec"]["replicas"].as_u64().unwrap() >= 2);
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+    let container = &pod["containers"][0];
+    assert_eq!(
+        container["securityContext"]["readOnlyRootFilesystem"].as_bool(),
+        Some(true)
+    );
+    assert_eq!(
+        container["securityContext"]["allowPrivilegeEscalation"].as_bool(),
+        Some(false)
+    );
+    assert_eq!(
+        container["livenessProbe"]["httpGet"]["path"].as_str(),
+        Some("/healthz")
+    );
+    assert_eq!(
+        container["readinessProbe"]["httpGet"]["path"].as_str(),
+        Some("/readyz")
+    );
+    assert!(container["resources"]["limits"]["memory"].is_string());
+    assert!(container["resources"]["requests"]["cpu"].is_string());
+    let pdb = &documents("poddisruptionbudget.yaml")[0];
+    assert_eq!(pdb["kind"].as_str(), Some("PodDisruptionBudget"));
+}
+
+#[test]
+fn fixes_configmap_ships_without_data_so_apply_never_resets_fixes() {
+    let configmap = &documents("configmap-fixes.yaml")[0];
+    assert_eq!(configmap["metadata"]["name"].as_str(), Some("fixes"));
+    assert!(configmap.get("data").is_none());
+}
