@@ -18,6 +18,8 @@
 
 pub mod certs;
 pub mod cli;
+pub mod detect;
+pub mod diagnose;
 pub mod document;
 pub mod fix;
 pub mod index;

@@ -1,0 +1,443 @@
+//! DETECT: what is wrong with a Pod or a PersistentVolumeClaim, read from its status as the
+//! kubelet and controllers write it. Pure functions; the watcher feeds them from its caches.
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{ContainerStatus, PersistentVolumeClaim, Pod};
+use serde::Serialize;
+
+/// One detected problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub namespace: String,
+    /// `Pod` or `PersistentVolumeClaim`.
+    pub object_kind: &'static str,
+    pub object_name: String,
+    pub uid: String,
+    #[serde(flatten)]
+    pub kind: ProblemKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "problem", rename_all = "camelCase")]
+pub enum ProblemKind {
+    /// The container was killed for exceeding its memory limit (now, or before its last restart).
+    OomKilled {
+        container: String,
+        init: bool,
+        restart_count: i32,
+    },
+    /// The container keeps exiting and the kubelet is backing off.
+    CrashLoopBackOff {
+        container: String,
+        init: bool,
+        restart_count: i32,
+        exit_code: Option<i32>,
+        message: Option<String>,
+    },
+    /// The image cannot be pulled.
+    ImagePull {
+        container: String,
+        reason: String,
+        message: Option<String>,
+    },
+    /// The container cannot be created from its configuration (missing ConfigMap or Secret).
+    CreateConfigError { container: String, message: String },
+    /// No node fits the pod.
+    Unschedulable { message: String },
+    /// Scheduled, but the containers have not started within the grace period (mounts, ...).
+    StuckCreating { seconds: i64 },
+    /// A claim stayed Pending beyond the grace period.
+    ClaimPending {
+        seconds: i64,
+        storage_class: Option<String>,
+    },
+    /// The claim lost its volume.
+    ClaimLost,
+}
+
+impl ProblemKind {
+    /// Short name for tables, metrics and Event reasons.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProblemKind::OomKilled { .. } => "OOMKilled",
+            ProblemKind::CrashLoopBackOff { .. } => "CrashLoopBackOff",
+            ProblemKind::ImagePull { .. } => "ImagePullBackOff",
+            ProblemKind::CreateConfigError { .. } => "CreateContainerConfigError",
+            ProblemKind::Unschedulable { .. } => "Unschedulable",
+            ProblemKind::StuckCreating { .. } => "StuckCreating",
+            ProblemKind::ClaimPending { .. } => "ClaimPending",
+            ProblemKind::ClaimLost => "ClaimLost",
+        }
+    }
+
+    /// The container concerned, if the problem is about one.
+    pub fn container(&self) -> Option<&str> {
+        match self {
+            ProblemKind::OomKilled { container, .. }
+            | ProblemKind::CrashLoopBackOff { container, .. }
+            | ProblemKind::ImagePull { container, .. }
+            | ProblemKind::CreateConfigError { container, .. } => Some(container),
+            _ => None,
+        }
+    }
+}
+
+/// Grace periods before a slow start counts as a problem.
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    pub stuck_creating_seconds: i64,
+    pub claim_pending_seconds: i64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            stuck_creating_seconds: 300,
+            claim_pending_seconds: 300,
+        }
+    }
+}
+
+/// Every problem of a pod, init containers included.
+pub fn pod_problems(pod: &Pod, now: Timestamp, thresholds: &Thresholds) -> Vec<Problem> {
+    let Some(status) = &pod.status else {
+        return Vec::new();
+    };
+    let problem = |kind| Problem {
+        namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+        object_kind: "Pod",
+        object_name: pod.metadata.name.clone().unwrap_or_default(),
+        uid: pod.metadata.uid.clone().unwrap_or_default(),
+        kind,
+    };
+    let init = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .map(|s| (s, true));
+    let regular = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .map(|s| (s, false));
+    let mut problems: Vec<Problem> = init
+        .chain(regular)
+        .filter_map(|(container, init)| container_problem(container, init))
+        .map(problem)
+        .collect();
+
+    if status.phase.as_deref() == Some("Pending") && problems.is_empty() {
+        let conditions = status.conditions.iter().flatten();
+        let unschedulable = conditions.clone().find(|c| {
+            c.type_ == "PodScheduled"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+        });
+        if let Some(condition) = unschedulable {
+            problems.push(problem(ProblemKind::Unschedulable {
+                message: condition.message.clone().unwrap_or_default(),
+            }));
+        } else if let Some(since) = scheduled_at(pod) {
+            let seconds = now.as_second() - since.as_second();
+            if seconds >= thresholds.stuck_creating_seconds {
+                problems.push(problem(ProblemKind::StuckCreating { seconds }));
+            }
+        }
+    }
+    problems
+}
+
+fn container_problem(status: &ContainerStatus, init: bool) -> Option<ProblemKind> {
+    let name = status.name.clone();
+    let waiting = status.state.as_ref().and_then(|s| s.waiting.as_ref());
+    let waiting_reason = waiting
+        .and_then(|w| w.reason.as_deref())
+        .unwrap_or_default();
+    let terminated_now = status.state.as_ref().and_then(|s| s.terminated.as_ref());
+    let terminated_last = status
+        .last_state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref());
+    let oom = |t: Option<&k8s_openapi::api::core::v1::ContainerStateTerminated>| {
+        t.is_some_and(|t| t.reason.as_deref() == Some("OOMKilled"))
+    };
+    // OOM first: a CrashLoopBackOff whose last exit was an OOM kill is an OOM problem, and so is
+    // a Running container whose previous instance was OOM killed (seen by its restart count).
+    if oom(terminated_now) || oom(terminated_last) {
+        return Some(ProblemKind::OomKilled {
+            container: name,
+            init,
+            restart_count: status.restart_count,
+        });
+    }
+    match waiting_reason {
+        "CrashLoopBackOff" => Some(ProblemKind::CrashLoopBackOff {
+            container: name,
+            init,
+            restart_count: status.restart_count,
+            exit_code: terminated_last.map(|t| t.exit_code),
+            message: terminated_last
+                .and_then(|t| t.message.clone().or(t.reason.clone()))
+                .or_else(|| waiting.and_then(|w| w.message.clone())),
+        }),
+        "ImagePullBackOff" | "ErrImagePull" | "InvalidImageName" => Some(ProblemKind::ImagePull {
+            container: name,
+            reason: waiting_reason.to_string(),
+            message: waiting.and_then(|w| w.message.clone()),
+        }),
+        "CreateContainerConfigError" | "CreateContainerError" => {
+            Some(ProblemKind::CreateConfigError {
+                container: name,
+                message: waiting.and_then(|w| w.message.clone()).unwrap_or_default(),
+            })
+        }
+        _ => None,
+    }
+}
+
+fn scheduled_at(pod: &Pod) -> Option<Timestamp> {
+    let condition = pod
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "True")?;
+    condition.last_transition_time.as_ref().map(|t| t.0)
+}
+
+/// The problem of a claim, if it has one.
+pub fn claim_problem(
+    claim: &PersistentVolumeClaim,
+    now: Timestamp,
+    thresholds: &Thresholds,
+) -> Option<Problem> {
+    let phase = claim.status.as_ref()?.phase.as_deref()?;
+    let kind = match phase {
+        "Lost" => ProblemKind::ClaimLost,
+        "Pending" => {
+            let created = claim.metadata.creation_timestamp.as_ref()?.0;
+            let seconds = now.as_second() - created.as_second();
+            if seconds < thresholds.claim_pending_seconds {
+                return None;
+            }
+            ProblemKind::ClaimPending {
+                seconds,
+                storage_class: claim
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.storage_class_name.clone()),
+            }
+        }
+        _ => return None,
+    };
+    Some(Problem {
+        namespace: claim.metadata.namespace.clone().unwrap_or_default(),
+        object_kind: "PersistentVolumeClaim",
+        object_name: claim.metadata.name.clone().unwrap_or_default(),
+        uid: claim.metadata.uid.clone().unwrap_or_default(),
+        kind,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> Timestamp {
+        "2026-11-28T12:00:00Z".parse().unwrap()
+    }
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web-7d9f8c6b5-x2x7q", "namespace": "gitlab", "uid": "u1"},
+            "spec": {"containers": [{"name": "app", "image": "app:1"}]},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    /// A Running container whose previous instance was OOM killed, as the kubelet reports it.
+    #[test]
+    fn running_after_an_oom_kill_is_detected_by_last_state() {
+        let pod = pod(json!({
+            "phase": "Running",
+            "containerStatuses": [{
+                "name": "app", "ready": true, "restartCount": 3, "image": "app:1", "imageID": "",
+                "state": {"running": {"startedAt": "2026-11-28T11:59:00Z"}},
+                "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled",
+                    "startedAt": "2026-11-28T11:50:00Z", "finishedAt": "2026-11-28T11:58:59Z",
+                    "containerID": "containerd://abc"}}
+            }]
+        }));
+        let problems = pod_problems(&pod, now(), &Thresholds::default());
+        assert_eq!(
+            problems[0].kind,
+            ProblemKind::OomKilled {
+                container: "app".into(),
+                init: false,
+                restart_count: 3
+            }
+        );
+    }
+
+    #[test]
+    fn crashloop_with_an_oom_last_state_is_an_oom() {
+        let pod = pod(json!({
+            "phase": "Running",
+            "containerStatuses": [{
+                "name": "app", "ready": false, "restartCount": 5, "image": "app:1", "imageID": "",
+                "state": {"waiting": {"reason": "CrashLoopBackOff",
+                    "message": "back-off 2m40s restarting failed container=app pod=web-7d9f8c6b5-x2x7q_gitlab(u1)"}},
+                "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}
+            }]
+        }));
+        assert_eq!(
+            pod_problems(&pod, now(), &Thresholds::default())[0]
+                .kind
+                .name(),
+            "OOMKilled"
+        );
+    }
+
+    #[test]
+    fn crashloop_keeps_the_last_exit() {
+        let pod = pod(json!({
+            "phase": "Running",
+            "containerStatuses": [{
+                "name": "app", "ready": false, "restartCount": 7, "image": "app:1", "imageID": "",
+                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s"}},
+                "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}
+            }]
+        }));
+        let problems = pod_problems(&pod, now(), &Thresholds::default());
+        assert_eq!(
+            problems[0].kind,
+            ProblemKind::CrashLoopBackOff {
+                container: "app".into(),
+                init: false,
+                restart_count: 7,
+                exit_code: Some(1),
+                message: Some("Error".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn init_container_image_pull_failure() {
+        let pod = pod(json!({
+            "phase": "Pending",
+            "initContainerStatuses": [{
+                "name": "migrate", "ready": false, "restartCount": 0, "image": "registry.example.com/migrate:v9", "imageID": "",
+                "state": {"waiting": {"reason": "ImagePullBackOff",
+                    "message": "Back-off pulling image \"registry.example.com/migrate:v9\""}}
+            }],
+            "containerStatuses": [{
+                "name": "app", "ready": false, "restartCount": 0, "image": "app:1", "imageID": "",
+                "state": {"waiting": {"reason": "PodInitializing"}}
+            }]
+        }));
+        let problems = pod_problems(&pod, now(), &Thresholds::default());
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].kind.name(), "ImagePullBackOff");
+        assert_eq!(problems[0].kind.container(), Some("migrate"));
+    }
+
+    #[test]
+    fn unschedulable_and_stuck_creating() {
+        let unschedulable = pod(json!({
+            "phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": "0/3 nodes are available: 3 Insufficient memory. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."}]
+        }));
+        let problems = pod_problems(&unschedulable, now(), &Thresholds::default());
+        assert!(
+            matches!(&problems[0].kind, ProblemKind::Unschedulable { message } if message.contains("Insufficient memory"))
+        );
+
+        let creating = |since: &str| {
+            pod(json!({
+                "phase": "Pending",
+                "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": since}],
+                "containerStatuses": [{"name": "app", "ready": false, "restartCount": 0, "image": "app:1", "imageID": "",
+                    "state": {"waiting": {"reason": "ContainerCreating"}}}]
+            }))
+        };
+        let stuck = pod_problems(
+            &creating("2026-11-28T11:50:00Z"),
+            now(),
+            &Thresholds::default(),
+        );
+        assert_eq!(stuck[0].kind, ProblemKind::StuckCreating { seconds: 600 });
+        assert!(
+            pod_problems(
+                &creating("2026-11-28T11:59:00Z"),
+                now(),
+                &Thresholds::default()
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn healthy_pods_have_no_problem() {
+        let healthy = pod(json!({
+            "phase": "Running",
+            "containerStatuses": [{"name": "app", "ready": true, "restartCount": 0, "image": "app:1", "imageID": "",
+                "state": {"running": {"startedAt": "2026-11-28T11:00:00Z"}}}]
+        }));
+        assert!(pod_problems(&healthy, now(), &Thresholds::default()).is_empty());
+    }
+
+    #[test]
+    fn claims_pending_beyond_grace_and_lost() {
+        let claim = |phase: &str, created: &str| -> PersistentVolumeClaim {
+            serde_json::from_value(json!({
+                "metadata": {"name": "data-db-0", "namespace": "gitlab", "creationTimestamp": created},
+                "spec": {"storageClassName": "fast", "resources": {"requests": {"storage": "8Gi"}}},
+                "status": {"phase": phase}
+            }))
+            .unwrap()
+        };
+        let pending = claim_problem(
+            &claim("Pending", "2026-11-28T11:00:00Z"),
+            now(),
+            &Thresholds::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            pending.kind,
+            ProblemKind::ClaimPending {
+                seconds: 3600,
+                storage_class: Some("fast".into())
+            }
+        );
+        assert!(
+            claim_problem(
+                &claim("Pending", "2026-11-28T11:59:00Z"),
+                now(),
+                &Thresholds::default()
+            )
+            .is_none()
+        );
+        assert_eq!(
+            claim_problem(
+                &claim("Lost", "2026-11-28T11:00:00Z"),
+                now(),
+                &Thresholds::default()
+            )
+            .unwrap()
+            .kind,
+            ProblemKind::ClaimLost
+        );
+        assert!(
+            claim_problem(
+                &claim("Bound", "2026-11-28T11:00:00Z"),
+                now(),
+                &Thresholds::default()
+            )
+            .is_none()
+        );
+    }
+}
