@@ -16,6 +16,7 @@
 //! (admission), `tls` and `certs` (serving certificates), `metrics`, `cli`, `serve` and `list`
 //! (commands).
 
+pub mod actions;
 pub mod certs;
 pub mod cli;
 pub mod detect;
@@ -30,3 +31,4 @@ pub mod serve;
 pub mod store;
 pub mod tls;
 pub mod webhook;
+pub mod workload;

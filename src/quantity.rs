@@ -57,6 +57,28 @@ impl ByteQuantity {
         })
     }
 
+    /// A whole number of bytes, written with the largest binary suffix that divides it
+    /// (`805306368` → `768Mi`, `4294967296` → `4Gi`).
+    pub fn from_bytes(bytes: u128) -> Self {
+        const SUFFIXES: [(u128, &str); 4] = [
+            (1 << 40, "Ti"),
+            (1 << 30, "Gi"),
+            (1 << 20, "Mi"),
+            (1 << 10, "Ki"),
+        ];
+        let text = SUFFIXES
+            .iter()
+            .find(|(unit, _)| bytes >= *unit && bytes % unit == 0)
+            .map_or_else(
+                || bytes.to_string(),
+                |(unit, suffix)| format!("{}{suffix}", bytes / unit),
+            );
+        Self {
+            parsed: ParsedQuantity::try_from(text.as_str()).unwrap_or_default(),
+            text,
+        }
+    }
+
     /// The quantity as the operator wrote it.
     pub fn as_str(&self) -> &str {
         &self.text
@@ -117,6 +139,17 @@ mod tests {
             1024 * 1024 * 1536
         );
         assert_eq!(ByteQuantity::parse(" 1Ki ").unwrap().as_str(), "1Ki");
+    }
+
+    #[test]
+    fn from_bytes_uses_the_tidiest_suffix() {
+        assert_eq!(ByteQuantity::from_bytes(805306368).as_str(), "768Mi");
+        assert_eq!(ByteQuantity::from_bytes(4 << 30).as_str(), "4Gi");
+        assert_eq!(ByteQuantity::from_bytes(1000).as_str(), "1000");
+        assert_eq!(
+            ByteQuantity::from_bytes(768 << 20),
+            ByteQuantity::parse("768Mi").unwrap()
+        );
     }
 
     #[test]

@@ -1,0 +1,554 @@
+//! FIX, the decision: from a problem and its diagnosis, what to do — or why not to act.
+//!
+//! Pure: everything the decision needs is in `Situation`; `execute.rs` carries the plan out.
+//! The safety rails live here: ceilings, the memory rule, the number of raises before giving up.
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::detect::{Problem, ProblemKind};
+use crate::diagnose::{Cause, Diagnosis};
+use crate::fix::{Fix, FixType};
+use crate::quantity::ByteQuantity;
+use crate::workload::Workload;
+
+const MI: u128 = 1 << 20;
+const GI: u128 = 1 << 30;
+
+/// Safety rails on automatic actions.
+#[derive(Debug, Clone)]
+pub struct Rails {
+    /// Memory is never raised past this.
+    pub memory_ceiling: ByteQuantity,
+    /// A raise adds at least this much...
+    pub memory_min_step: ByteQuantity,
+    /// ...and multiplies by at least this percentage.
+    pub memory_ratio_percent: u32,
+    /// After this many raises of the same fix without recovery: stop and alert.
+    pub max_memory_raises: u32,
+    pub storage_ceiling: ByteQuantity,
+    pub storage_ratio_percent: u32,
+    /// Pod deletions to retry an image that does not exist or is denied, before alerting.
+    pub max_permanent_pull_retries: u32,
+}
+
+impl Default for Rails {
+    fn default() -> Self {
+        Self {
+            memory_ceiling: ByteQuantity::from_bytes(8 * GI),
+            memory_min_step: ByteQuantity::from_bytes(256 * MI),
+            memory_ratio_percent: 150,
+            max_memory_raises: 3,
+            storage_ceiling: ByteQuantity::from_bytes(1024 * GI),
+            storage_ratio_percent: 150,
+            max_permanent_pull_retries: 2,
+        }
+    }
+}
+
+/// A claim mounted by the pod.
+#[derive(Debug, Clone)]
+pub struct ClaimInfo {
+    pub name: String,
+    pub request: Option<ByteQuantity>,
+    /// Bound, and its StorageClass has `allowVolumeExpansion: true`.
+    pub expandable: bool,
+}
+
+/// Everything the decision looks at.
+#[derive(Debug, Clone)]
+pub struct Situation<'a> {
+    pub problem: &'a Problem,
+    pub diagnosis: &'a Diagnosis,
+    pub workload: Option<&'a Workload>,
+    /// Memory limit of the problem's container in the pod.
+    pub container_limit: Option<ByteQuantity>,
+    /// The namespace's LimitRange maximum for container memory.
+    pub limit_range_max: Option<ByteQuantity>,
+    /// The memory fix already stored for this workload and container.
+    pub stored_fix: Option<&'a Fix>,
+    pub claims: &'a [ClaimInfo],
+    /// Earlier actions on this target (from the rate limiter).
+    pub attempts: u32,
+    pub now: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "camelCase")]
+pub enum Plan {
+    /// Record a memory fix, then restart the workload so the webhook applies it to new pods.
+    RaiseMemory {
+        #[serde(serialize_with = "fix_summary")]
+        fix: Fix,
+        restart: Option<Workload>,
+    },
+    /// Record a storage fix; expand the bound claim where its class allows it.
+    RaiseStorage {
+        #[serde(serialize_with = "fix_summary")]
+        fix: Fix,
+        claim: String,
+        expand: bool,
+    },
+    /// Restart the pod through the Eviction API (honours PodDisruptionBudgets).
+    EvictPod,
+    /// Delete the pod so its controller creates a new one (retries an image pull).
+    DeletePod,
+    /// Restart the workload behind `host:port` if it is not ready (never the caller).
+    RestartDependency { host: String, port: u16 },
+    /// A decision not to act, and why.
+    Report { reason: String },
+    /// Automatic healing gave up or cannot help: a person must look.
+    Alert { reason: String },
+}
+
+impl Plan {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Plan::RaiseMemory { .. } => "RaiseMemory",
+            Plan::RaiseStorage { .. } => "RaiseStorage",
+            Plan::EvictPod => "EvictPod",
+            Plan::DeletePod => "DeletePod",
+            Plan::RestartDependency { .. } => "RestartDependency",
+            Plan::Report { .. } => "Report",
+            Plan::Alert { .. } => "Alert",
+        }
+    }
+}
+
+fn fix_summary<S: serde::Serializer>(fix: &Fix, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&format_args!(
+        "{} {}={} {}",
+        fix.resource,
+        fix.fix_type,
+        fix.value,
+        fix.target().unwrap_or("")
+    ))
+}
+
+fn report(reason: impl Into<String>) -> Plan {
+    Plan::Report {
+        reason: reason.into(),
+    }
+}
+
+/// Decides what to do about one problem.
+pub fn plan(s: &Situation<'_>, rails: &Rails) -> Plan {
+    let cause = s.diagnosis.cause;
+    match &s.problem.kind {
+        ProblemKind::OomKilled { container, .. } => plan_memory(s, container, rails),
+        ProblemKind::CrashLoopBackOff { container, .. } => match cause {
+            Cause::OutOfMemory => plan_memory(s, container, rails),
+            Cause::NoSpaceLeft => plan_storage(s, rails),
+            Cause::ConnectionRefused => match &s.diagnosis.endpoint {
+                Some((host, port)) => Plan::RestartDependency {
+                    host: host.clone(),
+                    port: *port,
+                },
+                None => report("connection refused, but the log line names no host:port"),
+            },
+            Cause::MissingConfigMap
+            | Cause::MissingSecret
+            | Cause::PermissionDenied
+            | Cause::DnsFailure => report(format!("{}: a restart cannot fix this", cause.as_str())),
+            _ if s.workload.is_none() => {
+                report("bare pod: no controller would recreate it, not restarting")
+            }
+            _ => Plan::EvictPod,
+        },
+        ProblemKind::ImagePull { .. } => {
+            if s.workload.is_none() {
+                return report("bare pod: deleting it would not bring it back");
+            }
+            let permanent = matches!(cause, Cause::ImageNotFound | Cause::ImageUnauthorized);
+            if permanent && s.attempts >= rails.max_permanent_pull_retries {
+                return Plan::Alert {
+                    reason: format!(
+                        "{} after {} retries: fix the image reference or the pull secret",
+                        cause.as_str(),
+                        s.attempts
+                    ),
+                };
+            }
+            Plan::DeletePod
+        }
+        ProblemKind::CreateConfigError { .. } => report(format!(
+            "{}: create it, then the kubelet retries by itself",
+            cause.as_str()
+        )),
+        ProblemKind::Unschedulable { .. } => report(format!(
+            "unschedulable ({}): needs capacity or smaller requests",
+            cause.as_str()
+        )),
+        ProblemKind::StuckCreating { .. } => report(format!("stuck creating: {}", cause.as_str())),
+        ProblemKind::ClaimPending { .. } => report(format!("claim pending: {}", cause.as_str())),
+        ProblemKind::ClaimLost => Plan::Alert {
+            reason: "the claim lost its volume: data may be gone, restore from backup".into(),
+        },
+    }
+}
+
+/// The next memory limit after an OOM kill at `current`: at least `min_step` more and at least
+/// `ratio` times more, rounded up to a tidy size (64Mi below 1Gi, 256Mi above), capped by the
+/// ceiling and the LimitRange maximum. `None` when the cap leaves no room to grow.
+pub fn next_memory_limit(
+    current: &ByteQuantity,
+    rails: &Rails,
+    limit_range_max: Option<&ByteQuantity>,
+) -> Option<ByteQuantity> {
+    let current = current.bytes();
+    let by_ratio = current
+        .saturating_mul(u128::from(rails.memory_ratio_percent))
+        .div_ceil(100);
+    let wanted = by_ratio.max(current.saturating_add(rails.memory_min_step.bytes()));
+    let grain = if wanted < GI { 64 * MI } else { 256 * MI };
+    let tidy = wanted.div_ceil(grain).saturating_mul(grain);
+    let cap = limit_range_max.map_or(rails.memory_ceiling.bytes(), |max| {
+        max.bytes().min(rails.memory_ceiling.bytes())
+    });
+    let next = tidy.min(cap);
+    (next > current).then(|| ByteQuantity::from_bytes(next))
+}
+
+fn plan_memory(s: &Situation<'_>, container: &str, rails: &Rails) -> Plan {
+    let Some(workload) = s.workload else {
+        return report("bare pod: no workload carries a fix across restarts; reported only");
+    };
+    let Some(current) = &s.container_limit else {
+        return report(format!(
+            "container {container} has no memory limit: the OOM kill came from node memory pressure"
+        ));
+    };
+    let Some(next) = next_memory_limit(current, rails, s.limit_range_max.as_ref()) else {
+        return Plan::Alert {
+            reason: format!(
+                "container {container} is at the memory ceiling ({current}); not raising further"
+            ),
+        };
+    };
+    if let Some(stored) = s.stored_fix {
+        // The pod already runs with the stored value (or more) and still ran out of memory.
+        let raised_without_recovery = *current >= stored.value;
+        if raised_without_recovery && stored.count >= rails.max_memory_raises {
+            return Plan::Alert {
+                reason: format!(
+                    "memory of container {container} raised {} times (now {}) without recovery; stopping",
+                    stored.count, stored.value
+                ),
+            };
+        }
+    }
+    let fix = Fix {
+        namespace: workload.namespace.clone(),
+        resource: workload.name.clone(),
+        fix_type: FixType::Memory,
+        value: next,
+        timestamp: Some(s.now),
+        container: Some(container.to_string()),
+        claim: None,
+        reason: Some(format!(
+            "{} of container {container} at {current}",
+            s.problem.kind.name()
+        )),
+        evidence: Some(s.diagnosis.evidence.clone()),
+        previous: Some(current.to_string()),
+        count: 1,
+    };
+    Plan::RaiseMemory {
+        fix,
+        restart: workload.restartable().then(|| workload.clone()),
+    }
+}
+
+fn plan_storage(s: &Situation<'_>, rails: &Rails) -> Plan {
+    let [claim] = s.claims else {
+        return report(format!(
+            "no space left on device, and the pod mounts {} claims: cannot tell which one is full",
+            s.claims.len()
+        ));
+    };
+    let Some(current) = &claim.request else {
+        return report(format!("claim {} has no storage request", claim.name));
+    };
+    let wanted = current
+        .bytes()
+        .saturating_mul(u128::from(rails.storage_ratio_percent))
+        .div_ceil(100)
+        .div_ceil(GI)
+        .saturating_mul(GI)
+        .min(rails.storage_ceiling.bytes());
+    if wanted <= current.bytes() {
+        return Plan::Alert {
+            reason: format!("claim {} is at the storage ceiling ({current})", claim.name),
+        };
+    }
+    let fix = Fix {
+        namespace: s.problem.namespace.clone(),
+        resource: claim.name.clone(),
+        fix_type: FixType::Storage,
+        value: ByteQuantity::from_bytes(wanted),
+        timestamp: Some(s.now),
+        container: None,
+        claim: None,
+        reason: Some("no space left on device".into()),
+        evidence: Some(s.diagnosis.evidence.clone()),
+        previous: Some(current.to_string()),
+        count: 1,
+    };
+    Plan::RaiseStorage {
+        fix,
+        claim: claim.name.clone(),
+        expand: claim.expandable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnose::Source;
+
+    fn q(text: &str) -> ByteQuantity {
+        ByteQuantity::parse(text).unwrap()
+    }
+
+    #[test]
+    fn memory_rule_steps_rounds_and_caps() {
+        let rails = Rails::default();
+        // 512Mi: ×1.5 = 768Mi, +256Mi = 768Mi → 768Mi.
+        assert_eq!(
+            next_memory_limit(&q("512Mi"), &rails, None)
+                .unwrap()
+                .as_str(),
+            "768Mi"
+        );
+        // 100Mi: +256Mi wins (356Mi), rounded up to 64Mi → 384Mi.
+        assert_eq!(
+            next_memory_limit(&q("100Mi"), &rails, None)
+                .unwrap()
+                .as_str(),
+            "384Mi"
+        );
+        // 2Gi ×1.5 = 3Gi.
+        assert_eq!(
+            next_memory_limit(&q("2Gi"), &rails, None).unwrap().as_str(),
+            "3Gi"
+        );
+        // 1000Mi ×1.5 = 1500Mi → rounded to 256Mi → 1536Mi.
+        assert_eq!(
+            next_memory_limit(&q("1000Mi"), &rails, None)
+                .unwrap()
+                .as_str(),
+            "1536Mi"
+        );
+        // Capped by the ceiling, then by the LimitRange.
+        assert_eq!(
+            next_memory_limit(&q("7Gi"), &rails, None).unwrap().as_str(),
+            "8Gi"
+        );
+        assert_eq!(
+            next_memory_limit(&q("1Gi"), &rails, Some(&q("1280Mi")))
+                .unwrap()
+                .as_str(),
+            "1280Mi"
+        );
+        assert!(next_memory_limit(&q("8Gi"), &rails, None).is_none());
+        assert!(next_memory_limit(&q("1Gi"), &rails, Some(&q("1Gi"))).is_none());
+    }
+
+    fn oom_problem() -> Problem {
+        Problem {
+            namespace: "gitlab".into(),
+            object_kind: "Pod",
+            object_name: "web-7d9f8c6b5-x2x7q".into(),
+            uid: "u1".into(),
+            kind: ProblemKind::OomKilled {
+                container: "app".into(),
+                init: false,
+                restart_count: 2,
+            },
+        }
+    }
+
+    fn diagnosis(cause: Cause) -> Diagnosis {
+        Diagnosis {
+            cause,
+            evidence: "evidence".into(),
+            source: Source::Status,
+            endpoint: None,
+            missing: None,
+        }
+    }
+
+    fn web() -> Workload {
+        Workload {
+            kind: "Deployment".into(),
+            namespace: "gitlab".into(),
+            name: "web".into(),
+        }
+    }
+
+    fn situation<'a>(
+        problem: &'a Problem,
+        diagnosis: &'a Diagnosis,
+        workload: Option<&'a Workload>,
+    ) -> Situation<'a> {
+        Situation {
+            problem,
+            diagnosis,
+            workload,
+            container_limit: Some(q("512Mi")),
+            limit_range_max: None,
+            stored_fix: None,
+            claims: &[],
+            attempts: 0,
+            now: "2026-11-28T12:00:00Z".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn oom_raises_memory_and_restarts_the_workload() {
+        let (problem, diagnosis, workload) = (oom_problem(), diagnosis(Cause::OutOfMemory), web());
+        let Plan::RaiseMemory { fix, restart } = plan(
+            &situation(&problem, &diagnosis, Some(&workload)),
+            &Rails::default(),
+        ) else {
+            panic!("expected a memory raise");
+        };
+        assert_eq!(
+            (fix.namespace.as_str(), fix.resource.as_str()),
+            ("gitlab", "web")
+        );
+        assert_eq!(fix.container.as_deref(), Some("app"));
+        assert_eq!(fix.value.as_str(), "768Mi");
+        assert_eq!(fix.previous.as_deref(), Some("512Mi"));
+        assert_eq!(restart, Some(workload));
+    }
+
+    #[test]
+    fn oom_of_a_bare_pod_or_without_limit_is_reported() {
+        let (problem, diagnosis) = (oom_problem(), diagnosis(Cause::OutOfMemory));
+        assert!(matches!(
+            plan(&situation(&problem, &diagnosis, None), &Rails::default()),
+            Plan::Report { .. }
+        ));
+        let workload = web();
+        let mut s = situation(&problem, &diagnosis, Some(&workload));
+        s.container_limit = None;
+        assert!(
+            matches!(plan(&s, &Rails::default()), Plan::Report { reason } if reason.contains("no memory limit"))
+        );
+    }
+
+    #[test]
+    fn runaway_raises_stop_with_an_alert() {
+        let (problem, diagnosis, workload) = (oom_problem(), diagnosis(Cause::OutOfMemory), web());
+        let mut stored = match plan(
+            &situation(&problem, &diagnosis, Some(&workload)),
+            &Rails::default(),
+        ) {
+            Plan::RaiseMemory { fix, .. } => fix,
+            other => panic!("{other:?}"),
+        };
+        stored.count = 3;
+        let mut s = situation(&problem, &diagnosis, Some(&workload));
+        s.container_limit = Some(stored.value.clone());
+        s.stored_fix = Some(&stored);
+        assert!(
+            matches!(plan(&s, &Rails::default()), Plan::Alert { reason } if reason.contains("3 times"))
+        );
+        // An old pod still running with less than the stored fix is not a failed raise.
+        s.container_limit = Some(q("512Mi"));
+        assert!(matches!(
+            plan(&s, &Rails::default()),
+            Plan::RaiseMemory { .. }
+        ));
+    }
+
+    #[test]
+    fn image_pull_retries_then_alerts_when_the_image_is_missing() {
+        let problem = Problem {
+            kind: ProblemKind::ImagePull {
+                container: "app".into(),
+                reason: "ImagePullBackOff".into(),
+                message: None,
+            },
+            ..oom_problem()
+        };
+        let workload = web();
+        let missing = diagnosis(Cause::ImageNotFound);
+        let mut s = situation(&problem, &missing, Some(&workload));
+        assert_eq!(plan(&s, &Rails::default()), Plan::DeletePod);
+        s.attempts = 2;
+        assert!(matches!(plan(&s, &Rails::default()), Plan::Alert { .. }));
+        let timeout = diagnosis(Cause::RegistryTimeout);
+        let mut s = situation(&problem, &timeout, Some(&workload));
+        s.attempts = 5;
+        assert_eq!(
+            plan(&s, &Rails::default()),
+            Plan::DeletePod,
+            "transient: keep retrying (rate-limited)"
+        );
+        assert!(matches!(
+            plan(&situation(&problem, &timeout, None), &Rails::default()),
+            Plan::Report { .. }
+        ));
+    }
+
+    #[test]
+    fn crashloop_causes_choose_the_action() {
+        let problem = Problem {
+            kind: ProblemKind::CrashLoopBackOff {
+                container: "app".into(),
+                init: false,
+                restart_count: 4,
+                exit_code: Some(1),
+                message: None,
+            },
+            ..oom_problem()
+        };
+        let workload = web();
+        let refused = Diagnosis {
+            endpoint: Some(("db".into(), 5432)),
+            ..diagnosis(Cause::ConnectionRefused)
+        };
+        assert_eq!(
+            plan(
+                &situation(&problem, &refused, Some(&workload)),
+                &Rails::default()
+            ),
+            Plan::RestartDependency {
+                host: "db".into(),
+                port: 5432
+            }
+        );
+        assert_eq!(
+            plan(
+                &situation(&problem, &diagnosis(Cause::Unknown), Some(&workload)),
+                &Rails::default()
+            ),
+            Plan::EvictPod
+        );
+        assert!(matches!(
+            plan(
+                &situation(&problem, &diagnosis(Cause::MissingSecret), Some(&workload)),
+                &Rails::default()
+            ),
+            Plan::Report { .. }
+        ));
+
+        let claims = [ClaimInfo {
+            name: "data-db-0".into(),
+            request: Some(q("10Gi")),
+            expandable: true,
+        }];
+        let full = diagnosis(Cause::NoSpaceLeft);
+        let mut s = situation(&problem, &full, Some(&workload));
+        s.claims = &claims;
+        let Plan::RaiseStorage { fix, claim, expand } = plan(&s, &Rails::default()) else {
+            panic!()
+        };
+        assert_eq!(
+            (fix.value.as_str(), claim.as_str(), expand),
+            ("15Gi", "data-db-0", true)
+        );
+    }
+}
