@@ -68,7 +68,7 @@ impl ByteQuantity {
         ];
         let text = SUFFIXES
             .iter()
-            .find(|(unit, _)| bytes >= *unit && bytes % unit == 0)
+            .find(|(unit, _)| bytes >= *unit && bytes.is_multiple_of(*unit))
             .map_or_else(
                 || bytes.to_string(),
                 |(unit, suffix)| format!("{}{suffix}", bytes / unit),
