@@ -123,6 +123,11 @@ impl FixDocument {
             .collect()
     }
 
+    /// The valid fix with `key`, if any.
+    pub fn get(&self, key: &crate::fix::FixKey) -> Option<&Fix> {
+        self.fixes().find(|fix| fix.key() == *key)
+    }
+
     /// Records `fix`: merged into the entry with the same key, or appended.
     pub fn record(&mut self, fix: Fix) -> MergeOutcome {
         let key = fix.key();

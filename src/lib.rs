@@ -24,6 +24,7 @@ pub mod diagnose;
 pub mod document;
 pub mod fix;
 pub mod index;
+pub mod inspect;
 pub mod list;
 pub mod metrics;
 pub mod quantity;

@@ -98,7 +98,8 @@ async fn missing_configmap_is_an_empty_loaded_store_and_record_creates_it() {
         .record(memory_fix("gitlab", "web", "4Gi"))
         .await
         .unwrap();
-    assert_eq!(outcome, MergeOutcome::Added);
+    assert_eq!(outcome.outcome, MergeOutcome::Added);
+    assert_eq!(outcome.stored.value.as_str(), "4Gi");
     let stored = server
         .get(&configmaps(), "fixes")
         .expect("ConfigMap created");
@@ -125,12 +126,17 @@ async fn recording_the_same_fix_twice_writes_once() {
         .record(memory_fix("gitlab", "web", "4Gi"))
         .await
         .unwrap();
-    assert_eq!(again, MergeOutcome::Unchanged);
+    assert_eq!(again.outcome, MergeOutcome::Unchanged);
     let lower = store
         .record(memory_fix("gitlab", "web", "1Gi"))
         .await
         .unwrap();
-    assert_eq!(lower, MergeOutcome::Unchanged);
+    assert_eq!(lower.outcome, MergeOutcome::Unchanged);
+    assert_eq!(
+        lower.stored.value.as_str(),
+        "4Gi",
+        "the stored (larger) fix is returned"
+    );
     assert_eq!(
         server.get(&configmaps(), "fixes").unwrap()["metadata"]["resourceVersion"],
         version,

@@ -75,7 +75,11 @@ async fn missing_file_is_an_empty_store_and_record_creates_it() {
     let (store, _) = open(&path);
     assert_eq!(store.read_document().await.unwrap().fixes().count(), 0);
     assert_eq!(
-        store.record(storage_fix("data", "20Gi")).await.unwrap(),
+        store
+            .record(storage_fix("data", "20Gi"))
+            .await
+            .unwrap()
+            .outcome,
         MergeOutcome::Added
     );
     assert_eq!(
@@ -90,7 +94,11 @@ async fn missing_file_is_an_empty_store_and_record_creates_it() {
     );
     let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
     assert_eq!(
-        store.record(storage_fix("data", "20Gi")).await.unwrap(),
+        store
+            .record(storage_fix("data", "20Gi"))
+            .await
+            .unwrap()
+            .outcome,
         MergeOutcome::Unchanged
     );
     assert_eq!(
@@ -99,7 +107,11 @@ async fn missing_file_is_an_empty_store_and_record_creates_it() {
         "no rewrite"
     );
     assert_eq!(
-        store.record(storage_fix("data", "30Gi")).await.unwrap(),
+        store
+            .record(storage_fix("data", "30Gi"))
+            .await
+            .unwrap()
+            .outcome,
         MergeOutcome::Raised {
             from: "20Gi".into()
         }

@@ -18,9 +18,9 @@ use kube::{Api, Client, Resource};
 use tokio::sync::Mutex;
 
 use crate::document::FixDocument;
-use crate::fix::{Fix, MergeOutcome};
+use crate::fix::Fix;
 use crate::metrics::Metrics;
-use crate::store::{FIXES_KEY, Snapshot, StoreError, publish_document};
+use crate::store::{FIXES_KEY, Recorded, Snapshot, StoreError, publish_document};
 
 /// How many times a write is retried after a conflicting concurrent update.
 const MAX_CONFLICT_RETRIES: usize = 16;
@@ -126,7 +126,7 @@ impl ConfigMapStore {
     }
 
     /// Records `fix` with optimistic concurrency; see the module documentation.
-    pub async fn record(&self, fix: Fix) -> Result<MergeOutcome, StoreError> {
+    pub async fn record(&self, fix: Fix) -> Result<Recorded, StoreError> {
         for attempt in 0..MAX_CONFLICT_RETRIES {
             if attempt > 0 {
                 tokio::time::sleep(conflict_backoff(attempt)).await;
@@ -135,11 +135,12 @@ impl ConfigMapStore {
                 None => {
                     let mut document = FixDocument::default();
                     let outcome = document.record(fix.clone());
+                    let recorded = Recorded::from_document(outcome, &document, &fix);
                     let configmap = self.configmap(None, &document);
                     self.api
                         .create(&PostParams::default(), &configmap)
                         .await
-                        .map(|_| outcome)
+                        .map(|_| recorded)
                 }
                 Some(current) => {
                     let mut document = parse(&current).map_err(|source| StoreError::Document {
@@ -147,18 +148,19 @@ impl ConfigMapStore {
                         source,
                     })?;
                     let outcome = document.record(fix.clone());
-                    if !outcome.changed() {
-                        return Ok(outcome);
+                    let recorded = Recorded::from_document(outcome, &document, &fix);
+                    if !recorded.outcome.changed() {
+                        return Ok(recorded);
                     }
                     let configmap = self.configmap(Some(current.metadata), &document);
                     self.api
                         .replace(&self.name, &PostParams::default(), &configmap)
                         .await
-                        .map(|_| outcome)
+                        .map(|_| recorded)
                 }
             };
             match result {
-                Ok(outcome) => return Ok(outcome),
+                Ok(recorded) => return Ok(recorded),
                 // 409: someone else created or updated it first; start over from their version.
                 Err(kube::Error::Api(status)) if status.code == 409 => {
                     tracing::debug!(configmap = %self.describe(), attempt, "write conflict; retrying");

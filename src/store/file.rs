@@ -11,9 +11,9 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
 
 use crate::document::FixDocument;
-use crate::fix::{Fix, MergeOutcome};
+use crate::fix::Fix;
 use crate::metrics::Metrics;
-use crate::store::{Snapshot, StoreError, publish_document};
+use crate::store::{Recorded, Snapshot, StoreError, publish_document};
 
 pub struct FileStore {
     path: PathBuf,
@@ -110,10 +110,11 @@ impl FileStore {
 
     /// Records `fix` in the file. A file that is not valid YAML is never overwritten: fixing it
     /// is left to a person, and the error says so.
-    pub async fn record(&self, fix: Fix) -> Result<MergeOutcome, StoreError> {
+    pub async fn record(&self, fix: Fix) -> Result<Recorded, StoreError> {
         let last = self.state.lock().await;
         let mut document = self.read_document().await?;
-        let outcome = document.record(fix);
+        let outcome = document.record(fix.clone());
+        let recorded = Recorded::from_document(outcome.clone(), &document, &fix);
         if outcome.changed() {
             self.write_atomically(&document.to_yaml())
                 .await
@@ -123,7 +124,7 @@ impl FileStore {
         }
         drop(last);
         self.refresh().await?;
-        Ok(outcome)
+        Ok(recorded)
     }
 
     async fn write_atomically(&self, text: &str) -> Result<(), StoreError> {

@@ -23,6 +23,23 @@ pub use file::FileStore;
 /// Data key of the ConfigMap, and file name of the file store.
 pub const FIXES_KEY: &str = "fixes.yaml";
 
+/// What recording a fix did, and the fix as stored afterwards (the larger of old and new).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub outcome: MergeOutcome,
+    pub stored: Fix,
+}
+
+impl Recorded {
+    pub(crate) fn from_document(outcome: MergeOutcome, document: &FixDocument, fix: &Fix) -> Self {
+        let stored = document
+            .get(&fix.key())
+            .cloned()
+            .unwrap_or_else(|| fix.clone());
+        Self { outcome, stored }
+    }
+}
+
 /// The fixes currently in force, shared between the store (writer) and the webhook (readers).
 #[derive(Clone, Default)]
 pub struct Snapshot {
@@ -149,7 +166,7 @@ impl FixStore {
 
     /// Records a fix durably. Idempotent: recording the same fix again returns `Unchanged` and
     /// writes nothing.
-    pub async fn record(&self, fix: Fix) -> Result<MergeOutcome, StoreError> {
+    pub async fn record(&self, fix: Fix) -> Result<Recorded, StoreError> {
         match self {
             FixStore::File(store) => store.record(fix).await,
             FixStore::ConfigMap(store) => store.record(fix).await,

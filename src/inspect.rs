@@ -1,0 +1,264 @@
+//! DETECT + DIAGNOSE over a view of the cluster: the problems of every pod and claim, each with
+//! its diagnosis and its component. The view comes from the API (`gather`), from the watcher's
+//! caches, or from a `kubectl get pods,pvc,events -A -o json` dump (`ClusterView::from_dump`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
+use kube::api::{ListParams, LogParams};
+use kube::{Api, Client};
+use serde::Serialize;
+
+use crate::detect::{self, Problem, ProblemKind, Thresholds};
+use crate::diagnose::{self, Diagnosis, Evidence};
+use crate::workload::{self, Workload};
+
+/// Lines of log read per container instance.
+pub const LOG_TAIL_LINES: i64 = 100;
+/// Bytes of log read per container instance at most.
+pub const LOG_LIMIT_BYTES: i64 = 64 * 1024;
+
+/// Pods, claims and events, plus what is known of intermediate owners.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterView {
+    pub pods: Vec<Pod>,
+    pub claims: Vec<PersistentVolumeClaim>,
+    pub events: Vec<Event>,
+    /// (namespace, kind, name) of a ReplicaSet or Job → its controller (kind, name).
+    pub owners: HashMap<(String, String, String), (String, String)>,
+}
+
+/// Log tails of one container: (current, previous instance).
+pub type Logs = HashMap<(String, String), (String, String)>;
+
+/// A problem with its diagnosis and component.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub problem: Problem,
+    pub diagnosis: Diagnosis,
+    pub workload: Option<Workload>,
+    #[serde(skip)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error("the dump is not JSON: {0}")]
+    Json(String),
+    #[error(
+        "the dump must be the output of `kubectl get pods,pvc,events -A -o json` (a List with `items`)"
+    )]
+    NotAList,
+}
+
+impl ClusterView {
+    /// Reads the output of `kubectl get pods,pvc,events -A -o json`. Items of other kinds are
+    /// ignored; an item that does not parse as its kind is an error naming it.
+    pub fn from_dump(text: &str) -> Result<Self, DumpError> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| DumpError::Json(e.to_string()))?;
+        let items = value
+            .get("items")
+            .and_then(|i| i.as_array())
+            .ok_or(DumpError::NotAList)?;
+        let mut view = ClusterView::default();
+        for (index, item) in items.iter().enumerate() {
+            let parse_error = |e: serde_json::Error| {
+                DumpError::Json(format!(
+                    "items[{index}] ({}): {e}",
+                    item["kind"].as_str().unwrap_or("?")
+                ))
+            };
+            match item["kind"].as_str() {
+                Some("Pod") => view
+                    .pods
+                    .push(serde_json::from_value(item.clone()).map_err(parse_error)?),
+                Some("PersistentVolumeClaim") => view
+                    .claims
+                    .push(serde_json::from_value(item.clone()).map_err(parse_error)?),
+                Some("Event") => view
+                    .events
+                    .push(serde_json::from_value(item.clone()).map_err(parse_error)?),
+                _ => {}
+            }
+        }
+        Ok(view)
+    }
+
+    /// Event messages about the object with `uid`, oldest first.
+    pub fn event_messages(&self, uid: &str) -> Vec<String> {
+        let mut events: Vec<&Event> = self
+            .events
+            .iter()
+            .filter(|e| e.involved_object.uid.as_deref() == Some(uid))
+            .collect();
+        events.sort_by_key(|e| {
+            e.last_timestamp
+                .as_ref()
+                .map(|t| t.0)
+                .or(e.event_time.as_ref().map(|t| t.0))
+        });
+        events
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e.reason.clone().unwrap_or_default(),
+                    e.message.clone().unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    pub fn workload_of(&self, pod: &Pod) -> Option<Workload> {
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        workload::owning_workload(pod, |kind, name| {
+            self.owners
+                .get(&(namespace.clone(), kind.to_string(), name.to_string()))
+                .cloned()
+        })
+    }
+}
+
+/// Every problem in the view, diagnosed.
+pub fn findings(
+    view: &ClusterView,
+    logs: &Logs,
+    now: Timestamp,
+    thresholds: &Thresholds,
+) -> Vec<Finding> {
+    let mut found = Vec::new();
+    for pod in &view.pods {
+        for problem in detect::pod_problems(pod, now, thresholds) {
+            let events = view.event_messages(&problem.uid);
+            let (current, previous) = problem
+                .kind
+                .container()
+                .and_then(|c| logs.get(&(problem.uid.clone(), c.to_string())))
+                .cloned()
+                .unwrap_or_default();
+            let diagnosis = diagnose::diagnose(
+                &problem,
+                &Evidence {
+                    logs: &current,
+                    previous_logs: &previous,
+                    events: &events,
+                },
+            );
+            found.push(Finding {
+                workload: view.workload_of(pod),
+                labels: pod.metadata.labels.clone().unwrap_or_default(),
+                problem,
+                diagnosis,
+            });
+        }
+    }
+    for claim in &view.claims {
+        if let Some(problem) = detect::claim_problem(claim, now, thresholds) {
+            let events = view.event_messages(&problem.uid);
+            let diagnosis = diagnose::diagnose(
+                &problem,
+                &Evidence {
+                    events: &events,
+                    ..Evidence::default()
+                },
+            );
+            found.push(Finding {
+                problem,
+                diagnosis,
+                workload: None,
+                labels: claim.metadata.labels.clone().unwrap_or_default(),
+            });
+        }
+    }
+    found
+}
+
+/// Which containers' logs a diagnosis would read: crash loops (the previous instance tells why it
+/// died). OOM kills are diagnosed from the status; pull and config problems from events.
+pub fn wants_logs(problem: &Problem) -> bool {
+    matches!(problem.kind, ProblemKind::CrashLoopBackOff { .. })
+}
+
+/// Reads the view from the API: one list per kind (all namespaces, or one).
+pub async fn gather(client: &Client, namespace: Option<&str>) -> Result<ClusterView, kube::Error> {
+    fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let params = ListParams::default();
+    let pods = api::<Pod>(client, namespace).list(&params).await?.items;
+    let claims = api::<PersistentVolumeClaim>(client, namespace)
+        .list(&params)
+        .await?
+        .items;
+    let events = api::<Event>(client, namespace).list(&params).await?.items;
+    let replicasets = api::<k8s_openapi::api::apps::v1::ReplicaSet>(client, namespace)
+        .list_metadata(&params)
+        .await?
+        .items
+        .into_iter()
+        .map(|m| ("ReplicaSet", m.metadata));
+    let jobs = api::<k8s_openapi::api::batch::v1::Job>(client, namespace)
+        .list_metadata(&params)
+        .await?
+        .items
+        .into_iter()
+        .map(|m| ("Job", m.metadata));
+    let mut owners = HashMap::new();
+    for (kind, meta) in replicasets.chain(jobs) {
+        if let Some(owner) = workload::controller_of(&meta) {
+            let key = (
+                meta.namespace.clone().unwrap_or_default(),
+                kind.to_string(),
+                meta.name.clone().unwrap_or_default(),
+            );
+            owners.insert(key, owner);
+        }
+    }
+    Ok(ClusterView {
+        pods,
+        claims,
+        events,
+        owners,
+    })
+}
+
+/// Reads the log tails the diagnoses of `problems` need. A log that cannot be read (the
+/// container never started) is left empty: the diagnosis falls back to events and status.
+pub async fn fetch_logs(client: &Client, problems: &[&Problem]) -> Logs {
+    let mut logs = Logs::new();
+    for problem in problems.iter().filter(|p| wants_logs(p)) {
+        let Some(container) = problem.kind.container() else {
+            continue;
+        };
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &problem.namespace);
+        let read = |previous| LogParams {
+            container: Some(container.to_string()),
+            previous,
+            tail_lines: Some(LOG_TAIL_LINES),
+            limit_bytes: Some(LOG_LIMIT_BYTES),
+            ..LogParams::default()
+        };
+        let current = pods
+            .logs(&problem.object_name, &read(false))
+            .await
+            .unwrap_or_default();
+        let previous = pods
+            .logs(&problem.object_name, &read(true))
+            .await
+            .unwrap_or_default();
+        logs.insert(
+            (problem.uid.clone(), container.to_string()),
+            (current, previous),
+        );
+    }
+    logs
+}
