@@ -26,6 +26,20 @@ pub struct StoreErrorLabels {
     pub error: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    /// The plan: `RaiseMemory`, `EvictPod`, `Report`, ...
+    pub action: String,
+    /// `done`, `unchanged`, `dry_run`, `rate_limited`, `failed`.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProblemLabels {
+    pub problem: String,
+    pub cause: String,
+}
+
 /// Every metric selfheal exports.
 pub struct Metrics {
     registry: Registry,
@@ -35,6 +49,9 @@ pub struct Metrics {
     pub store_errors: Family<StoreErrorLabels, Counter>,
     pub fixes_loaded: Gauge,
     pub store_reloads: Counter,
+    pub problems_detected: Family<ProblemLabels, Counter>,
+    pub healing_actions: Family<ActionLabels, Counter>,
+    pub leader: Gauge,
 }
 
 impl Metrics {
@@ -77,8 +94,29 @@ impl Metrics {
             "Times the fix snapshot was replaced",
             store_reloads.clone(),
         );
+        let problems_detected = Family::<ProblemLabels, Counter>::default();
+        let healing_actions = Family::<ActionLabels, Counter>::default();
+        let leader = Gauge::default();
+        registry.register(
+            "problems_detected",
+            "Problems the watcher handled, by problem and diagnosed cause",
+            problems_detected.clone(),
+        );
+        registry.register(
+            "healing_actions",
+            "Healing decisions carried out (or not), by action and result",
+            healing_actions.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the watcher lease and may act",
+            leader.clone(),
+        );
         Self {
             registry,
+            problems_detected,
+            healing_actions,
+            leader,
             reviews,
             review_seconds,
             patches_applied,

@@ -1,0 +1,625 @@
+//! FIX + PERSIST, the doing: carries out a `Plan` against the cluster, with the safety rails
+//! that need state (rate limits per target, dry-run) and an audit trail for every decision:
+//! a Kubernetes Event on the affected object, a structured log line and a metric.
+//!
+//! Every action is idempotent: fixes merge (recording twice changes nothing), restarts set a
+//! template annotation to a value derived from the fix (setting it twice changes nothing),
+//! deletions carry the pod's UID as a precondition.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim, Pod, Service};
+use kube::api::{DeleteParams, EvictParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::actions::Plan;
+use crate::inspect::Finding;
+use crate::metrics::{ActionLabels, Metrics};
+use crate::ratelimit::RateLimiter;
+use crate::store::FixStore;
+use crate::workload::{self, Workload};
+
+/// Pod template annotation whose change makes a controller roll its pods (like
+/// `kubectl rollout restart`); its value says why, and repeats are no-ops.
+pub const RESTART_ANNOTATION: &str = "selfheal.io/restarted-for";
+
+/// What happened to one plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub target: String,
+    pub action: &'static str,
+    /// `done`, `unchanged`, `dry_run`, `rate_limited`, `reported`, `alerted`, `failed`.
+    pub result: &'static str,
+    pub message: String,
+}
+
+pub struct Executor {
+    client: Client,
+    store: FixStore,
+    recorder: Recorder,
+    limiter: Arc<RateLimiter>,
+    metrics: Arc<Metrics>,
+    pub dry_run: bool,
+}
+
+impl Executor {
+    pub fn new(
+        client: Client,
+        store: FixStore,
+        limiter: Arc<RateLimiter>,
+        metrics: Arc<Metrics>,
+        dry_run: bool,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "selfheal".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            store,
+            limiter,
+            metrics,
+            dry_run,
+        }
+    }
+
+    pub fn limiter(&self) -> &RateLimiter {
+        &self.limiter
+    }
+
+    /// Carries out `plan` for `finding`. Never panics; failures are reported in the outcome.
+    pub async fn carry_out(&self, finding: &Finding, plan: &Plan) -> Outcome {
+        let problem = &finding.problem;
+        let target = format!(
+            "{}/{}/{}",
+            problem.object_kind, problem.namespace, problem.object_name
+        );
+        let outcome = match self.run(finding, plan).await {
+            Ok((result, message)) => Outcome {
+                target,
+                action: plan.name(),
+                result,
+                message,
+            },
+            Err(error) => Outcome {
+                target,
+                action: plan.name(),
+                result: "failed",
+                message: error.to_string(),
+            },
+        };
+        self.metrics
+            .healing_actions
+            .get_or_create(&ActionLabels {
+                action: outcome.action.into(),
+                result: outcome.result.into(),
+            })
+            .inc();
+        tracing::info!(
+            target_object = %outcome.target,
+            action = outcome.action,
+            result = outcome.result,
+            problem = problem.kind.name(),
+            cause = finding.diagnosis.cause.as_str(),
+            evidence = %finding.diagnosis.evidence,
+            dry_run = self.dry_run,
+            "{}", outcome.message
+        );
+        outcome
+    }
+
+    async fn run(&self, finding: &Finding, plan: &Plan) -> anyhow::Result<(&'static str, String)> {
+        let problem = &finding.problem;
+        let subject = object_ref(
+            "v1",
+            problem.object_kind,
+            &problem.namespace,
+            &problem.object_name,
+            Some(&problem.uid),
+        );
+        match plan {
+            Plan::Report { reason } => {
+                self.event(&subject, EventType::Normal, "NotActing", reason)
+                    .await;
+                Ok(("reported", reason.clone()))
+            }
+            Plan::Alert { reason } => {
+                self.event(&subject, EventType::Warning, "HealingStopped", reason)
+                    .await;
+                Ok(("alerted", reason.clone()))
+            }
+            Plan::RaiseMemory { fix, restart } => {
+                let what = format!(
+                    "memory of {}/{} container {} to {}",
+                    fix.namespace,
+                    fix.resource,
+                    fix.target().unwrap_or("*"),
+                    fix.value
+                );
+                if self.dry_run {
+                    let then = restart
+                        .as_ref()
+                        .map(|w| format!(", then restart {w}"))
+                        .unwrap_or_default();
+                    return Ok(("dry_run", format!("would record {what}{then}")));
+                }
+                let recorded = self.store.record(fix.clone()).await?;
+                let stored = &recorded.stored;
+                let mut message = match &recorded.outcome {
+                    crate::fix::MergeOutcome::Unchanged => {
+                        format!("fix already recorded: memory {}", stored.value)
+                    }
+                    _ => format!(
+                        "recorded {what} ({})",
+                        fix.reason.clone().unwrap_or_default()
+                    ),
+                };
+                let mut changed = recorded.outcome.changed();
+                if let Some(workload) = restart {
+                    let value = format!(
+                        "memory {} for container {}",
+                        stored.value,
+                        stored.target().unwrap_or("*")
+                    );
+                    if self.restart(workload, &value).await? {
+                        changed = true;
+                        message
+                            .push_str(&format!("; restarted {workload} so the webhook applies it"));
+                    }
+                }
+                if changed {
+                    let reference = workload_ref(restart.as_ref(), finding).unwrap_or(subject);
+                    self.event(
+                        &reference,
+                        EventType::Normal,
+                        "MemoryLimitRaised",
+                        &format!("{message}. Evidence: {}", finding.diagnosis.evidence),
+                    )
+                    .await;
+                }
+                Ok((if changed { "done" } else { "unchanged" }, message))
+            }
+            Plan::RaiseStorage { fix, claim, expand } => {
+                if self.dry_run {
+                    return Ok((
+                        "dry_run",
+                        format!("would record storage {} for claim {claim}", fix.value),
+                    ));
+                }
+                let recorded = self.store.record(fix.clone()).await?;
+                let mut changed = recorded.outcome.changed();
+                let mut message =
+                    format!("storage fix for claim {claim}: {}", recorded.stored.value);
+                if *expand
+                    && self
+                        .expand_claim(
+                            &problem.namespace,
+                            claim,
+                            &recorded.stored.value.to_string(),
+                        )
+                        .await?
+                {
+                    changed = true;
+                    message.push_str("; claim expanded");
+                }
+                if changed {
+                    let reference = object_ref(
+                        "v1",
+                        "PersistentVolumeClaim",
+                        &problem.namespace,
+                        claim,
+                        None,
+                    );
+                    self.event(&reference, EventType::Normal, "StorageRaised", &message)
+                        .await;
+                }
+                Ok((if changed { "done" } else { "unchanged" }, message))
+            }
+            Plan::EvictPod => {
+                let key = format!("evict/{}/{}", problem.namespace, owner_key(finding));
+                if let Err(wait) = self.limiter.acquire(&key, Instant::now()) {
+                    return Ok((
+                        "rate_limited",
+                        format!("eviction backing off for {}s", wait.as_secs()),
+                    ));
+                }
+                if self.dry_run {
+                    return Ok((
+                        "dry_run",
+                        format!("would evict pod {}", problem.object_name),
+                    ));
+                }
+                let pods: Api<Pod> = Api::namespaced(self.client.clone(), &problem.namespace);
+                let params = EvictParams {
+                    delete_options: Some(uid_precondition(&problem.uid)),
+                    ..EvictParams::default()
+                };
+                match pods.evict(&problem.object_name, &params).await {
+                    Ok(_) => {
+                        let message = format!(
+                            "evicted pod {} to restart it ({})",
+                            problem.object_name, finding.diagnosis.evidence
+                        );
+                        self.event(&subject, EventType::Normal, "PodEvicted", &message)
+                            .await;
+                        Ok(("done", message))
+                    }
+                    Err(kube::Error::Api(status)) if status.code == 429 => {
+                        let message = "eviction refused by a PodDisruptionBudget; will retry later"
+                            .to_string();
+                        self.event(&subject, EventType::Normal, "NotActing", &message)
+                            .await;
+                        Ok(("reported", message))
+                    }
+                    Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {
+                        Ok(("unchanged", "the pod is already gone".to_string()))
+                    }
+                    Err(error) => Err(error.into()),
+                }
+            }
+            Plan::DeletePod => {
+                let key = crate::heal::pull_key(finding);
+                let attempt = match self.limiter.acquire(&key, Instant::now()) {
+                    Ok(attempt) => attempt,
+                    Err(wait) => {
+                        return Ok((
+                            "rate_limited",
+                            format!("image pull retry backing off for {}s", wait.as_secs()),
+                        ));
+                    }
+                };
+                if self.dry_run {
+                    return Ok((
+                        "dry_run",
+                        format!(
+                            "would delete pod {} to retry the image pull",
+                            problem.object_name
+                        ),
+                    ));
+                }
+                let pods: Api<Pod> = Api::namespaced(self.client.clone(), &problem.namespace);
+                match pods
+                    .delete(&problem.object_name, &uid_precondition(&problem.uid))
+                    .await
+                {
+                    Ok(_) => {
+                        let message = format!(
+                            "deleted pod {} so its controller retries the image pull (attempt {attempt}): {}",
+                            problem.object_name, finding.diagnosis.evidence
+                        );
+                        let reference =
+                            workload_ref(finding.workload.as_ref(), finding).unwrap_or(subject);
+                        self.event(&reference, EventType::Normal, "ImagePullRetried", &message)
+                            .await;
+                        Ok(("done", message))
+                    }
+                    Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {
+                        Ok(("unchanged", "the pod is already gone".to_string()))
+                    }
+                    Err(error) => Err(error.into()),
+                }
+            }
+            Plan::RestartDependency { host, port } => {
+                self.restart_dependency(finding, host, *port).await
+            }
+        }
+    }
+
+    /// Sets the restart annotation on a workload's pod template; `false` when it already had
+    /// `value` (nothing to do).
+    async fn restart(&self, workload: &Workload, value: &str) -> anyhow::Result<bool> {
+        let patch = json!({"spec": {"template": {"metadata": {"annotations": {RESTART_ANNOTATION: value}}}}});
+        let params = PatchParams::default();
+        let ns = &workload.namespace;
+        macro_rules! restart_kind {
+            ($kind:ty) => {{
+                let api: Api<$kind> = Api::namespaced(self.client.clone(), ns);
+                let current = api.get(&workload.name).await?;
+                let annotations = current
+                    .spec
+                    .and_then(|s| s.template.metadata)
+                    .and_then(|m| m.annotations);
+                if annotations
+                    .as_ref()
+                    .and_then(|a| a.get(RESTART_ANNOTATION))
+                    .map(String::as_str)
+                    == Some(value)
+                {
+                    return Ok(false);
+                }
+                api.patch(&workload.name, &params, &Patch::Merge(&patch))
+                    .await?;
+                Ok(true)
+            }};
+        }
+        match workload.kind.as_str() {
+            "Deployment" => restart_kind!(Deployment),
+            "StatefulSet" => restart_kind!(StatefulSet),
+            "DaemonSet" => restart_kind!(DaemonSet),
+            other => anyhow::bail!("{other} cannot be restarted"),
+        }
+    }
+
+    async fn expand_claim(&self, namespace: &str, claim: &str, size: &str) -> anyhow::Result<bool> {
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
+        let current = api.get(claim).await?;
+        let request = current
+            .spec
+            .and_then(|s| s.resources)
+            .and_then(|r| r.requests)
+            .and_then(|r| r.get("storage").cloned());
+        let current_size = request.and_then(|q| crate::quantity::ByteQuantity::parse(&q.0).ok());
+        let wanted = crate::quantity::ByteQuantity::parse(size)?;
+        if current_size.is_some_and(|c| c >= wanted) {
+            return Ok(false);
+        }
+        let patch = json!({"spec": {"resources": {"requests": {"storage": size}}}});
+        api.patch(claim, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        Ok(true)
+    }
+
+    /// Finds the Service behind `host:port`, and restarts the workload behind it when that is
+    /// not ready. Never restarts the caller.
+    async fn restart_dependency(
+        &self,
+        finding: &Finding,
+        host: &str,
+        port: u16,
+    ) -> anyhow::Result<(&'static str, String)> {
+        let problem = &finding.problem;
+        let Some((service_name, namespace)) = service_of_host(host, &problem.namespace) else {
+            return Ok((
+                "reported",
+                format!("{host}:{port} is not a Service name; not restarting anything"),
+            ));
+        };
+        let services: Api<Service> = Api::namespaced(self.client.clone(), &namespace);
+        let Some(service) = services.get_opt(&service_name).await? else {
+            return Ok((
+                "reported",
+                format!("no Service {namespace}/{service_name} behind {host}:{port}"),
+            ));
+        };
+        let selector = service.spec.and_then(|s| s.selector).unwrap_or_default();
+        if selector.is_empty() {
+            return Ok((
+                "reported",
+                format!("Service {namespace}/{service_name} has no selector"),
+            ));
+        }
+        let label_selector = selector
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let backing = pods
+            .list(&ListParams::default().labels(&label_selector))
+            .await?
+            .items;
+        let not_ready: Vec<&Pod> = backing.iter().filter(|p| !pod_ready(p)).collect();
+        if backing.is_empty() {
+            return Ok((
+                "reported",
+                format!("Service {namespace}/{service_name} selects no pods"),
+            ));
+        }
+        let Some(down) = not_ready.first() else {
+            return Ok((
+                "reported",
+                format!("dependency {namespace}/{service_name} is ready; the refusal is elsewhere"),
+            ));
+        };
+        let Some(dependency) = workload::owning_workload(down, |_, _| None) else {
+            return Ok((
+                "reported",
+                format!(
+                    "dependency pod {} has no controller",
+                    down.metadata.name.clone().unwrap_or_default()
+                ),
+            ));
+        };
+        if finding.workload.as_ref() == Some(&dependency) {
+            return Ok((
+                "reported",
+                "the refused endpoint is the caller itself; never restarting the caller".into(),
+            ));
+        }
+        if !dependency.restartable() {
+            return Ok((
+                "reported",
+                format!("dependency {dependency} cannot be restarted"),
+            ));
+        }
+        let key = format!("dependency/{dependency}");
+        if let Err(wait) = self.limiter.acquire(&key, Instant::now()) {
+            return Ok((
+                "rate_limited",
+                format!(
+                    "restart of {dependency} backing off for {}s",
+                    wait.as_secs()
+                ),
+            ));
+        }
+        if self.dry_run {
+            return Ok((
+                "dry_run",
+                format!("would restart {dependency} (not ready, refusing {host}:{port})"),
+            ));
+        }
+        let caller = finding
+            .workload
+            .as_ref()
+            .map_or(problem.object_name.clone(), |w| w.name.clone());
+        let restarts = match &problem.kind {
+            crate::detect::ProblemKind::CrashLoopBackOff { restart_count, .. } => *restart_count,
+            _ => 0,
+        };
+        let value = format!("refused {host}:{port} to {caller} (restart {restarts})");
+        if !self.restart(&dependency, &value).await? {
+            return Ok((
+                "unchanged",
+                format!("{dependency} already restarted for this failure"),
+            ));
+        }
+        let message = format!(
+            "restarted {dependency}: not ready and refusing connections from {caller} at {host}:{port}"
+        );
+        let reference = object_ref(
+            "apps/v1",
+            &dependency.kind,
+            &dependency.namespace,
+            &dependency.name,
+            None,
+        );
+        self.event(
+            &reference,
+            EventType::Normal,
+            "DependencyRestarted",
+            &message,
+        )
+        .await;
+        Ok(("done", message))
+    }
+
+    async fn event(&self, reference: &ObjectReference, type_: EventType, reason: &str, note: &str) {
+        if self.dry_run {
+            return;
+        }
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(truncate(note, 1000)),
+            action: "Heal".into(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, reference).await {
+            tracing::warn!(%error, reason, "could not publish an Event");
+        }
+    }
+}
+
+/// `db`, `db.ns`, `db.ns.svc`, `db.ns.svc.cluster.local` → (service, namespace). IPs → None.
+pub fn service_of_host(host: &str, default_namespace: &str) -> Option<(String, String)> {
+    if host.parse::<std::net::IpAddr>().is_ok() || host.is_empty() {
+        return None;
+    }
+    let mut labels = host.split('.');
+    let service = labels.next()?.to_string();
+    let namespace = labels
+        .next()
+        .filter(|ns| *ns != "svc")
+        .unwrap_or(default_namespace)
+        .to_string();
+    Some((service, namespace))
+}
+
+fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
+}
+
+fn owner_key(finding: &Finding) -> String {
+    finding
+        .workload
+        .as_ref()
+        .map_or_else(|| finding.problem.object_name.clone(), |w| w.to_string())
+}
+
+fn uid_precondition(uid: &str) -> DeleteParams {
+    DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    }
+}
+
+fn object_ref(
+    api_version: &str,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    uid: Option<&str>,
+) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(api_version.to_string()),
+        kind: Some(kind.to_string()),
+        namespace: Some(namespace.to_string()),
+        name: Some(name.to_string()),
+        uid: uid.map(str::to_string),
+        ..ObjectReference::default()
+    }
+}
+
+fn workload_ref(workload: Option<&Workload>, finding: &Finding) -> Option<ObjectReference> {
+    let workload = workload.or(finding.workload.as_ref())?;
+    let api_version = if matches!(workload.kind.as_str(), "Job" | "CronJob") {
+        "batch/v1"
+    } else {
+        "apps/v1"
+    };
+    Some(object_ref(
+        api_version,
+        &workload.kind,
+        &workload.namespace,
+        &workload.name,
+        None,
+    ))
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// Default spacing of repeated actions on one target.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(300);
+/// Longest backoff between repeated actions on one target.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_map_to_services() {
+        assert_eq!(
+            service_of_host("db", "app"),
+            Some(("db".into(), "app".into()))
+        );
+        assert_eq!(
+            service_of_host("db.data", "app"),
+            Some(("db".into(), "data".into()))
+        );
+        assert_eq!(
+            service_of_host("gitlab-postgresql.gitlab.svc.cluster.local", "x"),
+            Some(("gitlab-postgresql".into(), "gitlab".into()))
+        );
+        assert_eq!(
+            service_of_host("db.svc", "app"),
+            Some(("db".into(), "app".into()))
+        );
+        assert_eq!(service_of_host("10.96.0.12", "app"), None);
+    }
+}

@@ -1,0 +1,267 @@
+//! The loop DETECT → DIAGNOSE → FIX → PERSIST over a cluster view, shared by the one-shot
+//! `selfheal heal` and the watcher inside `selfheal serve`.
+
+use std::collections::HashMap;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{LimitRange, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::ListParams;
+use kube::{Api, Client};
+use serde::Serialize;
+
+use crate::actions::{self, ClaimInfo, Plan, Rails, Situation};
+use crate::execute::{Executor, Outcome};
+use crate::fix::{Fix, FixType};
+use crate::index::FixIndex;
+use crate::inspect::{ClusterView, Finding};
+use crate::quantity::ByteQuantity;
+
+/// One handled finding.
+#[derive(Debug, Clone, Serialize)]
+pub struct Handled {
+    pub finding: Finding,
+    pub plan: Plan,
+    pub outcome: Outcome,
+}
+
+/// Memory limit of `container` (regular or init) in a pod.
+pub fn container_memory_limit(pod: &Pod, container: &str) -> Option<ByteQuantity> {
+    let spec = pod.spec.as_ref()?;
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .find(|c| c.name == container)?
+        .resources
+        .as_ref()?
+        .limits
+        .as_ref()?
+        .get("memory")
+        .and_then(|q| ByteQuantity::parse(&q.0).ok())
+}
+
+/// The memory fix stored for a workload's container: the container's own, else workload-wide.
+pub fn stored_memory_fix<'i>(
+    index: &'i FixIndex,
+    namespace: &str,
+    workload: &str,
+    container: &str,
+) -> Option<&'i Fix> {
+    let fixes = index.lookup(namespace, workload);
+    let memory = |target: Option<&str>| {
+        fixes
+            .iter()
+            .find(|f| f.fix_type == FixType::Memory && f.container.as_deref() == target)
+    };
+    memory(Some(container)).or_else(|| memory(None))
+}
+
+/// The smallest container memory maximum of a namespace's LimitRanges.
+pub fn limit_range_max(ranges: &[LimitRange]) -> Option<ByteQuantity> {
+    ranges
+        .iter()
+        .filter_map(|r| r.spec.as_ref())
+        .flat_map(|spec| spec.limits.iter())
+        .filter(|item| item.type_ == "Container")
+        .filter_map(|item| item.max.as_ref()?.get("memory"))
+        .filter_map(|q| ByteQuantity::parse(&q.0).ok())
+        .min()
+}
+
+/// The claims a pod mounts, as the planner sees them.
+pub fn pod_claims(
+    pod: &Pod,
+    claims: &[PersistentVolumeClaim],
+    expandable_class: impl Fn(&str) -> bool,
+) -> Vec<ClaimInfo> {
+    let namespace = pod.metadata.namespace.as_deref();
+    pod.spec
+        .iter()
+        .flat_map(|spec| spec.volumes.iter().flatten())
+        .filter_map(|volume| volume.persistent_volume_claim.as_ref())
+        .map(|source| {
+            let claim = claims.iter().find(|c| {
+                c.metadata.name.as_deref() == Some(source.claim_name.as_str())
+                    && c.metadata.namespace.as_deref() == namespace
+            });
+            let request = claim
+                .and_then(|c| {
+                    c.spec
+                        .as_ref()?
+                        .resources
+                        .as_ref()?
+                        .requests
+                        .as_ref()?
+                        .get("storage")
+                        .cloned()
+                })
+                .and_then(|q| ByteQuantity::parse(&q.0).ok());
+            let bound = claim.and_then(|c| c.status.as_ref()?.phase.as_deref()) == Some("Bound");
+            let class = claim.and_then(|c| c.spec.as_ref()?.storage_class_name.clone());
+            ClaimInfo {
+                name: source.claim_name.clone(),
+                request,
+                expandable: bound && class.as_deref().is_some_and(&expandable_class),
+            }
+        })
+        .collect()
+}
+
+/// The key under which repeated image-pull retries of one workload are counted.
+pub fn pull_key(finding: &Finding) -> String {
+    let owner = finding
+        .workload
+        .as_ref()
+        .map_or_else(|| finding.problem.object_name.clone(), ToString::to_string);
+    format!("pull/{}/{owner}", finding.problem.namespace)
+}
+
+/// Plans and carries out every finding, in order. Cluster look-ups the plans need (LimitRanges,
+/// StorageClasses) are made once per run.
+pub async fn heal(
+    client: &Client,
+    executor: &Executor,
+    rails: &Rails,
+    view: &ClusterView,
+    findings: Vec<Finding>,
+    index: &FixIndex,
+    now: Timestamp,
+) -> Vec<Handled> {
+    let mut ranges: HashMap<String, Option<ByteQuantity>> = HashMap::new();
+    let classes = expandable_classes(client).await;
+    let mut handled = Vec::new();
+    for finding in findings {
+        let pod = view
+            .pods
+            .iter()
+            .find(|p| p.metadata.uid.as_deref() == Some(finding.problem.uid.as_str()));
+        let container = finding
+            .problem
+            .kind
+            .container()
+            .unwrap_or_default()
+            .to_string();
+        let namespace = finding.problem.namespace.clone();
+        if !ranges.contains_key(&namespace) {
+            let api: Api<LimitRange> = Api::namespaced(client.clone(), &namespace);
+            let listed = api
+                .list(&ListParams::default())
+                .await
+                .map(|l| l.items)
+                .unwrap_or_default();
+            ranges.insert(namespace.clone(), limit_range_max(&listed));
+        }
+        let claims = pod
+            .map(|p| pod_claims(p, &view.claims, |c| classes.contains(&c.to_string())))
+            .unwrap_or_default();
+        let situation = Situation {
+            problem: &finding.problem,
+            diagnosis: &finding.diagnosis,
+            workload: finding.workload.as_ref(),
+            container_limit: pod.and_then(|p| container_memory_limit(p, &container)),
+            limit_range_max: ranges.get(&namespace).cloned().flatten(),
+            stored_fix: finding
+                .workload
+                .as_ref()
+                .and_then(|w| stored_memory_fix(index, &w.namespace, &w.name, &container)),
+            claims: &claims,
+            attempts: executor.limiter().attempts(&pull_key(&finding)),
+            now,
+        };
+        let plan = actions::plan(&situation, rails);
+        let outcome = executor.carry_out(&finding, &plan).await;
+        handled.push(Handled {
+            finding,
+            plan,
+            outcome,
+        });
+    }
+    handled
+}
+
+async fn expandable_classes(client: &Client) -> Vec<String> {
+    let api: Api<StorageClass> = Api::all(client.clone());
+    api.list(&ListParams::default())
+        .await
+        .map(|list| {
+            list.items
+                .into_iter()
+                .filter(|c| c.allow_volume_expansion == Some(true))
+                .filter_map(|c| c.metadata.name)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_limits_ranges_and_claims() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "db-0", "namespace": "data"},
+            "spec": {
+                "initContainers": [{"name": "init", "resources": {"limits": {"memory": "64Mi"}}}],
+                "containers": [{"name": "db", "resources": {"limits": {"memory": "1Gi"}}}],
+                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-db-0"}}]
+            }
+        }))
+        .unwrap();
+        assert_eq!(container_memory_limit(&pod, "db").unwrap().as_str(), "1Gi");
+        assert_eq!(
+            container_memory_limit(&pod, "init").unwrap().as_str(),
+            "64Mi"
+        );
+        assert!(container_memory_limit(&pod, "other").is_none());
+
+        let claim: PersistentVolumeClaim = serde_json::from_value(json!({
+            "metadata": {"name": "data-db-0", "namespace": "data"},
+            "spec": {"storageClassName": "ssd", "resources": {"requests": {"storage": "10Gi"}}},
+            "status": {"phase": "Bound"}
+        }))
+        .unwrap();
+        let claims = pod_claims(&pod, std::slice::from_ref(&claim), |class| class == "ssd");
+        assert_eq!(claims.len(), 1);
+        assert_eq!(claims[0].request.as_ref().unwrap().as_str(), "10Gi");
+        assert!(claims[0].expandable);
+        assert!(!pod_claims(&pod, &[claim], |_| false)[0].expandable);
+
+        let ranges: Vec<LimitRange> = vec![
+            serde_json::from_value(json!({
+                "metadata": {"name": "limits"},
+                "spec": {"limits": [
+                    {"type": "Container", "max": {"memory": "4Gi", "cpu": "2"}},
+                    {"type": "Pod", "max": {"memory": "1Gi"}}
+                ]}
+            }))
+            .unwrap(),
+        ];
+        assert_eq!(limit_range_max(&ranges).unwrap().as_str(), "4Gi");
+    }
+
+    #[test]
+    fn container_fix_is_preferred_to_the_workload_fix() {
+        let doc = crate::document::FixDocument::parse(
+            "fixes:\n- {namespace: a, resource: web, type: memory, value: 1Gi}\n- {namespace: a, resource: web, type: memory, value: 2Gi, container: app}\n",
+        )
+        .unwrap();
+        let index = FixIndex::new(doc.fixes().cloned());
+        assert_eq!(
+            stored_memory_fix(&index, "a", "web", "app")
+                .unwrap()
+                .value
+                .as_str(),
+            "2Gi"
+        );
+        assert_eq!(
+            stored_memory_fix(&index, "a", "web", "sidecar")
+                .unwrap()
+                .value
+                .as_str(),
+            "1Gi"
+        );
+        assert!(stored_memory_fix(&index, "a", "db", "app").is_none());
+    }
+}
