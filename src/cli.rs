@@ -39,6 +39,80 @@ pub enum Command {
     Fixes(FixesArgs),
     /// Generate a CA and a serving certificate for the webhook and print the caBundle.
     Certs(CertsArgs),
+    /// Report every detected problem with its diagnosis (exit status 1 when something is unhealthy).
+    Health(HealthArgs),
+    /// Detect, diagnose and fix, once: everything, or one component (namespace, workload or app name).
+    Heal(HealArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthArgs {
+    /// Only this namespace (default: all namespaces).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+
+    /// Read `kubectl get pods,pvc,events -A -o json` output instead of a cluster.
+    #[arg(long)]
+    pub from_file: Option<PathBuf>,
+
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = ReportFormat::Table)]
+    pub output: ReportFormat,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealArgs {
+    /// Namespace, workload name or `app.kubernetes.io/name` to heal (default: everything).
+    pub component: Option<String>,
+
+    /// Only this namespace (default: all namespaces).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+
+    /// Decide and print, change nothing.
+    #[arg(long, env = "SELFHEAL_DRY_RUN")]
+    pub dry_run: bool,
+
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = ReportFormat::Table)]
+    pub output: ReportFormat,
+
+    /// Namespaces never acted in, besides selfheal's own (comma-separated).
+    #[arg(
+        long,
+        env = "SELFHEAL_PROTECTED_NAMESPACES",
+        value_delimiter = ',',
+        default_value = "kube-system"
+    )]
+    pub protected_namespaces: Vec<String>,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub rails: RailsArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
+}
+
+/// Safety rails on automatic actions.
+#[derive(Debug, Clone, Args)]
+pub struct RailsArgs {
+    /// Memory is never raised past this.
+    #[arg(long, env = "SELFHEAL_MEMORY_CEILING", default_value = "8Gi")]
+    pub memory_ceiling: String,
+
+    /// Raises of one memory fix without recovery before selfheal stops and alerts.
+    #[arg(long, env = "SELFHEAL_MAX_MEMORY_RAISES", default_value_t = 3)]
+    pub max_memory_raises: u32,
+
+    /// Storage is never raised past this.
+    #[arg(long, env = "SELFHEAL_STORAGE_CEILING", default_value = "1Ti")]
+    pub storage_ceiling: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -9,19 +9,25 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim, Pod, Service};
-use kube::api::{DeleteParams, EvictParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, EvictParams, GroupVersionKind, ListParams, Patch,
+    PatchParams, Preconditions,
+};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::actions::Plan;
+use crate::fix::Fix;
+use crate::index::FixIndex;
 use crate::inspect::Finding;
 use crate::metrics::{ActionLabels, Metrics};
 use crate::ratelimit::RateLimiter;
 use crate::store::FixStore;
+use crate::webhook::mutate::{self, Operation, Policy, Request};
+use crate::webhook::target::WorkloadKind;
 use crate::workload::{self, Workload};
 
 /// Pod template annotation whose change makes a controller roll its pods (like
@@ -167,7 +173,7 @@ impl Executor {
                         stored.value,
                         stored.target().unwrap_or("*")
                     );
-                    if self.restart(workload, &value).await? {
+                    if self.roll(workload, Some(stored), &value).await? {
                         changed = true;
                         message
                             .push_str(&format!("; restarted {workload} so the webhook applies it"));
@@ -311,39 +317,60 @@ impl Executor {
         }
     }
 
-    /// Sets the restart annotation on a workload's pod template; `false` when it already had
-    /// `value` (nothing to do).
-    async fn restart(&self, workload: &Workload, value: &str) -> anyhow::Result<bool> {
-        let patch = json!({"spec": {"template": {"metadata": {"annotations": {RESTART_ANNOTATION: value}}}}});
-        let params = PatchParams::default();
-        let ns = &workload.namespace;
-        macro_rules! restart_kind {
-            ($kind:ty) => {{
-                let api: Api<$kind> = Api::namespaced(self.client.clone(), ns);
-                let current = api.get(&workload.name).await?;
-                let annotations = current
-                    .spec
-                    .and_then(|s| s.template.metadata)
-                    .and_then(|m| m.annotations);
-                if annotations
-                    .as_ref()
-                    .and_then(|a| a.get(RESTART_ANNOTATION))
-                    .map(String::as_str)
-                    == Some(value)
-                {
-                    return Ok(false);
-                }
-                api.patch(&workload.name, &params, &Patch::Merge(&patch))
-                    .await?;
-                Ok(true)
-            }};
+    /// Rolls a workload: applies `fix` to its pod template directly (the same decision the
+    /// webhook makes, so the fix does not wait for the webhook to learn it) and sets the restart
+    /// annotation to `value`. `false` when the workload already had both (nothing to do). The
+    /// JSON patch starts with a `test` of the resourceVersion read, so a concurrent change makes
+    /// it fail rather than patch the wrong container.
+    async fn roll(
+        &self,
+        workload: &Workload,
+        fix: Option<&Fix>,
+        value: &str,
+    ) -> anyhow::Result<bool> {
+        let Some(kind) = WorkloadKind::from_group_kind("apps", &workload.kind) else {
+            anyhow::bail!("{workload} cannot be restarted");
+        };
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", &workload.kind));
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &workload.namespace, &resource);
+        let original = serde_json::to_value(api.get(&workload.name).await?)?;
+        let mut changed = original.clone();
+        if let Some(fix) = fix {
+            let request = Request {
+                kind,
+                operation: Operation::Update,
+                namespace: &workload.namespace,
+                object: &original,
+            };
+            let index = FixIndex::new([fix.clone()]);
+            let mutation = mutate::mutate(
+                &request,
+                &index,
+                &Policy {
+                    protected_namespaces: Vec::new(),
+                },
+            );
+            json_patch::patch(&mut changed, &mutation.patch)?;
         }
-        match workload.kind.as_str() {
-            "Deployment" => restart_kind!(Deployment),
-            "StatefulSet" => restart_kind!(StatefulSet),
-            "DaemonSet" => restart_kind!(DaemonSet),
-            other => anyhow::bail!("{other} cannot be restarted"),
+        set_template_annotation(&mut changed, RESTART_ANNOTATION, value);
+        if changed == original {
+            return Ok(false);
         }
+        let mut operations = vec![json_patch::PatchOperation::Test(
+            json_patch::TestOperation {
+                path: json_patch::jsonptr::PointerBuf::parse("/metadata/resourceVersion")?,
+                value: original["metadata"]["resourceVersion"].clone(),
+            },
+        )];
+        operations.extend(json_patch::diff(&original, &changed).0);
+        api.patch(
+            &workload.name,
+            &PatchParams::default(),
+            &Patch::Json::<()>(json_patch::Patch(operations)),
+        )
+        .await?;
+        Ok(true)
     }
 
     async fn expand_claim(&self, namespace: &str, claim: &str, size: &str) -> anyhow::Result<bool> {
@@ -463,7 +490,7 @@ impl Executor {
             _ => 0,
         };
         let value = format!("refused {host}:{port} to {caller} (restart {restarts})");
-        if !self.restart(&dependency, &value).await? {
+        if !self.roll(&dependency, None, &value).await? {
             return Ok((
                 "unchanged",
                 format!("{dependency} already restarted for this failure"),
@@ -519,6 +546,25 @@ pub fn service_of_host(host: &str, default_namespace: &str) -> Option<(String, S
         .unwrap_or(default_namespace)
         .to_string();
     Some((service, namespace))
+}
+
+/// Sets `spec.template.metadata.annotations[key] = value`, creating missing parents.
+fn set_template_annotation(object: &mut serde_json::Value, key: &str, value: &str) {
+    let Some(template) = object
+        .pointer_mut("/spec/template")
+        .and_then(|t| t.as_object_mut())
+    else {
+        return;
+    };
+    let metadata = template.entry("metadata").or_insert_with(|| json!({}));
+    if !metadata.is_object() {
+        *metadata = json!({});
+    }
+    let annotations = &mut metadata["annotations"];
+    if !annotations.is_object() {
+        *annotations = json!({});
+    }
+    annotations[key] = json!(value);
 }
 
 fn pod_ready(pod: &Pod) -> bool {

@@ -14,8 +14,10 @@ use crate::actions::{self, ClaimInfo, Plan, Rails, Situation};
 use crate::execute::{Executor, Outcome};
 use crate::fix::{Fix, FixType};
 use crate::index::FixIndex;
-use crate::inspect::{ClusterView, Finding};
+use crate::inspect::{self, ClusterView, Finding};
 use crate::quantity::ByteQuantity;
+use crate::webhook::mutate::OPT_OUT_LABEL;
+use crate::workload;
 
 /// One handled finding.
 #[derive(Debug, Clone, Serialize)]
@@ -116,6 +118,51 @@ pub fn pull_key(finding: &Finding) -> String {
     format!("pull/{}/{owner}", finding.problem.namespace)
 }
 
+/// Where a run may act.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// Only this namespace.
+    pub namespace: Option<String>,
+    /// Only this component (namespace, workload, or app label).
+    pub component: Option<String>,
+    /// Never act here (kube-system and selfheal's own namespace).
+    pub protected: Vec<String>,
+}
+
+impl Scope {
+    pub fn includes(&self, finding: &Finding) -> bool {
+        let namespace = &finding.problem.namespace;
+        !self.protected.contains(namespace)
+            && self.namespace.as_ref().is_none_or(|ns| ns == namespace)
+            && self.component.as_deref().is_none_or(|component| {
+                workload::matches_component(
+                    component,
+                    namespace,
+                    finding.workload.as_ref(),
+                    Some(&finding.labels),
+                )
+            })
+    }
+}
+
+/// One pass of the loop over the whole cluster (or the scope): gather, detect, diagnose, fix.
+pub async fn run_once(
+    client: &Client,
+    executor: &Executor,
+    rails: &Rails,
+    index: &FixIndex,
+    scope: &Scope,
+    now: Timestamp,
+) -> Result<Vec<Handled>, kube::Error> {
+    let view = inspect::gather(client, scope.namespace.as_deref()).await?;
+    let findings: Vec<Finding> = inspect::diagnose_view(client, &view, now)
+        .await
+        .into_iter()
+        .filter(|f| scope.includes(f))
+        .collect();
+    Ok(heal(client, executor, rails, &view, findings, index, now).await)
+}
+
 /// Plans and carries out every finding, in order. Cluster look-ups the plans need (LimitRanges,
 /// StorageClasses) are made once per run.
 pub async fn heal(
@@ -168,7 +215,17 @@ pub async fn heal(
             attempts: executor.limiter().attempts(&pull_key(&finding)),
             now,
         };
-        let plan = actions::plan(&situation, rails);
+        let opted_out = finding
+            .labels
+            .get(OPT_OUT_LABEL)
+            .is_some_and(|v| v == "true");
+        let plan = if opted_out {
+            Plan::Report {
+                reason: format!("labelled {OPT_OUT_LABEL}=true: no automatic action"),
+            }
+        } else {
+            actions::plan(&situation, rails)
+        };
         let outcome = executor.carry_out(&finding, &plan).await;
         handled.push(Handled {
             finding,

@@ -181,6 +181,18 @@ pub fn wants_logs(problem: &Problem) -> bool {
     matches!(problem.kind, ProblemKind::CrashLoopBackOff { .. })
 }
 
+/// Findings of a view, with the logs their diagnoses need read from the API.
+pub async fn diagnose_view(client: &Client, view: &ClusterView, now: Timestamp) -> Vec<Finding> {
+    let thresholds = Thresholds::default();
+    let first = findings(view, &Logs::new(), now, &thresholds);
+    if !first.iter().any(|f| wants_logs(&f.problem)) {
+        return first;
+    }
+    let problems: Vec<&Problem> = first.iter().map(|f| &f.problem).collect();
+    let logs = fetch_logs(client, &problems).await;
+    findings(view, &logs, now, &thresholds)
+}
+
 /// Reads the view from the API: one list per kind (all namespaces, or one).
 pub async fn gather(client: &Client, namespace: Option<&str>) -> Result<ClusterView, kube::Error> {
     fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>

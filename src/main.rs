@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 
 use selfheal::certs;
 use selfheal::cli::{CertsArgs, Cli, Command, FixesArgs, LogFormat, OutputFormat};
-use selfheal::{list, serve};
+use selfheal::{list, oneshot, serve};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -19,15 +19,19 @@ async fn main() -> ExitCode {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let _ = provider.as_ref().clone().install_default();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args, provider).await,
-        Command::Fixes(args) => print_fixes(args).await,
-        Command::Certs(args) => make_certs(&args),
+        Command::Serve(args) => serve::run(args, provider).await.map(|()| true),
+        Command::Fixes(args) => print_fixes(args).await.map(|()| true),
+        Command::Certs(args) => make_certs(&args).map(|()| true),
+        Command::Health(args) => oneshot::health(&args).await,
+        Command::Heal(args) => oneshot::heal(&args).await.map(|()| true),
     };
+    // 0: done (and healthy); 1: `health` found problems; 2: an error.
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }

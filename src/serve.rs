@@ -56,7 +56,7 @@ pub async fn open_store(
     })
 }
 
-async fn kube_client() -> anyhow::Result<kube::Client> {
+pub async fn kube_client() -> anyhow::Result<kube::Client> {
     let config = kube::Config::infer()
         .await
         .context("no Kubernetes configuration (in-cluster or kubeconfig)")?;

@@ -2,15 +2,18 @@
 //! `kube::Client::new` in process (no sockets). It implements what selfheal's clients use, with
 //! the apiserver's semantics where they matter:
 //!
-//! - get, list (with `fieldSelector=metadata.name=`), create (409 AlreadyExists), replace
-//!   (409 Conflict on a stale `resourceVersion`), merge patch, delete;
+//! - get; list (all namespaces too, `fieldSelector=metadata.name=`, equality `labelSelector`);
+//!   create (409 AlreadyExists); replace (409 Conflict on a stale `resourceVersion`); merge and
+//!   JSON patches (a patch that changes nothing stores nothing); delete (UID preconditions);
 //! - watch from a `resourceVersion`, replaying what happened since, then following live;
+//! - subresources `pods/log` (logs set by the test) and `pods/eviction`;
+//! - an optional admission hook, called on every create and update like a mutating webhook;
 //! - a global, increasing `resourceVersion`.
 //!
-//! Paths: `/api/v1/namespaces/{ns}/{plural}[/{name}]` and
-//! `/apis/{group}/{version}/namespaces/{ns}/{plural}[/{name}]`.
+//! Paths: `/api/v1[/namespaces/{ns}]/{plural}[/{name}[/{sub}]]` and the `/apis/{group}/{version}/...`
+//! form.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,7 +27,8 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-/// One collection: API prefix (`api/v1` or `apis/group/version`), namespace and resource plural.
+/// One collection: API prefix (`api/v1` or `apis/group/version`), namespace (empty for
+/// cluster-scoped objects) and resource plural.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Collection {
     pub prefix: String,
@@ -34,13 +38,24 @@ pub struct Collection {
 
 impl Collection {
     pub fn core(namespace: &str, plural: &str) -> Self {
+        Self::new("api/v1", namespace, plural)
+    }
+
+    pub fn new(prefix: &str, namespace: &str, plural: &str) -> Self {
         Self {
-            prefix: "api/v1".into(),
+            prefix: prefix.into(),
             namespace: namespace.into(),
             plural: plural.into(),
         }
     }
+
+    pub fn apps(namespace: &str, plural: &str) -> Self {
+        Self::new("apis/apps/v1", namespace, plural)
+    }
 }
+
+/// Called on create and update with the operation and the object; may change the object.
+pub type AdmissionHook = Arc<dyn Fn(&Collection, &str, &mut Value) + Send + Sync>;
 
 #[derive(Debug, Clone)]
 struct WatchEvent {
@@ -55,6 +70,8 @@ struct Objects {
     by_collection: BTreeMap<Collection, BTreeMap<String, Value>>,
     resource_version: u64,
     history: Vec<WatchEvent>,
+    /// (namespace, pod, container, previous) → log text.
+    logs: HashMap<(String, String, String, bool), String>,
 }
 
 /// Handle on the fake server's state, for tests to inspect and change objects directly.
@@ -62,6 +79,7 @@ struct Objects {
 pub struct FakeApiServer {
     objects: Arc<Mutex<Objects>>,
     events: broadcast::Sender<WatchEvent>,
+    admission: Arc<Mutex<Option<AdmissionHook>>>,
     pub conflicts: Arc<AtomicUsize>,
     pub requests: Arc<AtomicUsize>,
 }
@@ -78,6 +96,7 @@ impl FakeApiServer {
         Self {
             objects: Arc::default(),
             events,
+            admission: Arc::default(),
             conflicts: Arc::default(),
             requests: Arc::default(),
         }
@@ -90,6 +109,18 @@ impl FakeApiServer {
 
     pub fn router(&self) -> Router {
         Router::new().fallback(handle).with_state(self.clone())
+    }
+
+    /// Runs `hook` on every create and update that goes through the API (not on `put`).
+    pub fn set_admission(&self, hook: AdmissionHook) {
+        *self.admission.lock().unwrap() = Some(hook);
+    }
+
+    pub fn set_log(&self, namespace: &str, pod: &str, container: &str, previous: bool, text: &str) {
+        self.objects.lock().unwrap().logs.insert(
+            (namespace.into(), pod.into(), container.into(), previous),
+            text.into(),
+        );
     }
 
     pub fn get(&self, collection: &Collection, name: &str) -> Option<Value> {
@@ -106,20 +137,43 @@ impl FakeApiServer {
             .unwrap_or_default()
     }
 
-    /// Creates or replaces an object as an out-of-band writer would (`kubectl apply`).
+    /// Creates or replaces an object as an out-of-band writer would (a controller, `kubectl`),
+    /// without admission.
     pub fn put(&self, collection: &Collection, object: Value) -> Value {
         let name = object["metadata"]["name"].as_str().unwrap().to_string();
         let mut objects = self.objects.lock().unwrap();
-        let kind = if objects
+        let exists = objects
             .by_collection
             .get(collection)
-            .is_some_and(|items| items.contains_key(&name))
-        {
-            "MODIFIED"
-        } else {
-            "ADDED"
-        };
+            .is_some_and(|items| items.contains_key(&name));
+        let kind = if exists { "MODIFIED" } else { "ADDED" };
         self.store(&mut objects, collection, name, object, kind)
+    }
+
+    /// Deletes an object out of band.
+    pub fn remove(&self, collection: &Collection, name: &str) {
+        let mut objects = self.objects.lock().unwrap();
+        if let Some(object) = objects
+            .by_collection
+            .get(collection)
+            .and_then(|i| i.get(name))
+            .cloned()
+        {
+            self.store(
+                &mut objects,
+                collection,
+                name.to_string(),
+                object,
+                "DELETED",
+            );
+        }
+    }
+
+    fn admit(&self, collection: &Collection, operation: &str, object: &mut Value) {
+        let hook = self.admission.lock().unwrap().clone();
+        if let Some(hook) = hook {
+            hook(collection, operation, object);
+        }
     }
 
     fn store(
@@ -133,9 +187,14 @@ impl FakeApiServer {
         objects.resource_version += 1;
         let resource_version = objects.resource_version;
         object["metadata"]["resourceVersion"] = json!(resource_version.to_string());
-        object["metadata"]["namespace"] = json!(collection.namespace);
+        if !collection.namespace.is_empty() {
+            object["metadata"]["namespace"] = json!(collection.namespace);
+        }
         if object["metadata"]["uid"].is_null() {
             object["metadata"]["uid"] = json!(format!("uid-{resource_version}"));
+        }
+        if object["metadata"]["creationTimestamp"].is_null() {
+            object["metadata"]["creationTimestamp"] = json!("2026-11-28T00:00:00Z");
         }
         let items = objects.by_collection.entry(collection.clone()).or_default();
         if kind == "DELETED" {
@@ -155,25 +214,39 @@ impl FakeApiServer {
     }
 }
 
-/// Parses `/api/v1/namespaces/ns/plural[/name]` and the `/apis/...` form.
-fn parse_path(path: &str) -> Option<(Collection, Option<String>)> {
+/// What a request path names.
+struct Target {
+    collection: Collection,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+fn parse_path(path: &str) -> Option<Target> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (prefix, rest) = match segments.as_slice() {
         ["api", "v1", rest @ ..] => ("api/v1".to_string(), rest),
         ["apis", group, version, rest @ ..] => (format!("apis/{group}/{version}"), rest),
         _ => return None,
     };
-    match rest {
-        ["namespaces", namespace, plural, tail @ ..] if tail.len() <= 1 => Some((
-            Collection {
-                prefix,
-                namespace: namespace.to_string(),
-                plural: plural.to_string(),
-            },
-            tail.first().map(|name| name.to_string()),
-        )),
-        _ => None,
-    }
+    let (namespace, rest) = match rest {
+        ["namespaces", namespace, tail @ ..] if !tail.is_empty() => (namespace.to_string(), tail),
+        _ => (String::new(), rest),
+    };
+    let (plural, name, subresource) = match rest {
+        [plural] => (plural, None, None),
+        [plural, name] => (plural, Some(name.to_string()), None),
+        [plural, name, sub] => (plural, Some(name.to_string()), Some(sub.to_string())),
+        _ => return None,
+    };
+    Some(Target {
+        collection: Collection {
+            prefix,
+            namespace,
+            plural: plural.to_string(),
+        },
+        name,
+        subresource,
+    })
 }
 
 fn query_params(query: Option<&str>) -> BTreeMap<String, String> {
@@ -212,18 +285,50 @@ fn status(code: StatusCode, reason: &str, message: String) -> Response {
     (code, axum::Json(body)).into_response()
 }
 
-fn name_matches(selector: Option<&String>, object: &Value) -> bool {
-    match selector.and_then(|s| s.strip_prefix("metadata.name=")) {
+fn not_found(name: &str) -> Response {
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("\"{name}\" not found"),
+    )
+}
+
+/// `fieldSelector=metadata.name=x` and equality `labelSelector=a=b,c=d`.
+fn selected(params: &BTreeMap<String, String>, object: &Value) -> bool {
+    let name_ok = match params
+        .get("fieldSelector")
+        .and_then(|s| s.strip_prefix("metadata.name="))
+    {
         Some(name) => object["metadata"]["name"] == name,
         None => true,
-    }
+    };
+    let labels_ok = params.get("labelSelector").is_none_or(|selector| {
+        selector
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .all(|term| match term.split_once('=') {
+                Some((key, value)) => object["metadata"]["labels"][key] == value,
+                None => true,
+            })
+    });
+    name_ok && labels_ok
+}
+
+fn covers(listed: &Collection, stored: &Collection) -> bool {
+    listed.prefix == stored.prefix
+        && listed.plural == stored.plural
+        && (listed.namespace.is_empty() || listed.namespace == stored.namespace)
 }
 
 async fn handle(State(server): State<FakeApiServer>, request: Request) -> Response {
     server.requests.fetch_add(1, Ordering::Relaxed);
     let method = request.method().clone();
     let uri = request.uri().clone();
-    let Some((collection, name)) = parse_path(uri.path()) else {
+    let json_patch = request
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json-patch"));
+    let Some(target) = parse_path(uri.path()) else {
         return status(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -234,45 +339,42 @@ async fn handle(State(server): State<FakeApiServer>, request: Request) -> Respon
     let body = axum::body::to_bytes(request.into_body(), 16 << 20)
         .await
         .unwrap_or_default();
-    match (method, name) {
-        (Method::GET, None) if params.get("watch").is_some_and(|w| w == "true" || w == "1") => {
+    let collection = target.collection;
+    match (method, target.name, target.subresource.as_deref()) {
+        (Method::GET, None, _) if params.get("watch").is_some_and(|w| w == "true" || w == "1") => {
             watch(&server, collection, &params)
         }
-        (Method::GET, None) => list(&server, &collection, &params),
-        (Method::GET, Some(name)) => match server.get(&collection, &name) {
-            Some(object) => axum::Json(object).into_response(),
-            None => status(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                format!("{} \"{name}\" not found", collection.plural),
-            ),
-        },
-        (Method::POST, None) => create(&server, &collection, &body),
-        (Method::PUT, Some(name)) => replace(&server, &collection, &name, &body),
-        (Method::PATCH, Some(name)) => merge_patch(&server, &collection, &name, &body),
-        (Method::DELETE, Some(name)) => {
-            let mut objects = server.objects.lock().unwrap();
-            let existing = objects
-                .by_collection
-                .get(&collection)
-                .and_then(|items| items.get(&name))
-                .cloned();
-            match existing {
-                Some(object) => {
-                    let deleted = server.store(&mut objects, &collection, name, object, "DELETED");
-                    axum::Json(deleted).into_response()
-                }
+        (Method::GET, None, _) => list(&server, &collection, &params),
+        (Method::GET, Some(name), Some("log")) => {
+            let objects = server.objects.lock().unwrap();
+            let key = (
+                collection.namespace.clone(),
+                name.clone(),
+                params.get("container").cloned().unwrap_or_default(),
+                params.get("previous").is_some_and(|p| p == "true"),
+            );
+            match objects.logs.get(&key) {
+                Some(text) => text.clone().into_response(),
                 None => status(
-                    StatusCode::NOT_FOUND,
-                    "NotFound",
-                    format!("\"{name}\" not found"),
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    format!("no logs for {name}"),
                 ),
             }
         }
-        (method, _) => status(
+        (Method::GET, Some(name), None) => match server.get(&collection, &name) {
+            Some(object) => axum::Json(object).into_response(),
+            None => not_found(&name),
+        },
+        (Method::POST, None, _) => create(&server, &collection, &body),
+        (Method::POST, Some(name), Some("eviction")) => delete(&server, &collection, &name, &body),
+        (Method::PUT, Some(name), None) => replace(&server, &collection, &name, &body),
+        (Method::PATCH, Some(name), None) => patch(&server, &collection, &name, &body, json_patch),
+        (Method::DELETE, Some(name), None) => delete(&server, &collection, &name, &body),
+        (method, _, sub) => status(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
-            format!("{method} not supported"),
+            format!("{method} {sub:?} not supported"),
         ),
     }
 }
@@ -285,15 +387,12 @@ fn list(
     let objects = server.objects.lock().unwrap();
     let items: Vec<Value> = objects
         .by_collection
-        .get(collection)
-        .map(|items| {
-            items
-                .values()
-                .filter(|o| name_matches(params.get("fieldSelector"), o))
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
+        .iter()
+        .filter(|(stored, _)| covers(collection, stored))
+        .flat_map(|(_, items)| items.values())
+        .filter(|o| selected(params, o))
+        .cloned()
+        .collect();
     axum::Json(json!({
         "kind": "List", "apiVersion": "v1",
         "metadata": {"resourceVersion": objects.resource_version.to_string()},
@@ -311,7 +410,7 @@ fn watch(
         .get("resourceVersion")
         .and_then(|rv| rv.parse().ok())
         .unwrap_or(0);
-    let selector = params.get("fieldSelector").cloned();
+    let params = params.clone();
     // Subscribe under the lock so no event falls between the replay and the live stream.
     let (replay, live) = {
         let objects = server.objects.lock().unwrap();
@@ -323,13 +422,22 @@ fn watch(
             .collect();
         (replay, server.events.subscribe())
     };
-    let live = tokio_stream_from(live);
-    let wanted = move |event: &WatchEvent| {
-        event.collection == collection && name_matches(selector.as_ref(), &event.object)
-    };
+    let live = futures::stream::unfold(live, |mut receiver| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(event) => return Some((event, receiver)),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
     let stream = futures::stream::iter(replay)
         .chain(live)
-        .filter(move |event| futures::future::ready(wanted(event)))
+        .filter(move |event| {
+            futures::future::ready(
+                covers(&collection, &event.collection) && selected(&params, &event.object),
+            )
+        })
         .map(|event| {
             let mut line = serde_json::to_vec(&json!({"type": event.kind, "object": event.object}))
                 .unwrap_or_default();
@@ -339,37 +447,22 @@ fn watch(
     Response::new(Body::from_stream(stream))
 }
 
-fn tokio_stream_from(
-    receiver: broadcast::Receiver<WatchEvent>,
-) -> impl futures::Stream<Item = WatchEvent> {
-    futures::stream::unfold(receiver, |mut receiver| async move {
-        loop {
-            match receiver.recv().await {
-                Ok(event) => return Some((event, receiver)),
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    })
-}
-
 fn create(server: &FakeApiServer, collection: &Collection, body: &[u8]) -> Response {
-    let Ok(object) = serde_json::from_slice::<Value>(body) else {
+    let Ok(mut object) = serde_json::from_slice::<Value>(body) else {
         return status(
             StatusCode::BAD_REQUEST,
             "BadRequest",
             "body is not JSON".into(),
         );
     };
+    server.admit(collection, "CREATE", &mut object);
+    let mut objects = server.objects.lock().unwrap();
     let name = match (
         object["metadata"]["name"].as_str(),
         object["metadata"]["generateName"].as_str(),
     ) {
         (Some(name), _) => name.to_string(),
-        (None, Some(prefix)) => format!(
-            "{prefix}{}",
-            server.objects.lock().unwrap().resource_version + 1
-        ),
+        (None, Some(prefix)) => format!("{prefix}{}", objects.resource_version + 1),
         (None, None) => {
             return status(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -378,7 +471,6 @@ fn create(server: &FakeApiServer, collection: &Collection, body: &[u8]) -> Respo
             );
         }
     };
-    let mut objects = server.objects.lock().unwrap();
     if objects
         .by_collection
         .get(collection)
@@ -391,31 +483,27 @@ fn create(server: &FakeApiServer, collection: &Collection, body: &[u8]) -> Respo
             format!("{} \"{name}\" already exists", collection.plural),
         );
     }
-    let mut object = object;
     object["metadata"]["name"] = json!(name);
     let stored = server.store(&mut objects, collection, name, object, "ADDED");
     (StatusCode::CREATED, axum::Json(stored)).into_response()
 }
 
 fn replace(server: &FakeApiServer, collection: &Collection, name: &str, body: &[u8]) -> Response {
-    let Ok(object) = serde_json::from_slice::<Value>(body) else {
+    let Ok(mut object) = serde_json::from_slice::<Value>(body) else {
         return status(
             StatusCode::BAD_REQUEST,
             "BadRequest",
             "body is not JSON".into(),
         );
     };
+    server.admit(collection, "UPDATE", &mut object);
     let mut objects = server.objects.lock().unwrap();
     let Some(current) = objects
         .by_collection
         .get(collection)
         .and_then(|items| items.get(name))
     else {
-        return status(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("\"{name}\" not found"),
-        );
+        return not_found(name);
     };
     let sent = object["metadata"]["resourceVersion"].as_str();
     if sent.is_none() || sent != current["metadata"]["resourceVersion"].as_str() {
@@ -439,11 +527,12 @@ fn replace(server: &FakeApiServer, collection: &Collection, name: &str, body: &[
     axum::Json(stored).into_response()
 }
 
-fn merge_patch(
+fn patch(
     server: &FakeApiServer,
     collection: &Collection,
     name: &str,
     body: &[u8],
+    json_patch: bool,
 ) -> Response {
     let Ok(patch) = serde_json::from_slice::<Value>(body) else {
         return status(
@@ -452,26 +541,72 @@ fn merge_patch(
             "body is not JSON".into(),
         );
     };
-    let mut objects = server.objects.lock().unwrap();
-    let Some(mut current) = objects
-        .by_collection
-        .get(collection)
-        .and_then(|items| items.get(name))
-        .cloned()
-    else {
-        return status(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("\"{name}\" not found"),
-        );
+    let Some(current) = server.get(collection, name) else {
+        return not_found(name);
     };
-    json_patch::merge(&mut current, &patch);
+    let mut changed = current.clone();
+    if json_patch {
+        let Ok(ops) = serde_json::from_value::<json_patch::Patch>(patch) else {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "not a JSON Patch".into(),
+            );
+        };
+        if let Err(error) = json_patch::patch(&mut changed, &ops) {
+            return status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                format!("the patch does not apply: {error}"),
+            );
+        }
+    } else {
+        json_patch::merge(&mut changed, &patch);
+    }
+    server.admit(collection, "UPDATE", &mut changed);
+    if changed == current {
+        return axum::Json(current).into_response();
+    }
+    let mut objects = server.objects.lock().unwrap();
     let stored = server.store(
         &mut objects,
         collection,
         name.to_string(),
-        current,
+        changed,
         "MODIFIED",
     );
     axum::Json(stored).into_response()
+}
+
+fn delete(server: &FakeApiServer, collection: &Collection, name: &str, body: &[u8]) -> Response {
+    let options: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let precondition = options["preconditions"]["uid"]
+        .as_str()
+        .or(options["deleteOptions"]["preconditions"]["uid"].as_str());
+    let mut objects = server.objects.lock().unwrap();
+    let Some(object) = objects
+        .by_collection
+        .get(collection)
+        .and_then(|i| i.get(name))
+        .cloned()
+    else {
+        return not_found(name);
+    };
+    if let Some(uid) = precondition
+        && object["metadata"]["uid"] != uid
+    {
+        return status(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!("Precondition failed: UID in precondition: {uid}"),
+        );
+    }
+    let deleted = server.store(
+        &mut objects,
+        collection,
+        name.to_string(),
+        object,
+        "DELETED",
+    );
+    axum::Json(deleted).into_response()
 }

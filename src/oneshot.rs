@@ -1,0 +1,106 @@
+//! `selfheal health` and `selfheal heal`: one pass of the loop, printed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::actions::Rails;
+use crate::cli::{HealArgs, HealthArgs, RailsArgs, ReportFormat};
+use crate::detect::Thresholds;
+use crate::execute::{DEFAULT_WINDOW, Executor, MAX_BACKOFF};
+use crate::heal;
+use crate::index::FixIndex;
+use crate::inspect::{self, ClusterView, Finding};
+use crate::metrics::Metrics;
+use crate::quantity::ByteQuantity;
+use crate::ratelimit::RateLimiter;
+use crate::report;
+use crate::serve;
+
+impl RailsArgs {
+    pub fn rails(&self) -> anyhow::Result<Rails> {
+        Ok(Rails {
+            memory_ceiling: ByteQuantity::parse(&self.memory_ceiling)
+                .context("--memory-ceiling")?,
+            max_memory_raises: self.max_memory_raises,
+            storage_ceiling: ByteQuantity::parse(&self.storage_ceiling)
+                .context("--storage-ceiling")?,
+            ..Rails::default()
+        })
+    }
+}
+
+/// Runs `selfheal health`; returns whether everything is healthy.
+pub async fn health(args: &HealthArgs) -> anyhow::Result<bool> {
+    let now = jiff::Timestamp::now();
+    let findings = match &args.from_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let view = ClusterView::from_dump(&text).with_context(|| path.display().to_string())?;
+            let findings =
+                inspect::findings(&view, &Default::default(), now, &Thresholds::default());
+            match &args.namespace {
+                Some(ns) => findings
+                    .into_iter()
+                    .filter(|f| &f.problem.namespace == ns)
+                    .collect(),
+                None => findings,
+            }
+        }
+        None => {
+            let client = serve::kube_client().await?;
+            let view = inspect::gather(&client, args.namespace.as_deref()).await?;
+            inspect::diagnose_view(&client, &view, now).await
+        }
+    };
+    print_findings(&findings, args.output);
+    Ok(findings.is_empty())
+}
+
+fn print_findings(findings: &[Finding], format: ReportFormat) {
+    match format {
+        ReportFormat::Table => print!("{}", report::health_table(findings)),
+        ReportFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(findings).unwrap_or_default()
+        ),
+    }
+}
+
+/// Runs `selfheal heal`.
+pub async fn heal(args: &HealArgs) -> anyhow::Result<()> {
+    let rails = args.rails.rails()?;
+    let client = serve::kube_client().await?;
+    let metrics = Arc::new(Metrics::new());
+    let store = serve::open_store(&args.store, metrics.clone(), Duration::from_secs(1)).await?;
+    let document = store.read_document().await?;
+    let index = FixIndex::new(document.fixes().cloned());
+    let mut protected = args.protected_namespaces.clone();
+    protected.push(args.store.namespace.clone());
+    let scope = heal::Scope {
+        namespace: args.namespace.clone(),
+        component: args.component.clone(),
+        protected,
+    };
+    let limiter = Arc::new(RateLimiter::new(DEFAULT_WINDOW, MAX_BACKOFF));
+    let executor = Executor::new(client.clone(), store, limiter, metrics, args.dry_run);
+    let handled = heal::run_once(
+        &client,
+        &executor,
+        &rails,
+        &index,
+        &scope,
+        jiff::Timestamp::now(),
+    )
+    .await?;
+    match args.output {
+        ReportFormat::Table => print!("{}", report::heal_table(&handled)),
+        ReportFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&handled).unwrap_or_default()
+        ),
+    }
+    Ok(())
+}

@@ -1,0 +1,500 @@
+//! The whole loop against the in-process test API server, with selfheal's webhook wired in as
+//! the server's admission hook: DETECT → DIAGNOSE → FIX → PERSIST, then a second run that must
+//! change nothing.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::fake_apiserver::{Collection, FakeApiServer};
+
+use selfheal::actions::Rails;
+use selfheal::document::FixDocument;
+use selfheal::execute::{Executor, RESTART_ANNOTATION};
+use selfheal::heal::{self, Handled, Scope};
+use selfheal::index::FixIndex;
+use selfheal::metrics::Metrics;
+use selfheal::ratelimit::RateLimiter;
+use selfheal::store::{ConfigMapStore, FixStore, Snapshot};
+use selfheal::webhook::mutate::{self, Operation, Policy, Request};
+use selfheal::webhook::target::WorkloadKind;
+
+const NS: &str = "shop";
+
+struct Cluster {
+    server: FakeApiServer,
+    store: FixStore,
+    snapshot: Snapshot,
+    limiter: Arc<RateLimiter>,
+    _sync: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self._sync.abort();
+    }
+}
+
+/// A fake cluster whose API server runs selfheal's admission decision on every write.
+fn cluster() -> Cluster {
+    let server = FakeApiServer::new();
+    let metrics = Arc::new(Metrics::new());
+    let store = FixStore::ConfigMap(Arc::new(ConfigMapStore::new(
+        server.client(),
+        "selfheal",
+        "fixes",
+        metrics,
+    )));
+    let snapshot = store.snapshot();
+    let sync = store.spawn_sync();
+    let webhook_snapshot = snapshot.clone();
+    server.set_admission(Arc::new(
+        move |collection: &Collection, operation: &str, object: &mut Value| {
+            let group = collection
+                .prefix
+                .strip_prefix("apis/")
+                .and_then(|p| p.split('/').next())
+                .unwrap_or("");
+            let Some(kind) =
+                WorkloadKind::from_group_kind(group, object["kind"].as_str().unwrap_or_default())
+            else {
+                return;
+            };
+            let operation = if operation == "CREATE" {
+                Operation::Create
+            } else {
+                Operation::Update
+            };
+            let original = object.clone();
+            let request = Request {
+                kind,
+                operation,
+                namespace: &collection.namespace,
+                object: &original,
+            };
+            let policy = Policy {
+                protected_namespaces: vec!["kube-system".into(), "selfheal".into()],
+            };
+            let mutation = mutate::mutate(&request, &webhook_snapshot.current(), &policy);
+            json_patch::patch(object, &mutation.patch).expect("webhook patch applies");
+        },
+    ));
+    Cluster {
+        server,
+        store,
+        snapshot,
+        limiter: Arc::new(RateLimiter::new(
+            Duration::from_secs(300),
+            Duration::from_secs(3600),
+        )),
+        _sync: sync,
+    }
+}
+
+impl Cluster {
+    async fn heal(&self, dry_run: bool, rails: &Rails) -> Vec<Handled> {
+        let client = self.server.client();
+        let executor = Executor::new(
+            client.clone(),
+            self.store.clone(),
+            self.limiter.clone(),
+            Arc::new(Metrics::new()),
+            dry_run,
+        );
+        let document = self.store.read_document().await.unwrap();
+        let index = FixIndex::new(document.fixes().cloned());
+        let scope = Scope {
+            protected: vec!["kube-system".into(), "selfheal".into()],
+            ..Scope::default()
+        };
+        heal::run_once(
+            &client,
+            &executor,
+            rails,
+            &index,
+            &scope,
+            jiff::Timestamp::now(),
+        )
+        .await
+        .unwrap()
+    }
+
+    fn fixes(&self) -> FixDocument {
+        let configmap = self
+            .server
+            .get(&Collection::core("selfheal", "configmaps"), "fixes");
+        let yaml = configmap.map(|c| {
+            c["data"]["fixes.yaml"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        });
+        FixDocument::parse(&yaml.unwrap_or_default()).unwrap()
+    }
+
+    fn deployment(&self, name: &str) -> Value {
+        self.server
+            .get(&Collection::apps(NS, "deployments"), name)
+            .expect("deployment")
+    }
+
+    async fn create(&self, collection: Collection, object: Value) -> Value {
+        let client = self.server.client();
+        let resource = kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            collection
+                .prefix
+                .strip_prefix("apis/")
+                .and_then(|p| p.split('/').next())
+                .unwrap_or(""),
+            "v1",
+            object["kind"].as_str().unwrap(),
+        ));
+        let api: kube::Api<kube::api::DynamicObject> =
+            kube::Api::namespaced_with(client, &collection.namespace, &resource);
+        let object: kube::api::DynamicObject = serde_json::from_value(object).unwrap();
+        serde_json::to_value(api.create(&Default::default(), &object).await.unwrap()).unwrap()
+    }
+}
+
+fn deployment(name: &str, memory: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NS, "labels": {"app.kubernetes.io/name": name}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": format!("registry.example.com/{name}:1"),
+                    "resources": {"requests": {"memory": "128Mi"}, "limits": {"memory": memory}}}]}}}
+    })
+}
+
+/// A pod of Deployment `name` (through ReplicaSet `name-5d4c3b2a1`), with container status `status`.
+fn pod(name: &str, suffix: &str, memory: &str, status: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("{name}-5d4c3b2a1-{suffix}"), "namespace": NS,
+            "labels": {"app": name, "pod-template-hash": "5d4c3b2a1", "app.kubernetes.io/name": name},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("{name}-5d4c3b2a1"),
+                "uid": "rs-uid", "controller": true}]},
+        "spec": {"containers": [{"name": "app", "image": format!("registry.example.com/{name}:1"),
+            "resources": {"requests": {"memory": "128Mi"}, "limits": {"memory": memory}}}]},
+        "status": status
+    })
+}
+
+fn oom_status(restarts: i32) -> Value {
+    json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}],
+        "containerStatuses": [{"name": "app", "ready": false, "restartCount": restarts, "image": "x", "imageID": "",
+            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container"}},
+            "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled",
+                "startedAt": "2026-11-28T00:01:00Z", "finishedAt": "2026-11-28T00:02:00Z"}}}]})
+}
+
+fn container_limit(object: &Value, pointer: &str) -> String {
+    object
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+#[tokio::test]
+async fn oom_kill_becomes_a_persisted_fix_a_restart_and_a_patched_new_pod() {
+    let c = cluster();
+    c.create(
+        Collection::apps(NS, "deployments"),
+        deployment("web", "512Mi"),
+    )
+    .await;
+    c.server.put(
+        &Collection::core(NS, "pods"),
+        pod("web", "a1b2c", "512Mi", oom_status(2)),
+    );
+    let rails = Rails::default();
+
+    // Dry run: decides, changes nothing.
+    let dry = c.heal(true, &rails).await;
+    assert_eq!(dry.len(), 1);
+    assert_eq!(
+        (dry[0].outcome.action, dry[0].outcome.result),
+        ("RaiseMemory", "dry_run")
+    );
+    assert!(
+        c.server
+            .get(&Collection::core("selfheal", "configmaps"), "fixes")
+            .is_none()
+    );
+    assert!(
+        c.deployment("web")
+            .pointer(&format!(
+                "/spec/template/metadata/annotations/{}",
+                RESTART_ANNOTATION.replace('/', "~1")
+            ))
+            .is_none()
+    );
+
+    // The real run: fix persisted, workload rolled with the fix in its template.
+    let handled = c.heal(false, &rails).await;
+    assert_eq!(
+        (handled[0].outcome.action, handled[0].outcome.result),
+        ("RaiseMemory", "done"),
+        "{:?}",
+        handled[0].outcome
+    );
+    let fixes = c.fixes();
+    let fix = fixes.fixes().next().expect("fix persisted");
+    assert_eq!((fix.namespace.as_str(), fix.resource.as_str()), (NS, "web"));
+    assert_eq!(fix.container.as_deref(), Some("app"));
+    assert_eq!(fix.value.as_str(), "768Mi");
+    assert_eq!(fix.previous.as_deref(), Some("512Mi"));
+    assert!(
+        fix.evidence
+            .as_deref()
+            .unwrap_or_default()
+            .contains("OOMKilled")
+    );
+    let rolled = c.deployment("web");
+    assert_eq!(
+        container_limit(
+            &rolled,
+            "/spec/template/spec/containers/0/resources/limits/memory"
+        ),
+        "768Mi"
+    );
+    assert!(rolled["spec"]["template"]["metadata"]["annotations"][RESTART_ANNOTATION].is_string());
+    let events = c
+        .server
+        .list(&Collection::new("apis/events.k8s.io/v1", NS, "events"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["reason"] == "MemoryLimitRaised" && e["regarding"]["kind"] == "Deployment"),
+        "{events:?}"
+    );
+
+    // The next pod (any redeploy) is admitted through the webhook with the fix.
+    eventually("the webhook's snapshot has the fix", || {
+        !c.snapshot.current().is_empty()
+    })
+    .await;
+    let created = c
+        .create(
+            Collection::core(NS, "pods"),
+            pod("web", "zz9yy", "512Mi", json!({})),
+        )
+        .await;
+    assert_eq!(
+        container_limit(&created, "/spec/containers/0/resources/limits/memory"),
+        "768Mi"
+    );
+
+    // Second run over the same state: nothing changes.
+    let configmap_version = c
+        .server
+        .get(&Collection::core("selfheal", "configmaps"), "fixes")
+        .unwrap()["metadata"]["resourceVersion"]
+        .clone();
+    let deployment_version = c.deployment("web")["metadata"]["resourceVersion"].clone();
+    let again = c.heal(false, &rails).await;
+    assert!(
+        again.iter().all(|h| h.outcome.result == "unchanged"),
+        "{again:?}"
+    );
+    assert_eq!(
+        c.server
+            .get(&Collection::core("selfheal", "configmaps"), "fixes")
+            .unwrap()["metadata"]["resourceVersion"],
+        configmap_version
+    );
+    assert_eq!(
+        c.deployment("web")["metadata"]["resourceVersion"],
+        deployment_version
+    );
+}
+
+#[tokio::test]
+async fn runaway_memory_raises_stop_at_the_cap_with_an_alert() {
+    let c = cluster();
+    c.create(
+        Collection::apps(NS, "deployments"),
+        deployment("api", "512Mi"),
+    )
+    .await;
+    let rails = Rails {
+        max_memory_raises: 2,
+        ..Rails::default()
+    };
+    let mut limit = "512Mi".to_string();
+    let mut raises = Vec::new();
+    for round in 0..4 {
+        c.server.put(
+            &Collection::core(NS, "pods"),
+            pod("api", "p0d", &limit, oom_status(round + 1)),
+        );
+        let handled = c.heal(false, &rails).await;
+        raises.push((handled[0].outcome.action, handled[0].outcome.result));
+        if let Some(fix) = c.fixes().fixes().next() {
+            limit = fix.value.to_string();
+        }
+    }
+    assert_eq!(
+        raises,
+        [
+            ("RaiseMemory", "done"),
+            ("RaiseMemory", "done"),
+            ("Alert", "alerted"),
+            ("Alert", "alerted")
+        ]
+    );
+    let fix = c.fixes().fixes().next().cloned().unwrap();
+    assert_eq!(
+        (fix.value.as_str(), fix.count),
+        ("1280Mi", 2),
+        "768Mi then 1280Mi, then stop"
+    );
+    let events = c
+        .server
+        .list(&Collection::new("apis/events.k8s.io/v1", NS, "events"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["reason"] == "HealingStopped" && e["type"] == "Warning")
+    );
+}
+
+#[tokio::test]
+async fn image_pull_failure_deletes_the_pod_once_per_backoff_window() {
+    let c = cluster();
+    let status = json!({"phase": "Pending", "containerStatuses": [{"name": "app", "ready": false, "restartCount": 0,
+        "image": "registry.example.com/cart:1", "imageID": "",
+        "state": {"waiting": {"reason": "ImagePullBackOff",
+            "message": "Back-off pulling image \"registry.example.com/cart:1\": rpc error: code = Unknown desc = dial tcp 10.0.0.9:443: i/o timeout"}}}]});
+    c.server.put(
+        &Collection::core(NS, "pods"),
+        pod("cart", "aaaaa", "256Mi", status.clone()),
+    );
+    let handled = c.heal(false, &Rails::default()).await;
+    assert_eq!(
+        (handled[0].outcome.action, handled[0].outcome.result),
+        ("DeletePod", "done")
+    );
+    assert_eq!(
+        handled[0].finding.diagnosis.cause,
+        selfheal::diagnose::Cause::RegistryTimeout
+    );
+    assert!(
+        c.server
+            .get(&Collection::core(NS, "pods"), "cart-5d4c3b2a1-aaaaa")
+            .is_none()
+    );
+
+    // The controller's replacement fails the same way: within the window, selfheal waits.
+    c.server.put(
+        &Collection::core(NS, "pods"),
+        pod("cart", "bbbbb", "256Mi", status),
+    );
+    let again = c.heal(false, &Rails::default()).await;
+    assert_eq!(
+        (again[0].outcome.action, again[0].outcome.result),
+        ("DeletePod", "rate_limited")
+    );
+    assert!(
+        c.server
+            .get(&Collection::core(NS, "pods"), "cart-5d4c3b2a1-bbbbb")
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn connection_refused_restarts_the_dependency_not_the_caller() {
+    let c = cluster();
+    c.create(
+        Collection::apps(NS, "deployments"),
+        deployment("web", "512Mi"),
+    )
+    .await;
+    c.create(Collection::apps(NS, "deployments"), deployment("db", "1Gi"))
+        .await;
+    c.server.put(&Collection::core(NS, "services"), json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "db", "namespace": NS}, "spec": {"selector": {"app": "db"}, "ports": [{"port": 5432}]}}));
+    let crashing = json!({"phase": "Running", "containerStatuses": [{"name": "app", "ready": false, "restartCount": 6,
+        "image": "x", "imageID": "", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}]});
+    c.server.put(
+        &Collection::core(NS, "pods"),
+        pod("web", "c4ll3", "512Mi", crashing),
+    );
+    c.server.set_log(NS, "web-5d4c3b2a1-c4ll3", "app", true,
+        "2026-11-28T00:00:01Z booting\n2026-11-28T00:00:02Z FATAL: dial tcp db.shop.svc.cluster.local:5432: connect: connection refused\n");
+    let unready = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]});
+    c.server.put(
+        &Collection::core(NS, "pods"),
+        pod("db", "d0wn0", "1Gi", unready),
+    );
+
+    let handled = c.heal(false, &Rails::default()).await;
+    let web = handled
+        .iter()
+        .find(|h| h.finding.problem.object_name.starts_with("web"))
+        .unwrap();
+    assert_eq!(
+        (web.outcome.action, web.outcome.result),
+        ("RestartDependency", "done"),
+        "{:?}",
+        web.outcome
+    );
+    assert_eq!(
+        web.finding.diagnosis.endpoint,
+        Some(("db.shop.svc.cluster.local".into(), 5432))
+    );
+    assert!(
+        c.deployment("db")["spec"]["template"]["metadata"]["annotations"][RESTART_ANNOTATION]
+            .is_string()
+    );
+    assert!(
+        c.deployment("web")["spec"]["template"]["metadata"]["annotations"][RESTART_ANNOTATION]
+            .is_null(),
+        "never the caller"
+    );
+
+    let again = c.heal(false, &Rails::default()).await;
+    let web = again
+        .iter()
+        .find(|h| h.finding.problem.object_name.starts_with("web"))
+        .unwrap();
+    assert_eq!(web.outcome.result, "rate_limited");
+}
+
+#[tokio::test]
+async fn protected_namespaces_and_opted_out_pods_are_left_alone() {
+    let c = cluster();
+    let mut system = pod("coredns", "k5y5t", "170Mi", oom_status(3));
+    system["metadata"]["namespace"] = json!("kube-system");
+    c.server
+        .put(&Collection::core("kube-system", "pods"), system);
+    let mut opted = pod("legacy", "0pt0t", "256Mi", oom_status(3));
+    opted["metadata"]["labels"]["selfheal.io/ignore"] = json!("true");
+    c.server.put(&Collection::core(NS, "pods"), opted);
+    let handled = c.heal(false, &Rails::default()).await;
+    assert_eq!(handled.len(), 1, "kube-system is out of scope: {handled:?}");
+    assert_eq!(
+        (handled[0].outcome.action, handled[0].outcome.result),
+        ("Report", "reported")
+    );
+    assert!(
+        c.server
+            .get(&Collection::core("selfheal", "configmaps"), "fixes")
+            .is_none()
+    );
+}
