@@ -179,6 +179,25 @@ pub struct ServeArgs {
     /// Seconds between checks of the fix file for edits (file store).
     #[arg(long, env = "SELFHEAL_FILE_POLL_SECONDS", default_value_t = 1)]
     pub file_poll_seconds: u64,
+
+    /// Run the watcher (detect, diagnose, fix) when a cluster is configured.
+    #[arg(long, env = "SELFHEAL_WATCH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub watch: bool,
+
+    /// The watcher decides and logs, but changes nothing.
+    #[arg(long, env = "SELFHEAL_DRY_RUN")]
+    pub dry_run: bool,
+
+    /// Namespaces the watcher acts in (comma-separated; default: all but the protected ones).
+    #[arg(long, env = "SELFHEAL_WATCH_NAMESPACES", value_delimiter = ',')]
+    pub watch_namespaces: Vec<String>,
+
+    /// Name of the Lease that elects the one acting watcher among replicas.
+    #[arg(long, env = "SELFHEAL_LEASE_NAME", default_value = "selfheal-watcher")]
+    pub lease_name: String,
+
+    #[command(flatten)]
+    pub rails: RailsArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

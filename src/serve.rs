@@ -13,9 +13,15 @@ use rustls::crypto::CryptoProvider;
 
 use crate::certs;
 use crate::cli::{ServeArgs, StoreArgs, StoreKind};
+use crate::detect::Thresholds;
+use crate::execute::{DEFAULT_WINDOW, Executor, MAX_BACKOFF};
+use crate::heal::Scope;
+use crate::leader::{self, Leadership, LeaseConfig};
 use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
 use crate::store::{ConfigMapStore, FileStore, FixStore};
 use crate::tls::{CertificateFiles, ReloadingCertResolver};
+use crate::watcher::{self, WatcherConfig};
 use crate::webhook::{self, AppState, mutate::Policy};
 
 /// How long in-flight requests get to finish on shutdown.
@@ -95,6 +101,16 @@ pub async fn run(args: ServeArgs, provider: Arc<CryptoProvider>) -> anyhow::Resu
     tracing::info!(store = %store.describe(), "fix store selected");
     let _sync = AbortOnDrop(store.spawn_sync());
 
+    let _watcher = match &store {
+        FixStore::ConfigMap(_) if args.watch => {
+            Some(start_watcher(&args, store.clone(), metrics.clone()).await?)
+        }
+        _ => {
+            tracing::info!("watcher off (no cluster, or --watch=false)");
+            None
+        }
+    };
+
     let files = ensure_certificates(&args.cert_dir, args.generate_certs, &args.store.namespace)?;
     let resolver = Arc::new(ReloadingCertResolver::new(files, provider.clone())?);
     let _reload = AbortOnDrop(tokio::spawn(
@@ -129,6 +145,56 @@ pub async fn run(args: ServeArgs, provider: Arc<CryptoProvider>) -> anyhow::Resu
     health_result.context("health server")?;
     webhook_result.context("webhook server")?;
     Ok(())
+}
+
+/// Starts leader election and the watcher; both stop when the returned guards are dropped.
+async fn start_watcher(
+    args: &ServeArgs,
+    store: FixStore,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<[AbortOnDrop; 2]> {
+    let client = kube_client().await?;
+    let leadership = Leadership::default();
+    let identity =
+        std::env::var("POD_NAME").unwrap_or_else(|_| format!("selfheal-{}", std::process::id()));
+    let lease = LeaseConfig {
+        namespace: args.store.namespace.clone(),
+        name: args.lease_name.clone(),
+        identity,
+        lease_duration: Duration::from_secs(15),
+        renew_every: Duration::from_secs(5),
+    };
+    let campaign = tokio::spawn(leader::campaign(
+        client.clone(),
+        lease,
+        leadership.clone(),
+        metrics.clone(),
+    ));
+    let mut protected = args.protected_namespaces.clone();
+    protected.push(args.store.namespace.clone());
+    let config = WatcherConfig {
+        scope: Scope {
+            protected,
+            ..Scope::default()
+        },
+        include: args.watch_namespaces.clone(),
+        rails: args.rails.rails()?,
+        thresholds: Thresholds::default(),
+        claim_interval: Duration::from_secs(60),
+    };
+    let limiter = Arc::new(RateLimiter::new(DEFAULT_WINDOW, MAX_BACKOFF));
+    let executor = Arc::new(Executor::new(
+        client.clone(),
+        store.clone(),
+        limiter,
+        metrics.clone(),
+        args.dry_run,
+    ));
+    tracing::info!(dry_run = args.dry_run, "watcher started");
+    let watching = tokio::spawn(watcher::run(
+        client, executor, store, config, leadership, metrics,
+    ));
+    Ok([AbortOnDrop(campaign), AbortOnDrop(watching)])
 }
 
 /// Serves `router` over TLS until `handle` is shut down.
@@ -166,7 +232,7 @@ async fn shutdown_signal(handle: Handle<SocketAddr>) {
 }
 
 /// Aborts a background task when the owner goes away.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

@@ -1,0 +1,234 @@
+//! The watcher inside `selfheal serve`: kube-runtime watches keep caches of pods and claims; each
+//! pod change is checked by the detectors (pure, in memory); a new problem is diagnosed, planned
+//! and fixed through the same loop as `selfheal heal`. Only the leader acts; every replica keeps
+//! its caches warm so a new leader starts at once.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
+use kube::api::ListParams;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+
+use crate::actions::Rails;
+use crate::detect::{self, Problem, Thresholds};
+use crate::execute::Executor;
+use crate::heal::{self, Scope};
+use crate::inspect::{self, ClusterView};
+use crate::leader::Leadership;
+use crate::metrics::{Metrics, ProblemLabels};
+use crate::store::FixStore;
+
+/// How the watcher behaves.
+#[derive(Debug, Clone)]
+pub struct WatcherConfig {
+    pub scope: Scope,
+    /// Only these namespaces (empty: all).
+    pub include: Vec<String>,
+    pub rails: Rails,
+    pub thresholds: Thresholds,
+    /// How often claims are checked (Pending is a matter of time, not of change).
+    pub claim_interval: Duration,
+}
+
+/// Problems already handled, so a watch event that repeats a status does not repeat an action.
+/// A new restart (a new OOM kill) has a new restart count and is handled again.
+#[derive(Default)]
+struct Handled(HashSet<String>);
+
+impl Handled {
+    const MAX: usize = 50_000;
+
+    fn first_time(&mut self, problem: &Problem) -> bool {
+        if self.0.len() >= Self::MAX {
+            self.0.clear();
+        }
+        self.0.insert(problem_key(problem))
+    }
+}
+
+/// Identity of one occurrence of a problem.
+pub fn problem_key(problem: &Problem) -> String {
+    let restarts = match &problem.kind {
+        detect::ProblemKind::OomKilled { restart_count, .. }
+        | detect::ProblemKind::CrashLoopBackOff { restart_count, .. } => *restart_count,
+        _ => 0,
+    };
+    format!(
+        "{}/{}/{}/{restarts}",
+        problem.uid,
+        problem.kind.container().unwrap_or("-"),
+        problem.kind.name()
+    )
+}
+
+/// Runs until the task is dropped.
+pub async fn run(
+    client: Client,
+    executor: Arc<Executor>,
+    store: FixStore,
+    config: WatcherConfig,
+    leadership: Leadership,
+    metrics: Arc<Metrics>,
+) {
+    // Pods are checked as their events arrive; no cache of them is kept (memory stays flat with
+    // the cluster's size). Claims are cached: Pending-too-long is found by a periodic scan.
+    let pods: Api<Pod> = Api::all(client.clone());
+    let pod_stream = watcher(pods, watcher::Config::default().page_size(500))
+        .default_backoff()
+        .applied_objects();
+
+    let claims: Api<PersistentVolumeClaim> = Api::all(client.clone());
+    let (claim_cache, claim_writer) = reflector::store::<PersistentVolumeClaim>();
+    let claim_stream = watcher(claims, watcher::Config::default())
+        .default_backoff()
+        .modify(|claim: &mut PersistentVolumeClaim| claim.metadata.managed_fields = None)
+        .reflect(claim_writer)
+        .touched_objects();
+    tokio::spawn(claim_stream.for_each(|_| async {}));
+
+    let mut handled = Handled::default();
+    let mut claim_ticker = tokio::time::interval(config.claim_interval);
+    claim_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    futures::pin_mut!(pod_stream);
+    loop {
+        tokio::select! {
+            next = pod_stream.next() => match next {
+                Some(Ok(pod)) => {
+                    let problems = detect::pod_problems(&pod, jiff::Timestamp::now(), &config.thresholds);
+                    let fresh: Vec<Problem> = problems.into_iter().filter(|p| in_scope(&config, p)).collect();
+                    if fresh.is_empty() || !leadership.is_leader() {
+                        continue;
+                    }
+                    let fresh: Vec<Problem> = fresh.into_iter().filter(|p| handled.first_time(p)).collect();
+                    if !fresh.is_empty() {
+                        let view = ClusterView { pods: vec![pod], claims: claim_cache.state().iter().map(|c| (**c).clone()).collect(), ..ClusterView::default() };
+                        handle(&client, &executor, &store, &config, view, &metrics).await;
+                    }
+                }
+                Some(Err(error)) => tracing::warn!(%error, "pod watch error; retrying"),
+                None => return,
+            },
+            _ = claim_ticker.tick() => {
+                if leadership.is_leader() {
+                    scan_claims(&client, &executor, &store, &config, &claim_cache, &mut handled, &metrics).await;
+                }
+            }
+        }
+    }
+}
+
+fn in_scope(config: &WatcherConfig, problem: &Problem) -> bool {
+    !config.scope.protected.contains(&problem.namespace)
+        && (config.include.is_empty() || config.include.contains(&problem.namespace))
+}
+
+/// Diagnoses and fixes the problems of a small view (one pod, or some claims).
+async fn handle(
+    client: &Client,
+    executor: &Executor,
+    store: &FixStore,
+    config: &WatcherConfig,
+    mut view: ClusterView,
+    metrics: &Metrics,
+) {
+    let now = jiff::Timestamp::now();
+    let uids: Vec<String> = view
+        .pods
+        .iter()
+        .filter_map(|p| p.metadata.uid.clone())
+        .chain(view.claims.iter().filter_map(|c| c.metadata.uid.clone()))
+        .collect();
+    for uid in &uids {
+        view.events.extend(events_of(client, uid).await);
+    }
+    let findings: Vec<_> = inspect::diagnose_view(client, &view, now)
+        .await
+        .into_iter()
+        .filter(|f| uids.contains(&f.problem.uid) && config.scope.includes(f))
+        .collect();
+    for finding in &findings {
+        metrics
+            .problems_detected
+            .get_or_create(&ProblemLabels {
+                problem: finding.problem.kind.name().into(),
+                cause: finding.diagnosis.cause.as_str().into(),
+            })
+            .inc();
+    }
+    let index = store.snapshot().current();
+    heal::heal(
+        client,
+        executor,
+        &config.rails,
+        &view,
+        findings,
+        &index,
+        now,
+    )
+    .await;
+}
+
+async fn scan_claims(
+    client: &Client,
+    executor: &Executor,
+    store: &FixStore,
+    config: &WatcherConfig,
+    cache: &Store<PersistentVolumeClaim>,
+    handled: &mut Handled,
+    metrics: &Metrics,
+) {
+    let now = jiff::Timestamp::now();
+    let claims: Vec<PersistentVolumeClaim> = cache
+        .state()
+        .iter()
+        .filter(|claim| {
+            detect::claim_problem(claim, now, &config.thresholds)
+                .is_some_and(|p| in_scope(config, &p) && handled.first_time(&p))
+        })
+        .map(|c| (**c).clone())
+        .collect();
+    if !claims.is_empty() {
+        let view = ClusterView {
+            claims,
+            ..ClusterView::default()
+        };
+        handle(client, executor, store, config, view, metrics).await;
+    }
+}
+
+/// Events about one object (one request).
+async fn events_of(client: &Client, uid: &str) -> Vec<Event> {
+    let api: Api<Event> = Api::all(client.clone());
+    let params = ListParams::default().fields(&format!("involvedObject.uid={uid}"));
+    api.list(&params).await.map(|l| l.items).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::ProblemKind;
+
+    #[test]
+    fn a_new_restart_is_a_new_occurrence() {
+        let problem = |restart_count| Problem {
+            namespace: "a".into(),
+            object_kind: "Pod",
+            object_name: "p".into(),
+            uid: "u".into(),
+            kind: ProblemKind::OomKilled {
+                container: "app".into(),
+                init: false,
+                restart_count,
+            },
+        };
+        let mut handled = Handled::default();
+        assert!(handled.first_time(&problem(1)));
+        assert!(!handled.first_time(&problem(1)));
+        assert!(handled.first_time(&problem(2)));
+    }
+}

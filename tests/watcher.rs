@@ -1,0 +1,207 @@
+//! The watcher and leader election, running against the in-process test API server.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::fake_apiserver::{Collection, FakeApiServer};
+
+use selfheal::actions::Rails;
+use selfheal::detect::Thresholds;
+use selfheal::document::FixDocument;
+use selfheal::execute::Executor;
+use selfheal::heal::Scope;
+use selfheal::leader::{self, Leadership, LeaseConfig};
+use selfheal::metrics::Metrics;
+use selfheal::ratelimit::RateLimiter;
+use selfheal::store::{ConfigMapStore, FixStore};
+use selfheal::watcher::{self, WatcherConfig};
+
+fn lease(identity: &str) -> LeaseConfig {
+    LeaseConfig {
+        namespace: "selfheal".into(),
+        name: "selfheal-watcher".into(),
+        identity: identity.into(),
+        lease_duration: Duration::from_secs(1),
+        renew_every: Duration::from_millis(100),
+    }
+}
+
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    for _ in 0..300 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_at_a_time_and_failover_after_expiry() {
+    let server = FakeApiServer::new();
+    let metrics = Arc::new(Metrics::new());
+    let (a, b) = (Leadership::default(), Leadership::default());
+    let task_a = tokio::spawn(leader::campaign(
+        server.client(),
+        lease("a"),
+        a.clone(),
+        metrics.clone(),
+    ));
+    let task_b = tokio::spawn(leader::campaign(
+        server.client(),
+        lease("b"),
+        b.clone(),
+        metrics.clone(),
+    ));
+    eventually("a leader", || a.is_leader() || b.is_leader()).await;
+    for _ in 0..10 {
+        assert!(!(a.is_leader() && b.is_leader()), "two leaders at once");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (leader_task, follower) = if a.is_leader() {
+        (task_a, b.clone())
+    } else {
+        (task_b, a.clone())
+    };
+    leader_task.abort();
+    eventually("the follower takes over after the lease expires", || {
+        follower.is_leader()
+    })
+    .await;
+    let lease = server
+        .get(
+            &Collection::new("apis/coordination.k8s.io/v1", "selfheal", "leases"),
+            "selfheal-watcher",
+        )
+        .unwrap();
+    assert_eq!(lease["spec"]["leaseTransitions"], 1);
+}
+
+fn deployment() -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": "web:1", "resources": {"limits": {"memory": "512Mi"}}}]}}}})
+}
+
+fn pod(restarts: i32, oom: bool) -> Value {
+    let last = if oom {
+        json!({"terminated": {"exitCode": 137, "reason": "OOMKilled"}})
+    } else {
+        json!({})
+    };
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web-5d4c3b2a1-x1", "namespace": "shop", "uid": "pod-uid-1",
+            "labels": {"app": "web", "pod-template-hash": "5d4c3b2a1"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d4c3b2a1", "uid": "rs", "controller": true}]},
+        "spec": {"containers": [{"name": "app", "image": "web:1", "resources": {"limits": {"memory": "512Mi"}}}]},
+        "status": {"phase": "Running", "containerStatuses": [{"name": "app", "ready": true, "restartCount": restarts,
+            "image": "web:1", "imageID": "", "state": {"running": {}}, "lastState": last}]}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_turning_oomkilled_is_fixed_by_the_leader_only_once() {
+    let server = FakeApiServer::new();
+    server.put(&Collection::apps("shop", "deployments"), deployment());
+    server.put(&Collection::core("shop", "pods"), pod(0, false));
+    let metrics = Arc::new(Metrics::new());
+    let store = FixStore::ConfigMap(Arc::new(ConfigMapStore::new(
+        server.client(),
+        "selfheal",
+        "fixes",
+        metrics.clone(),
+    )));
+    let _sync = store.spawn_sync();
+    let leadership = Leadership::default();
+    let campaign = tokio::spawn(leader::campaign(
+        server.client(),
+        lease("only"),
+        leadership.clone(),
+        metrics.clone(),
+    ));
+    let executor = Arc::new(Executor::new(
+        server.client(),
+        store.clone(),
+        Arc::new(RateLimiter::new(
+            Duration::from_secs(300),
+            Duration::from_secs(3600),
+        )),
+        metrics.clone(),
+        false,
+    ));
+    let config = WatcherConfig {
+        scope: Scope {
+            protected: vec!["kube-system".into(), "selfheal".into()],
+            ..Scope::default()
+        },
+        include: Vec::new(),
+        rails: Rails::default(),
+        thresholds: Thresholds::default(),
+        claim_interval: Duration::from_secs(3600),
+    };
+    let watching = tokio::spawn(watcher::run(
+        server.client(),
+        executor,
+        store.clone(),
+        config,
+        leadership.clone(),
+        metrics.clone(),
+    ));
+    eventually("leadership", || leadership.is_leader()).await;
+
+    // The kubelet reports the OOM kill: restart count 1, last state OOMKilled.
+    server.put(&Collection::core("shop", "pods"), pod(1, true));
+    let fixes = || {
+        server
+            .get(&Collection::core("selfheal", "configmaps"), "fixes")
+            .map(|c| {
+                FixDocument::parse(c["data"]["fixes.yaml"].as_str().unwrap_or_default()).unwrap()
+            })
+    };
+    eventually("the fix is written", || {
+        fixes().is_some_and(|d| d.fixes().count() == 1)
+    })
+    .await;
+    let fix = fixes().unwrap().fixes().next().cloned().unwrap();
+    assert_eq!(
+        (fix.resource.as_str(), fix.value.as_str()),
+        ("web", "768Mi")
+    );
+    eventually("the deployment is rolled", || {
+        server
+            .get(&Collection::apps("shop", "deployments"), "web")
+            .unwrap()["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
+            == "768Mi"
+    })
+    .await;
+
+    // The same status again (a resync, an unrelated label change) is not a new OOM kill.
+    let version = server
+        .get(&Collection::core("selfheal", "configmaps"), "fixes")
+        .unwrap()["metadata"]["resourceVersion"]
+        .clone();
+    let mut relabelled = pod(1, true);
+    relabelled["metadata"]["labels"]["team"] = json!("shop");
+    server.put(&Collection::core("shop", "pods"), relabelled);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        server
+            .get(&Collection::core("selfheal", "configmaps"), "fixes")
+            .unwrap()["metadata"]["resourceVersion"],
+        version
+    );
+    let metrics_text = metrics.encode();
+    assert!(
+        metrics_text.contains(
+            "selfheal_problems_detected_total{problem=\"OOMKilled\",cause=\"out of memory\"} 1"
+        ),
+        "{metrics_text}"
+    );
+    assert!(metrics_text.contains("selfheal_leader 1"));
+    watching.abort();
+    campaign.abort();
+}
