@@ -150,3 +150,82 @@ fn http_get(port: u16, path: &str) -> Option<String> {
     stream.read_to_string(&mut response).ok()?;
     Some(response)
 }
+
+#[test]
+fn health_from_a_kubectl_dump_reports_problems_and_exits_non_zero() {
+    let dump = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/cluster-dump.json");
+    let output = selfheal()
+        .args(["health", "--from-file", dump])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let table = String::from_utf8(output.stdout).unwrap();
+    let row = |needle: &str| {
+        table
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no row for {needle}:\n{table}"))
+            .to_string()
+    };
+    let web = row("gitlab-webservice-7d9f8c6b5-x2x7q");
+    assert!(
+        web.contains("OOMKilled")
+            && web.contains("Deployment/gitlab-webservice")
+            && web.contains("out of memory"),
+        "{web}"
+    );
+    let registry = row("gitlab-registry");
+    assert!(
+        registry.contains("ImagePullBackOff") && registry.contains("image not found"),
+        "{registry}"
+    );
+    let claim = row("data-gitlab-postgresql-0");
+    assert!(
+        claim.contains("ClaimPending")
+            && claim.contains("StorageClass not found")
+            && claim.contains("fast-ssd"),
+        "{claim}"
+    );
+    assert!(!table.contains("sidekiq"), "healthy pods are not listed");
+
+    let json = selfheal()
+        .args(["health", "--from-file", dump, "-o", "json", "-n", "gitlab"])
+        .output()
+        .unwrap();
+    let findings: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(findings.as_array().unwrap().len(), 3);
+    assert_eq!(findings[0]["problem"]["problem"], "oomKilled");
+}
+
+#[test]
+fn health_of_a_healthy_dump_exits_zero_and_a_bad_dump_names_the_problem() {
+    let healthy = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/cluster-dump-healthy.json"
+    );
+    let output = selfheal()
+        .args(["health", "--from-file", healthy])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .contains("No problems found")
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("dump.json");
+    std::fs::write(
+        &bad,
+        r#"{"kind": "List", "items": [{"kind": "Pod", "metadata": 7}]}"#,
+    )
+    .unwrap();
+    let output = selfheal()
+        .args(["health", "--from-file", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("items[0] (Pod)"), "{stderr}");
+}

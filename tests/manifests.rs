@@ -82,35 +82,73 @@ fn immutable_kinds_are_registered_for_create_only() {
     }
 }
 
-#[test]
-fn rbac_grants_only_what_the_code_uses() {
-    let role = &documents("rbac.yaml")[0];
-    assert_eq!(
-        role["kind"].as_str(),
-        Some("Role"),
-        "namespaced, never cluster-wide"
-    );
+fn grants(kind: &str) -> Vec<String> {
     let mut grants: Vec<String> = Vec::new();
-    for rule in role["rules"].as_sequence().unwrap() {
-        for resource in strings(&rule["resources"]) {
-            for verb in strings(&rule["verbs"]) {
-                grants.push(format!("{resource}:{verb}"));
+    for document in documents("rbac.yaml")
+        .iter()
+        .filter(|d| d["kind"].as_str() == Some(kind))
+    {
+        for rule in document["rules"].as_sequence().unwrap() {
+            let group = strings(&rule["apiGroups"]).join(",");
+            for resource in strings(&rule["resources"]) {
+                for verb in strings(&rule["verbs"]) {
+                    grants.push(format!("{group}/{resource}:{verb}"));
+                }
             }
         }
     }
     grants.sort();
+    grants
+}
+
+#[test]
+fn rbac_grants_only_what_the_code_uses() {
     assert_eq!(
-        grants,
+        grants("Role"),
         [
-            "configmaps:create",
-            "configmaps:get",
-            "configmaps:list",
-            "configmaps:update",
-            "configmaps:watch",
-            "events:create",
-            "events:patch",
+            "/configmaps:create",
+            "/configmaps:get",
+            "/configmaps:list",
+            "/configmaps:update",
+            "/configmaps:watch",
+            "coordination.k8s.io/leases:create",
+            "coordination.k8s.io/leases:get",
+            "coordination.k8s.io/leases:update",
         ]
     );
+    assert_eq!(
+        grants("ClusterRole"),
+        [
+            "/events:list",
+            "/limitranges:list",
+            "/persistentvolumeclaims:get",
+            "/persistentvolumeclaims:list",
+            "/persistentvolumeclaims:patch",
+            "/persistentvolumeclaims:watch",
+            "/pods/eviction:create",
+            "/pods/log:get",
+            "/pods:delete",
+            "/pods:list",
+            "/pods:watch",
+            "/services:get",
+            "apps/daemonsets:get",
+            "apps/daemonsets:patch",
+            "apps/deployments:get",
+            "apps/deployments:patch",
+            "apps/replicasets:list",
+            "apps/statefulsets:get",
+            "apps/statefulsets:patch",
+            "batch/jobs:list",
+            "events.k8s.io/events:create",
+            "events.k8s.io/events:patch",
+            "storage.k8s.io/storageclasses:list",
+        ]
+    );
+    let secrets = grants("ClusterRole")
+        .into_iter()
+        .chain(grants("Role"))
+        .any(|g| g.contains("secrets"));
+    assert!(!secrets, "selfheal reads no Secret");
 }
 
 #[test]
