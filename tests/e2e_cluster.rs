@@ -203,3 +203,81 @@ async fn recorded_fixes_are_applied_on_create_and_update() {
         .await
         .expect("delete test namespace");
 }
+
+/// The watcher story on a real cluster: a Deployment's pod whose status says OOMKilled (written
+/// through the status subresource, as the kubelet would; the pod is bound to a node that does not
+/// exist, so no kubelet overwrites it) gets a memory fix persisted in the ConfigMap `fixes`, and
+/// the Deployment is rolled with the raised limit.
+#[tokio::test]
+async fn watcher_fixes_an_oom_killed_deployment() {
+    let Some(client) = cluster().await else {
+        return;
+    };
+    let namespace = format!("selfheal-e2e-oom-{}", std::process::id());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": namespace}})).expect("ns"),
+        )
+        .await
+        .expect("create test namespace");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let mut oom_web = deployment("oom-web", "64Mi");
+    if let Some(spec) = oom_web.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+        spec.node_name = Some("selfheal-e2e-no-such-node".into());
+    }
+    deployments
+        .create(&PostParams::default(), &oom_web)
+        .await
+        .expect("create deployment");
+
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), &namespace);
+    let mut pod_name = None;
+    for _ in 0..60 {
+        let list = pods.list(&Default::default()).await.expect("pods");
+        if let Some(name) = list.items.first().and_then(|p| p.metadata.name.clone()) {
+            pod_name = Some(name);
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let pod_name = pod_name.expect("the Deployment created a pod");
+    let status = json!({"status": {"phase": "Running", "containerStatuses": [{
+        "name": "app", "ready": false, "restartCount": 1, "image": "registry.k8s.io/pause:3.10", "imageID": "",
+        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}});
+    pods.patch_status(&pod_name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("status subresource write");
+
+    let mut raised = String::new();
+    for _ in 0..60 {
+        raised = limit_of(&deployments.get("oom-web").await.expect("deployment"));
+        if raised != "64Mi" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(
+        raised, "320Mi",
+        "64Mi + 256Mi, rounded to 64Mi (is selfheal running with --watch?)"
+    );
+    let store = FixStore::ConfigMap(Arc::new(ConfigMapStore::new(
+        client.clone(),
+        &selfheal_namespace(),
+        "fixes",
+        Arc::new(Metrics::new()),
+    )));
+    let document = store.read_document().await.expect("fixes readable");
+    assert!(
+        document.fixes().any(|f| f.namespace == namespace
+            && f.resource == "oom-web"
+            && f.value.as_str() == "320Mi"),
+        "the fix is persisted in the ConfigMap"
+    );
+    namespaces
+        .delete(&namespace, &DeleteParams::default())
+        .await
+        .expect("delete test namespace");
+}
