@@ -203,7 +203,7 @@ pub fn match_text(text: &str, source: Source) -> Option<Diagnosis> {
                 .and_then(|p| p.parse().ok());
             Some(Diagnosis {
                 cause: *cause,
-                evidence: trim(line.trim(), 300),
+                evidence: crate::text::truncate(line.trim(), 300),
                 source,
                 endpoint: host.zip(port),
                 missing: text_of("name"),
@@ -289,17 +289,6 @@ fn fallback_evidence(problem: &Problem) -> String {
         ProblemKind::Unschedulable { message } => message.clone(),
         other => other.name().to_string(),
     }
-}
-
-fn trim(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }
 
 #[cfg(test)]

@@ -523,7 +523,7 @@ impl Executor {
         let event = Event {
             type_,
             reason: reason.to_string(),
-            note: Some(truncate(note, 1000)),
+            note: Some(crate::text::truncate(note, 1000)),
             action: "Heal".into(),
             secondary: None,
         };
@@ -626,17 +626,6 @@ fn workload_ref(workload: Option<&Workload>, finding: &Finding) -> Option<Object
         &workload.name,
         None,
     ))
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }
 
 /// Default spacing of repeated actions on one target.

@@ -36,6 +36,7 @@ pub mod ratelimit;
 pub mod report;
 pub mod serve;
 pub mod store;
+pub mod text;
 pub mod tls;
 pub mod watcher;
 pub mod webhook;

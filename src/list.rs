@@ -36,22 +36,12 @@ pub fn to_yaml(document: &FixDocument) -> String {
 /// A table in the style of `kubectl get`; invalid entries follow it.
 pub fn to_table(document: &FixDocument) -> String {
     let listing = listing(document);
-    let header = [
-        "NAMESPACE",
-        "RESOURCE",
-        "TYPE",
-        "VALUE",
-        "TARGET",
-        "COUNT",
-        "TIMESTAMP",
-        "REASON",
-    ];
-    let rows: Vec<[String; 8]> = listing
+    let text = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".into());
+    let rows: Vec<Vec<String>> = listing
         .fixes
         .iter()
         .map(|fix| {
-            let text = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".into());
-            [
+            vec![
                 text(&fix.namespace),
                 text(&fix.resource),
                 text(&fix.fix_type),
@@ -63,32 +53,24 @@ pub fn to_table(document: &FixDocument) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
-        padded.join("   ").trim_end().to_string()
-    };
-    let mut out = vec![line(header.to_vec())];
-    out.extend(
-        rows.iter()
-            .map(|row| line(row.iter().map(String::as_str).collect())),
-    );
+    let header = [
+        "NAMESPACE",
+        "RESOURCE",
+        "TYPE",
+        "VALUE",
+        "TARGET",
+        "COUNT",
+        "TIMESTAMP",
+        "REASON",
+    ];
+    let mut out = crate::report::table(&header, &rows);
     if listing.fixes.is_empty() {
-        out.push("(no fixes)".into());
+        out.push_str("(no fixes)\n");
     }
     for problem in &listing.invalid {
-        out.push(format!("invalid entry {problem}"));
+        out.push_str(&format!("invalid entry {problem}\n"));
     }
-    out.join("\n") + "\n"
+    out
 }
 
 #[cfg(test)]

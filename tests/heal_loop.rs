@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::eventually;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -197,16 +199,6 @@ fn container_limit(object: &Value, pointer: &str) -> String {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string()
-}
-
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    for _ in 0..200 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 #[tokio::test]

@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::eventually;
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -45,17 +47,6 @@ fn open(server: &FakeApiServer) -> (FixStore, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new());
     let store = ConfigMapStore::new(server.client(), NAMESPACE, "fixes", metrics.clone());
     (FixStore::ConfigMap(Arc::new(store)), metrics)
-}
-
-/// Waits (bounded) until `condition` holds.
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    for _ in 0..200 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 #[tokio::test]

@@ -1,6 +1,10 @@
 //! The file store: edits are picked up without a restart, a broken file keeps the last good
 //! fixes, writes are atomic and idempotent.
 
+mod support;
+
+use support::eventually;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,16 +27,6 @@ fn open(path: &std::path::Path) -> (FixStore, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new());
     let store = FileStore::new(path, Duration::from_millis(20), metrics.clone());
     (FixStore::File(Arc::new(store)), metrics)
-}
-
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    for _ in 0..200 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 #[tokio::test]

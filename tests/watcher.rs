@@ -2,6 +2,8 @@
 
 mod support;
 
+use support::eventually;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,16 +29,6 @@ fn lease(identity: &str) -> LeaseConfig {
         lease_duration: Duration::from_secs(1),
         renew_every: Duration::from_millis(100),
     }
-}
-
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    for _ in 0..300 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -212,7 +212,7 @@ impl ConfigMapStore {
         let event = Event {
             type_: EventType::Warning,
             reason: reason.to_string(),
-            note: Some(truncate(note, 1000)),
+            note: Some(crate::text::truncate(note, 1000)),
             action: "LoadFixes".to_string(),
             secondary: None,
         };
@@ -245,15 +245,4 @@ fn conflict_backoff(attempt: usize) -> Duration {
         .map(|d| u64::from(d.subsec_nanos()) % (base / 2 + 1))
         .unwrap_or(0);
     Duration::from_millis(base + jitter)
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }

@@ -20,6 +20,17 @@ use selfheal::store::Snapshot;
 use selfheal::webhook::mutate::Policy;
 use selfheal::webhook::{self, AppState};
 
+/// Waits, bounded (about 6 s), until `condition` holds; panics naming `what` otherwise.
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    for _ in 0..300 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
 pub fn data_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")
