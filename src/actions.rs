@@ -6,6 +6,7 @@
 use jiff::Timestamp;
 use serde::Serialize;
 
+use crate::certcheck::CertIssue;
 use crate::detect::{Problem, ProblemKind};
 use crate::diagnose::{Cause, Diagnosis};
 use crate::fix::{Fix, FixType};
@@ -30,6 +31,8 @@ pub struct Rails {
     pub storage_ratio_percent: u32,
     /// Pod deletions to retry an image that does not exist or is denied, before alerting.
     pub max_permanent_pull_retries: u32,
+    /// Renewals of one certificate triggered before reporting the renewal as stuck.
+    pub max_certificate_renewals: u32,
 }
 
 impl Default for Rails {
@@ -42,6 +45,7 @@ impl Default for Rails {
             storage_ceiling: ByteQuantity::from_bytes(1024 * GI),
             storage_ratio_percent: 150,
             max_permanent_pull_retries: 2,
+            max_certificate_renewals: 3,
         }
     }
 }
@@ -95,6 +99,8 @@ pub enum Plan {
     DeletePod,
     /// Restart the workload behind `host:port` if it is not ready (never the caller).
     RestartDependency { host: String, port: u16 },
+    /// Ask cert-manager to re-issue the Certificate (as `cmctl renew` does).
+    RenewCertificate { certificate: String },
     /// A decision not to act, and why.
     Report { reason: String },
     /// Automatic healing gave up or cannot help: a person must look.
@@ -109,6 +115,7 @@ impl Plan {
             Plan::EvictPod => "EvictPod",
             Plan::DeletePod => "DeletePod",
             Plan::RestartDependency { .. } => "RestartDependency",
+            Plan::RenewCertificate { .. } => "RenewCertificate",
             Plan::Report { .. } => "Report",
             Plan::Alert { .. } => "Alert",
         }
@@ -183,6 +190,28 @@ pub fn plan(s: &Situation<'_>, rails: &Rails) -> Plan {
         ProblemKind::ClaimPending { .. } => report(format!("claim pending: {}", cause.as_str())),
         ProblemKind::ClaimLost => Plan::Alert {
             reason: "the claim lost its volume: data may be gone, restore from backup".into(),
+        },
+        ProblemKind::Certificate { issue, managed_by } => match (managed_by, issue) {
+            (Some(certificate), _) if s.attempts >= rails.max_certificate_renewals => Plan::Alert {
+                reason: format!(
+                    "renewal of Certificate {certificate} triggered {} times and still {}: renewal stuck",
+                    s.attempts,
+                    issue.describe()
+                ),
+            },
+            (Some(certificate), _) => Plan::RenewCertificate {
+                certificate: certificate.clone(),
+            },
+            (None, CertIssue::ExpiringSoon { .. }) => report(format!(
+                "{}; not managed by cert-manager: renew it by hand",
+                issue.describe()
+            )),
+            (None, _) => Plan::Alert {
+                reason: format!(
+                    "{}; not managed by cert-manager: replace it by hand",
+                    issue.describe()
+                ),
+            },
         },
     }
 }

@@ -192,6 +192,10 @@ pub struct ServeArgs {
     #[arg(long, env = "SELFHEAL_WATCH_NAMESPACES", value_delimiter = ',')]
     pub watch_namespaces: Vec<String>,
 
+    /// Watch kubernetes.io/tls Secrets and check their certificates (needs list/watch on Secrets).
+    #[arg(long, env = "SELFHEAL_CHECK_CERTIFICATES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub check_certificates: bool,
+
     /// Name of the Lease that elects the one acting watcher among replicas.
     #[arg(long, env = "SELFHEAL_LEASE_NAME", default_value = "selfheal-watcher")]
     pub lease_name: String,

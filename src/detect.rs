@@ -2,7 +2,9 @@
 //! kubelet and controllers write it. Pure functions; the watcher feeds them from its caches.
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{ContainerStatus, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, PersistentVolumeClaim, Pod, Secret};
+
+use crate::certcheck::{self, CertIssue};
 use serde::Serialize;
 
 /// One detected problem.
@@ -53,6 +55,14 @@ pub enum ProblemKind {
     },
     /// The claim lost its volume.
     ClaimLost,
+    /// A `kubernetes.io/tls` Secret holds a certificate that is expired, not yet valid,
+    /// expiring soon, unparsable, or not matching its key.
+    Certificate {
+        #[serde(flatten)]
+        issue: CertIssue,
+        /// The cert-manager Certificate that issues this Secret, if any.
+        managed_by: Option<String>,
+    },
 }
 
 impl ProblemKind {
@@ -67,6 +77,7 @@ impl ProblemKind {
             ProblemKind::StuckCreating { .. } => "StuckCreating",
             ProblemKind::ClaimPending { .. } => "ClaimPending",
             ProblemKind::ClaimLost => "ClaimLost",
+            ProblemKind::Certificate { issue, .. } => issue.name(),
         }
     }
 
@@ -87,6 +98,8 @@ impl ProblemKind {
 pub struct Thresholds {
     pub stuck_creating_seconds: i64,
     pub claim_pending_seconds: i64,
+    /// A certificate expiring within this many days is a problem.
+    pub certificate_window_days: i64,
 }
 
 impl Default for Thresholds {
@@ -94,6 +107,7 @@ impl Default for Thresholds {
         Self {
             stuck_creating_seconds: 300,
             claim_pending_seconds: 300,
+            certificate_window_days: 30,
         }
     }
 }
@@ -204,6 +218,42 @@ fn scheduled_at(pod: &Pod) -> Option<Timestamp> {
         .iter()
         .find(|c| c.type_ == "PodScheduled" && c.status == "True")?;
     condition.last_transition_time.as_ref().map(|t| t.0)
+}
+
+/// Annotation cert-manager puts on the Secrets it issues, naming their Certificate.
+pub const CERT_MANAGER_CERTIFICATE_ANNOTATION: &str = "cert-manager.io/certificate-name";
+
+/// The certificate problem of a `kubernetes.io/tls` Secret, if it has one.
+pub fn secret_problem(
+    secret: &Secret,
+    now: Timestamp,
+    window_days: i64,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Option<Problem> {
+    if secret.type_.as_deref() != Some("kubernetes.io/tls") {
+        return None;
+    }
+    let data = secret.data.as_ref();
+    let cert = data
+        .and_then(|d| d.get("tls.crt"))
+        .map(|b| b.0.as_slice())
+        .unwrap_or_default();
+    let key = data.and_then(|d| d.get("tls.key")).map(|b| b.0.as_slice());
+    let (_, issue) = certcheck::check(cert, key, now, window_days, provider);
+    Some(Problem {
+        namespace: secret.metadata.namespace.clone().unwrap_or_default(),
+        object_kind: "Secret",
+        object_name: secret.metadata.name.clone().unwrap_or_default(),
+        uid: secret.metadata.uid.clone().unwrap_or_default(),
+        kind: ProblemKind::Certificate {
+            issue: issue?,
+            managed_by: secret
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(CERT_MANAGER_CERTIFICATE_ANNOTATION).cloned()),
+        },
+    })
 }
 
 /// The problem of a claim, if it has one.

@@ -32,6 +32,8 @@ pub enum Cause {
     MountFailed,
     InsufficientCpu,
     InsufficientMemory,
+    /// A certificate is expired, not yet valid, expiring, unparsable or mismatched.
+    CertificateInvalid,
     /// Nothing in the catalogue matched.
     Unknown,
 }
@@ -56,6 +58,7 @@ impl Cause {
             Cause::MountFailed => "volume mount failed",
             Cause::InsufficientCpu => "insufficient cpu on nodes",
             Cause::InsufficientMemory => "insufficient memory on nodes",
+            Cause::CertificateInvalid => "certificate invalid",
             Cause::Unknown => "unknown",
         }
     }
@@ -259,6 +262,13 @@ fn status_diagnosis(problem: &Problem) -> Option<Diagnosis> {
             evidence: format!(
                 "container {container} was OOMKilled (exit 137, restart {restart_count})"
             ),
+            source: Source::Status,
+            endpoint: None,
+            missing: None,
+        }),
+        ProblemKind::Certificate { issue, .. } => Some(Diagnosis {
+            cause: Cause::CertificateInvalid,
+            evidence: issue.describe(),
             source: Source::Status,
             endpoint: None,
             missing: None,

@@ -109,13 +109,18 @@ pub fn pod_claims(
         .collect()
 }
 
-/// The key under which repeated image-pull retries of one workload are counted.
-pub fn pull_key(finding: &Finding) -> String {
+/// The key under which repeated actions for one finding are counted: image-pull retries per
+/// workload, certificate renewals per Secret.
+pub fn attempts_key(finding: &Finding) -> String {
+    let problem = &finding.problem;
+    if let crate::detect::ProblemKind::Certificate { .. } = problem.kind {
+        return format!("renew/{}/{}", problem.namespace, problem.object_name);
+    }
     let owner = finding
         .workload
         .as_ref()
-        .map_or_else(|| finding.problem.object_name.clone(), ToString::to_string);
-    format!("pull/{}/{owner}", finding.problem.namespace)
+        .map_or_else(|| problem.object_name.clone(), ToString::to_string);
+    format!("pull/{}/{owner}", problem.namespace)
 }
 
 /// Where a run may act.
@@ -212,7 +217,7 @@ pub async fn heal(
                 .as_ref()
                 .and_then(|w| stored_memory_fix(index, &w.namespace, &w.name, &container)),
             claims: &claims,
-            attempts: executor.limiter().attempts(&pull_key(&finding)),
+            attempts: executor.limiter().attempts(&attempts_key(&finding)),
             now,
         };
         let opted_out = finding

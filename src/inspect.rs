@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod, Secret};
 use kube::api::{ListParams, LogParams};
 use kube::{Api, Client};
 use serde::Serialize;
@@ -25,6 +25,8 @@ pub struct ClusterView {
     pub pods: Vec<Pod>,
     pub claims: Vec<PersistentVolumeClaim>,
     pub events: Vec<Event>,
+    /// `kubernetes.io/tls` Secrets.
+    pub secrets: Vec<Secret>,
     /// (namespace, kind, name) of a ReplicaSet or Job → its controller (kind, name).
     pub owners: HashMap<(String, String, String), (String, String)>,
 }
@@ -154,6 +156,20 @@ pub fn findings(
             });
         }
     }
+    let provider = rustls::crypto::ring::default_provider();
+    for secret in &view.secrets {
+        if let Some(problem) =
+            detect::secret_problem(secret, now, thresholds.certificate_window_days, &provider)
+        {
+            let diagnosis = diagnose::diagnose(&problem, &Evidence::default());
+            found.push(Finding {
+                problem,
+                diagnosis,
+                workload: None,
+                labels: secret.metadata.labels.clone().unwrap_or_default(),
+            });
+        }
+    }
     for claim in &view.claims {
         if let Some(problem) = detect::claim_problem(claim, now, thresholds) {
             let events = view.event_messages(&problem.uid);
@@ -212,6 +228,19 @@ pub async fn gather(client: &Client, namespace: Option<&str>) -> Result<ClusterV
         .await?
         .items;
     let events = api::<Event>(client, namespace).list(&params).await?.items;
+    // Certificates are checked when selfheal may read TLS Secrets; without that grant the rest
+    // of the report still works.
+    let secrets = match api::<Secret>(client, namespace)
+        .list(&ListParams::default().fields("type=kubernetes.io/tls"))
+        .await
+    {
+        Ok(list) => list.items,
+        Err(kube::Error::Api(status)) if status.code == 403 => {
+            tracing::warn!("not allowed to list TLS Secrets: certificates are not checked");
+            Vec::new()
+        }
+        Err(error) => return Err(error),
+    };
     let replicasets = api::<k8s_openapi::api::apps::v1::ReplicaSet>(client, namespace)
         .list_metadata(&params)
         .await?
@@ -239,6 +268,7 @@ pub async fn gather(client: &Client, namespace: Option<&str>) -> Result<ClusterV
         pods,
         claims,
         events,
+        secrets,
         owners,
     })
 }

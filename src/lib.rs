@@ -17,6 +17,7 @@
 //! (commands).
 
 pub mod actions;
+pub mod certcheck;
 pub mod certs;
 pub mod cli;
 pub mod detect;

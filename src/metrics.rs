@@ -40,6 +40,12 @@ pub struct ProblemLabels {
     pub cause: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SecretLabels {
+    pub namespace: String,
+    pub secret: String,
+}
+
 /// Every metric selfheal exports.
 pub struct Metrics {
     registry: Registry,
@@ -52,6 +58,7 @@ pub struct Metrics {
     pub problems_detected: Family<ProblemLabels, Counter>,
     pub healing_actions: Family<ActionLabels, Counter>,
     pub leader: Gauge,
+    pub certificate_expiry: Family<SecretLabels, Gauge>,
 }
 
 impl Metrics {
@@ -97,6 +104,12 @@ impl Metrics {
         let problems_detected = Family::<ProblemLabels, Counter>::default();
         let healing_actions = Family::<ActionLabels, Counter>::default();
         let leader = Gauge::default();
+        let certificate_expiry = Family::<SecretLabels, Gauge>::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "notAfter of the certificate in each kubernetes.io/tls Secret, as a Unix time",
+            certificate_expiry.clone(),
+        );
         registry.register(
             "problems_detected",
             "Problems the watcher handled, by problem and diagnosed cause",
@@ -117,6 +130,7 @@ impl Metrics {
             problems_detected,
             healing_actions,
             leader,
+            certificate_expiry,
             reviews,
             review_seconds,
             patches_applied,

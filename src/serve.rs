@@ -181,6 +181,8 @@ async fn start_watcher(
         rails: args.rails.rails()?,
         thresholds: Thresholds::default(),
         claim_interval: Duration::from_secs(60),
+        check_certificates: args.check_certificates,
+        certificate_interval: Duration::from_secs(600),
     };
     let limiter = Arc::new(RateLimiter::new(DEFAULT_WINDOW, MAX_BACKOFF));
     let executor = Arc::new(Executor::new(

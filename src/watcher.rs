@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod, Secret};
 use kube::api::ListParams;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -20,7 +20,7 @@ use crate::execute::Executor;
 use crate::heal::{self, Scope};
 use crate::inspect::{self, ClusterView};
 use crate::leader::Leadership;
-use crate::metrics::{Metrics, ProblemLabels};
+use crate::metrics::{Metrics, ProblemLabels, SecretLabels};
 use crate::store::FixStore;
 
 /// How the watcher behaves.
@@ -33,6 +33,10 @@ pub struct WatcherConfig {
     pub thresholds: Thresholds,
     /// How often claims are checked (Pending is a matter of time, not of change).
     pub claim_interval: Duration,
+    /// Watch `kubernetes.io/tls` Secrets and check their certificates (needs RBAC on Secrets).
+    pub check_certificates: bool,
+    /// How often every certificate is checked again (expiry is a matter of time).
+    pub certificate_interval: Duration,
 }
 
 /// Problems already handled, so a watch event that repeats a status does not repeat an action.
@@ -91,6 +95,25 @@ pub async fn run(
         .touched_objects();
     tokio::spawn(claim_stream.for_each(|_| async {}));
 
+    let (secret_cache, secret_writer) = reflector::store::<Secret>();
+    let secret_stream = if config.check_certificates {
+        let secrets: Api<Secret> = Api::all(client.clone());
+        watcher(
+            secrets,
+            watcher::Config::default().fields("type=kubernetes.io/tls"),
+        )
+        .default_backoff()
+        .modify(|secret: &mut Secret| secret.metadata.managed_fields = None)
+        .reflect(secret_writer)
+        .applied_objects()
+        .boxed()
+    } else {
+        futures::stream::pending().boxed()
+    };
+    futures::pin_mut!(secret_stream);
+    let mut certificate_ticker = tokio::time::interval(config.certificate_interval);
+    certificate_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
     let mut handled = Handled::default();
     let mut claim_ticker = tokio::time::interval(config.claim_interval);
     claim_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -113,6 +136,16 @@ pub async fn run(
                 Some(Err(error)) => tracing::warn!(%error, "pod watch error; retrying"),
                 None => return,
             },
+            next = secret_stream.next() => match next {
+                Some(Ok(secret)) => check_secret(&client, &executor, &store, &config, &leadership, secret, &metrics).await,
+                Some(Err(error)) => tracing::warn!(%error, "secret watch error; retrying"),
+                None => {}
+            },
+            _ = certificate_ticker.tick(), if config.check_certificates => {
+                for secret in secret_cache.state() {
+                    check_secret(&client, &executor, &store, &config, &leadership, (*secret).clone(), &metrics).await;
+                }
+            }
             _ = claim_ticker.tick() => {
                 if leadership.is_leader() {
                     scan_claims(&client, &executor, &store, &config, &claim_cache, &mut handled, &metrics).await;
@@ -142,6 +175,7 @@ async fn handle(
         .iter()
         .filter_map(|p| p.metadata.uid.clone())
         .chain(view.claims.iter().filter_map(|c| c.metadata.uid.clone()))
+        .chain(view.secrets.iter().filter_map(|s| s.metadata.uid.clone()))
         .collect();
     for uid in &uids {
         view.events.extend(events_of(client, uid).await);
@@ -198,6 +232,57 @@ async fn scan_claims(
             ..ClusterView::default()
         };
         handle(client, executor, store, config, view, metrics).await;
+    }
+}
+
+/// Checks one TLS Secret: exports its expiry, and heals (through cert-manager) or reports.
+/// Certificates are not deduplicated like pods: a renewal that does not take effect is tried
+/// again on the next check, within the rate limit, until the attempt cap turns it into an alert.
+async fn check_secret(
+    client: &Client,
+    executor: &Executor,
+    store: &FixStore,
+    config: &WatcherConfig,
+    leadership: &Leadership,
+    secret: Secret,
+    metrics: &Metrics,
+) {
+    let namespace = secret.metadata.namespace.clone().unwrap_or_default();
+    let name = secret.metadata.name.clone().unwrap_or_default();
+    let cert = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("tls.crt"))
+        .map(|b| b.0.clone())
+        .unwrap_or_default();
+    if let Ok(validity) = crate::certcheck::validity(&cert) {
+        metrics
+            .certificate_expiry
+            .get_or_create(&SecretLabels {
+                namespace: namespace.clone(),
+                secret: name.clone(),
+            })
+            .set(validity.not_after.as_second());
+    }
+    let provider = rustls::crypto::ring::default_provider();
+    let now = jiff::Timestamp::now();
+    match detect::secret_problem(
+        &secret,
+        now,
+        config.thresholds.certificate_window_days,
+        &provider,
+    ) {
+        Some(problem) if in_scope(config, &problem) && leadership.is_leader() => {
+            let view = ClusterView {
+                secrets: vec![secret],
+                ..ClusterView::default()
+            };
+            handle(client, executor, store, config, view, metrics).await;
+        }
+        Some(_) => {}
+        None => executor
+            .limiter()
+            .reset(&format!("renew/{namespace}/{name}")),
     }
 }
 

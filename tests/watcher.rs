@@ -134,6 +134,8 @@ async fn a_pod_turning_oomkilled_is_fixed_by_the_leader_only_once() {
         rails: Rails::default(),
         thresholds: Thresholds::default(),
         claim_interval: Duration::from_secs(3600),
+        check_certificates: true,
+        certificate_interval: Duration::from_secs(3600),
     };
     let watching = tokio::spawn(watcher::run(
         server.client(),

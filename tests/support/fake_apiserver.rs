@@ -369,6 +369,9 @@ async fn handle(State(server): State<FakeApiServer>, request: Request) -> Respon
         (Method::POST, None, _) => create(&server, &collection, &body),
         (Method::POST, Some(name), Some("eviction")) => delete(&server, &collection, &name, &body),
         (Method::PUT, Some(name), None) => replace(&server, &collection, &name, &body),
+        (Method::PUT, Some(name), Some("status")) => {
+            replace_status(&server, &collection, &name, &body)
+        }
         (Method::PATCH, Some(name), None) => patch(&server, &collection, &name, &body, json_patch),
         (Method::DELETE, Some(name), None) => delete(&server, &collection, &name, &body),
         (method, _, sub) => status(
@@ -522,6 +525,43 @@ fn replace(server: &FakeApiServer, collection: &Collection, name: &str, body: &[
         collection,
         name.to_string(),
         object,
+        "MODIFIED",
+    );
+    axum::Json(stored).into_response()
+}
+
+/// The status subresource: only `status` is taken from the body; a stale resourceVersion conflicts.
+fn replace_status(
+    server: &FakeApiServer,
+    collection: &Collection,
+    name: &str,
+    body: &[u8],
+) -> Response {
+    let Ok(sent) = serde_json::from_slice::<Value>(body) else {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "body is not JSON".into(),
+        );
+    };
+    let Some(mut current) = server.get(collection, name) else {
+        return not_found(name);
+    };
+    if sent["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"] {
+        server.conflicts.fetch_add(1, Ordering::Relaxed);
+        return status(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!("\"{name}\": the object has been modified"),
+        );
+    }
+    current["status"] = sent["status"].clone();
+    let mut objects = server.objects.lock().unwrap();
+    let stored = server.store(
+        &mut objects,
+        collection,
+        name.to_string(),
+        current,
         "MODIFIED",
     );
     axum::Json(stored).into_response()
