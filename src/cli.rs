@@ -43,6 +43,58 @@ pub enum Command {
     Health(HealthArgs),
     /// Detect, diagnose and fix, once: everything, or one component (namespace, workload or app name).
     Heal(HealArgs),
+    /// Check every Vault server and unseal the sealed ones with the keys from a Secret (the
+    /// CronJob operators know); `--alert-only` reports without unsealing. Exit 1 if any stays sealed.
+    Unseal(UnsealArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VaultArgs {
+    /// Namespace of Vault and of its unseal key Secret.
+    #[arg(long, env = "SELFHEAL_VAULT_NAMESPACE", default_value = "vault")]
+    pub vault_namespace: String,
+
+    /// Vault's StatefulSet: every one of its pods is checked.
+    #[arg(long, env = "SELFHEAL_VAULT_STATEFULSET")]
+    pub vault_statefulset: Option<String>,
+
+    /// Explicit Vault addresses (comma-separated), e.g. http://vault-0.vault-internal:8200.
+    #[arg(long, env = "SELFHEAL_VAULT_ADDRESSES", value_delimiter = ',')]
+    pub vault_address: Vec<String>,
+
+    /// Scheme of the addresses made for StatefulSet pods.
+    #[arg(long, env = "SELFHEAL_VAULT_SCHEME", default_value = "http")]
+    pub vault_scheme: String,
+
+    /// Port of the addresses made for StatefulSet pods.
+    #[arg(long, env = "SELFHEAL_VAULT_PORT", default_value_t = 8200)]
+    pub vault_port: u16,
+
+    /// The Secret holding the unseal keys as key1 … keyN.
+    #[arg(
+        long,
+        env = "SELFHEAL_VAULT_KEYS_SECRET",
+        default_value = "vault-unseal-keys"
+    )]
+    pub vault_keys_secret: String,
+
+    /// PEM CA bundle for https Vault addresses.
+    #[arg(long, env = "SELFHEAL_VAULT_CA_FILE")]
+    pub vault_ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UnsealArgs {
+    #[command(flatten)]
+    pub vault: VaultArgs,
+
+    /// Report sealed servers, unseal nothing.
+    #[arg(long)]
+    pub alert_only: bool,
+
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = ReportFormat::Table)]
+    pub output: ReportFormat,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -195,6 +247,14 @@ pub struct ServeArgs {
     /// Watch kubernetes.io/tls Secrets and check their certificates (needs list/watch on Secrets).
     #[arg(long, env = "SELFHEAL_CHECK_CERTIFICATES", default_value_t = true, action = clap::ArgAction::Set)]
     pub check_certificates: bool,
+
+    /// Vault servers to watch (none unless --vault-statefulset or --vault-address is set).
+    #[command(flatten)]
+    pub vault: VaultArgs,
+
+    /// Unseal a sealed Vault automatically (otherwise only alert).
+    #[arg(long, env = "SELFHEAL_VAULT_AUTO_UNSEAL")]
+    pub vault_auto_unseal: bool,
 
     /// Name of the Lease that elects the one acting watcher among replicas.
     #[arg(long, env = "SELFHEAL_LEASE_NAME", default_value = "selfheal-watcher")]

@@ -39,6 +39,7 @@ pub mod serve;
 pub mod store;
 pub mod text;
 pub mod tls;
+pub mod vault;
 pub mod watcher;
 pub mod webhook;
 pub mod workload;

@@ -24,6 +24,7 @@ async fn main() -> ExitCode {
         Command::Certs(args) => make_certs(&args).map(|()| true),
         Command::Health(args) => oneshot::health(&args).await,
         Command::Heal(args) => oneshot::heal(&args).await.map(|()| true),
+        Command::Unseal(args) => oneshot::unseal(&args, provider).await,
     };
     // 0: done (and healthy); 1: `health` found problems; 2: an error.
     match result {

@@ -46,6 +46,11 @@ pub struct SecretLabels {
     pub secret: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AddressLabels {
+    pub address: String,
+}
+
 /// Every metric selfheal exports.
 pub struct Metrics {
     registry: Registry,
@@ -59,6 +64,7 @@ pub struct Metrics {
     pub healing_actions: Family<ActionLabels, Counter>,
     pub leader: Gauge,
     pub certificate_expiry: Family<SecretLabels, Gauge>,
+    pub vault_sealed: Family<AddressLabels, Gauge>,
 }
 
 impl Metrics {
@@ -105,6 +111,12 @@ impl Metrics {
         let healing_actions = Family::<ActionLabels, Counter>::default();
         let leader = Gauge::default();
         let certificate_expiry = Family::<SecretLabels, Gauge>::default();
+        let vault_sealed = Family::<AddressLabels, Gauge>::default();
+        registry.register(
+            "vault_sealed",
+            "1 while a watched Vault server is sealed or unreachable, 0 when unsealed",
+            vault_sealed.clone(),
+        );
         registry.register(
             "certificate_expiry_timestamp_seconds",
             "notAfter of the certificate in each kubernetes.io/tls Secret, as a Unix time",
@@ -131,6 +143,7 @@ impl Metrics {
             healing_actions,
             leader,
             certificate_expiry,
+            vault_sealed,
             reviews,
             review_seconds,
             patches_applied,

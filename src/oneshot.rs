@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::actions::Rails;
-use crate::cli::{HealArgs, HealthArgs, RailsArgs, ReportFormat};
+use crate::cli::{HealArgs, HealthArgs, RailsArgs, ReportFormat, UnsealArgs, VaultArgs};
 use crate::detect::Thresholds;
 use crate::execute::{DEFAULT_WINDOW, Executor, MAX_BACKOFF};
 use crate::heal;
@@ -17,6 +17,7 @@ use crate::quantity::ByteQuantity;
 use crate::ratelimit::RateLimiter;
 use crate::report;
 use crate::serve;
+use crate::vault::{self, VaultClient, VaultTargets};
 
 impl RailsArgs {
     pub fn rails(&self) -> anyhow::Result<Rails> {
@@ -29,6 +30,69 @@ impl RailsArgs {
             ..Rails::default()
         })
     }
+}
+
+impl VaultArgs {
+    pub fn targets(&self) -> VaultTargets {
+        VaultTargets {
+            namespace: self.vault_namespace.clone(),
+            statefulset: self.vault_statefulset.clone(),
+            addresses: self.vault_address.clone(),
+            scheme: self.vault_scheme.clone(),
+            port: self.vault_port,
+            keys_secret: self.vault_keys_secret.clone(),
+        }
+    }
+
+    pub fn configured(&self) -> bool {
+        self.vault_statefulset.is_some() || !self.vault_address.is_empty()
+    }
+
+    pub fn client(
+        &self,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+    ) -> anyhow::Result<VaultClient> {
+        let ca = match &self.vault_ca_file {
+            Some(path) => {
+                Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+            }
+            None => None,
+        };
+        Ok(VaultClient::new(
+            ca.as_deref(),
+            provider,
+            Duration::from_secs(5),
+        )?)
+    }
+}
+
+/// Runs `selfheal unseal`; returns whether every server is unsealed.
+pub async fn unseal(
+    args: &UnsealArgs,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> anyhow::Result<bool> {
+    anyhow::ensure!(
+        args.vault.configured(),
+        "name the Vault servers: --vault-statefulset or --vault-address"
+    );
+    let client = serve::kube_client().await?;
+    let vault = args.vault.client(provider)?;
+    let reports =
+        vault::check_all(&vault, &client, &args.vault.targets(), !args.alert_only).await?;
+    match args.output {
+        ReportFormat::Table => {
+            let rows: Vec<Vec<String>> = reports
+                .iter()
+                .map(|r| vec![r.address.clone(), r.state.to_string(), r.detail.clone()])
+                .collect();
+            print!("{}", report::table(&["ADDRESS", "STATE", "DETAIL"], &rows));
+        }
+        ReportFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&reports).unwrap_or_default()
+        ),
+    }
+    Ok(!reports.is_empty() && reports.iter().all(|r| r.state.starts_with("unsealed")))
 }
 
 /// Runs `selfheal health`; returns whether everything is healthy.

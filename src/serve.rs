@@ -103,7 +103,7 @@ pub async fn run(args: ServeArgs, provider: Arc<CryptoProvider>) -> anyhow::Resu
 
     let _watcher = match &store {
         FixStore::ConfigMap(_) if args.watch => {
-            Some(start_watcher(&args, store.clone(), metrics.clone()).await?)
+            Some(start_watcher(&args, store.clone(), metrics.clone(), provider.clone()).await?)
         }
         _ => {
             tracing::info!("watcher off (no cluster, or --watch=false)");
@@ -147,12 +147,14 @@ pub async fn run(args: ServeArgs, provider: Arc<CryptoProvider>) -> anyhow::Resu
     Ok(())
 }
 
-/// Starts leader election and the watcher; both stop when the returned guards are dropped.
+/// Starts leader election, the watcher and (if configured) the Vault check; they stop when the
+/// returned guards are dropped.
 async fn start_watcher(
     args: &ServeArgs,
     store: FixStore,
     metrics: Arc<Metrics>,
-) -> anyhow::Result<[AbortOnDrop; 2]> {
+    provider: Arc<CryptoProvider>,
+) -> anyhow::Result<Vec<AbortOnDrop>> {
     let client = kube_client().await?;
     let leadership = Leadership::default();
     let identity =
@@ -193,10 +195,24 @@ async fn start_watcher(
         args.dry_run,
     ));
     tracing::info!(dry_run = args.dry_run, "watcher started");
-    let watching = tokio::spawn(watcher::run(
+    let mut tasks = vec![AbortOnDrop(campaign)];
+    if args.vault.configured() {
+        let vault = args.vault.client(provider)?;
+        tracing::info!(auto_unseal = args.vault_auto_unseal, "watching Vault");
+        tasks.push(AbortOnDrop(tokio::spawn(crate::vault::keep_unsealed(
+            vault,
+            client.clone(),
+            args.vault.targets(),
+            args.vault_auto_unseal,
+            leadership.clone(),
+            metrics.clone(),
+            Duration::from_secs(30),
+        ))));
+    }
+    tasks.push(AbortOnDrop(tokio::spawn(watcher::run(
         client, executor, store, config, leadership, metrics,
-    ));
-    Ok([AbortOnDrop(campaign), AbortOnDrop(watching)])
+    ))));
+    Ok(tasks)
 }
 
 /// Serves `router` over TLS until `handle` is shut down.

@@ -153,7 +153,11 @@ fn rbac_grants_only_what_the_code_uses() {
         .chain(grants("Role"))
         .filter(|g| g.contains("secrets"))
         .collect();
-    assert_eq!(secret_grants, ["/secrets:list", "/secrets:watch"], "no get, no write on Secrets");
+    assert_eq!(
+        secret_grants,
+        ["/secrets:list", "/secrets:watch"],
+        "no get, no write on Secrets"
+    );
 }
 
 #[test]

@@ -1,0 +1,512 @@
+//! Vault: notice a sealed server and, where allowed, unseal it with the key shares kept in a
+//! Kubernetes Secret (`key1` … `keyN`).
+//!
+//! The unseal walk sends exactly as many shares as the threshold needs, follows `progress` after
+//! each one, and stops at the first error or reset instead of walking through every key. Keys
+//! never reach a log line, an Event or an error message: `UnsealKey` prints as `***`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use k8s_openapi::ByteString;
+use rustls::RootCertStore;
+use rustls::crypto::CryptoProvider;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// `GET /v1/sys/seal-status` (and the answer of every unseal step).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct SealStatus {
+    pub sealed: bool,
+    /// Threshold: shares needed.
+    pub t: u32,
+    /// Total shares.
+    pub n: u32,
+    /// Shares submitted so far in this attempt.
+    pub progress: u32,
+    #[serde(default = "yes")]
+    pub initialized: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One unseal key share. Its `Debug` never shows the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UnsealKey(String);
+
+impl std::fmt::Debug for UnsealKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UnsealKey(***)")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VaultError {
+    #[error("{address}: {reason}")]
+    Unreachable { address: String, reason: String },
+    #[error("{address}: no answer within {seconds}s")]
+    Timeout { address: String, seconds: u64 },
+    #[error("{address}: HTTP {code}: {message}")]
+    Status {
+        address: String,
+        code: u16,
+        message: String,
+    },
+    #[error("{address}: unexpected answer: {reason}")]
+    Malformed { address: String, reason: String },
+    #[error("{address}: Vault is not initialized; unsealing needs `vault operator init` first")]
+    NotInitialized { address: String },
+    #[error("the unseal key Secret has no `{0}` (keys must be key1, key2, … without gaps)")]
+    MissingKey(String),
+    #[error("the unseal key Secret holds {have} keys; the threshold is {need}")]
+    NotEnoughKeys { have: usize, need: u32 },
+    #[error(
+        "{address}: unseal progress went back to {progress} after share {sent}: the keys do not belong together; stopped"
+    )]
+    Reset {
+        address: String,
+        sent: u32,
+        progress: u32,
+    },
+    #[error("{address}: still sealed after {sent} shares; stopped")]
+    StillSealed { address: String, sent: u32 },
+    #[error("https Vault addresses need --vault-ca-file: {0}")]
+    Tls(String),
+}
+
+/// The keys `key1` … `keyN` of the unseal Secret, in order. A gap is an error naming the key.
+pub fn keys_from_secret(data: &BTreeMap<String, ByteString>) -> Result<Vec<UnsealKey>, VaultError> {
+    let numbered: Vec<u32> = data
+        .keys()
+        .filter_map(|k| k.strip_prefix("key")?.parse().ok())
+        .collect();
+    let count = numbered.iter().copied().max().unwrap_or(0);
+    (1..=count)
+        .map(|i| {
+            let name = format!("key{i}");
+            data.get(&name)
+                .map(|bytes| UnsealKey(String::from_utf8_lossy(&bytes.0).trim().to_string()))
+                .filter(|key| !key.0.is_empty())
+                .ok_or(VaultError::MissingKey(name))
+        })
+        .collect()
+}
+
+/// What an unseal attempt did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "camelCase")]
+pub enum UnsealOutcome {
+    /// Nothing to do: no unseal request was sent.
+    AlreadyUnsealed,
+    Unsealed {
+        shares_sent: u32,
+    },
+}
+
+type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A small HTTP(S) client for Vault's `sys` endpoints, with a timeout on every request.
+#[derive(Clone)]
+pub struct VaultClient {
+    http: HttpClient,
+    timeout: Duration,
+}
+
+impl VaultClient {
+    /// `ca_pem`: the CA that signs Vault's certificate (needed for https addresses).
+    pub fn new(
+        ca_pem: Option<&[u8]>,
+        provider: Arc<CryptoProvider>,
+        timeout: Duration,
+    ) -> Result<Self, VaultError> {
+        let mut roots = RootCertStore::empty();
+        if let Some(pem) = ca_pem {
+            for certificate in CertificateDer::pem_slice_iter(pem) {
+                let certificate = certificate.map_err(|e| VaultError::Tls(e.to_string()))?;
+                roots
+                    .add(certificate)
+                    .map_err(|e| VaultError::Tls(e.to_string()))?;
+            }
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| VaultError::Tls(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(Self {
+            http: Client::builder(TokioExecutor::new()).build(connector),
+            timeout,
+        })
+    }
+
+    async fn call(
+        &self,
+        address: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, VaultError> {
+        let url = format!("{}{path}", address.trim_end_matches('/'));
+        let unreachable = |reason: String| VaultError::Unreachable {
+            address: address.to_string(),
+            reason,
+        };
+        let payload = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        let request = Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("content-type", "application/json")
+            .body(Full::new(payload))
+            .map_err(|e| unreachable(format!("bad address: {e}")))?;
+        let exchange = async {
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+            let status = response.status();
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| unreachable(e.to_string()))?
+                .to_bytes();
+            Ok::<_, VaultError>((status, bytes))
+        };
+        let (status, bytes) = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| VaultError::Timeout {
+                address: address.to_string(),
+                seconds: self.timeout.as_secs(),
+            })??;
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if status != StatusCode::OK {
+            let message = value["errors"]
+                .as_array()
+                .map(|errors| {
+                    errors
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .unwrap_or_else(|| crate::text::truncate(&String::from_utf8_lossy(&bytes), 200));
+            return Err(VaultError::Status {
+                address: address.to_string(),
+                code: status.as_u16(),
+                message,
+            });
+        }
+        Ok(value)
+    }
+
+    fn parse(address: &str, value: Value) -> Result<SealStatus, VaultError> {
+        serde_json::from_value(value).map_err(|e| VaultError::Malformed {
+            address: address.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    pub async fn seal_status(&self, address: &str) -> Result<SealStatus, VaultError> {
+        let value = self
+            .call(address, Method::GET, "/v1/sys/seal-status", None)
+            .await?;
+        Self::parse(address, value)
+    }
+
+    /// Unseals `address` with `keys`; see the module documentation.
+    pub async fn unseal(
+        &self,
+        address: &str,
+        keys: &[UnsealKey],
+    ) -> Result<UnsealOutcome, VaultError> {
+        let mut status = self.seal_status(address).await?;
+        if !status.initialized {
+            return Err(VaultError::NotInitialized {
+                address: address.to_string(),
+            });
+        }
+        if !status.sealed {
+            return Ok(UnsealOutcome::AlreadyUnsealed);
+        }
+        if keys.len() < status.t as usize {
+            return Err(VaultError::NotEnoughKeys {
+                have: keys.len(),
+                need: status.t,
+            });
+        }
+        if status.progress > 0 {
+            // Someone else's half-finished attempt: its shares are unknown, start afresh.
+            let value = self
+                .call(
+                    address,
+                    Method::PUT,
+                    "/v1/sys/unseal",
+                    Some(json!({"reset": true})),
+                )
+                .await?;
+            status = Self::parse(address, value)?;
+        }
+        let mut sent = 0;
+        for key in keys.iter().take(status.t as usize) {
+            let value = self
+                .call(
+                    address,
+                    Method::PUT,
+                    "/v1/sys/unseal",
+                    Some(json!({"key": key.0})),
+                )
+                .await?;
+            sent += 1;
+            let now = Self::parse(address, value)?;
+            if !now.sealed {
+                return Ok(UnsealOutcome::Unsealed { shares_sent: sent });
+            }
+            if now.progress != sent {
+                return Err(VaultError::Reset {
+                    address: address.to_string(),
+                    sent,
+                    progress: now.progress,
+                });
+            }
+        }
+        Err(VaultError::StillSealed {
+            address: address.to_string(),
+            sent,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, ByteString> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+            .collect()
+    }
+
+    #[test]
+    fn keys_are_read_in_order_and_gaps_are_named() {
+        let keys = keys_from_secret(&data(&[
+            ("key2", "bbb\n"),
+            ("key1", "aaa"),
+            ("root-token", "x"),
+        ]))
+        .unwrap();
+        assert_eq!(keys, [UnsealKey("aaa".into()), UnsealKey("bbb".into())]);
+        assert_eq!(
+            keys_from_secret(&data(&[("key1", "a"), ("key3", "c")])).unwrap_err(),
+            VaultError::MissingKey("key2".into())
+        );
+        assert_eq!(
+            keys_from_secret(&data(&[("key1", "")])).unwrap_err(),
+            VaultError::MissingKey("key1".into())
+        );
+    }
+
+    #[test]
+    fn keys_never_print() {
+        let key = UnsealKey("s3cr3t-share".into());
+        assert_eq!(format!("{key:?}"), "UnsealKey(***)");
+        assert!(!format!("{:?}", vec![key]).contains("s3cr3t"));
+    }
+}
+
+/// Where the Vault servers are and where their unseal keys are kept.
+#[derive(Debug, Clone)]
+pub struct VaultTargets {
+    pub namespace: String,
+    /// Every pod of this StatefulSet is a server (addressed through its headless Service).
+    pub statefulset: Option<String>,
+    /// Explicit server addresses (`http://vault-0.vault-internal:8200`), used as given.
+    pub addresses: Vec<String>,
+    pub scheme: String,
+    pub port: u16,
+    pub keys_secret: String,
+}
+
+/// What was found (and done) at one server.
+#[derive(Debug, Clone, Serialize)]
+pub struct VaultReport {
+    pub address: String,
+    /// `unsealed`, `unsealed-now`, `sealed` (alert mode), `error`.
+    pub state: &'static str,
+    pub detail: String,
+}
+
+/// Addresses of every server: the explicit ones, and one per pod of the StatefulSet.
+pub async fn discover(
+    client: &kube::Client,
+    targets: &VaultTargets,
+) -> Result<Vec<String>, kube::Error> {
+    let mut addresses = targets.addresses.clone();
+    if let Some(name) = &targets.statefulset {
+        let sets: kube::Api<k8s_openapi::api::apps::v1::StatefulSet> =
+            kube::Api::namespaced(client.clone(), &targets.namespace);
+        let set = sets.get(name).await?;
+        let spec = set.spec.unwrap_or_default();
+        let selector = spec
+            .selector
+            .match_labels
+            .unwrap_or_default()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+            kube::Api::namespaced(client.clone(), &targets.namespace);
+        let mut names: Vec<String> = pods
+            .list(&kube::api::ListParams::default().labels(&selector))
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|p| p.metadata.name)
+            .collect();
+        names.sort();
+        let service = spec.service_name.unwrap_or_else(|| name.clone());
+        addresses.extend(names.iter().map(|pod| {
+            format!(
+                "{}://{pod}.{service}.{}.svc:{}",
+                targets.scheme, targets.namespace, targets.port
+            )
+        }));
+    }
+    Ok(addresses)
+}
+
+/// Checks every server; in unseal mode unseals the sealed ones with the keys of the Secret,
+/// which is read only when a server is actually sealed.
+pub async fn check_all(
+    vault: &VaultClient,
+    client: &kube::Client,
+    targets: &VaultTargets,
+    unseal: bool,
+) -> Result<Vec<VaultReport>, kube::Error> {
+    let mut reports = Vec::new();
+    let mut keys: Option<Result<Vec<UnsealKey>, String>> = None;
+    for address in discover(client, targets).await? {
+        let report = |state, detail: String| VaultReport {
+            address: address.clone(),
+            state,
+            detail,
+        };
+        let status = match vault.seal_status(&address).await {
+            Ok(status) => status,
+            Err(error) => {
+                reports.push(report("error", error.to_string()));
+                continue;
+            }
+        };
+        if !status.sealed {
+            reports.push(report("unsealed", "unsealed".into()));
+            continue;
+        }
+        if !unseal {
+            reports.push(report(
+                "sealed",
+                format!(
+                    "sealed ({}/{} shares submitted); alert mode",
+                    status.progress, status.t
+                ),
+            ));
+            continue;
+        }
+        if keys.is_none() {
+            keys = Some(read_keys(client, targets).await);
+        }
+        let outcome = match keys.as_ref() {
+            Some(Ok(keys)) => vault
+                .unseal(&address, keys)
+                .await
+                .map_err(|e| e.to_string()),
+            Some(Err(error)) => Err(error.clone()),
+            None => Err("no keys".to_string()),
+        };
+        reports.push(match outcome {
+            Ok(UnsealOutcome::Unsealed { shares_sent }) => report(
+                "unsealed-now",
+                format!("unsealed with {shares_sent} shares"),
+            ),
+            Ok(UnsealOutcome::AlreadyUnsealed) => report("unsealed", "unsealed meanwhile".into()),
+            Err(error) => report("error", error),
+        });
+    }
+    Ok(reports)
+}
+
+async fn read_keys(
+    client: &kube::Client,
+    targets: &VaultTargets,
+) -> Result<Vec<UnsealKey>, String> {
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(client.clone(), &targets.namespace);
+    let secret = secrets.get(&targets.keys_secret).await.map_err(|e| {
+        format!(
+            "reading Secret {}/{}: {e}",
+            targets.namespace, targets.keys_secret
+        )
+    })?;
+    keys_from_secret(&secret.data.unwrap_or_default()).map_err(|e| e.to_string())
+}
+
+/// Checks (and in unseal mode unseals) the servers every `interval` while this replica leads.
+pub async fn keep_unsealed(
+    vault: VaultClient,
+    client: kube::Client,
+    targets: VaultTargets,
+    unseal: bool,
+    leadership: crate::leader::Leadership,
+    metrics: Arc<crate::metrics::Metrics>,
+    interval: Duration,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if !leadership.is_leader() {
+            continue;
+        }
+        match check_all(&vault, &client, &targets, unseal).await {
+            Ok(reports) => {
+                for report in reports {
+                    let sealed = !report.state.starts_with("unsealed");
+                    metrics
+                        .vault_sealed
+                        .get_or_create(&crate::metrics::AddressLabels {
+                            address: report.address.clone(),
+                        })
+                        .set(i64::from(sealed));
+                    match report.state {
+                        "unsealed" => tracing::debug!(address = %report.address, "vault unsealed"),
+                        "unsealed-now" => {
+                            tracing::info!(address = %report.address, detail = %report.detail, "vault was sealed; unsealed it")
+                        }
+                        _ => {
+                            tracing::warn!(address = %report.address, state = report.state, detail = %report.detail, "vault needs attention")
+                        }
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not list the Vault servers"),
+        }
+    }
+}

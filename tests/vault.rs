@@ -1,0 +1,351 @@
+//! The Vault unseal walk against a test Vault server started here: a real threshold, progress
+//! and reset, on 127.0.0.1.
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use selfheal::vault::{
+    self, UnsealKey, UnsealOutcome, VaultClient, VaultError, VaultTargets, keys_from_secret,
+};
+use support::fake_apiserver::{Collection, FakeApiServer};
+
+/// Shamir-like test Vault: `t` distinct valid shares unseal it; a combination with a wrong share
+/// fails when the threshold is reached and resets progress, as Vault does.
+#[derive(Default)]
+struct TestVault {
+    threshold: u32,
+    valid: HashSet<String>,
+    submitted: Vec<String>,
+    sealed: bool,
+    initialized: bool,
+    unseal_requests: u32,
+}
+
+type Shared = Arc<Mutex<TestVault>>;
+
+fn status(vault: &TestVault) -> Value {
+    json!({"type": "shamir", "initialized": vault.initialized, "sealed": vault.sealed, "t": vault.threshold,
+        "n": vault.valid.len(), "progress": vault.submitted.len(), "nonce": "", "version": "1.18.2"})
+}
+
+async fn seal_status(State(vault): State<Shared>) -> Json<Value> {
+    Json(status(&vault.lock().unwrap()))
+}
+
+async fn unseal(State(vault): State<Shared>, Json(body): Json<Value>) -> Response {
+    let mut vault = vault.lock().unwrap();
+    vault.unseal_requests += 1;
+    if body["reset"] == true {
+        vault.submitted.clear();
+        return Json(status(&vault)).into_response();
+    }
+    let Some(key) = body["key"].as_str() else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"errors": ["missing required 'key' parameter"]})),
+        )
+            .into_response();
+    };
+    if vault.sealed {
+        vault.submitted.push(key.to_string());
+        if vault.submitted.len() as u32 == vault.threshold {
+            let distinct: HashSet<&String> = vault.submitted.iter().collect();
+            let good = distinct.len() as u32 == vault.threshold
+                && vault.submitted.iter().all(|k| vault.valid.contains(k));
+            vault.submitted.clear();
+            if !good {
+                return (StatusCode::BAD_REQUEST, Json(json!({"errors": ["failed to unseal: cipher: message authentication failed"]}))).into_response();
+            }
+            vault.sealed = false;
+        }
+    }
+    Json(status(&vault)).into_response()
+}
+
+async fn start(vault: TestVault) -> (String, Shared) {
+    let shared: Shared = Arc::new(Mutex::new(vault));
+    let app = Router::new()
+        .route("/v1/sys/seal-status", get(seal_status))
+        .route("/v1/sys/unseal", put(unseal).post(unseal))
+        .with_state(shared.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (address, shared)
+}
+
+fn sealed(threshold: u32) -> TestVault {
+    TestVault {
+        threshold,
+        valid: (1..=5).map(|i| format!("share-{i}")).collect(),
+        sealed: true,
+        initialized: true,
+        ..TestVault::default()
+    }
+}
+
+fn keys(names: &[&str]) -> Vec<UnsealKey> {
+    let data = names
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            (
+                format!("key{}", i + 1),
+                k8s_openapi::ByteString(v.as_bytes().to_vec()),
+            )
+        })
+        .collect();
+    keys_from_secret(&data).unwrap()
+}
+
+fn client() -> VaultClient {
+    VaultClient::new(
+        None,
+        Arc::new(rustls::crypto::ring::default_provider()),
+        Duration::from_millis(500),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn unseals_with_exactly_the_threshold() {
+    let (address, vault) = start(sealed(3)).await;
+    let outcome = client()
+        .unseal(
+            &address,
+            &keys(&["share-1", "share-2", "share-3", "share-4", "share-5"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, UnsealOutcome::Unsealed { shares_sent: 3 });
+    let vault = vault.lock().unwrap();
+    assert!(!vault.sealed);
+    assert_eq!(
+        vault.unseal_requests, 3,
+        "no more shares than the threshold"
+    );
+}
+
+#[tokio::test]
+async fn already_unsealed_sends_no_unseal_request() {
+    let mut unsealed = sealed(3);
+    unsealed.sealed = false;
+    let (address, vault) = start(unsealed).await;
+    let outcome = client()
+        .unseal(&address, &keys(&["share-1", "share-2", "share-3"]))
+        .await
+        .unwrap();
+    assert_eq!(outcome, UnsealOutcome::AlreadyUnsealed);
+    assert_eq!(vault.lock().unwrap().unseal_requests, 0);
+}
+
+#[tokio::test]
+async fn wrong_keys_stop_at_the_first_failure() {
+    let (address, vault) = start(sealed(2)).await;
+    let error = client()
+        .unseal(
+            &address,
+            &keys(&["share-1", "not-a-share", "share-2", "share-3"]),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, VaultError::Status { code: 400, message, .. } if message.contains("failed to unseal")),
+        "{error}"
+    );
+    let vault = vault.lock().unwrap();
+    assert!(vault.sealed);
+    assert_eq!(
+        vault.unseal_requests, 2,
+        "stopped instead of walking through every key"
+    );
+}
+
+#[tokio::test]
+async fn a_half_finished_attempt_is_reset_first() {
+    let mut half = sealed(2);
+    half.submitted.push("someone-elses-share".into());
+    let (address, vault) = start(half).await;
+    let outcome = client()
+        .unseal(&address, &keys(&["share-4", "share-5"]))
+        .await
+        .unwrap();
+    assert_eq!(outcome, UnsealOutcome::Unsealed { shares_sent: 2 });
+    assert_eq!(
+        vault.lock().unwrap().unseal_requests,
+        3,
+        "one reset, two shares"
+    );
+}
+
+#[tokio::test]
+async fn too_few_keys_and_a_missing_key_are_reported_before_sending_anything() {
+    let (address, vault) = start(sealed(3)).await;
+    let error = client()
+        .unseal(&address, &keys(&["share-1", "share-2"]))
+        .await
+        .unwrap_err();
+    assert_eq!(error, VaultError::NotEnoughKeys { have: 2, need: 3 });
+    assert_eq!(vault.lock().unwrap().unseal_requests, 0);
+    let gap = [("key1", "share-1"), ("key3", "share-3")]
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                k8s_openapi::ByteString(v.as_bytes().to_vec()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys_from_secret(&gap).unwrap_err().to_string(),
+        "the unseal key Secret has no `key2` (keys must be key1, key2, … without gaps)"
+    );
+}
+
+#[tokio::test]
+async fn uninitialized_vault_is_not_unsealed() {
+    let mut fresh = sealed(3);
+    fresh.initialized = false;
+    let (address, _) = start(fresh).await;
+    let error = client()
+        .unseal(&address, &keys(&["share-1", "share-2", "share-3"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, VaultError::NotInitialized { .. }));
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let error = client().seal_status(&address).await.unwrap_err();
+    assert!(matches!(error, VaultError::Timeout { .. }), "{error}");
+    let refused = client()
+        .seal_status("http://127.0.0.1:1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, VaultError::Unreachable { .. }),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn garbage_answers_are_named() {
+    let app = Router::new().route(
+        "/v1/sys/seal-status",
+        get(|| async { "<html>proxy error</html>" }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let error = client().seal_status(&address).await.unwrap_err();
+    assert!(matches!(error, VaultError::Malformed { .. }), "{error}");
+}
+
+fn targets(addresses: Vec<String>, statefulset: Option<&str>) -> VaultTargets {
+    VaultTargets {
+        namespace: "vault".into(),
+        statefulset: statefulset.map(String::from),
+        addresses,
+        scheme: "http".into(),
+        port: 8200,
+        keys_secret: "vault-unseal-keys".into(),
+    }
+}
+
+fn keys_secret() -> Value {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vault-unseal-keys", "namespace": "vault"},
+        "data": {"key1": b64("share-1"), "key2": b64("share-2"), "key3": b64("share-3")}})
+}
+
+#[tokio::test]
+async fn alert_mode_reports_and_never_reads_the_keys() {
+    let (address, vault) = start(sealed(3)).await;
+    let server = FakeApiServer::new();
+    server.put(&Collection::core("vault", "secrets"), keys_secret());
+    let before = server.requests.load(std::sync::atomic::Ordering::Relaxed);
+    let reports = vault::check_all(
+        &client(),
+        &server.client(),
+        &targets(vec![address], None),
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(reports[0].state, "sealed");
+    assert_eq!(
+        server.requests.load(std::sync::atomic::Ordering::Relaxed),
+        before,
+        "the key Secret is not read"
+    );
+    assert_eq!(vault.lock().unwrap().unseal_requests, 0);
+}
+
+#[tokio::test]
+async fn unseal_mode_unseals_every_sealed_server_with_the_secret() {
+    let (first, a) = start(sealed(3)).await;
+    let mut already = sealed(3);
+    already.sealed = false;
+    let (second, b) = start(already).await;
+    let server = FakeApiServer::new();
+    server.put(&Collection::core("vault", "secrets"), keys_secret());
+    let reports = vault::check_all(
+        &client(),
+        &server.client(),
+        &targets(vec![first, second], None),
+        true,
+    )
+    .await
+    .unwrap();
+    let states: Vec<&str> = reports.iter().map(|r| r.state).collect();
+    assert_eq!(states, ["unsealed-now", "unsealed"]);
+    assert!(!a.lock().unwrap().sealed);
+    assert_eq!(b.lock().unwrap().unseal_requests, 0);
+    let text = serde_json::to_string(&reports).unwrap();
+    assert!(!text.contains("share-"), "no key in any report: {text}");
+}
+
+#[tokio::test]
+async fn every_pod_of_the_statefulset_is_a_target() {
+    let server = FakeApiServer::new();
+    server.put(&Collection::apps("vault", "statefulsets"), json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "vault", "namespace": "vault"},
+        "spec": {"serviceName": "vault-internal", "selector": {"matchLabels": {"app.kubernetes.io/name": "vault"}},
+            "template": {"metadata": {"labels": {"app.kubernetes.io/name": "vault"}}, "spec": {"containers": []}}}}));
+    for i in 0..3 {
+        server.put(&Collection::core("vault", "pods"), json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("vault-{i}"), "namespace": "vault", "labels": {"app.kubernetes.io/name": "vault"}}}));
+    }
+    server.put(&Collection::core("vault", "pods"), json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "vault-agent-injector-1", "namespace": "vault", "labels": {"app.kubernetes.io/name": "vault-agent-injector"}}}));
+    let addresses = vault::discover(&server.client(), &targets(vec![], Some("vault")))
+        .await
+        .unwrap();
+    assert_eq!(
+        addresses,
+        [
+            "http://vault-0.vault-internal.vault.svc:8200",
+            "http://vault-1.vault-internal.vault.svc:8200",
+            "http://vault-2.vault-internal.vault.svc:8200",
+        ]
+    );
+}
