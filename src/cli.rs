@@ -34,7 +34,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the admission webhook (HTTPS) and the health/metrics endpoint (HTTP).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// List the persisted fixes.
     Fixes(FixesArgs),
     /// Generate a CA and a serving certificate for the webhook and print the caBundle.

@@ -19,7 +19,7 @@ async fn main() -> ExitCode {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let _ = provider.as_ref().clone().install_default();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args, provider).await.map(|()| true),
+        Command::Serve(args) => serve::run(*args, provider).await.map(|()| true),
         Command::Fixes(args) => print_fixes(args).await.map(|()| true),
         Command::Certs(args) => make_certs(&args).map(|()| true),
         Command::Health(args) => oneshot::health(&args).await,
