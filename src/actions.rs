@@ -191,6 +191,9 @@ pub fn plan(s: &Situation<'_>, rails: &Rails) -> Plan {
         ProblemKind::ClaimLost => Plan::Alert {
             reason: "the claim lost its volume: data may be gone, restore from backup".into(),
         },
+        ProblemKind::NoReadyEndpoints { .. } => report(
+            "no ready endpoints: the workload behind is restarted when a caller is refused, not before",
+        ),
         ProblemKind::Certificate { issue, managed_by } => match (managed_by, issue) {
             (Some(certificate), _) if s.attempts >= rails.max_certificate_renewals => Plan::Alert {
                 reason: format!(

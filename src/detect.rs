@@ -2,7 +2,8 @@
 //! kubelet and controllers write it. Pure functions; the watcher feeds them from its caches.
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{ContainerStatus, PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::core::v1::{ContainerStatus, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::certcheck::{self, CertIssue};
 use serde::Serialize;
@@ -55,6 +56,11 @@ pub enum ProblemKind {
     },
     /// The claim lost its volume.
     ClaimLost,
+    /// A Service selects pods, but none of its endpoints is ready: whatever calls it is refused.
+    NoReadyEndpoints {
+        selected_pods: usize,
+        port: Option<i32>,
+    },
     /// A `kubernetes.io/tls` Secret holds a certificate that is expired, not yet valid,
     /// expiring soon, unparsable, or not matching its key.
     Certificate {
@@ -78,6 +84,7 @@ impl ProblemKind {
             ProblemKind::ClaimPending { .. } => "ClaimPending",
             ProblemKind::ClaimLost => "ClaimLost",
             ProblemKind::Certificate { issue, .. } => issue.name(),
+            ProblemKind::NoReadyEndpoints { .. } => "NoReadyEndpoints",
         }
     }
 
@@ -252,6 +259,60 @@ pub fn secret_problem(
                 .annotations
                 .as_ref()
                 .and_then(|a| a.get(CERT_MANAGER_CERTIFICATE_ANNOTATION).cloned()),
+        },
+    })
+}
+
+/// Whether `labels` satisfy an equality `selector` (a Service's `spec.selector`).
+pub fn selects(
+    selector: &std::collections::BTreeMap<String, String>,
+    labels: Option<&std::collections::BTreeMap<String, String>>,
+) -> bool {
+    !selector.is_empty()
+        && labels.is_some_and(|labels| selector.iter().all(|(k, v)| labels.get(k) == Some(v)))
+}
+
+/// The problem of a Service whose selected pods (`pods`, same namespace) have no ready endpoint
+/// in its EndpointSlices (`slices`, those labelled with its name).
+pub fn service_problem(
+    service: &Service,
+    pods: &[Pod],
+    slices: &[EndpointSlice],
+) -> Option<Problem> {
+    let namespace = service.metadata.namespace.clone().unwrap_or_default();
+    let name = service.metadata.name.clone().unwrap_or_default();
+    let spec = service.spec.as_ref()?;
+    let selector = spec.selector.as_ref()?;
+    let selected_pods = pods
+        .iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some(namespace.as_str()))
+        .filter(|p| selects(selector, p.metadata.labels.as_ref()))
+        .count();
+    if selected_pods == 0 {
+        return None;
+    }
+    let ready = slices
+        .iter()
+        .filter(|s| s.metadata.namespace.as_deref() == Some(namespace.as_str()))
+        .filter(|s| {
+            s.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("kubernetes.io/service-name"))
+                == Some(&name)
+        })
+        .flat_map(|s| s.endpoints.iter())
+        // A missing `ready` means unknown, which consumers treat as ready.
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+        .count();
+    (ready == 0).then(|| Problem {
+        namespace,
+        object_kind: "Service",
+        object_name: name,
+        uid: service.metadata.uid.clone().unwrap_or_default(),
+        kind: ProblemKind::NoReadyEndpoints {
+            selected_pods,
+            port: spec.ports.as_ref().and_then(|p| p.first()).map(|p| p.port),
         },
     })
 }
@@ -438,6 +499,45 @@ mod tests {
                 "state": {"running": {"startedAt": "2026-11-28T11:00:00Z"}}}]
         }));
         assert!(pod_problems(&healthy, now(), &Thresholds::default()).is_empty());
+    }
+
+    #[test]
+    fn services_without_ready_endpoints() {
+        let service: Service = serde_json::from_value(json!({
+            "metadata": {"name": "db", "namespace": "shop"},
+            "spec": {"selector": {"app": "db"}, "ports": [{"port": 5432}]}
+        }))
+        .unwrap();
+        let db_pod: Pod = serde_json::from_value(
+            json!({"metadata": {"name": "db-0", "namespace": "shop", "labels": {"app": "db"}}}),
+        )
+        .unwrap();
+        let slice = |ready: bool| -> EndpointSlice {
+            serde_json::from_value(json!({
+                "metadata": {"name": "db-abcde", "namespace": "shop", "labels": {"kubernetes.io/service-name": "db"}},
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": ["10.0.0.7"], "conditions": {"ready": ready}}]
+            }))
+            .unwrap()
+        };
+        let down =
+            service_problem(&service, std::slice::from_ref(&db_pod), &[slice(false)]).unwrap();
+        assert_eq!(
+            down.kind,
+            ProblemKind::NoReadyEndpoints {
+                selected_pods: 1,
+                port: Some(5432)
+            }
+        );
+        assert!(
+            service_problem(&service, std::slice::from_ref(&db_pod), &[]).is_some(),
+            "no slice at all"
+        );
+        assert!(service_problem(&service, std::slice::from_ref(&db_pod), &[slice(true)]).is_none());
+        assert!(
+            service_problem(&service, &[], &[slice(false)]).is_none(),
+            "selects no pod: nothing to be ready"
+        );
     }
 
     #[test]

@@ -266,6 +266,15 @@ fn status_diagnosis(problem: &Problem) -> Option<Diagnosis> {
             endpoint: None,
             missing: None,
         }),
+        ProblemKind::NoReadyEndpoints { selected_pods, .. } => Some(Diagnosis {
+            cause: Cause::ConnectionRefused,
+            evidence: format!(
+                "{selected_pods} selected pods, none ready: connections to this Service are refused"
+            ),
+            source: Source::Status,
+            endpoint: None,
+            missing: None,
+        }),
         ProblemKind::Certificate { issue, .. } => Some(Diagnosis {
             cause: Cause::CertificateInvalid,
             evidence: issue.describe(),

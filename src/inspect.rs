@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{ListParams, LogParams};
 use kube::{Api, Client};
 use serde::Serialize;
@@ -27,6 +28,8 @@ pub struct ClusterView {
     pub events: Vec<Event>,
     /// `kubernetes.io/tls` Secrets.
     pub secrets: Vec<Secret>,
+    pub services: Vec<Service>,
+    pub endpoint_slices: Vec<EndpointSlice>,
     /// (namespace, kind, name) of a ReplicaSet or Job → its controller (kind, name).
     pub owners: HashMap<(String, String, String), (String, String)>,
 }
@@ -156,6 +159,17 @@ pub fn findings(
             });
         }
     }
+    for service in &view.services {
+        if let Some(problem) = detect::service_problem(service, &view.pods, &view.endpoint_slices) {
+            let diagnosis = diagnose::diagnose(&problem, &Evidence::default());
+            found.push(Finding {
+                problem,
+                diagnosis,
+                workload: None,
+                labels: service.metadata.labels.clone().unwrap_or_default(),
+            });
+        }
+    }
     let provider = rustls::crypto::ring::default_provider();
     for secret in &view.secrets {
         if let Some(problem) =
@@ -228,6 +242,11 @@ pub async fn gather(client: &Client, namespace: Option<&str>) -> Result<ClusterV
         .await?
         .items;
     let events = api::<Event>(client, namespace).list(&params).await?.items;
+    let services = api::<Service>(client, namespace).list(&params).await?.items;
+    let endpoint_slices = api::<EndpointSlice>(client, namespace)
+        .list(&params)
+        .await?
+        .items;
     // Certificates are checked when selfheal may read TLS Secrets; without that grant the rest
     // of the report still works.
     let secrets = match api::<Secret>(client, namespace)
@@ -269,6 +288,8 @@ pub async fn gather(client: &Client, namespace: Option<&str>) -> Result<ClusterV
         claims,
         events,
         secrets,
+        services,
+        endpoint_slices,
         owners,
     })
 }
