@@ -211,6 +211,32 @@ pub struct ServeArgs {
     #[arg(long, env = "SELFHEAL_CERT_DIR", default_value = "certs")]
     pub cert_dir: PathBuf,
 
+    /// Keep the webhook's CA and certificate in a Secret (shared by all replicas), write the CA
+    /// into the webhook configuration's caBundle, and rotate before expiry. Needs a cluster;
+    /// --cert-dir is not used then.
+    #[arg(long, env = "SELFHEAL_MANAGE_CERTS")]
+    pub manage_certs: bool,
+
+    /// The Secret holding the self-managed webhook certificate.
+    #[arg(
+        long,
+        env = "SELFHEAL_CERT_SECRET",
+        default_value = "selfheal-webhook-tls"
+    )]
+    pub cert_secret: String,
+
+    /// The MutatingWebhookConfiguration whose caBundle is kept current.
+    #[arg(long, env = "SELFHEAL_WEBHOOK_CONFIG", default_value = "selfheal")]
+    pub webhook_config: String,
+
+    /// The webhook's Service name (the certificate names it).
+    #[arg(long, env = "SELFHEAL_SERVICE_NAME", default_value = "selfheal")]
+    pub service_name: String,
+
+    /// Rotate the self-managed certificate this many days before it expires.
+    #[arg(long, env = "SELFHEAL_CERT_ROTATE_DAYS", default_value_t = 60)]
+    pub cert_rotate_days: i64,
+
     /// Generate a CA and serving certificate in --cert-dir when none is there.
     #[arg(long, env = "SELFHEAL_GENERATE_CERTS", default_value_t = true, action = clap::ArgAction::Set)]
     pub generate_certs: bool,

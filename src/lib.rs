@@ -35,6 +35,7 @@ pub mod oneshot;
 pub mod quantity;
 pub mod ratelimit;
 pub mod report;
+pub mod selfcert;
 pub mod serve;
 pub mod store;
 pub mod text;

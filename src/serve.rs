@@ -19,6 +19,7 @@ use crate::heal::Scope;
 use crate::leader::{self, Leadership, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
+use crate::selfcert::{self, SelfCertConfig};
 use crate::store::{ConfigMapStore, FileStore, FixStore};
 use crate::tls::{CertificateFiles, ReloadingCertResolver};
 use crate::watcher::{self, WatcherConfig};
@@ -111,13 +112,35 @@ pub async fn run(args: ServeArgs, provider: Arc<CryptoProvider>) -> anyhow::Resu
         }
     };
 
-    let files = ensure_certificates(&args.cert_dir, args.generate_certs, &args.store.namespace)?;
-    let resolver = Arc::new(ReloadingCertResolver::new(files, provider.clone())?);
-    let _reload = AbortOnDrop(tokio::spawn(
-        resolver
+    let (resolver, _reload) = if args.manage_certs {
+        let client = kube_client()
+            .await
+            .context("--manage-certs needs a cluster")?;
+        let config = SelfCertConfig {
+            namespace: args.store.namespace.clone(),
+            secret_name: args.cert_secret.clone(),
+            webhook_config: args.webhook_config.clone(),
+            dns_names: certs::service_dns_names(&args.service_name, &args.store.namespace),
+            rotate_before_days: args.cert_rotate_days,
+        };
+        let material = selfcert::ensure(&client, &config).await?;
+        let resolver = Arc::new(ReloadingCertResolver::from_pem(
+            material.cert.as_bytes(),
+            material.key.as_bytes(),
+            provider.clone(),
+        )?);
+        let keeper =
+            selfcert::keep_current(client, config, resolver.clone(), Duration::from_secs(60));
+        (resolver, AbortOnDrop(tokio::spawn(keeper)))
+    } else {
+        let files =
+            ensure_certificates(&args.cert_dir, args.generate_certs, &args.store.namespace)?;
+        let resolver = Arc::new(ReloadingCertResolver::new(files, provider.clone())?);
+        let reload = resolver
             .clone()
-            .keep_current(Duration::from_secs(args.cert_reload_seconds.max(1))),
-    ));
+            .keep_current(Duration::from_secs(args.cert_reload_seconds.max(1)));
+        (resolver, AbortOnDrop(tokio::spawn(reload)))
+    };
 
     let mut protected = args.protected_namespaces.clone();
     protected.push(args.store.namespace.clone());

@@ -131,10 +131,12 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-/// Hands rustls the current certificate on every handshake.
+/// Hands rustls the current certificate on every handshake. The certificate comes from files
+/// (`new`, `reload`, `keep_current`) or from memory (`from_pem`, `set_pem`: the self-managed
+/// certificate kept in a Secret).
 #[derive(Debug)]
 pub struct ReloadingCertResolver {
-    files: CertificateFiles,
+    files: Option<CertificateFiles>,
     provider: Arc<CryptoProvider>,
     current: ArcSwap<CertifiedKey>,
 }
@@ -144,15 +146,39 @@ impl ReloadingCertResolver {
     pub fn new(files: CertificateFiles, provider: Arc<CryptoProvider>) -> Result<Self, TlsError> {
         let current = files.load(&provider)?;
         Ok(Self {
-            files,
+            files: Some(files),
             provider,
             current: ArcSwap::from_pointee(current),
         })
     }
 
+    /// A resolver serving a PEM pair held in memory.
+    pub fn from_pem(
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Self, TlsError> {
+        let current = certified_key(cert_pem, key_pem, &provider)?;
+        Ok(Self {
+            files: None,
+            provider,
+            current: ArcSwap::from_pointee(current),
+        })
+    }
+
+    /// Serves a new PEM pair from the next handshake on. On error the current one is kept.
+    pub fn set_pem(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<(), TlsError> {
+        let fresh = certified_key(cert_pem, key_pem, &self.provider)?;
+        self.current.store(Arc::new(fresh));
+        Ok(())
+    }
+
     /// Reloads the files now. On error the certificate in service is kept.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let fresh = self.files.load(&self.provider)?;
+        let Some(files) = &self.files else {
+            return Ok(());
+        };
+        let fresh = files.load(&self.provider)?;
         self.current.store(Arc::new(fresh));
         Ok(())
     }
@@ -164,19 +190,22 @@ impl ReloadingCertResolver {
 
     /// Polls the files and reloads on change, until the task is dropped.
     pub async fn keep_current(self: Arc<Self>, interval: Duration) {
-        let mut seen = self.files.version();
+        let Some(files) = self.files.clone() else {
+            return;
+        };
+        let mut seen = files.version();
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            let now = self.files.version();
+            let now = files.version();
             if now.is_none() || now == seen {
                 continue;
             }
             match self.reload() {
                 Ok(()) => {
                     seen = now;
-                    tracing::info!(cert = %self.files.cert.display(), "serving certificate reloaded");
+                    tracing::info!(cert = %files.cert.display(), "serving certificate reloaded");
                 }
                 // A half-written pair (cert renewed, key not yet) is retried on the next tick.
                 Err(error) => {

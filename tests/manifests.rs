@@ -111,6 +111,9 @@ fn rbac_grants_only_what_the_code_uses() {
             "/configmaps:list",
             "/configmaps:update",
             "/configmaps:watch",
+            "/secrets:create",
+            "/secrets:get",
+            "/secrets:update",
             "coordination.k8s.io/leases:create",
             "coordination.k8s.io/leases:get",
             "coordination.k8s.io/leases:update",
@@ -134,6 +137,8 @@ fn rbac_grants_only_what_the_code_uses() {
             "/secrets:watch",
             "/services:get",
             "/services:list",
+            "admissionregistration.k8s.io/mutatingwebhookconfigurations:get",
+            "admissionregistration.k8s.io/mutatingwebhookconfigurations:patch",
             "apps/daemonsets:get",
             "apps/daemonsets:patch",
             "apps/deployments:get",
@@ -150,15 +155,29 @@ fn rbac_grants_only_what_the_code_uses() {
             "storage.k8s.io/storageclasses:list",
         ]
     );
-    let secret_grants: Vec<String> = grants("ClusterRole")
+    let cluster_secrets: Vec<String> = grants("ClusterRole")
         .into_iter()
-        .chain(grants("Role"))
         .filter(|g| g.contains("secrets"))
         .collect();
     assert_eq!(
-        secret_grants,
+        cluster_secrets,
         ["/secrets:list", "/secrets:watch"],
-        "no get, no write on Secrets"
+        "cluster-wide: no get, no write on Secrets"
+    );
+    let role = &documents("rbac.yaml")[0];
+    let named_secret_rule = role["rules"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|r| {
+            strings(&r["resources"]) == ["secrets"]
+                && strings(&r["verbs"]).contains(&"update".to_string())
+        })
+        .unwrap();
+    assert_eq!(
+        strings(&named_secret_rule["resourceNames"]),
+        ["selfheal-webhook-tls"],
+        "writes only its own Secret"
     );
 }
 
