@@ -281,3 +281,89 @@ async fn watcher_fixes_an_oom_killed_deployment() {
         .await
         .expect("delete test namespace");
 }
+
+/// selfheal (installed with SELFHEAL_MANAGE_CERTS=true) wrote its CA into the webhook
+/// configuration, and the CA matches the Secret every replica serves from.
+#[tokio::test]
+async fn ca_bundle_is_written_and_matches_the_certificate_secret() {
+    let Some(client) = cluster().await else {
+        return;
+    };
+    let configs: Api<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration> =
+        Api::all(client.clone());
+    let config = configs
+        .get("selfheal")
+        .await
+        .expect("MutatingWebhookConfiguration selfheal");
+    let bundle = config.webhooks.unwrap_or_default()[0]
+        .client_config
+        .ca_bundle
+        .clone()
+        .expect("caBundle written by selfheal");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client, &selfheal_namespace());
+    let secret = secrets
+        .get("selfheal-webhook-tls")
+        .await
+        .expect("certificate Secret");
+    let material = selfheal::selfcert::Material::from_secret(&secret).expect("complete material");
+    let bundle = String::from_utf8(bundle.0).expect("PEM");
+    assert!(
+        bundle.contains(&material.ca_cert),
+        "the served certificate's CA is trusted"
+    );
+}
+
+/// An expired certificate in a TLS Secret is found, with the expiry as evidence.
+#[tokio::test]
+async fn expired_certificate_is_detected() {
+    let Some(client) = cluster().await else {
+        return;
+    };
+    let namespace = format!("selfheal-e2e-cert-{}", std::process::id());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": namespace}})).expect("ns"),
+        )
+        .await
+        .expect("create test namespace");
+    let start = time::OffsetDateTime::now_utc() - time::Duration::days(100);
+    let expired = selfheal::certs::generate_valid_between(
+        &["old.example".into()],
+        start,
+        time::Duration::days(30),
+    )
+    .expect("certs");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), &namespace);
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": {"name": "old-tls"}, "type": "kubernetes.io/tls",
+        "stringData": {"tls.crt": expired.cert, "tls.key": expired.key}
+    }))
+    .expect("secret");
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create secret");
+    let view = selfheal::inspect::gather(&client, Some(&namespace))
+        .await
+        .expect("gather");
+    let findings = selfheal::inspect::findings(
+        &view,
+        &Default::default(),
+        jiff::Timestamp::now(),
+        &Default::default(),
+    );
+    let finding = findings
+        .iter()
+        .find(|f| f.problem.object_name == "old-tls")
+        .expect("finding for the expired Secret");
+    assert_eq!(finding.problem.kind.name(), "CertificateExpired");
+    assert!(finding.diagnosis.evidence.contains("expired at"));
+    namespaces
+        .delete(&namespace, &DeleteParams::default())
+        .await
+        .expect("delete test namespace");
+}
