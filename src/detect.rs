@@ -107,6 +107,8 @@ pub struct Thresholds {
     pub claim_pending_seconds: i64,
     /// A certificate expiring within this many days is a problem.
     pub certificate_window_days: i64,
+    /// How long a ready container's past OOM kill (its `lastState`) still counts.
+    pub recent_oom_seconds: i64,
 }
 
 impl Default for Thresholds {
@@ -115,6 +117,7 @@ impl Default for Thresholds {
             stuck_creating_seconds: 300,
             claim_pending_seconds: 300,
             certificate_window_days: 30,
+            recent_oom_seconds: 3600,
         }
     }
 }
@@ -143,7 +146,7 @@ pub fn pod_problems(pod: &Pod, now: Timestamp, thresholds: &Thresholds) -> Vec<P
         .map(|s| (s, false));
     let mut problems: Vec<Problem> = init
         .chain(regular)
-        .filter_map(|(container, init)| container_problem(container, init))
+        .filter_map(|(container, init)| container_problem(container, init, now, thresholds))
         .map(problem)
         .collect();
 
@@ -168,7 +171,12 @@ pub fn pod_problems(pod: &Pod, now: Timestamp, thresholds: &Thresholds) -> Vec<P
     problems
 }
 
-fn container_problem(status: &ContainerStatus, init: bool) -> Option<ProblemKind> {
+fn container_problem(
+    status: &ContainerStatus,
+    init: bool,
+    now: Timestamp,
+    thresholds: &Thresholds,
+) -> Option<ProblemKind> {
     let name = status.name.clone();
     let waiting = status.state.as_ref().and_then(|s| s.waiting.as_ref());
     let waiting_reason = waiting
@@ -183,8 +191,17 @@ fn container_problem(status: &ContainerStatus, init: bool) -> Option<ProblemKind
         t.is_some_and(|t| t.reason.as_deref() == Some("OOMKilled"))
     };
     // OOM first: a CrashLoopBackOff whose last exit was an OOM kill is an OOM problem, and so is
-    // a Running container whose previous instance was OOM killed (seen by its restart count).
-    if oom(terminated_now) || oom(terminated_last) {
+    // a Running container whose previous instance was OOM killed (seen by its restart count) —
+    // while that is news: `lastState` stays OOMKilled long after a container recovered, so a
+    // ready container's old OOM kill counts only within `recent_oom_seconds` of its end.
+    let recent = |t: &k8s_openapi::api::core::v1::ContainerStateTerminated| {
+        t.finished_at.as_ref().is_none_or(|finished| {
+            now.as_second() - finished.0.as_second() <= thresholds.recent_oom_seconds
+        })
+    };
+    let last_oom_is_news =
+        oom(terminated_last) && (!status.ready || terminated_last.is_some_and(recent));
+    if oom(terminated_now) || last_oom_is_news {
         return Some(ProblemKind::OomKilled {
             container: name,
             init,
@@ -390,6 +407,38 @@ mod tests {
                 init: false,
                 restart_count: 3
             }
+        );
+    }
+
+    #[test]
+    fn an_old_oom_kill_of_a_recovered_container_is_history() {
+        let recovered = |finished: &str| {
+            pod(json!({
+                "phase": "Running",
+                "containerStatuses": [{
+                    "name": "app", "ready": true, "restartCount": 1, "image": "app:1", "imageID": "",
+                    "state": {"running": {"startedAt": finished}},
+                    "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled", "finishedAt": finished}}
+                }]
+            }))
+        };
+        assert!(
+            pod_problems(
+                &recovered("2026-11-01T00:00:00Z"),
+                now(),
+                &Thresholds::default()
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            pod_problems(
+                &recovered("2026-11-28T11:30:00Z"),
+                now(),
+                &Thresholds::default()
+            )[0]
+            .kind
+            .name(),
+            "OOMKilled"
         );
     }
 
