@@ -33,6 +33,8 @@ pub struct Rails {
     pub max_permanent_pull_retries: u32,
     /// Renewals of one certificate triggered before reporting the renewal as stuck.
     pub max_certificate_renewals: u32,
+    /// Raises of one storage fix before selfheal stops and alerts.
+    pub max_storage_raises: u32,
 }
 
 impl Default for Rails {
@@ -46,6 +48,7 @@ impl Default for Rails {
             storage_ratio_percent: 150,
             max_permanent_pull_retries: 2,
             max_certificate_renewals: 3,
+            max_storage_raises: 3,
         }
     }
 }
@@ -71,6 +74,10 @@ pub struct Situation<'a> {
     pub limit_range_max: Option<ByteQuantity>,
     /// The memory fix already stored for this workload and container.
     pub stored_fix: Option<&'a Fix>,
+    /// The storage fixes already stored in this namespace (looked up by claim name).
+    pub stored_storage_fixes: &'a [Fix],
+    /// When the problem's container last terminated, if known.
+    pub last_termination: Option<Timestamp>,
     pub claims: &'a [ClaimInfo],
     /// Earlier actions on this target (from the rate limiter).
     pub attempts: u32,
@@ -301,6 +308,33 @@ fn plan_storage(s: &Situation<'_>, rails: &Rails) -> Plan {
     let Some(current) = &claim.request else {
         return report(format!("claim {} has no storage request", claim.name));
     };
+    let stored = s
+        .stored_storage_fixes
+        .iter()
+        .find(|f| f.fix_type == FixType::Storage && f.resource == claim.name && f.claim.is_none());
+    if let Some(stored) = stored.filter(|f| f.value <= *current) {
+        // The claim already has the stored size. If the container has not failed since the fix
+        // was recorded, this is the same incident: re-apply (a no-op), do not grow again.
+        let fixed_after_failure = match (s.last_termination, stored.timestamp) {
+            (Some(failed), Some(fixed)) => fixed >= failed,
+            _ => true,
+        };
+        if fixed_after_failure {
+            return Plan::RaiseStorage {
+                fix: stored.clone(),
+                claim: claim.name.clone(),
+                expand: claim.expandable,
+            };
+        }
+        if stored.count >= rails.max_storage_raises {
+            return Plan::Alert {
+                reason: format!(
+                    "claim {} raised {} times (now {}) and still full; stopping",
+                    claim.name, stored.count, stored.value
+                ),
+            };
+        }
+    }
     let wanted = current
         .bytes()
         .saturating_mul(u128::from(rails.storage_ratio_percent))
@@ -430,6 +464,8 @@ mod tests {
             container_limit: Some(q("512Mi")),
             limit_range_max: None,
             stored_fix: None,
+            stored_storage_fixes: &[],
+            last_termination: None,
             claims: &[],
             attempts: 0,
             now: "2026-11-28T12:00:00Z".parse().unwrap(),
@@ -582,5 +618,62 @@ mod tests {
             (fix.value.as_str(), claim.as_str(), expand),
             ("15Gi", "data-db-0", true)
         );
+    }
+
+    #[test]
+    fn a_full_claim_grows_once_per_incident_then_stops() {
+        let problem = Problem {
+            kind: ProblemKind::CrashLoopBackOff {
+                container: "db".into(),
+                init: false,
+                restart_count: 4,
+                exit_code: Some(1),
+                message: None,
+            },
+            ..oom_problem()
+        };
+        let workload = web();
+        let full = diagnosis(Cause::NoSpaceLeft);
+        let claims = [ClaimInfo {
+            name: "data".into(),
+            request: Some(q("15Gi")),
+            expandable: true,
+        }];
+        let mut stored = match plan(
+            &Situation {
+                claims: &[ClaimInfo {
+                    request: Some(q("10Gi")),
+                    ..claims[0].clone()
+                }],
+                ..situation(&problem, &full, Some(&workload))
+            },
+            &Rails::default(),
+        ) {
+            Plan::RaiseStorage { fix, .. } => fix,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(stored.value.as_str(), "15Gi");
+        stored.timestamp = Some("2026-11-28T12:00:00Z".parse().unwrap());
+        let fixes = [stored.clone()];
+        let mut s = situation(&problem, &full, Some(&workload));
+        s.claims = &claims;
+        s.stored_storage_fixes = &fixes;
+        // The failure predates the fix: same incident, re-apply the stored value.
+        s.last_termination = Some("2026-11-28T11:59:00Z".parse().unwrap());
+        assert!(
+            matches!(plan(&s, &Rails::default()), Plan::RaiseStorage { fix, .. } if fix == stored)
+        );
+        // A new failure after the fix: grow again.
+        s.last_termination = Some("2026-11-28T13:00:00Z".parse().unwrap());
+        assert!(
+            matches!(plan(&s, &Rails::default()), Plan::RaiseStorage { fix, .. } if fix.value.as_str() == "23Gi")
+        );
+        // ...until the cap.
+        let capped = [Fix {
+            count: 3,
+            ..stored.clone()
+        }];
+        s.stored_storage_fixes = &capped;
+        assert!(matches!(plan(&s, &Rails::default()), Plan::Alert { .. }));
     }
 }

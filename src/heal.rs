@@ -42,6 +42,24 @@ pub fn container_memory_limit(pod: &Pod, container: &str) -> Option<ByteQuantity
         .and_then(|q| ByteQuantity::parse(&q.0).ok())
 }
 
+/// When `container` of `pod` last terminated.
+pub fn last_termination(pod: &Pod, container: &str) -> Option<Timestamp> {
+    let status = pod.status.as_ref()?;
+    status
+        .container_statuses
+        .iter()
+        .flatten()
+        .chain(status.init_container_statuses.iter().flatten())
+        .find(|c| c.name == container)?
+        .last_state
+        .as_ref()?
+        .terminated
+        .as_ref()?
+        .finished_at
+        .as_ref()
+        .map(|t| t.0)
+}
+
 /// The memory fix stored for a workload's container: the container's own, else workload-wide.
 pub fn stored_memory_fix<'i>(
     index: &'i FixIndex,
@@ -206,6 +224,10 @@ pub async fn heal(
         let claims = pod
             .map(|p| pod_claims(p, &view.claims, |c| classes.contains(&c.to_string())))
             .unwrap_or_default();
+        let stored_storage_fixes: Vec<Fix> = claims
+            .iter()
+            .flat_map(|c| index.lookup(&namespace, &c.name).iter().cloned())
+            .collect();
         let situation = Situation {
             problem: &finding.problem,
             diagnosis: &finding.diagnosis,
@@ -216,6 +238,8 @@ pub async fn heal(
                 .workload
                 .as_ref()
                 .and_then(|w| stored_memory_fix(index, &w.namespace, &w.name, &container)),
+            stored_storage_fixes: &stored_storage_fixes,
+            last_termination: pod.and_then(|p| last_termination(p, &container)),
             claims: &claims,
             attempts: executor.limiter().attempts(&attempts_key(&finding)),
             now,

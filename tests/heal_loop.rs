@@ -490,3 +490,67 @@ async fn protected_namespaces_and_opted_out_pods_are_left_alone() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn no_space_left_records_a_storage_fix_and_expands_the_claim() {
+    let c = cluster();
+    c.create(Collection::apps(NS, "deployments"), deployment("db", "1Gi"))
+        .await;
+    c.server.put(
+        &Collection::new("apis/storage.k8s.io/v1", "", "storageclasses"),
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "ssd"},
+            "provisioner": "ebs.csi.aws.com", "allowVolumeExpansion": true}),
+    );
+    c.server.put(
+        &Collection::core(NS, "persistentvolumeclaims"),
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "db-data", "namespace": NS},
+            "spec": {"storageClassName": "ssd", "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}},
+            "status": {"phase": "Bound"}}),
+    );
+    let crashing = json!({"phase": "Running", "containerStatuses": [{"name": "app", "ready": false, "restartCount": 3,
+        "image": "x", "imageID": "", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}]});
+    let mut db = pod("db", "d15k0", "1Gi", crashing);
+    db["spec"]["volumes"] =
+        json!([{"name": "data", "persistentVolumeClaim": {"claimName": "db-data"}}]);
+    c.server.put(&Collection::core(NS, "pods"), db);
+    c.server.set_log(NS, "db-5d4c3b2a1-d15k0", "app", true,
+        "2026-11-28 10:00:01.123 UTC [1] PANIC:  could not write to file \"pg_wal/xlogtemp.1\": No space left on device\n");
+
+    let handled = c.heal(false, &Rails::default()).await;
+    let db = handled
+        .iter()
+        .find(|h| h.finding.problem.object_kind == "Pod")
+        .unwrap();
+    assert_eq!(
+        (db.outcome.action, db.outcome.result),
+        ("RaiseStorage", "done"),
+        "{:?}",
+        db.outcome
+    );
+    let fix = c
+        .fixes()
+        .fixes()
+        .next()
+        .cloned()
+        .expect("storage fix persisted");
+    assert_eq!(
+        (fix.resource.as_str(), fix.value.as_str()),
+        ("db-data", "15Gi")
+    );
+    let claim = c
+        .server
+        .get(&Collection::core(NS, "persistentvolumeclaims"), "db-data")
+        .unwrap();
+    assert_eq!(
+        claim["spec"]["resources"]["requests"]["storage"], "15Gi",
+        "the bound claim is expanded"
+    );
+
+    let again = c.heal(false, &Rails::default()).await;
+    let db = again
+        .iter()
+        .find(|h| h.finding.problem.object_kind == "Pod")
+        .unwrap();
+    assert_eq!(db.outcome.result, "unchanged");
+}
