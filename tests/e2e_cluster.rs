@@ -45,6 +45,19 @@ async fn cluster() -> Option<Client> {
     Some(Client::try_from(config).expect("client"))
 }
 
+/// A fresh namespace for one test (deleted by the test at its end).
+async fn test_namespace(client: &Client, prefix: &str) -> (Api<Namespace>, String) {
+    let name = format!("{prefix}-{}", std::process::id());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": name}})).expect("namespace");
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await
+        .expect("create test namespace");
+    (namespaces, name)
+}
+
 fn selfheal_namespace() -> String {
     std::env::var("SELFHEAL_E2E_NAMESPACE").unwrap_or_else(|_| "selfheal".into())
 }
@@ -93,16 +106,7 @@ async fn recorded_fixes_are_applied_on_create_and_update() {
     let Some(client) = cluster().await else {
         return;
     };
-    let suffix = std::process::id();
-    let namespace = format!("selfheal-e2e-{suffix}");
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": namespace}})).expect("ns"),
-        )
-        .await
-        .expect("create test namespace");
+    let (namespaces, namespace) = test_namespace(&client, "selfheal-e2e").await;
 
     let store = FixStore::ConfigMap(Arc::new(ConfigMapStore::new(
         client.clone(),
@@ -213,15 +217,7 @@ async fn watcher_fixes_an_oom_killed_deployment() {
     let Some(client) = cluster().await else {
         return;
     };
-    let namespace = format!("selfheal-e2e-oom-{}", std::process::id());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": namespace}})).expect("ns"),
-        )
-        .await
-        .expect("create test namespace");
+    let (namespaces, namespace) = test_namespace(&client, "selfheal-e2e-oom").await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
     let mut oom_web = deployment("oom-web", "64Mi");
     if let Some(spec) = oom_web.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
@@ -320,15 +316,7 @@ async fn expired_certificate_is_detected() {
     let Some(client) = cluster().await else {
         return;
     };
-    let namespace = format!("selfheal-e2e-cert-{}", std::process::id());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": namespace}})).expect("ns"),
-        )
-        .await
-        .expect("create test namespace");
+    let (namespaces, namespace) = test_namespace(&client, "selfheal-e2e-cert").await;
     let start = time::OffsetDateTime::now_utc() - time::Duration::days(100);
     let expired = selfheal::certs::generate_valid_between(
         &["old.example".into()],
