@@ -206,7 +206,7 @@ pub fn match_text(text: &str, source: Source) -> Option<Diagnosis> {
                 .and_then(|p| p.parse().ok());
             Some(Diagnosis {
                 cause: *cause,
-                evidence: crate::text::truncate(line.trim(), 300),
+                evidence: crate::text::truncate(&crate::text::redact(line.trim()), 300),
                 source,
                 endpoint: host.zip(port),
                 missing: text_of("name"),

@@ -180,8 +180,13 @@ async fn start_watcher(
 ) -> anyhow::Result<Vec<AbortOnDrop>> {
     let client = kube_client().await?;
     let leadership = Leadership::default();
-    let identity =
-        std::env::var("POD_NAME").unwrap_or_else(|_| format!("selfheal-{}", std::process::id()));
+    // The pod name: unique among replicas (a PID is not: it is 1 in every container).
+    let identity = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| {
+            let nanos = jiff::Timestamp::now().as_nanosecond();
+            format!("selfheal-{}-{nanos}", std::process::id())
+        });
     let lease = LeaseConfig {
         namespace: args.store.namespace.clone(),
         name: args.lease_name.clone(),
