@@ -53,6 +53,11 @@ impl Handled {
         }
         self.0.insert(problem_key(problem))
     }
+
+    /// Handles the occurrence again next time it is seen (the action was deferred or failed).
+    fn forget(&mut self, problem: &Problem) {
+        self.0.remove(&problem_key(problem));
+    }
 }
 
 /// Identity of one occurrence of a problem.
@@ -129,8 +134,15 @@ pub async fn run(
                     }
                     let fresh: Vec<Problem> = fresh.into_iter().filter(|p| handled.first_time(p)).collect();
                     if !fresh.is_empty() {
-                        let view = ClusterView { pods: vec![pod], claims: claim_cache.state().iter().map(|c| (**c).clone()).collect(), ..ClusterView::default() };
-                        handle(&client, &executor, &store, &config, view, &metrics).await;
+                        let subject = pod.metadata.uid.clone().unwrap_or_default();
+                        // The claims are context (a full volume's size), not subjects.
+                        let claims = claim_cache.state().iter().map(|c| (**c).clone()).collect();
+                        let view = ClusterView { pods: vec![pod], claims, ..ClusterView::default() };
+                        for done in handle(&client, &executor, &store, &config, view, &[subject], &metrics).await {
+                            if matches!(done.outcome.result, "rate_limited" | "failed") {
+                                handled.forget(&done.finding.problem);
+                            }
+                        }
                     }
                 }
                 Some(Err(error)) => tracing::warn!(%error, "pod watch error; retrying"),
@@ -160,24 +172,20 @@ fn in_scope(config: &WatcherConfig, problem: &Problem) -> bool {
         && (config.include.is_empty() || config.include.contains(&problem.namespace))
 }
 
-/// Diagnoses and fixes the problems of a small view (one pod, or some claims).
+/// Diagnoses and fixes the problems of the objects `subjects` (UIDs) in a small view; the rest of
+/// the view is context.
 async fn handle(
     client: &Client,
     executor: &Executor,
     store: &FixStore,
     config: &WatcherConfig,
     mut view: ClusterView,
+    subjects: &[String],
     metrics: &Metrics,
-) {
+) -> Vec<heal::Handled> {
     let now = jiff::Timestamp::now();
-    let uids: Vec<String> = view
-        .pods
-        .iter()
-        .filter_map(|p| p.metadata.uid.clone())
-        .chain(view.claims.iter().filter_map(|c| c.metadata.uid.clone()))
-        .chain(view.secrets.iter().filter_map(|s| s.metadata.uid.clone()))
-        .collect();
-    for uid in &uids {
+    let uids = subjects;
+    for uid in uids {
         view.events.extend(events_of(client, uid).await);
     }
     let findings: Vec<_> = inspect::diagnose_view(client, &view, now)
@@ -204,7 +212,7 @@ async fn handle(
         &index,
         now,
     )
-    .await;
+    .await
 }
 
 async fn scan_claims(
@@ -227,11 +235,15 @@ async fn scan_claims(
         .map(|c| (**c).clone())
         .collect();
     if !claims.is_empty() {
+        let subjects: Vec<String> = claims
+            .iter()
+            .filter_map(|c| c.metadata.uid.clone())
+            .collect();
         let view = ClusterView {
             claims,
             ..ClusterView::default()
         };
-        handle(client, executor, store, config, view, metrics).await;
+        handle(client, executor, store, config, view, &subjects, metrics).await;
     }
 }
 
@@ -277,7 +289,16 @@ async fn check_secret(
                 secrets: vec![secret],
                 ..ClusterView::default()
             };
-            handle(client, executor, store, config, view, metrics).await;
+            handle(
+                client,
+                executor,
+                store,
+                config,
+                view,
+                &[problem.uid],
+                metrics,
+            )
+            .await;
         }
         Some(_) => {}
         None => executor

@@ -199,3 +199,89 @@ async fn a_pod_turning_oomkilled_is_fixed_by_the_leader_only_once() {
     watching.abort();
     campaign.abort();
 }
+
+fn pulling_pod(suffix: &str, uid: &str, message: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("cart-5d4c3b2a1-{suffix}"), "namespace": "shop", "uid": uid,
+            "labels": {"app": "cart", "pod-template-hash": "5d4c3b2a1"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "cart-5d4c3b2a1", "uid": "rs", "controller": true}]},
+        "spec": {"containers": [{"name": "app", "image": "registry.example.com/cart:1"}]},
+        "status": {"phase": "Pending", "containerStatuses": [{"name": "app", "ready": false, "restartCount": 0,
+            "image": "registry.example.com/cart:1", "imageID": "",
+            "state": {"waiting": {"reason": "ImagePullBackOff", "message": message}}}]}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferred_image_pull_retry_happens_after_the_backoff_window() {
+    let server = FakeApiServer::new();
+    let metrics = Arc::new(Metrics::new());
+    let store = FixStore::ConfigMap(Arc::new(ConfigMapStore::new(
+        server.client(),
+        "selfheal",
+        "fixes",
+        metrics.clone(),
+    )));
+    let _sync = store.spawn_sync();
+    let leadership = Leadership::default();
+    let campaign = tokio::spawn(leader::campaign(
+        server.client(),
+        lease("only"),
+        leadership.clone(),
+        metrics.clone(),
+    ));
+    let executor = Arc::new(Executor::new(
+        server.client(),
+        store.clone(),
+        Arc::new(RateLimiter::new(
+            Duration::from_millis(400),
+            Duration::from_secs(1),
+        )),
+        metrics.clone(),
+        false,
+    ));
+    let config = WatcherConfig {
+        scope: Scope {
+            protected: vec!["kube-system".into(), "selfheal".into()],
+            ..Scope::default()
+        },
+        include: Vec::new(),
+        rails: Rails::default(),
+        thresholds: Thresholds::default(),
+        claim_interval: Duration::from_secs(3600),
+        check_certificates: false,
+        certificate_interval: Duration::from_secs(3600),
+    };
+    let watching = tokio::spawn(watcher::run(
+        server.client(),
+        executor,
+        store,
+        config,
+        leadership.clone(),
+        metrics.clone(),
+    ));
+    eventually("leadership", || leadership.is_leader()).await;
+    let pods = Collection::core("shop", "pods");
+    let timeout = "Back-off pulling image \"registry.example.com/cart:1\": dial tcp 10.0.0.9:443: i/o timeout";
+
+    server.put(&pods, pulling_pod("aaaaa", "uid-a", timeout));
+    eventually("the first pod is deleted", || {
+        server.get(&pods, "cart-5d4c3b2a1-aaaaa").is_none()
+    })
+    .await;
+    // The controller's replacement fails at once: inside the window, selfheal waits...
+    server.put(&pods, pulling_pod("bbbbb", "uid-b", timeout));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(server.get(&pods, "cart-5d4c3b2a1-bbbbb").is_some());
+    // ...and after it, the kubelet's next status update gets the retry.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    server.put(
+        &pods,
+        pulling_pod("bbbbb", "uid-b", &format!("{timeout} (again)")),
+    );
+    eventually("the replacement is deleted after the window", || {
+        server.get(&pods, "cart-5d4c3b2a1-bbbbb").is_none()
+    })
+    .await;
+    watching.abort();
+    campaign.abort();
+}
