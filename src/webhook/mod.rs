@@ -189,7 +189,20 @@ fn review(state: &AppState, request: AdmissionRequest<DynamicObject>) -> (Respon
             )
         }
     };
-    (axum::Json(response.into_review()).into_response(), labels)
+    (axum::Json(encode_review(response)).into_response(), labels)
+}
+
+/// The AdmissionReview answer as JSON, with `response.patch` base64-encoded as the apiserver's
+/// `[]byte` field requires (kube's type serializes the bytes as a JSON array of numbers).
+fn encode_review(response: AdmissionResponse) -> serde_json::Value {
+    use base64::Engine;
+    let patch = response.patch.clone();
+    let mut review = serde_json::to_value(response.into_review()).unwrap_or_else(|_| json!({}));
+    if let Some(bytes) = patch {
+        review["response"]["patch"] =
+            json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+    }
+    review
 }
 
 /// `None` when the request is not one the webhook acts on (unknown kind, no object, cluster scope).

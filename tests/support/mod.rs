@@ -80,10 +80,17 @@ pub async fn post_mutate(router: Router, body: Vec<u8>) -> (StatusCode, Value) {
 }
 
 /// The JSON Patch of an AdmissionReview response, if any.
+/// The apiserver reads `patch` as Go `[]byte`: a base64 string, as asserted here.
 pub fn patch_of(answer: &Value) -> Option<json_patch::Patch> {
+    use base64::Engine;
     let response = &answer["response"];
-    let bytes: Vec<u8> =
-        serde_json::from_value(response.get("patch")?.clone()).expect("patch bytes");
+    let encoded = response
+        .get("patch")?
+        .as_str()
+        .expect("patch is a base64 string");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .expect("patch is valid base64");
     assert_eq!(response["patchType"], "JSONPatch");
     Some(serde_json::from_slice(&bytes).expect("patch is a JSON Patch"))
 }
