@@ -198,6 +198,13 @@ pub fn plan(s: &Situation<'_>, rails: &Rails) -> Plan {
         ProblemKind::ClaimLost => Plan::Alert {
             reason: "the claim lost its volume: data may be gone, restore from backup".into(),
         },
+        ProblemKind::DependencyDown { .. } => match &s.diagnosis.endpoint {
+            Some((host, port)) => Plan::RestartDependency {
+                host: host.clone(),
+                port: *port,
+            },
+            None => report("dependency probe failed, but no endpoint is known"),
+        },
         ProblemKind::NoReadyEndpoints { .. } => report(
             "no ready endpoints: the workload behind is restarted when a caller is refused, not before",
         ),

@@ -274,6 +274,10 @@ pub struct ServeArgs {
     #[arg(long, env = "SELFHEAL_CHECK_CERTIFICATES", default_value_t = true, action = clap::ArgAction::Set)]
     pub check_certificates: bool,
 
+    /// Dependencies to probe over TCP every 30 s, as namespace/service:port (comma-separated).
+    #[arg(long = "probe", env = "SELFHEAL_PROBES", value_delimiter = ',')]
+    pub probes: Vec<crate::probe::ProbeTarget>,
+
     /// Vault servers to watch (none unless --vault-statefulset or --vault-address is set).
     #[command(flatten)]
     pub vault: VaultArgs,

@@ -61,6 +61,8 @@ pub enum ProblemKind {
         selected_pods: usize,
         port: Option<i32>,
     },
+    /// A configured TCP probe of a dependency fails (`since`: when this outage began).
+    DependencyDown { endpoint: String, since: String },
     /// A `kubernetes.io/tls` Secret holds a certificate that is expired, not yet valid,
     /// expiring soon, unparsable, or not matching its key.
     Certificate {
@@ -85,6 +87,7 @@ impl ProblemKind {
             ProblemKind::ClaimLost => "ClaimLost",
             ProblemKind::Certificate { issue, .. } => issue.name(),
             ProblemKind::NoReadyEndpoints { .. } => "NoReadyEndpoints",
+            ProblemKind::DependencyDown { .. } => "DependencyDown",
         }
     }
 

@@ -592,11 +592,17 @@ impl Executor {
             .workload
             .as_ref()
             .map_or(problem.object_name.clone(), |w| w.name.clone());
-        let restarts = match &problem.kind {
-            crate::detect::ProblemKind::CrashLoopBackOff { restart_count, .. } => *restart_count,
-            _ => 0,
+        // Names this occurrence, so the restart happens once per occurrence (idempotent).
+        let occurrence = match &problem.kind {
+            crate::detect::ProblemKind::CrashLoopBackOff { restart_count, .. } => {
+                format!("restart {restart_count}")
+            }
+            crate::detect::ProblemKind::DependencyDown { since, .. } => {
+                format!("down since {since}")
+            }
+            _ => String::new(),
         };
-        let value = format!("refused {host}:{port} to {caller} (restart {restarts})");
+        let value = format!("refused {host}:{port} to {caller} ({occurrence})");
         if !self.roll(&dependency, None, &value).await? {
             return Ok((
                 "unchanged",

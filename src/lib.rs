@@ -32,6 +32,7 @@ pub mod leader;
 pub mod list;
 pub mod metrics;
 pub mod oneshot;
+pub mod probe;
 pub mod quantity;
 pub mod ratelimit;
 pub mod report;

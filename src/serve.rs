@@ -213,6 +213,8 @@ async fn start_watcher(
         claim_interval: Duration::from_secs(60),
         check_certificates: args.check_certificates,
         certificate_interval: Duration::from_secs(600),
+        probes: args.probes.clone(),
+        probe_interval: Duration::from_secs(30),
     };
     let limiter = Arc::new(RateLimiter::new(DEFAULT_WINDOW, MAX_BACKOFF));
     let executor = Arc::new(Executor::new(

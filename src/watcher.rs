@@ -3,7 +3,7 @@
 //! and fixed through the same loop as `selfheal heal`. Only the leader acts; every replica keeps
 //! its caches warm so a new leader starts at once.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ use crate::heal::{self, Scope};
 use crate::inspect::{self, ClusterView};
 use crate::leader::Leadership;
 use crate::metrics::{Metrics, ProblemLabels, SecretLabels};
+use crate::probe::{self, ProbeTarget};
 use crate::store::FixStore;
 
 /// How the watcher behaves.
@@ -37,6 +38,9 @@ pub struct WatcherConfig {
     pub check_certificates: bool,
     /// How often every certificate is checked again (expiry is a matter of time).
     pub certificate_interval: Duration,
+    /// Dependencies probed over TCP (`namespace/service:port`).
+    pub probes: Vec<ProbeTarget>,
+    pub probe_interval: Duration,
 }
 
 /// Problems already handled, so a watch event that repeats a status does not repeat an action.
@@ -119,6 +123,10 @@ pub async fn run(
     let mut certificate_ticker = tokio::time::interval(config.certificate_interval);
     certificate_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
+    let mut probe_ticker = tokio::time::interval(config.probe_interval);
+    probe_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut outages: HashMap<ProbeTarget, String> = HashMap::new();
+
     let mut handled = Handled::default();
     let mut claim_ticker = tokio::time::interval(config.claim_interval);
     claim_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -157,6 +165,9 @@ pub async fn run(
                 for secret in secret_cache.state() {
                     check_secret(&client, &executor, &store, &config, &leadership, (*secret).clone(), &metrics).await;
                 }
+            }
+            _ = probe_ticker.tick(), if !config.probes.is_empty() => {
+                probe_dependencies(&client, &executor, &store, &config, &leadership, &mut outages, &metrics).await;
             }
             _ = claim_ticker.tick() => {
                 if leadership.is_leader() {
@@ -304,6 +315,57 @@ async fn check_secret(
         None => executor
             .limiter()
             .reset(&format!("renew/{namespace}/{name}")),
+    }
+}
+
+/// Probes every configured dependency; a failing one is healed like a caller's "connection
+/// refused" (its outage start names the restart, so one outage restarts it at most once).
+async fn probe_dependencies(
+    client: &Client,
+    executor: &Executor,
+    store: &FixStore,
+    config: &WatcherConfig,
+    leadership: &Leadership,
+    outages: &mut HashMap<ProbeTarget, String>,
+    metrics: &Metrics,
+) {
+    for target in &config.probes {
+        match probe::probe(client, target, Duration::from_secs(2)).await {
+            Ok(()) => {
+                outages.remove(target);
+            }
+            Err(error) => {
+                let now = jiff::Timestamp::now();
+                let since = outages
+                    .entry(target.clone())
+                    .or_insert_with(|| now.round(jiff::Unit::Second).unwrap_or(now).to_string())
+                    .clone();
+                tracing::warn!(%target, %error, %since, "dependency probe failed");
+                if !leadership.is_leader() {
+                    continue;
+                }
+                let finding = probe::finding(target, &error, &since);
+                metrics
+                    .problems_detected
+                    .get_or_create(&ProblemLabels {
+                        problem: finding.problem.kind.name().into(),
+                        cause: finding.diagnosis.cause.as_str().into(),
+                    })
+                    .inc();
+                let index = store.snapshot().current();
+                let view = ClusterView::default();
+                heal::heal(
+                    client,
+                    executor,
+                    &config.rails,
+                    &view,
+                    vec![finding],
+                    &index,
+                    now,
+                )
+                .await;
+            }
+        }
     }
 }
 

@@ -136,6 +136,8 @@ async fn a_pod_turning_oomkilled_is_fixed_by_the_leader_only_once() {
         claim_interval: Duration::from_secs(3600),
         check_certificates: true,
         certificate_interval: Duration::from_secs(3600),
+        probes: Vec::new(),
+        probe_interval: Duration::from_secs(3600),
     };
     let watching = tokio::spawn(watcher::run(
         server.client(),
@@ -250,6 +252,8 @@ async fn a_deferred_image_pull_retry_happens_after_the_backoff_window() {
         claim_interval: Duration::from_secs(3600),
         check_certificates: false,
         certificate_interval: Duration::from_secs(3600),
+        probes: Vec::new(),
+        probe_interval: Duration::from_secs(3600),
     };
     let watching = tokio::spawn(watcher::run(
         server.client(),
@@ -282,6 +286,101 @@ async fn a_deferred_image_pull_retry_happens_after_the_backoff_window() {
         server.get(&pods, "cart-5d4c3b2a1-bbbbb").is_none()
     })
     .await;
+    watching.abort();
+    campaign.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_dependency_probe_restarts_the_not_ready_workload_once_per_outage() {
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = FakeApiServer::new();
+    server.put(&Collection::core("shop", "services"), json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "db", "namespace": "shop"},
+        "spec": {"clusterIP": "127.0.0.1", "selector": {"app": "db"}, "ports": [{"port": closed_port}]}}));
+    server.put(&Collection::apps("shop", "deployments"), json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "db", "namespace": "shop"},
+        "spec": {"selector": {"matchLabels": {"app": "db"}}, "template": {"metadata": {"labels": {"app": "db"}},
+            "spec": {"containers": [{"name": "db", "image": "postgres:16"}]}}}}));
+    server.put(&Collection::core("shop", "pods"), json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "db-5d4c3b2a1-aaaaa", "namespace": "shop", "labels": {"app": "db", "pod-template-hash": "5d4c3b2a1"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "db-5d4c3b2a1", "uid": "rs", "controller": true}]},
+        "spec": {"containers": [{"name": "db", "image": "postgres:16"}]},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]}}));
+    let metrics = Arc::new(Metrics::new());
+    let store = FixStore::ConfigMap(Arc::new(ConfigMapStore::new(
+        server.client(),
+        "selfheal",
+        "fixes",
+        metrics.clone(),
+    )));
+    let _sync = store.spawn_sync();
+    let leadership = Leadership::default();
+    let campaign = tokio::spawn(leader::campaign(
+        server.client(),
+        lease("only"),
+        leadership.clone(),
+        metrics.clone(),
+    ));
+    // No backoff: only the restart's idempotence can keep a second probe failure from restarting.
+    let executor = Arc::new(Executor::new(
+        server.client(),
+        store.clone(),
+        Arc::new(RateLimiter::new(Duration::ZERO, Duration::ZERO)),
+        metrics.clone(),
+        false,
+    ));
+    let config = WatcherConfig {
+        scope: Scope {
+            protected: vec!["kube-system".into(), "selfheal".into()],
+            ..Scope::default()
+        },
+        include: Vec::new(),
+        rails: Rails::default(),
+        thresholds: Thresholds::default(),
+        claim_interval: Duration::from_secs(3600),
+        check_certificates: false,
+        certificate_interval: Duration::from_secs(3600),
+        probes: vec![format!("shop/db:{closed_port}").parse().unwrap()],
+        probe_interval: Duration::from_millis(100),
+    };
+    let watching = tokio::spawn(watcher::run(
+        server.client(),
+        executor,
+        store,
+        config,
+        leadership.clone(),
+        metrics.clone(),
+    ));
+    let annotation = || {
+        server
+            .get(&Collection::apps("shop", "deployments"), "db")
+            .unwrap()["spec"]["template"]["metadata"]["annotations"]["selfheal.io/restarted-for"]
+            .as_str()
+            .map(String::from)
+    };
+    eventually("the dependency is restarted", || annotation().is_some()).await;
+    assert!(
+        annotation().unwrap().contains("down since"),
+        "{:?}",
+        annotation()
+    );
+    let version = server
+        .get(&Collection::apps("shop", "deployments"), "db")
+        .unwrap()["metadata"]["resourceVersion"]
+        .clone();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        server
+            .get(&Collection::apps("shop", "deployments"), "db")
+            .unwrap()["metadata"]["resourceVersion"],
+        version,
+        "the same outage restarts it once"
+    );
+    assert!(metrics.encode().contains("problem=\"DependencyDown\""));
     watching.abort();
     campaign.abort();
 }
