@@ -205,13 +205,7 @@ async fn handle(
         .filter(|f| uids.contains(&f.problem.uid) && config.scope.includes(f))
         .collect();
     for finding in &findings {
-        metrics
-            .problems_detected
-            .get_or_create(&ProblemLabels {
-                problem: finding.problem.kind.name().into(),
-                cause: finding.diagnosis.cause.as_str().into(),
-            })
-            .inc();
+        count_problem(metrics, finding);
     }
     let index = store.snapshot().current();
     heal::heal(
@@ -345,13 +339,7 @@ async fn probe_dependencies(
                     continue;
                 }
                 let finding = probe::finding(target, &error, &since);
-                metrics
-                    .problems_detected
-                    .get_or_create(&ProblemLabels {
-                        problem: finding.problem.kind.name().into(),
-                        cause: finding.diagnosis.cause.as_str().into(),
-                    })
-                    .inc();
+                count_problem(metrics, &finding);
                 let index = store.snapshot().current();
                 let view = ClusterView::default();
                 heal::heal(
@@ -367,6 +355,16 @@ async fn probe_dependencies(
             }
         }
     }
+}
+
+fn count_problem(metrics: &Metrics, finding: &crate::inspect::Finding) {
+    metrics
+        .problems_detected
+        .get_or_create(&ProblemLabels {
+            problem: finding.problem.kind.name().into(),
+            cause: finding.diagnosis.cause.as_str().into(),
+        })
+        .inc();
 }
 
 /// Events about one object (one request).

@@ -72,6 +72,74 @@ async fn one_leader_at_a_time_and_failover_after_expiry() {
     assert_eq!(lease["spec"]["leaseTransitions"], 1);
 }
 
+/// A running watcher (with its store sync and Lease campaign) against `server`; everything stops
+/// when it is dropped.
+struct Running {
+    metrics: Arc<Metrics>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.tasks.iter().for_each(|t| t.abort());
+    }
+}
+
+fn watcher_config(probes: Vec<&str>, probe_interval: Duration) -> WatcherConfig {
+    WatcherConfig {
+        scope: Scope {
+            protected: vec!["kube-system".into(), "selfheal".into()],
+            ..Scope::default()
+        },
+        include: Vec::new(),
+        rails: Rails::default(),
+        thresholds: Thresholds::default(),
+        claim_interval: Duration::from_secs(3600),
+        check_certificates: true,
+        certificate_interval: Duration::from_secs(3600),
+        probes: probes.into_iter().map(|p| p.parse().unwrap()).collect(),
+        probe_interval,
+    }
+}
+
+/// Starts a watcher and waits until it leads.
+async fn start(server: &FakeApiServer, limiter: RateLimiter, config: WatcherConfig) -> Running {
+    let metrics = Arc::new(Metrics::new());
+    let store = FixStore::ConfigMap(Arc::new(ConfigMapStore::new(
+        server.client(),
+        "selfheal",
+        "fixes",
+        metrics.clone(),
+    )));
+    let leadership = Leadership::default();
+    let executor = Arc::new(Executor::new(
+        server.client(),
+        store.clone(),
+        Arc::new(limiter),
+        metrics.clone(),
+        false,
+    ));
+    let tasks = vec![
+        store.spawn_sync(),
+        tokio::spawn(leader::campaign(
+            server.client(),
+            lease("only"),
+            leadership.clone(),
+            metrics.clone(),
+        )),
+        tokio::spawn(watcher::run(
+            server.client(),
+            executor,
+            store,
+            config,
+            leadership.clone(),
+            metrics.clone(),
+        )),
+    ];
+    eventually("leadership", || leadership.is_leader()).await;
+    Running { metrics, tasks }
+}
+
 fn deployment() -> Value {
     json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "web", "namespace": "shop"},
@@ -100,54 +168,13 @@ async fn a_pod_turning_oomkilled_is_fixed_by_the_leader_only_once() {
     let server = FakeApiServer::new();
     server.put(&Collection::apps("shop", "deployments"), deployment());
     server.put(&Collection::core("shop", "pods"), pod(0, false));
-    let metrics = Arc::new(Metrics::new());
-    let store = FixStore::ConfigMap(Arc::new(ConfigMapStore::new(
-        server.client(),
-        "selfheal",
-        "fixes",
-        metrics.clone(),
-    )));
-    let _sync = store.spawn_sync();
-    let leadership = Leadership::default();
-    let campaign = tokio::spawn(leader::campaign(
-        server.client(),
-        lease("only"),
-        leadership.clone(),
-        metrics.clone(),
-    ));
-    let executor = Arc::new(Executor::new(
-        server.client(),
-        store.clone(),
-        Arc::new(RateLimiter::new(
-            Duration::from_secs(300),
-            Duration::from_secs(3600),
-        )),
-        metrics.clone(),
-        false,
-    ));
-    let config = WatcherConfig {
-        scope: Scope {
-            protected: vec!["kube-system".into(), "selfheal".into()],
-            ..Scope::default()
-        },
-        include: Vec::new(),
-        rails: Rails::default(),
-        thresholds: Thresholds::default(),
-        claim_interval: Duration::from_secs(3600),
-        check_certificates: true,
-        certificate_interval: Duration::from_secs(3600),
-        probes: Vec::new(),
-        probe_interval: Duration::from_secs(3600),
-    };
-    let watching = tokio::spawn(watcher::run(
-        server.client(),
-        executor,
-        store.clone(),
-        config,
-        leadership.clone(),
-        metrics.clone(),
-    ));
-    eventually("leadership", || leadership.is_leader()).await;
+    let running = start(
+        &server,
+        RateLimiter::new(Duration::from_secs(300), Duration::from_secs(3600)),
+        watcher_config(Vec::new(), Duration::from_secs(3600)),
+    )
+    .await;
+    let metrics = running.metrics.clone();
 
     // The kubelet reports the OOM kill: restart count 1, last state OOMKilled.
     server.put(&Collection::core("shop", "pods"), pod(1, true));
@@ -198,8 +225,7 @@ async fn a_pod_turning_oomkilled_is_fixed_by_the_leader_only_once() {
         "{metrics_text}"
     );
     assert!(metrics_text.contains("selfheal_leader 1"));
-    watching.abort();
-    campaign.abort();
+    drop(running);
 }
 
 fn pulling_pod(suffix: &str, uid: &str, message: &str) -> Value {
@@ -216,54 +242,12 @@ fn pulling_pod(suffix: &str, uid: &str, message: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deferred_image_pull_retry_happens_after_the_backoff_window() {
     let server = FakeApiServer::new();
-    let metrics = Arc::new(Metrics::new());
-    let store = FixStore::ConfigMap(Arc::new(ConfigMapStore::new(
-        server.client(),
-        "selfheal",
-        "fixes",
-        metrics.clone(),
-    )));
-    let _sync = store.spawn_sync();
-    let leadership = Leadership::default();
-    let campaign = tokio::spawn(leader::campaign(
-        server.client(),
-        lease("only"),
-        leadership.clone(),
-        metrics.clone(),
-    ));
-    let executor = Arc::new(Executor::new(
-        server.client(),
-        store.clone(),
-        Arc::new(RateLimiter::new(
-            Duration::from_millis(400),
-            Duration::from_secs(1),
-        )),
-        metrics.clone(),
-        false,
-    ));
-    let config = WatcherConfig {
-        scope: Scope {
-            protected: vec!["kube-system".into(), "selfheal".into()],
-            ..Scope::default()
-        },
-        include: Vec::new(),
-        rails: Rails::default(),
-        thresholds: Thresholds::default(),
-        claim_interval: Duration::from_secs(3600),
-        check_certificates: false,
-        certificate_interval: Duration::from_secs(3600),
-        probes: Vec::new(),
-        probe_interval: Duration::from_secs(3600),
-    };
-    let watching = tokio::spawn(watcher::run(
-        server.client(),
-        executor,
-        store,
-        config,
-        leadership.clone(),
-        metrics.clone(),
-    ));
-    eventually("leadership", || leadership.is_leader()).await;
+    let running = start(
+        &server,
+        RateLimiter::new(Duration::from_millis(400), Duration::from_secs(1)),
+        watcher_config(Vec::new(), Duration::from_secs(3600)),
+    )
+    .await;
     let pods = Collection::core("shop", "pods");
     let timeout = "Back-off pulling image \"registry.example.com/cart:1\": dial tcp 10.0.0.9:443: i/o timeout";
 
@@ -286,8 +270,7 @@ async fn a_deferred_image_pull_retry_happens_after_the_backoff_window() {
         server.get(&pods, "cart-5d4c3b2a1-bbbbb").is_none()
     })
     .await;
-    watching.abort();
-    campaign.abort();
+    drop(running);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,51 +293,14 @@ async fn a_failing_dependency_probe_restarts_the_not_ready_workload_once_per_out
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "db-5d4c3b2a1", "uid": "rs", "controller": true}]},
         "spec": {"containers": [{"name": "db", "image": "postgres:16"}]},
         "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]}}));
-    let metrics = Arc::new(Metrics::new());
-    let store = FixStore::ConfigMap(Arc::new(ConfigMapStore::new(
-        server.client(),
-        "selfheal",
-        "fixes",
-        metrics.clone(),
-    )));
-    let _sync = store.spawn_sync();
-    let leadership = Leadership::default();
-    let campaign = tokio::spawn(leader::campaign(
-        server.client(),
-        lease("only"),
-        leadership.clone(),
-        metrics.clone(),
-    ));
-    // No backoff: only the restart's idempotence can keep a second probe failure from restarting.
-    let executor = Arc::new(Executor::new(
-        server.client(),
-        store.clone(),
-        Arc::new(RateLimiter::new(Duration::ZERO, Duration::ZERO)),
-        metrics.clone(),
-        false,
-    ));
-    let config = WatcherConfig {
-        scope: Scope {
-            protected: vec!["kube-system".into(), "selfheal".into()],
-            ..Scope::default()
-        },
-        include: Vec::new(),
-        rails: Rails::default(),
-        thresholds: Thresholds::default(),
-        claim_interval: Duration::from_secs(3600),
-        check_certificates: false,
-        certificate_interval: Duration::from_secs(3600),
-        probes: vec![format!("shop/db:{closed_port}").parse().unwrap()],
-        probe_interval: Duration::from_millis(100),
-    };
-    let watching = tokio::spawn(watcher::run(
-        server.client(),
-        executor,
-        store,
-        config,
-        leadership.clone(),
-        metrics.clone(),
-    ));
+    let probe = format!("shop/db:{closed_port}");
+    let running = start(
+        &server,
+        RateLimiter::new(Duration::ZERO, Duration::ZERO),
+        watcher_config(vec![probe.as_str()], Duration::from_millis(100)),
+    )
+    .await;
+    let metrics = running.metrics.clone();
     let annotation = || {
         server
             .get(&Collection::apps("shop", "deployments"), "db")
@@ -381,6 +327,5 @@ async fn a_failing_dependency_probe_restarts_the_not_ready_workload_once_per_out
         "the same outage restarts it once"
     );
     assert!(metrics.encode().contains("problem=\"DependencyDown\""));
-    watching.abort();
-    campaign.abort();
+    drop(running);
 }
