@@ -33,7 +33,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the admission webhook (HTTPS) and the health/metrics endpoint (HTTP).
+    /// Run the admission webhook (HTTPS), the health/metrics endpoint (HTTP) and, when a cluster is
+    /// configured, the watcher that detects, diagnoses and fixes.
     Serve(Box<ServeArgs>),
     /// List the persisted fixes.
     Fixes(FixesArgs),
