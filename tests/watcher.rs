@@ -26,7 +26,7 @@ fn lease(identity: &str) -> LeaseConfig {
         namespace: "selfheal".into(),
         name: "selfheal-watcher".into(),
         identity: identity.into(),
-        lease_duration: Duration::from_secs(1),
+        lease_duration: Duration::from_secs(2),
         renew_every: Duration::from_millis(100),
     }
 }
@@ -244,7 +244,7 @@ async fn a_deferred_image_pull_retry_happens_after_the_backoff_window() {
     let server = FakeApiServer::new();
     let running = start(
         &server,
-        RateLimiter::new(Duration::from_millis(400), Duration::from_secs(1)),
+        RateLimiter::new(Duration::from_secs(2), Duration::from_secs(4)),
         watcher_config(Vec::new(), Duration::from_secs(3600)),
     )
     .await;
@@ -261,7 +261,7 @@ async fn a_deferred_image_pull_retry_happens_after_the_backoff_window() {
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert!(server.get(&pods, "cart-5d4c3b2a1-bbbbb").is_some());
     // ...and after it, the kubelet's next status update gets the retry.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     server.put(
         &pods,
         pulling_pod("bbbbb", "uid-b", &format!("{timeout} (again)")),
