@@ -469,6 +469,8 @@ async fn read_keys(
 }
 
 /// Checks (and in unseal mode unseals) the servers every `interval` while this replica leads.
+/// Every change of a server's state is an Event on the Vault StatefulSet (when one is
+/// configured) and a log line; `selfheal_vault_sealed` follows every check.
 pub async fn keep_unsealed(
     vault: VaultClient,
     client: kube::Client,
@@ -478,6 +480,14 @@ pub async fn keep_unsealed(
     metrics: Arc<crate::metrics::Metrics>,
     interval: Duration,
 ) {
+    let recorder = kube::runtime::events::Recorder::new(
+        client.clone(),
+        kube::runtime::events::Reporter {
+            controller: "selfheal".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
+    let mut last_state: BTreeMap<String, &'static str> = BTreeMap::new();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -485,28 +495,67 @@ pub async fn keep_unsealed(
         if !leadership.is_leader() {
             continue;
         }
-        match check_all(&vault, &client, &targets, unseal).await {
-            Ok(reports) => {
-                for report in reports {
-                    let sealed = !report.state.starts_with("unsealed");
-                    metrics
-                        .vault_sealed
-                        .get_or_create(&crate::metrics::AddressLabels {
-                            address: report.address.clone(),
-                        })
-                        .set(i64::from(sealed));
-                    match report.state {
-                        "unsealed" => tracing::debug!(address = %report.address, "vault unsealed"),
-                        "unsealed-now" => {
-                            tracing::info!(address = %report.address, detail = %report.detail, "vault was sealed; unsealed it")
-                        }
-                        _ => {
-                            tracing::warn!(address = %report.address, state = report.state, detail = %report.detail, "vault needs attention")
-                        }
-                    }
+        let reports = match check_all(&vault, &client, &targets, unseal).await {
+            Ok(reports) => reports,
+            Err(error) => {
+                tracing::warn!(%error, "could not list the Vault servers");
+                continue;
+            }
+        };
+        for report in reports {
+            let sealed = !report.state.starts_with("unsealed");
+            metrics
+                .vault_sealed
+                .get_or_create(&crate::metrics::AddressLabels {
+                    address: report.address.clone(),
+                })
+                .set(i64::from(sealed));
+            if last_state.insert(report.address.clone(), report.state) == Some(report.state) {
+                continue;
+            }
+            match report.state {
+                "unsealed" => tracing::info!(address = %report.address, "vault unsealed"),
+                "unsealed-now" => {
+                    tracing::info!(address = %report.address, detail = %report.detail, "vault was sealed; unsealed it")
+                }
+                _ => {
+                    tracing::warn!(address = %report.address, state = report.state, detail = %report.detail, "vault needs attention")
                 }
             }
-            Err(error) => tracing::warn!(%error, "could not list the Vault servers"),
+            if let Some(statefulset) = &targets.statefulset {
+                let (type_, reason) = match report.state {
+                    "unsealed" => (kube::runtime::events::EventType::Normal, "VaultUnsealed"),
+                    "unsealed-now" => (
+                        kube::runtime::events::EventType::Normal,
+                        "VaultAutoUnsealed",
+                    ),
+                    "sealed" => (kube::runtime::events::EventType::Warning, "VaultSealed"),
+                    _ => (
+                        kube::runtime::events::EventType::Warning,
+                        "VaultUnsealFailed",
+                    ),
+                };
+                let event = kube::runtime::events::Event {
+                    type_,
+                    reason: reason.into(),
+                    note: Some(crate::text::truncate(
+                        &format!("{}: {}", report.address, report.detail),
+                        1000,
+                    )),
+                    action: "CheckVault".into(),
+                    secondary: None,
+                };
+                let reference = k8s_openapi::api::core::v1::ObjectReference {
+                    api_version: Some("apps/v1".into()),
+                    kind: Some("StatefulSet".into()),
+                    namespace: Some(targets.namespace.clone()),
+                    name: Some(statefulset.clone()),
+                    ..Default::default()
+                };
+                if let Err(error) = recorder.publish(&event, &reference).await {
+                    tracing::warn!(%error, "could not publish a Vault Event");
+                }
+            }
         }
     }
 }

@@ -349,3 +349,57 @@ async fn every_pod_of_the_statefulset_is_a_target() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_keeps_vault_unsealed_and_says_so_with_an_event() {
+    let (address, vault) = start(sealed(3)).await;
+    let server = FakeApiServer::new();
+    server.put(&Collection::core("vault", "secrets"), keys_secret());
+    server.put(&Collection::apps("vault", "statefulsets"), json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "vault", "namespace": "vault"},
+        "spec": {"serviceName": "vault-internal", "selector": {"matchLabels": {"app.kubernetes.io/name": "vault"}},
+            "template": {"metadata": {"labels": {"app.kubernetes.io/name": "vault"}}, "spec": {"containers": []}}}}));
+    let metrics = Arc::new(selfheal::metrics::Metrics::new());
+    let leadership = selfheal::leader::Leadership::default();
+    let lease = selfheal::leader::LeaseConfig {
+        namespace: "selfheal".into(),
+        name: "selfheal-watcher".into(),
+        identity: "only".into(),
+        lease_duration: Duration::from_secs(5),
+        renew_every: Duration::from_millis(50),
+    };
+    let campaign = tokio::spawn(selfheal::leader::campaign(
+        server.client(),
+        lease,
+        leadership.clone(),
+        metrics.clone(),
+    ));
+    let keeper = tokio::spawn(vault::keep_unsealed(
+        client(),
+        server.client(),
+        targets(vec![address.clone()], Some("vault")),
+        true,
+        leadership,
+        metrics.clone(),
+        Duration::from_millis(50),
+    ));
+    support::eventually("Vault is unsealed", || !vault.lock().unwrap().sealed).await;
+    let events = Collection::new("apis/events.k8s.io/v1", "vault", "events");
+    support::eventually("an Event on the StatefulSet", || {
+        server
+            .list(&events)
+            .iter()
+            .any(|e| e["reason"] == "VaultAutoUnsealed" && e["regarding"]["name"] == "vault")
+    })
+    .await;
+    support::eventually("the metric says unsealed", || {
+        metrics
+            .encode()
+            .contains(&format!("selfheal_vault_sealed{{address=\"{address}\"}} 0"))
+    })
+    .await;
+    let text = serde_json::to_string(&server.list(&events)).unwrap();
+    assert!(!text.contains("share-"), "no key in any Event");
+    keeper.abort();
+    campaign.abort();
+}
