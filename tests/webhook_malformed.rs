@@ -88,8 +88,15 @@ async fn huge_body() {
 async fn unknown_object_kind_is_allowed_unchanged() {
     let mut review = read_json("deployment-create.json");
     review["request"]["kind"] = json!({"group": "example.com", "version": "v1", "kind": "Widget"});
-    let (answer, _) = admit(&state_with_test_fixes(), &review).await;
+    let state = state_with_test_fixes();
+    let (answer, _) = admit(&state, &review).await;
     assert!(patch_of(&answer).is_none());
+    let metrics = state.metrics.encode();
+    assert!(metrics.contains("kind=\"other\""), "{metrics}");
+    assert!(
+        !metrics.contains("Widget"),
+        "made-up kinds never become label values"
+    );
 }
 
 #[tokio::test]

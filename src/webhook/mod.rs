@@ -162,8 +162,11 @@ fn is_length_limit(error: &axum::Error) -> bool {
 
 /// Answers one decoded request. Never fails: problems become "allowed" with a warning.
 fn review(state: &AppState, request: AdmissionRequest<DynamicObject>) -> (Response, ReviewLabels) {
+    // Label values come from a fixed set: whoever can reach /mutate must not be able to grow the
+    // metric's cardinality with made-up kinds.
+    let known = WorkloadKind::from_group_kind(&request.kind.group, &request.kind.kind);
     let mut labels = ReviewLabels {
-        kind: request.kind.kind.clone(),
+        kind: known.map_or("other", WorkloadKind::as_str).to_string(),
         operation: format!("{:?}", request.operation).to_uppercase(),
         result: "unchanged".into(),
     };
