@@ -11,7 +11,8 @@ WORKDIR /src
 # Dependencies first, so source edits do not rebuild them.
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src benches \
- && echo 'fn main() {}' > src/main.rs && touch src/lib.rs && echo 'fn main() {}' > benches/mutate.rs \
+ && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+ && for bench in mutate watcher; do echo 'fn main() {}' > "benches/$bench.rs"; done \
  && cargo build --release --locked --target x86_64-unknown-linux-musl --bin selfheal \
  && rm -rf src benches
 COPY src ./src
