@@ -43,6 +43,9 @@ pub struct WatcherConfig {
     pub probe_interval: Duration,
 }
 
+/// Longest time one problem's diagnosis and fix may take before the watcher moves on.
+const HANDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Problems already handled, so a watch event that repeats a status does not repeat an action.
 /// A new restart (a new OOM kill) has a new restart count and is handled again.
 #[derive(Default)]
@@ -146,9 +149,22 @@ pub async fn run(
                         // The claims are context (a full volume's size), not subjects.
                         let claims = claim_cache.state().iter().map(|c| (**c).clone()).collect();
                         let view = ClusterView { pods: vec![pod], claims, ..ClusterView::default() };
-                        for done in handle(&client, &executor, &store, &config, view, &[subject], &metrics).await {
-                            if matches!(done.outcome.result, "rate_limited" | "failed") {
-                                handled.forget(&done.finding.problem);
+                        let subjects = [subject];
+                        let handling = handle(&client, &executor, &store, &config, view, &subjects, &metrics);
+                        match tokio::time::timeout(HANDLE_TIMEOUT, handling).await {
+                            Ok(results) => {
+                                for done in results {
+                                    if matches!(done.outcome.result, "rate_limited" | "failed") {
+                                        handled.forget(&done.finding.problem);
+                                    }
+                                }
+                            }
+                            // A hung API call must not stall the watcher: give up, retry later.
+                            Err(_) => {
+                                tracing::warn!(pod = %subjects[0], "handling took longer than {}s; will retry", HANDLE_TIMEOUT.as_secs());
+                                for problem in &fresh {
+                                    handled.forget(problem);
+                                }
                             }
                         }
                     }
@@ -248,7 +264,10 @@ async fn scan_claims(
             claims,
             ..ClusterView::default()
         };
-        handle(client, executor, store, config, view, &subjects, metrics).await;
+        bounded(handle(
+            client, executor, store, config, view, &subjects, metrics,
+        ))
+        .await;
     }
 }
 
@@ -294,7 +313,7 @@ async fn check_secret(
                 secrets: vec![secret],
                 ..ClusterView::default()
             };
-            handle(
+            bounded(handle(
                 client,
                 executor,
                 store,
@@ -302,7 +321,7 @@ async fn check_secret(
                 view,
                 &[problem.uid],
                 metrics,
-            )
+            ))
             .await;
         }
         Some(_) => {}
@@ -342,7 +361,7 @@ async fn probe_dependencies(
                 count_problem(metrics, &finding);
                 let index = store.snapshot().current();
                 let view = ClusterView::default();
-                heal::heal(
+                bounded(heal::heal(
                     client,
                     executor,
                     &config.rails,
@@ -350,11 +369,26 @@ async fn probe_dependencies(
                     vec![finding],
                     &index,
                     now,
-                )
+                ))
                 .await;
             }
         }
     }
+}
+
+/// Runs one handling within `HANDLE_TIMEOUT`; a hung API call must not stall the watcher.
+async fn bounded(
+    handling: impl std::future::Future<Output = Vec<heal::Handled>>,
+) -> Vec<heal::Handled> {
+    tokio::time::timeout(HANDLE_TIMEOUT, handling)
+        .await
+        .unwrap_or_else(|_| {
+            tracing::warn!(
+                "handling took longer than {}s; will retry on the next check",
+                HANDLE_TIMEOUT.as_secs()
+            );
+            Vec::new()
+        })
 }
 
 fn count_problem(metrics: &Metrics, finding: &crate::inspect::Finding) {
