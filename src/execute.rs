@@ -345,6 +345,8 @@ impl Executor {
                 operation: Operation::Update,
                 namespace: &workload.namespace,
                 object: &original,
+                // The planner already capped the fix by the namespace's LimitRange.
+                memory_cap: None,
             };
             let index = FixIndex::new([fix.clone()]);
             let mutation = mutate::mutate(

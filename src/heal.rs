@@ -76,18 +76,6 @@ pub fn stored_memory_fix<'i>(
     memory(Some(container)).or_else(|| memory(None))
 }
 
-/// The smallest container memory maximum of a namespace's LimitRanges.
-pub fn limit_range_max(ranges: &[LimitRange]) -> Option<ByteQuantity> {
-    ranges
-        .iter()
-        .filter_map(|r| r.spec.as_ref())
-        .flat_map(|spec| spec.limits.iter())
-        .filter(|item| item.type_ == "Container")
-        .filter_map(|item| item.max.as_ref()?.get("memory"))
-        .filter_map(|q| ByteQuantity::parse(&q.0).ok())
-        .min()
-}
-
 /// The claims a pod mounts, as the planner sees them.
 pub fn pod_claims(
     pod: &Pod,
@@ -219,7 +207,7 @@ pub async fn heal(
                 .await
                 .map(|l| l.items)
                 .unwrap_or_default();
-            ranges.insert(namespace.clone(), limit_range_max(&listed));
+            ranges.insert(namespace.clone(), crate::limits::memory_max(&listed));
         }
         let claims = pod
             .map(|p| pod_claims(p, &view.claims, |c| classes.contains(&c.to_string())))
@@ -324,7 +312,7 @@ mod tests {
             }))
             .unwrap(),
         ];
-        assert_eq!(limit_range_max(&ranges).unwrap().as_str(), "4Gi");
+        assert_eq!(crate::limits::memory_max(&ranges).unwrap().as_str(), "4Gi");
     }
 
     #[test]

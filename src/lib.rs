@@ -29,6 +29,7 @@ pub mod heal;
 pub mod index;
 pub mod inspect;
 pub mod leader;
+pub mod limits;
 pub mod list;
 pub mod metrics;
 pub mod oneshot;

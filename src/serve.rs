@@ -17,6 +17,7 @@ use crate::detect::Thresholds;
 use crate::execute::{DEFAULT_WINDOW, Executor, MAX_BACKOFF};
 use crate::heal::Scope;
 use crate::leader::{self, Leadership, LeaseConfig};
+use crate::limits::LimitSnapshot;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::selfcert::{self, SelfCertConfig};
@@ -101,6 +102,14 @@ pub async fn run(args: ServeArgs, provider: Arc<CryptoProvider>) -> anyhow::Resu
     .await?;
     tracing::info!(store = %store.describe(), "fix store selected");
     let _sync = AbortOnDrop(store.spawn_sync());
+    let limits = LimitSnapshot::default();
+    let _limits = match &store {
+        FixStore::ConfigMap(_) => Some(AbortOnDrop(tokio::spawn(crate::limits::keep_current(
+            kube_client().await?,
+            limits.clone(),
+        )))),
+        FixStore::File(_) => None,
+    };
 
     let _watcher = match &store {
         FixStore::ConfigMap(_) if args.watch => {
@@ -146,6 +155,7 @@ pub async fn run(args: ServeArgs, provider: Arc<CryptoProvider>) -> anyhow::Resu
     protected.push(args.store.namespace.clone());
     let state = AppState {
         snapshot: store.snapshot(),
+        limits,
         policy: Arc::new(Policy {
             protected_namespaces: protected,
         }),

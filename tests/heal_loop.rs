@@ -75,6 +75,7 @@ fn cluster() -> Cluster {
                 operation,
                 namespace: &collection.namespace,
                 object: &original,
+                memory_cap: None,
             };
             let policy = Policy {
                 protected_namespaces: vec!["kube-system".into(), "selfheal".into()],

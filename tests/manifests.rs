@@ -124,6 +124,7 @@ fn rbac_grants_only_what_the_code_uses() {
         [
             "/events:list",
             "/limitranges:list",
+            "/limitranges:watch",
             "/persistentvolumeclaims:get",
             "/persistentvolumeclaims:list",
             "/persistentvolumeclaims:patch",

@@ -281,3 +281,23 @@ async fn patch_ops_are_minimal_and_escape_annotation_keys() {
         "{patch}"
     );
 }
+
+#[tokio::test]
+async fn a_fix_never_exceeds_the_namespace_limitrange_maximum() {
+    let state = state_with_test_fixes();
+    state.limits.publish(std::collections::BTreeMap::from([(
+        "gitlab".to_string(),
+        selfheal::quantity::ByteQuantity::parse("3Gi").unwrap(),
+    )]));
+    let review = read_json("deployment-create.json");
+    let (answer, object) = admit(&state, &review).await;
+    let spec = &object["spec"]["template"]["spec"];
+    assert_eq!(memory(spec, "webservice"), (json!("3Gi"), json!("1Gi")));
+    assert_eq!(memory(spec, "workhorse"), (json!("3Gi"), json!("3Gi")));
+    let warnings = answer["response"]["warnings"].to_string();
+    assert!(warnings.contains("LimitRange maximum 3Gi"), "{warnings}");
+    let mut again = review.clone();
+    again["request"]["object"] = object;
+    let (second, _) = admit(&state, &again).await;
+    assert!(patch_of(&second).is_none(), "capped values are stable");
+}

@@ -22,6 +22,7 @@ use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use serde_json::json;
 
+use crate::limits::LimitSnapshot;
 use crate::metrics::{FixTypeLabels, Metrics, ReviewLabels};
 use crate::store::Snapshot;
 use mutate::{Mutation, Operation, Policy, Request};
@@ -37,6 +38,8 @@ const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";
 #[derive(Clone)]
 pub struct AppState {
     pub snapshot: Snapshot,
+    /// LimitRange maxima per namespace (empty without a cluster).
+    pub limits: LimitSnapshot,
     pub policy: Arc<Policy>,
     pub metrics: Arc<Metrics>,
 }
@@ -226,12 +229,14 @@ fn decide(
         _ => Operation::Other,
     };
     let snapshot = state.snapshot.current();
+    let memory_cap = state.limits.memory_max(namespace);
     Ok(Some(mutate::mutate(
         &Request {
             kind,
             operation,
             namespace,
             object: &object,
+            memory_cap: memory_cap.as_ref(),
         },
         &snapshot,
         &state.policy,

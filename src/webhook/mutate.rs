@@ -33,6 +33,9 @@ pub struct Request<'a> {
     pub operation: Operation,
     pub namespace: &'a str,
     pub object: &'a Value,
+    /// The namespace's LimitRange maximum for container memory: no fix raises past it, or the
+    /// apiserver would reject the object after the webhook.
+    pub memory_cap: Option<&'a ByteQuantity>,
 }
 
 /// Namespaces whose objects are never changed (selfheal's own and kube-system at least).
@@ -162,7 +165,7 @@ pub fn mutate(request: &Request<'_>, index: &FixIndex, policy: &Policy) -> Mutat
         && let Some(pod_spec) = changed.pointer_mut(&pointer(path))
     {
         for fix in &memory_fixes {
-            raise_memory(pod_spec, fix, &mut mutation);
+            raise_memory(pod_spec, fix, request.memory_cap, &mut mutation);
         }
     }
     if claims_allowed {
@@ -229,7 +232,12 @@ fn claim_fixes<'i>(request: &Request<'_>, index: &'i FixIndex) -> Vec<&'i Fix> {
 /// Raises memory limits in a pod spec to `fix.value`. Never lowers a value, never adds a limit
 /// to a container that has none (it is unbounded already), and keeps `requests == limits` where
 /// they were equal so a Guaranteed pod stays Guaranteed.
-fn raise_memory(pod_spec: &mut Value, fix: &Fix, mutation: &mut Mutation) {
+fn raise_memory(
+    pod_spec: &mut Value,
+    fix: &Fix,
+    cap: Option<&ByteQuantity>,
+    mutation: &mut Mutation,
+) {
     let pod_level = pod_spec.pointer("/resources/limits/memory").is_some()
         || pod_spec.pointer("/resources/requests/memory").is_some();
     if pod_level {
@@ -239,6 +247,16 @@ fn raise_memory(pod_spec: &mut Value, fix: &Fix, mutation: &mut Mutation) {
         ));
         return;
     }
+    let target = match cap {
+        Some(cap) if *cap < fix.value => {
+            mutation.warnings.push(format!(
+                "selfheal: memory fix {} of {} capped at the namespace's LimitRange maximum {cap}",
+                fix.resource, fix.value
+            ));
+            cap
+        }
+        _ => &fix.value,
+    };
     for list in ["containers", "initContainers"] {
         // Init containers only when the fix names them: they rarely share the app's needs.
         if list == "initContainers" && fix.container.is_none() {
@@ -258,7 +276,7 @@ fn raise_memory(pod_spec: &mut Value, fix: &Fix, mutation: &mut Mutation) {
             {
                 continue;
             }
-            if let Some(applied) = raise_container_memory(container, &name, fix, mutation) {
+            if let Some(applied) = raise_container_memory(container, &name, fix, target, mutation) {
                 mutation.applied.push(applied);
             }
         }
@@ -269,6 +287,7 @@ fn raise_container_memory(
     container: &mut Value,
     name: &str,
     fix: &Fix,
+    target: &ByteQuantity,
     mutation: &mut Mutation,
 ) -> Option<Applied> {
     let resources = container.get_mut("resources")?;
@@ -279,13 +298,13 @@ fn raise_container_memory(
         ));
         return None;
     };
-    if limit >= fix.value {
+    if limit >= *target {
         return None;
     }
     let request_equals_limit = target::str_at(resources, &["requests", "memory"])
         .and_then(|text| ByteQuantity::parse(text).ok())
         .is_some_and(|request| request == limit);
-    let new_value = Value::String(fix.value.as_str().to_string());
+    let new_value = Value::String(target.as_str().to_string());
     set_at(resources, &["limits", "memory"], new_value.clone());
     if request_equals_limit {
         set_at(resources, &["requests", "memory"], new_value);
@@ -295,7 +314,7 @@ fn raise_container_memory(
         resource: fix.resource.clone(),
         place: format!("container {name}"),
         from: limit_text,
-        to: fix.value.as_str().to_string(),
+        to: target.as_str().to_string(),
     })
 }
 

@@ -53,6 +53,7 @@ pub fn state_with_document(document: &FixDocument) -> AppState {
     snapshot.publish(FixIndex::new(document.fixes().cloned()));
     AppState {
         snapshot,
+        limits: Default::default(),
         policy: Arc::new(Policy {
             protected_namespaces: vec!["kube-system".into(), "selfheal".into()],
         }),

@@ -1,0 +1,107 @@
+//! The namespaces' LimitRange maxima for container memory, kept in memory by a watch so the
+//! webhook can cap a memory fix without an API call: a pod whose limit exceeded its namespace's
+//! maximum would be rejected by the apiserver's LimitRanger, after the webhook, and a Deployment
+//! would stop creating pods.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::LimitRange;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Api, Client};
+
+use crate::quantity::ByteQuantity;
+
+/// Per namespace, the smallest container memory maximum of its LimitRanges.
+#[derive(Clone, Default)]
+pub struct LimitSnapshot(Arc<ArcSwap<BTreeMap<String, ByteQuantity>>>);
+
+impl LimitSnapshot {
+    pub fn memory_max(&self, namespace: &str) -> Option<ByteQuantity> {
+        self.0.load().get(namespace).cloned()
+    }
+
+    pub fn publish(&self, maxima: BTreeMap<String, ByteQuantity>) {
+        self.0.store(Arc::new(maxima));
+    }
+}
+
+/// The smallest container memory maximum of a namespace's LimitRanges.
+pub fn memory_max(ranges: &[LimitRange]) -> Option<ByteQuantity> {
+    ranges
+        .iter()
+        .filter_map(|r| r.spec.as_ref())
+        .flat_map(|spec| spec.limits.iter())
+        .filter(|item| item.type_ == "Container")
+        .filter_map(|item| item.max.as_ref()?.get("memory"))
+        .filter_map(|q| ByteQuantity::parse(&q.0).ok())
+        .min()
+}
+
+/// Per namespace maxima of a set of LimitRanges (all namespaces).
+pub fn maxima<'a>(
+    ranges: impl IntoIterator<Item = &'a LimitRange>,
+) -> BTreeMap<String, ByteQuantity> {
+    let mut by_namespace: BTreeMap<String, Vec<LimitRange>> = BTreeMap::new();
+    for range in ranges {
+        let namespace = range.metadata.namespace.clone().unwrap_or_default();
+        by_namespace
+            .entry(namespace)
+            .or_default()
+            .push(range.clone());
+    }
+    by_namespace
+        .into_iter()
+        .filter_map(|(namespace, ranges)| Some((namespace, memory_max(&ranges)?)))
+        .collect()
+}
+
+/// Watches LimitRanges in every namespace and keeps `snapshot` current until dropped.
+pub async fn keep_current(client: Client, snapshot: LimitSnapshot) {
+    let (cache, writer) = reflector::store::<LimitRange>();
+    let stream = watcher(Api::<LimitRange>::all(client), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
+    futures::pin_mut!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(_) => snapshot.publish(maxima(cache.state().iter().map(|r| r.as_ref()))),
+            Err(error) => tracing::warn!(%error, "LimitRange watch error; retrying"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_smallest_container_maximum_per_namespace() {
+        let range = |ns: &str, name: &str, max: &str| -> LimitRange {
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {"limits": [
+                    {"type": "Container", "max": {"memory": max, "cpu": "2"}},
+                    {"type": "Pod", "max": {"memory": "64Gi"}}
+                ]}
+            }))
+            .unwrap()
+        };
+        let ranges = [
+            range("a", "one", "4Gi"),
+            range("a", "two", "3Gi"),
+            range("b", "one", "8Gi"),
+        ];
+        let maxima = maxima(ranges.iter());
+        assert_eq!(maxima["a"].as_str(), "3Gi");
+        assert_eq!(maxima["b"].as_str(), "8Gi");
+        let snapshot = LimitSnapshot::default();
+        snapshot.publish(maxima);
+        assert_eq!(snapshot.memory_max("a").unwrap().as_str(), "3Gi");
+        assert!(snapshot.memory_max("c").is_none());
+    }
+}
