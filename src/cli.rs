@@ -130,14 +130,8 @@ pub struct HealArgs {
     #[arg(short, long, value_enum, default_value_t = ReportFormat::Table)]
     pub output: ReportFormat,
 
-    /// Namespaces never acted in, besides selfheal's own (comma-separated).
-    #[arg(
-        long,
-        env = "SELFHEAL_PROTECTED_NAMESPACES",
-        value_delimiter = ',',
-        default_value = "kube-system"
-    )]
-    pub protected_namespaces: Vec<String>,
+    #[command(flatten)]
+    pub protected: ProtectedArgs,
 
     #[command(flatten)]
     pub store: StoreArgs,
@@ -242,14 +236,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SELFHEAL_GENERATE_CERTS", default_value_t = true, action = clap::ArgAction::Set)]
     pub generate_certs: bool,
 
-    /// Namespaces never mutated, besides selfheal's own (comma-separated).
-    #[arg(
-        long,
-        env = "SELFHEAL_PROTECTED_NAMESPACES",
-        value_delimiter = ',',
-        default_value = "kube-system"
-    )]
-    pub protected_namespaces: Vec<String>,
+    #[command(flatten)]
+    pub protected: ProtectedArgs,
 
     /// Seconds between checks of the certificate files for a new certificate.
     #[arg(long, env = "SELFHEAL_CERT_RELOAD_SECONDS", default_value_t = 5)]
@@ -293,6 +281,28 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub rails: RailsArgs,
+}
+
+/// Namespaces selfheal never mutates nor acts in.
+#[derive(Debug, Clone, Args)]
+pub struct ProtectedArgs {
+    /// Namespaces never mutated nor acted in, besides selfheal's own (comma-separated).
+    #[arg(
+        long,
+        env = "SELFHEAL_PROTECTED_NAMESPACES",
+        value_delimiter = ',',
+        default_value = "kube-system"
+    )]
+    pub protected_namespaces: Vec<String>,
+}
+
+impl ProtectedArgs {
+    /// The protected namespaces, selfheal's own included.
+    pub fn with_own(&self, own_namespace: &str) -> Vec<String> {
+        let mut protected = self.protected_namespaces.clone();
+        protected.push(own_namespace.to_string());
+        protected
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -74,17 +74,6 @@ impl FixIndex {
         self.by_namespace.contains_key(namespace)
     }
 
-    /// Every fix, sorted by namespace, resource, type and target.
-    pub fn all(&self) -> Vec<&Fix> {
-        let mut all: Vec<&Fix> = self
-            .by_namespace
-            .values()
-            .flat_map(|resources| resources.values().flatten())
-            .collect();
-        all.sort_by_key(|fix| fix.key());
-        all
-    }
-
     pub fn len(&self) -> usize {
         self.len
     }

@@ -141,8 +141,7 @@ pub async fn heal(args: &HealArgs) -> anyhow::Result<()> {
     let store = serve::open_store(&args.store, metrics.clone(), Duration::from_secs(1)).await?;
     let document = store.read_document().await?;
     let index = FixIndex::new(document.fixes().cloned());
-    let mut protected = args.protected_namespaces.clone();
-    protected.push(args.store.namespace.clone());
+    let protected = args.protected.with_own(&args.store.namespace);
     let scope = heal::Scope {
         namespace: args.namespace.clone(),
         component: args.component.clone(),

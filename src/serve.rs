@@ -151,8 +151,7 @@ pub async fn run(args: ServeArgs, provider: Arc<CryptoProvider>) -> anyhow::Resu
         (resolver, AbortOnDrop(tokio::spawn(reload)))
     };
 
-    let mut protected = args.protected_namespaces.clone();
-    protected.push(args.store.namespace.clone());
+    let protected = args.protected.with_own(&args.store.namespace);
     let state = AppState {
         snapshot: store.snapshot(),
         limits,
@@ -210,8 +209,7 @@ async fn start_watcher(
         leadership.clone(),
         metrics.clone(),
     ));
-    let mut protected = args.protected_namespaces.clone();
-    protected.push(args.store.namespace.clone());
+    let protected = args.protected.with_own(&args.store.namespace);
     let config = WatcherConfig {
         scope: Scope {
             protected,
