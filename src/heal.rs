@@ -1,10 +1,8 @@
 //! The loop DETECT → DIAGNOSE → FIX → PERSIST over a cluster view, shared by the one-shot
 //! `selfheal heal` and the watcher inside `selfheal serve`.
 
-use std::collections::HashMap;
-
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{LimitRange, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::ListParams;
 use kube::{Api, Client};
@@ -174,8 +172,8 @@ pub async fn run_once(
     Ok(heal(client, executor, rails, &view, findings, index, now).await)
 }
 
-/// Plans and carries out every finding, in order. Cluster look-ups the plans need (LimitRanges,
-/// StorageClasses) are made once per run.
+/// Plans and carries out every finding, in order. The StorageClasses the plans need are listed
+/// once per run; LimitRange maxima come with the view.
 pub async fn heal(
     client: &Client,
     executor: &Executor,
@@ -185,7 +183,6 @@ pub async fn heal(
     index: &FixIndex,
     now: Timestamp,
 ) -> Vec<Handled> {
-    let mut ranges: HashMap<String, Option<ByteQuantity>> = HashMap::new();
     let classes = expandable_classes(client).await;
     let mut handled = Vec::new();
     for finding in findings {
@@ -200,15 +197,6 @@ pub async fn heal(
             .unwrap_or_default()
             .to_string();
         let namespace = finding.problem.namespace.clone();
-        if !ranges.contains_key(&namespace) {
-            let api: Api<LimitRange> = Api::namespaced(client.clone(), &namespace);
-            let listed = api
-                .list(&ListParams::default())
-                .await
-                .map(|l| l.items)
-                .unwrap_or_default();
-            ranges.insert(namespace.clone(), crate::limits::memory_max(&listed));
-        }
         let claims = pod
             .map(|p| pod_claims(p, &view.claims, |c| classes.contains(&c.to_string())))
             .unwrap_or_default();
@@ -221,7 +209,7 @@ pub async fn heal(
             diagnosis: &finding.diagnosis,
             workload: finding.workload.as_ref(),
             container_limit: pod.and_then(|p| container_memory_limit(p, &container)),
-            limit_range_max: ranges.get(&namespace).cloned().flatten(),
+            limit_range_max: view.memory_max.get(&namespace).cloned(),
             stored_fix: finding
                 .workload
                 .as_ref()
@@ -270,6 +258,7 @@ async fn expandable_classes(client: &Client) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::LimitRange;
     use serde_json::json;
 
     #[test]

@@ -3,9 +3,12 @@
 //! caches, or from a `kubectl get pods,pvc,events -A -o json` dump (`ClusterView::from_dump`).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::quantity::ByteQuantity;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Event, LimitRange, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{ListParams, LogParams};
 use kube::{Api, Client};
@@ -30,6 +33,8 @@ pub struct ClusterView {
     pub secrets: Vec<Secret>,
     pub services: Vec<Service>,
     pub endpoint_slices: Vec<EndpointSlice>,
+    /// Per namespace, the LimitRange maximum for container memory.
+    pub memory_max: Arc<BTreeMap<String, ByteQuantity>>,
     /// (namespace, kind, name) of a ReplicaSet or Job → its controller (kind, name).
     pub owners: HashMap<(String, String, String), (String, String)>,
 }
@@ -243,6 +248,10 @@ pub async fn gather(client: &Client, namespace: Option<&str>) -> Result<ClusterV
         .items;
     let events = api::<Event>(client, namespace).list(&params).await?.items;
     let services = api::<Service>(client, namespace).list(&params).await?.items;
+    let limit_ranges = api::<LimitRange>(client, namespace)
+        .list(&params)
+        .await?
+        .items;
     let endpoint_slices = api::<EndpointSlice>(client, namespace)
         .list(&params)
         .await?
@@ -290,6 +299,7 @@ pub async fn gather(client: &Client, namespace: Option<&str>) -> Result<ClusterV
         secrets,
         services,
         endpoint_slices,
+        memory_max: Arc::new(crate::limits::maxima(&limit_ranges)),
         owners,
     })
 }

@@ -15,12 +15,17 @@ use kube::{Api, Client};
 use crate::quantity::ByteQuantity;
 
 /// Per namespace, the smallest container memory maximum of its LimitRanges.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct LimitSnapshot(Arc<ArcSwap<BTreeMap<String, ByteQuantity>>>);
 
 impl LimitSnapshot {
     pub fn memory_max(&self, namespace: &str) -> Option<ByteQuantity> {
         self.0.load().get(namespace).cloned()
+    }
+
+    /// Every namespace's maximum, as of now (an atomic load, no copy).
+    pub fn current(&self) -> Arc<BTreeMap<String, ByteQuantity>> {
+        self.0.load_full()
     }
 
     pub fn publish(&self, maxima: BTreeMap<String, ByteQuantity>) {

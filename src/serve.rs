@@ -112,9 +112,16 @@ pub async fn run(args: ServeArgs, provider: Arc<CryptoProvider>) -> anyhow::Resu
     };
 
     let _watcher = match &store {
-        FixStore::ConfigMap(_) if args.watch => {
-            Some(start_watcher(&args, store.clone(), metrics.clone(), provider.clone()).await?)
-        }
+        FixStore::ConfigMap(_) if args.watch => Some(
+            start_watcher(
+                &args,
+                store.clone(),
+                metrics.clone(),
+                provider.clone(),
+                limits.clone(),
+            )
+            .await?,
+        ),
         _ => {
             tracing::info!("watcher off (no cluster, or --watch=false)");
             None
@@ -186,6 +193,7 @@ async fn start_watcher(
     store: FixStore,
     metrics: Arc<Metrics>,
     provider: Arc<CryptoProvider>,
+    limits: LimitSnapshot,
 ) -> anyhow::Result<Vec<AbortOnDrop>> {
     let client = kube_client().await?;
     let leadership = Leadership::default();
@@ -221,6 +229,7 @@ async fn start_watcher(
         claim_interval: Duration::from_secs(60),
         check_certificates: args.check_certificates,
         certificate_interval: Duration::from_secs(600),
+        limits,
         probes: args.probes.clone(),
         probe_interval: Duration::from_secs(30),
     };

@@ -20,6 +20,7 @@ use crate::execute::Executor;
 use crate::heal::{self, Scope};
 use crate::inspect::{self, ClusterView};
 use crate::leader::Leadership;
+use crate::limits::LimitSnapshot;
 use crate::metrics::{Metrics, ProblemLabels, SecretLabels};
 use crate::probe::{self, ProbeTarget};
 use crate::store::FixStore;
@@ -38,6 +39,8 @@ pub struct WatcherConfig {
     pub check_certificates: bool,
     /// How often every certificate is checked again (expiry is a matter of time).
     pub certificate_interval: Duration,
+    /// The namespaces' LimitRange maxima, kept current by a watch (`limits::keep_current`).
+    pub limits: LimitSnapshot,
     /// Dependencies probed over TCP (`namespace/service:port`).
     pub probes: Vec<ProbeTarget>,
     pub probe_interval: Duration,
@@ -148,7 +151,7 @@ pub async fn run(
                         let subject = pod.metadata.uid.clone().unwrap_or_default();
                         // The claims are context (a full volume's size), not subjects.
                         let claims = claim_cache.state().iter().map(|c| (**c).clone()).collect();
-                        let view = ClusterView { pods: vec![pod], claims, ..ClusterView::default() };
+                        let view = ClusterView { pods: vec![pod], claims, memory_max: config.limits.current(), ..ClusterView::default() };
                         let subjects = [subject];
                         let handling = handle(&client, &executor, &store, &config, view, &subjects, &metrics);
                         match tokio::time::timeout(HANDLE_TIMEOUT, handling).await {
@@ -262,6 +265,7 @@ async fn scan_claims(
             .collect();
         let view = ClusterView {
             claims,
+            memory_max: config.limits.current(),
             ..ClusterView::default()
         };
         bounded(handle(
@@ -360,7 +364,10 @@ async fn probe_dependencies(
                 let finding = probe::finding(target, &error, &since);
                 count_problem(metrics, &finding);
                 let index = store.snapshot().current();
-                let view = ClusterView::default();
+                let view = ClusterView {
+                    memory_max: config.limits.current(),
+                    ..ClusterView::default()
+                };
                 bounded(heal::heal(
                     client,
                     executor,

@@ -555,3 +555,34 @@ async fn no_space_left_records_a_storage_fix_and_expands_the_claim() {
         .unwrap();
     assert_eq!(db.outcome.result, "unchanged");
 }
+
+#[tokio::test]
+async fn the_namespace_limitrange_caps_a_memory_raise() {
+    let c = cluster();
+    c.create(
+        Collection::apps(NS, "deployments"),
+        deployment("web", "512Mi"),
+    )
+    .await;
+    c.server.put(
+        &Collection::core(NS, "limitranges"),
+        json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "limits", "namespace": NS},
+            "spec": {"limits": [{"type": "Container", "max": {"memory": "640Mi"}}]}}),
+    );
+    c.server.put(
+        &Collection::core(NS, "pods"),
+        pod("web", "a1b2c", "512Mi", oom_status(2)),
+    );
+    let handled = c.heal(false, &Rails::default()).await;
+    assert_eq!(
+        handled[0].outcome.result, "done",
+        "{:?}",
+        handled[0].outcome
+    );
+    let fix = c.fixes().fixes().next().cloned().unwrap();
+    assert_eq!(
+        fix.value.as_str(),
+        "640Mi",
+        "768Mi would exceed the LimitRange maximum"
+    );
+}

@@ -97,6 +97,7 @@ fn watcher_config(probes: Vec<&str>, probe_interval: Duration) -> WatcherConfig 
         claim_interval: Duration::from_secs(3600),
         check_certificates: true,
         certificate_interval: Duration::from_secs(3600),
+        limits: Default::default(),
         probes: probes.into_iter().map(|p| p.parse().unwrap()).collect(),
         probe_interval,
     }
