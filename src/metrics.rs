@@ -22,7 +22,8 @@ pub struct FixTypeLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StoreErrorLabels {
-    /// `document` (the whole store unreadable), `entry` (one bad fix), `write`, `watch`.
+    /// `document` (the whole store unreadable), `entry` (one bad fix), `write`, `watch`,
+    /// `deleted` (the ConfigMap vanished; the fixes in memory are kept).
     pub error: String,
 }
 

@@ -7,7 +7,6 @@ use support::eventually;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::fake_apiserver::{Collection, FakeApiServer};
@@ -28,6 +27,17 @@ fn fixes_configmap(yaml: &str) -> Value {
         "metadata": {"name": "fixes", "namespace": NAMESPACE},
         "data": {"fixes.yaml": yaml},
     })
+}
+
+/// The `fixes.yaml` text of the ConfigMap as the API server holds it.
+fn stored_yaml(server: &FakeApiServer) -> String {
+    let configmap = server
+        .get(&configmaps(), "fixes")
+        .expect("the ConfigMap exists");
+    configmap["data"]["fixes.yaml"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn memory_fix(namespace: &str, resource: &str, value: &str) -> Fix {
@@ -154,10 +164,7 @@ async fn concurrent_writers_lose_no_fix() {
     for task in tasks {
         task.await.unwrap().expect("every write lands eventually");
     }
-    let yaml = server.get(&configmaps(), "fixes").unwrap()["data"]["fixes.yaml"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let yaml = stored_yaml(&server);
     let document = selfheal::document::FixDocument::parse(&yaml).unwrap();
     assert_eq!(document.fixes().count(), 40, "{yaml}");
     assert!(
@@ -234,10 +241,7 @@ async fn malformed_configmap_keeps_the_last_good_fixes_and_says_why() {
         .record(memory_fix("gitlab", "cache", "1Gi"))
         .await
         .unwrap();
-    let yaml = server.get(&configmaps(), "fixes").unwrap()["data"]["fixes.yaml"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let yaml = stored_yaml(&server);
     assert!(yaml.contains("2Gx") && yaml.contains("cache"), "{yaml}");
 
     // A write while the document is unreadable is refused rather than overwriting it.
@@ -247,10 +251,7 @@ async fn malformed_configmap_keeps_the_last_good_fixes_and_says_why() {
         .await
         .unwrap_err();
     assert!(error.to_string().contains("not valid YAML"), "{error}");
-    assert_eq!(
-        server.get(&configmaps(), "fixes").unwrap()["data"]["fixes.yaml"],
-        "fixes: [unclosed\n"
-    );
+    assert_eq!(stored_yaml(&server), "fixes: [unclosed\n");
 }
 
 #[tokio::test]
@@ -260,7 +261,7 @@ async fn deleted_configmap_keeps_fixes_in_memory() {
         &configmaps(),
         fixes_configmap("fixes:\n- {namespace: gitlab, resource: web, type: memory, value: 2Gi}\n"),
     );
-    let (store, _) = open(&server);
+    let (store, metrics) = open(&server);
     let snapshot = store.snapshot();
     let _sync = store.spawn_sync();
     eventually("initial load", || snapshot.current().len() == 1).await;
@@ -268,7 +269,13 @@ async fn deleted_configmap_keeps_fixes_in_memory() {
     let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
         kube::Api::namespaced(client, NAMESPACE);
     api.delete("fixes", &Default::default()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Wait until the watch has seen the deletion, then check nothing was dropped.
+    eventually("the deletion is seen", || {
+        metrics
+            .encode()
+            .contains("selfheal_store_errors_total{error=\"deleted\"} 1")
+    })
+    .await;
     assert!(server.get(&configmaps(), "fixes").is_none());
     assert_eq!(snapshot.current().len(), 1);
 }

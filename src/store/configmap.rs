@@ -72,6 +72,7 @@ impl ConfigMapStore {
                 Ok(Some(configmap)) => self.apply(&configmap).await,
                 Ok(None) => {
                     if self.snapshot.is_loaded() && !self.snapshot.current().is_empty() {
+                        self.metrics.store_error("deleted");
                         tracing::warn!(
                             configmap = %self.describe(),
                             kept = self.snapshot.current().len(),
