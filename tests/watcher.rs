@@ -211,19 +211,31 @@ async fn a_pod_turning_oomkilled_is_fixed_by_the_leader_only_once() {
     let mut relabelled = pod(1, true);
     relabelled["metadata"]["labels"]["team"] = json!("shop");
     server.put(&Collection::core("shop", "pods"), relabelled);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A marker after it, of another kind: a bare pod failing its image pull (only reported, the
+    // store is not touched). The watch is ordered, so once the marker is counted the relabelled
+    // pod has been seen too, and the OOM kill must still be counted once.
+    let mut marker = pod(0, false);
+    marker["metadata"] = json!({"name": "marker", "namespace": "shop", "uid": "marker-uid"});
+    marker["status"]["containerStatuses"][0]["state"] =
+        json!({"waiting": {"reason": "ImagePullBackOff"}});
+    server.put(&Collection::core("shop", "pods"), marker);
+    eventually("the marker is handled", || {
+        metrics.encode().contains("problem=\"ImagePullBackOff\"")
+    })
+    .await;
     assert_eq!(
         server
             .get(&Collection::core("selfheal", "configmaps"), "fixes")
             .unwrap()["metadata"]["resourceVersion"],
-        version
+        version,
+        "the repeated status changed nothing"
     );
     let metrics_text = metrics.encode();
     assert!(
         metrics_text.contains(
             "selfheal_problems_detected_total{problem=\"OOMKilled\",cause=\"out of memory\"} 1"
         ),
-        "{metrics_text}"
+        "one OOM kill, counted once: {metrics_text}"
     );
     assert!(metrics_text.contains("selfheal_leader 1"));
     drop(running);
