@@ -194,7 +194,7 @@ async fn run() {
         percentile(0.99)
     );
     println!(
-        "API requests per handled failure: {:.1} (event list, LimitRange and StorageClass lists, ConfigMap get+replace, Deployment get+patch, Event create; lease renewals included)",
+        "API requests per handled failure: {:.1} (events list, StorageClass list, ConfigMap get+replace, Deployment get+patch, Event create; lease renewals included)",
         requests as f64 / SAMPLES as f64
     );
     println!("selfheal CPU while idle: {idle_cpu:.2}% of one core");
