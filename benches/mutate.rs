@@ -6,8 +6,8 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 
-use selfheal::document::FixDocument;
-use selfheal::index::FixIndex;
+use selfheal::core::document::FixDocument;
+use selfheal::core::index::FixIndex;
 use selfheal::webhook::decode_bytes;
 use selfheal::webhook::mutate::{self, Operation, Policy, Request};
 use selfheal::webhook::target::WorkloadKind;

@@ -1,48 +1,35 @@
-//! selfheal: a Kubernetes self-healing system.
-//!
-//! Data flows one way:
+//! selfheal: a Kubernetes self-healing system. One binary, two halves over one fix store.
 //!
 //! ```text
-//! store (ConfigMap `fixes` | .state/fixes.yaml)
-//!   → document (parse fixes.yaml, per-entry errors)
-//!   → index (FixIndex: fixes by namespace and resource)
-//!   → Snapshot (atomically swapped, read without I/O)
-//!   → webhook::mutate (pure: object + fixes → JSON Patch)
-//!   → webhook (axum handler over rustls)
+//!                 core (fix model, quantities, fixes.yaml, index, owner chain)
+//!                   ↑                    ↑
+//!   store (ConfigMap `fixes` | file) ────┤
+//!        ↑                ↑              │
+//!   webhook (admission)   heal (DETECT → DIAGNOSE → PLAN → EXECUTE → PERSIST)
+//!        ↑                ↑
+//!   app (CLI commands: serve, health, heal, fixes, certs, unseal)
 //! ```
 //!
-//! Modules, one concept each: `fix` (the model and merge rule), `quantity` (byte quantities),
-//! `document` (the YAML form), `index` (lookup), `store` (backends and snapshot), `webhook`
-//! (admission), `tls` and `certs` (serving certificates), `metrics`, `cli`, `serve` and `list`
-//! (commands).
+//! - **Admission half** (`webhook`): `mutate` is pure (object + fixes → JSON Patch); `target`
+//!   says where an object's pod template and claims live; `tls` serves reloadable certificates.
+//!   The admission path makes no API call: fixes and LimitRange maxima are watched snapshots.
+//! - **Healing half** (`heal`): `detect` (pure: status → problems), `diagnose` (pure: logs and
+//!   events → cause), `inspect` (gathers a cluster view and runs both), `plan` (pure: finding +
+//!   rails → action), `execute` (carries an action out, with rate limits, dry-run and Events),
+//!   `run` (the shared loop), `watcher` (the long-running loop inside `serve`).
+//! - **Shared below both**: `core` (no Kubernetes I/O), `store` (fix persistence), `cluster`
+//!   (leader election, LimitRange snapshot), `certs` (generation, checks, selfheal's own
+//!   certificate), `vault`, `metrics`, `text`.
+//!
+//! Dependencies point one way: `app` → `webhook` / `heal` → `store` / `cluster` → `core`.
 
-pub mod actions;
-pub mod certcheck;
+pub mod app;
 pub mod certs;
-pub mod cli;
-pub mod detect;
-pub mod diagnose;
-pub mod document;
-pub mod execute;
-pub mod fix;
+pub mod cluster;
+pub mod core;
 pub mod heal;
-pub mod index;
-pub mod inspect;
-pub mod leader;
-pub mod limits;
-pub mod list;
 pub mod metrics;
-pub mod oneshot;
-pub mod probe;
-pub mod quantity;
-pub mod ratelimit;
-pub mod report;
-pub mod selfcert;
-pub mod serve;
 pub mod store;
 pub mod text;
-pub mod tls;
 pub mod vault;
-pub mod watcher;
 pub mod webhook;
-pub mod workload;

@@ -7,9 +7,9 @@ use std::time::Duration;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use selfheal::certs;
-use selfheal::cli::{CertsArgs, Cli, Command, FixesArgs, LogFormat, OutputFormat};
-use selfheal::{list, oneshot, serve};
+use selfheal::app::cli::{CertsArgs, Cli, Command, FixesArgs, LogFormat, OutputFormat};
+use selfheal::app::{list, oneshot, serve};
+use selfheal::certs::generate as certs;
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -476,7 +476,7 @@ pub async fn keep_unsealed(
     client: kube::Client,
     targets: VaultTargets,
     unseal: bool,
-    leadership: crate::leader::Leadership,
+    leadership: crate::cluster::leader::Leadership,
     metrics: Arc<crate::metrics::Metrics>,
     interval: Duration,
 ) {

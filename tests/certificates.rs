@@ -11,13 +11,13 @@ use serde_json::{Value, json};
 use support::fake_apiserver::{Collection, FakeApiServer};
 use time::OffsetDateTime;
 
-use selfheal::actions::Rails;
-use selfheal::certs::{self, GeneratedCerts};
-use selfheal::execute::Executor;
-use selfheal::heal::{self, Handled, Scope};
-use selfheal::index::FixIndex;
+use selfheal::certs::generate::{self as certs, GeneratedCerts};
+use selfheal::core::index::FixIndex;
+use selfheal::heal::execute::Executor;
+use selfheal::heal::plan::Rails;
+use selfheal::heal::ratelimit::RateLimiter;
+use selfheal::heal::run::{self as heal, Handled, Scope};
 use selfheal::metrics::Metrics;
-use selfheal::ratelimit::RateLimiter;
 use selfheal::store::{ConfigMapStore, FixStore};
 
 const NS: &str = "web";

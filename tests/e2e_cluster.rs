@@ -19,7 +19,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use serde_json::json;
 
-use selfheal::fix::{Fix, FixRecord};
+use selfheal::core::fix::{Fix, FixRecord};
 use selfheal::metrics::Metrics;
 use selfheal::store::{ConfigMapStore, FixStore};
 
@@ -302,7 +302,8 @@ async fn ca_bundle_is_written_and_matches_the_certificate_secret() {
         .get("selfheal-webhook-tls")
         .await
         .expect("certificate Secret");
-    let material = selfheal::selfcert::Material::from_secret(&secret).expect("complete material");
+    let material =
+        selfheal::certs::selfcert::Material::from_secret(&secret).expect("complete material");
     let bundle = String::from_utf8(bundle.0).expect("PEM");
     assert!(
         bundle.contains(&material.ca_cert),
@@ -318,7 +319,7 @@ async fn expired_certificate_is_detected() {
     };
     let (namespaces, namespace) = test_namespace(&client, "selfheal-e2e-cert").await;
     let start = time::OffsetDateTime::now_utc() - time::Duration::days(100);
-    let expired = selfheal::certs::generate_valid_between(
+    let expired = selfheal::certs::generate::generate_valid_between(
         &["old.example".into()],
         start,
         time::Duration::days(30),
@@ -335,10 +336,10 @@ async fn expired_certificate_is_detected() {
         .create(&PostParams::default(), &secret)
         .await
         .expect("create secret");
-    let view = selfheal::inspect::gather(&client, Some(&namespace))
+    let view = selfheal::heal::inspect::gather(&client, Some(&namespace))
         .await
         .expect("gather");
-    let findings = selfheal::inspect::findings(
+    let findings = selfheal::heal::inspect::findings(
         &view,
         &Default::default(),
         jiff::Timestamp::now(),

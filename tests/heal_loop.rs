@@ -12,13 +12,13 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::fake_apiserver::{Collection, FakeApiServer};
 
-use selfheal::actions::Rails;
-use selfheal::document::FixDocument;
-use selfheal::execute::{Executor, RESTART_ANNOTATION};
-use selfheal::heal::{self, Handled, Scope};
-use selfheal::index::FixIndex;
+use selfheal::core::document::FixDocument;
+use selfheal::core::index::FixIndex;
+use selfheal::heal::execute::{Executor, RESTART_ANNOTATION};
+use selfheal::heal::plan::Rails;
+use selfheal::heal::ratelimit::RateLimiter;
+use selfheal::heal::run::{self as heal, Handled, Scope};
 use selfheal::metrics::Metrics;
-use selfheal::ratelimit::RateLimiter;
 use selfheal::store::{ConfigMapStore, FixStore, Snapshot};
 use selfheal::webhook::mutate::{self, Operation, Policy, Request};
 use selfheal::webhook::target::WorkloadKind;
@@ -384,7 +384,7 @@ async fn image_pull_failure_deletes_the_pod_once_per_backoff_window() {
     );
     assert_eq!(
         handled[0].finding.diagnosis.cause,
-        selfheal::diagnose::Cause::RegistryTimeout
+        selfheal::heal::diagnose::Cause::RegistryTimeout
     );
     assert!(
         c.server

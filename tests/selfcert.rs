@@ -14,15 +14,15 @@ use serde_json::{Value, json};
 use support::eventually;
 use support::fake_apiserver::{Collection, FakeApiServer};
 
-use selfheal::selfcert::{self, Material, SelfCertConfig};
-use selfheal::tls::ReloadingCertResolver;
+use selfheal::certs::selfcert::{self, Material, SelfCertConfig};
+use selfheal::webhook::tls::ReloadingCertResolver;
 
 fn config() -> SelfCertConfig {
     SelfCertConfig {
         namespace: "selfheal".into(),
         secret_name: "selfheal-webhook-tls".into(),
         webhook_config: "selfheal".into(),
-        dns_names: selfheal::certs::service_dns_names("selfheal", "selfheal"),
+        dns_names: selfheal::certs::generate::service_dns_names("selfheal", "selfheal"),
         rotate_before_days: 60,
     }
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use serde_json::{Value, json};
 use support::fake_apiserver::{Collection, FakeApiServer};
 
-use selfheal::fix::{Fix, FixRecord, MergeOutcome};
+use selfheal::core::fix::{Fix, FixRecord, MergeOutcome};
 use selfheal::metrics::Metrics;
 use selfheal::store::{ConfigMapStore, FixStore};
 
@@ -165,7 +165,7 @@ async fn concurrent_writers_lose_no_fix() {
         task.await.unwrap().expect("every write lands eventually");
     }
     let yaml = stored_yaml(&server);
-    let document = selfheal::document::FixDocument::parse(&yaml).unwrap();
+    let document = selfheal::core::document::FixDocument::parse(&yaml).unwrap();
     assert_eq!(document.fixes().count(), 40, "{yaml}");
     assert!(
         server.conflicts.load(Ordering::Relaxed) > 0,

@@ -8,7 +8,7 @@ use support::eventually;
 use std::sync::Arc;
 use std::time::Duration;
 
-use selfheal::fix::{Fix, FixRecord, MergeOutcome};
+use selfheal::core::fix::{Fix, FixRecord, MergeOutcome};
 use selfheal::metrics::Metrics;
 use selfheal::store::{FileStore, FixStore};
 

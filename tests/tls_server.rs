@@ -14,10 +14,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use selfheal::certs::{self, GeneratedCerts};
-use selfheal::serve::serve_https;
-use selfheal::tls::{CertificateFiles, ReloadingCertResolver, server_config};
+use selfheal::app::serve::serve_https;
+use selfheal::certs::generate::{self as certs, GeneratedCerts};
 use selfheal::webhook;
+use selfheal::webhook::tls::{CertificateFiles, ReloadingCertResolver, server_config};
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())

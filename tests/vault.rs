@@ -360,15 +360,15 @@ async fn the_leader_keeps_vault_unsealed_and_says_so_with_an_event() {
         "spec": {"serviceName": "vault-internal", "selector": {"matchLabels": {"app.kubernetes.io/name": "vault"}},
             "template": {"metadata": {"labels": {"app.kubernetes.io/name": "vault"}}, "spec": {"containers": []}}}}));
     let metrics = Arc::new(selfheal::metrics::Metrics::new());
-    let leadership = selfheal::leader::Leadership::default();
-    let lease = selfheal::leader::LeaseConfig {
+    let leadership = selfheal::cluster::leader::Leadership::default();
+    let lease = selfheal::cluster::leader::LeaseConfig {
         namespace: "selfheal".into(),
         name: "selfheal-watcher".into(),
         identity: "only".into(),
         lease_duration: Duration::from_secs(5),
         renew_every: Duration::from_millis(50),
     };
-    let campaign = tokio::spawn(selfheal::leader::campaign(
+    let campaign = tokio::spawn(selfheal::cluster::leader::campaign(
         server.client(),
         lease,
         leadership.clone(),

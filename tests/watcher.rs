@@ -10,16 +10,16 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::fake_apiserver::{Collection, FakeApiServer};
 
-use selfheal::actions::Rails;
-use selfheal::detect::Thresholds;
-use selfheal::document::FixDocument;
-use selfheal::execute::Executor;
-use selfheal::heal::Scope;
-use selfheal::leader::{self, Leadership, LeaseConfig};
+use selfheal::cluster::leader::{self, Leadership, LeaseConfig};
+use selfheal::core::document::FixDocument;
+use selfheal::heal::detect::Thresholds;
+use selfheal::heal::execute::Executor;
+use selfheal::heal::plan::Rails;
+use selfheal::heal::ratelimit::RateLimiter;
+use selfheal::heal::run::Scope;
+use selfheal::heal::watcher::{self, WatcherConfig};
 use selfheal::metrics::Metrics;
-use selfheal::ratelimit::RateLimiter;
 use selfheal::store::{ConfigMapStore, FixStore};
-use selfheal::watcher::{self, WatcherConfig};
 
 fn lease(identity: &str) -> LeaseConfig {
     LeaseConfig {

@@ -287,7 +287,7 @@ async fn a_fix_never_exceeds_the_namespace_limitrange_maximum() {
     let state = state_with_test_fixes();
     state.limits.publish(std::collections::BTreeMap::from([(
         "gitlab".to_string(),
-        selfheal::quantity::ByteQuantity::parse("3Gi").unwrap(),
+        selfheal::core::quantity::ByteQuantity::parse("3Gi").unwrap(),
     )]));
     let review = read_json("deployment-create.json");
     let (answer, object) = admit(&state, &review).await;

@@ -17,8 +17,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use tokio::sync::Mutex;
 
-use crate::document::FixDocument;
-use crate::fix::Fix;
+use crate::core::document::FixDocument;
+use crate::core::fix::Fix;
 use crate::metrics::Metrics;
 use crate::store::{FIXES_KEY, Recorded, Snapshot, StoreError, publish_document};
 
@@ -227,7 +227,7 @@ impl ConfigMapStore {
     }
 }
 
-fn parse(configmap: &ConfigMap) -> Result<FixDocument, crate::document::DocumentError> {
+fn parse(configmap: &ConfigMap) -> Result<FixDocument, crate::core::document::DocumentError> {
     let text = configmap
         .data
         .as_ref()

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::Mutex;
 
-use crate::document::FixDocument;
-use crate::fix::Fix;
+use crate::core::document::FixDocument;
+use crate::core::fix::Fix;
 use crate::metrics::Metrics;
 use crate::store::{Recorded, Snapshot, StoreError, publish_document};
 

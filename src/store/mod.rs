@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 
-use crate::document::{DocumentError, EntryProblem, FixDocument};
-use crate::fix::{Fix, MergeOutcome};
-use crate::index::FixIndex;
+use crate::core::document::{DocumentError, EntryProblem, FixDocument};
+use crate::core::fix::{Fix, MergeOutcome};
+use crate::core::index::FixIndex;
 use crate::metrics::Metrics;
 
 pub use configmap::ConfigMapStore;

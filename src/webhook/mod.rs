@@ -7,6 +7,7 @@
 
 pub mod mutate;
 pub mod target;
+pub mod tls;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use serde_json::json;
 
-use crate::limits::LimitSnapshot;
+use crate::cluster::limits::LimitSnapshot;
 use crate::metrics::{FixTypeLabels, Metrics, ReviewLabels};
 use crate::store::Snapshot;
 use mutate::{Mutation, Operation, Policy, Request};

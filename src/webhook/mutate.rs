@@ -8,9 +8,9 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use crate::fix::{Fix, FixType};
-use crate::index::FixIndex;
-use crate::quantity::ByteQuantity;
+use crate::core::fix::{Fix, FixType};
+use crate::core::index::FixIndex;
+use crate::core::quantity::ByteQuantity;
 use crate::webhook::target::{self, WorkloadKind};
 
 /// Annotation written on every object the webhook changed, listing what it applied.

@@ -13,8 +13,8 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use selfheal::document::FixDocument;
-use selfheal::index::FixIndex;
+use selfheal::core::document::FixDocument;
+use selfheal::core::index::FixIndex;
 use selfheal::metrics::Metrics;
 use selfheal::store::Snapshot;
 use selfheal::webhook::mutate::Policy;

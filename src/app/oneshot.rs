@@ -5,18 +5,18 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::actions::Rails;
-use crate::cli::{HealArgs, HealthArgs, RailsArgs, ReportFormat, UnsealArgs, VaultArgs};
-use crate::detect::Thresholds;
-use crate::execute::{DEFAULT_WINDOW, Executor, MAX_BACKOFF};
-use crate::heal;
-use crate::index::FixIndex;
-use crate::inspect::{self, ClusterView, Finding};
+use crate::app::cli::{HealArgs, HealthArgs, RailsArgs, ReportFormat, UnsealArgs, VaultArgs};
+use crate::app::report;
+use crate::app::serve;
+use crate::core::index::FixIndex;
+use crate::core::quantity::ByteQuantity;
+use crate::heal::detect::Thresholds;
+use crate::heal::execute::{DEFAULT_WINDOW, Executor, MAX_BACKOFF};
+use crate::heal::inspect::{self, ClusterView, Finding};
+use crate::heal::plan::Rails;
+use crate::heal::ratelimit::RateLimiter;
+use crate::heal::run as heal;
 use crate::metrics::Metrics;
-use crate::quantity::ByteQuantity;
-use crate::ratelimit::RateLimiter;
-use crate::report;
-use crate::serve;
 use crate::vault::{self, VaultClient, VaultTargets};
 
 impl RailsArgs {

@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::document::FixDocument;
-use crate::fix::{Fix, FixKey};
+use crate::core::document::FixDocument;
+use crate::core::fix::{Fix, FixKey};
 
 #[derive(Debug, Clone, Default)]
 pub struct FixIndex {
@@ -86,7 +86,7 @@ impl FixIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fix::tests::memory_fix;
+    use crate::core::fix::tests::memory_fix;
 
     #[test]
     fn lookup_finds_by_namespace_and_resource() {

@@ -8,14 +8,14 @@ use kube::api::ListParams;
 use kube::{Api, Client};
 use serde::Serialize;
 
-use crate::actions::{self, ClaimInfo, Plan, Rails, Situation};
-use crate::execute::{Executor, Outcome};
-use crate::fix::{Fix, FixType};
-use crate::index::FixIndex;
-use crate::inspect::{self, ClusterView, Finding};
-use crate::quantity::ByteQuantity;
+use crate::core::fix::{Fix, FixType};
+use crate::core::index::FixIndex;
+use crate::core::owners;
+use crate::core::quantity::ByteQuantity;
+use crate::heal::execute::{Executor, Outcome};
+use crate::heal::inspect::{self, ClusterView, Finding};
+use crate::heal::plan::{self, ClaimInfo, Plan, Rails, Situation};
 use crate::webhook::mutate::OPT_OUT_LABEL;
-use crate::workload;
 
 /// One handled finding.
 #[derive(Debug, Clone, Serialize)]
@@ -117,7 +117,7 @@ pub fn pod_claims(
 /// workload, certificate renewals per Secret.
 pub fn attempts_key(finding: &Finding) -> String {
     let problem = &finding.problem;
-    if let crate::detect::ProblemKind::Certificate { .. } = problem.kind {
+    if let crate::heal::detect::ProblemKind::Certificate { .. } = problem.kind {
         return format!("renew/{}/{}", problem.namespace, problem.object_name);
     }
     let owner = finding
@@ -144,7 +144,7 @@ impl Scope {
         !self.protected.contains(namespace)
             && self.namespace.as_ref().is_none_or(|ns| ns == namespace)
             && self.component.as_deref().is_none_or(|component| {
-                workload::matches_component(
+                owners::matches_component(
                     component,
                     namespace,
                     finding.workload.as_ref(),
@@ -229,7 +229,7 @@ pub async fn heal(
                 reason: format!("labelled {OPT_OUT_LABEL}=true: no automatic action"),
             }
         } else {
-            actions::plan(&situation, rails)
+            plan::plan(&situation, rails)
         };
         let outcome = executor.carry_out(&finding, &plan).await;
         handled.push(Handled {
@@ -301,12 +301,17 @@ mod tests {
             }))
             .unwrap(),
         ];
-        assert_eq!(crate::limits::memory_max(&ranges).unwrap().as_str(), "4Gi");
+        assert_eq!(
+            crate::cluster::limits::memory_max(&ranges)
+                .unwrap()
+                .as_str(),
+            "4Gi"
+        );
     }
 
     #[test]
     fn container_fix_is_preferred_to_the_workload_fix() {
-        let doc = crate::document::FixDocument::parse(
+        let doc = crate::core::document::FixDocument::parse(
             "fixes:\n- {namespace: a, resource: web, type: memory, value: 1Gi}\n- {namespace: a, resource: web, type: memory, value: 2Gi, container: app}\n",
         )
         .unwrap();

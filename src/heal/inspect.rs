@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::quantity::ByteQuantity;
+use crate::core::quantity::ByteQuantity;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event, LimitRange, PersistentVolumeClaim, Pod, Secret, Service};
@@ -14,9 +14,9 @@ use kube::api::{ListParams, LogParams};
 use kube::{Api, Client};
 use serde::Serialize;
 
-use crate::detect::{self, Problem, ProblemKind, Thresholds};
-use crate::diagnose::{self, Diagnosis, Evidence};
-use crate::workload::{self, Workload};
+use crate::core::owners::{self, Workload};
+use crate::heal::detect::{self, Problem, ProblemKind, Thresholds};
+use crate::heal::diagnose::{self, Diagnosis, Evidence};
 
 /// Lines of log read per container instance.
 pub const LOG_TAIL_LINES: i64 = 100;
@@ -123,7 +123,7 @@ impl ClusterView {
 
     pub fn workload_of(&self, pod: &Pod) -> Option<Workload> {
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-        workload::owning_workload(pod, |kind, name| {
+        owners::owning_workload(pod, |kind, name| {
             self.owners
                 .get(&(namespace.clone(), kind.to_string(), name.to_string()))
                 .cloned()
@@ -283,7 +283,7 @@ pub async fn gather(client: &Client, namespace: Option<&str>) -> Result<ClusterV
         .map(|m| ("Job", m.metadata));
     let mut owners = HashMap::new();
     for (kind, meta) in replicasets.chain(jobs) {
-        if let Some(owner) = workload::controller_of(&meta) {
+        if let Some(owner) = owners::controller_of(&meta) {
             let key = (
                 meta.namespace.clone().unwrap_or_default(),
                 kind.to_string(),
@@ -299,7 +299,7 @@ pub async fn gather(client: &Client, namespace: Option<&str>) -> Result<ClusterV
         secrets,
         services,
         endpoint_slices,
-        memory_max: Arc::new(crate::limits::maxima(&limit_ranges)),
+        memory_max: Arc::new(crate::cluster::limits::maxima(&limit_ranges)),
         owners,
     })
 }

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::LimitRange;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
 
-use crate::quantity::ByteQuantity;
+use crate::core::quantity::ByteQuantity;
 
 /// Per namespace, the smallest container memory maximum of its LimitRanges.
 #[derive(Debug, Clone, Default)]

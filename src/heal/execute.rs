@@ -19,16 +19,16 @@ use kube::{Api, Client};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::actions::Plan;
-use crate::fix::Fix;
-use crate::index::FixIndex;
-use crate::inspect::Finding;
+use crate::core::fix::Fix;
+use crate::core::index::FixIndex;
+use crate::core::owners::{self, Workload};
+use crate::heal::inspect::Finding;
+use crate::heal::plan::Plan;
+use crate::heal::ratelimit::RateLimiter;
 use crate::metrics::{ActionLabels, Metrics};
-use crate::ratelimit::RateLimiter;
 use crate::store::FixStore;
 use crate::webhook::mutate::{self, Operation, Policy, Request};
 use crate::webhook::target::WorkloadKind;
-use crate::workload::{self, Workload};
 
 /// Pod template annotation whose change makes a controller roll its pods (like
 /// `kubectl rollout restart`); its value says why, and repeats are no-ops.
@@ -158,7 +158,7 @@ impl Executor {
                 let recorded = self.store.record(fix.clone()).await?;
                 let stored = &recorded.stored;
                 let mut message = match &recorded.outcome {
-                    crate::fix::MergeOutcome::Unchanged => {
+                    crate::core::fix::MergeOutcome::Unchanged => {
                         format!("fix already recorded: memory {}", stored.value)
                     }
                     _ => format!(
@@ -270,7 +270,7 @@ impl Executor {
                 }
             }
             Plan::DeletePod => {
-                let key = crate::heal::attempts_key(finding);
+                let key = crate::heal::run::attempts_key(finding);
                 let attempt = match self.limiter.acquire(&key, Instant::now()) {
                     Ok(attempt) => attempt,
                     Err(wait) => {
@@ -389,7 +389,7 @@ impl Executor {
         let namespace = &finding.problem.namespace;
         if let Err(wait) = self
             .limiter
-            .acquire(&crate::heal::attempts_key(finding), Instant::now())
+            .acquire(&crate::heal::run::attempts_key(finding), Instant::now())
         {
             return Ok((
                 "rate_limited",
@@ -490,8 +490,9 @@ impl Executor {
             .and_then(|s| s.resources)
             .and_then(|r| r.requests)
             .and_then(|r| r.get("storage").cloned());
-        let current_size = request.and_then(|q| crate::quantity::ByteQuantity::parse(&q.0).ok());
-        let wanted = crate::quantity::ByteQuantity::parse(size)?;
+        let current_size =
+            request.and_then(|q| crate::core::quantity::ByteQuantity::parse(&q.0).ok());
+        let wanted = crate::core::quantity::ByteQuantity::parse(size)?;
         if current_size.is_some_and(|c| c >= wanted) {
             return Ok(false);
         }
@@ -553,7 +554,7 @@ impl Executor {
                 format!("dependency {namespace}/{service_name} is ready; the refusal is elsewhere"),
             ));
         };
-        let Some(dependency) = workload::owning_workload(down, |_, _| None) else {
+        let Some(dependency) = owners::owning_workload(down, |_, _| None) else {
             return Ok((
                 "reported",
                 format!(
@@ -596,10 +597,10 @@ impl Executor {
             .map_or(problem.object_name.clone(), |w| w.name.clone());
         // Names this occurrence, so the restart happens once per occurrence (idempotent).
         let occurrence = match &problem.kind {
-            crate::detect::ProblemKind::CrashLoopBackOff { restart_count, .. } => {
+            crate::heal::detect::ProblemKind::CrashLoopBackOff { restart_count, .. } => {
                 format!("restart {restart_count}")
             }
-            crate::detect::ProblemKind::DependencyDown { since, .. } => {
+            crate::heal::detect::ProblemKind::DependencyDown { since, .. } => {
                 format!("down since {since}")
             }
             _ => String::new(),

@@ -265,7 +265,7 @@ pub struct ServeArgs {
 
     /// Dependencies to probe over TCP every 30 s, as namespace/service:port (comma-separated).
     #[arg(long = "probe", env = "SELFHEAL_PROBES", value_delimiter = ',')]
-    pub probes: Vec<crate::probe::ProbeTarget>,
+    pub probes: Vec<crate::heal::probe::ProbeTarget>,
 
     /// Vault servers to watch (none unless --vault-statefulset or --vault-address is set).
     #[command(flatten)]

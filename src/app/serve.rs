@@ -11,19 +11,19 @@ use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use rustls::crypto::CryptoProvider;
 
-use crate::certs;
-use crate::cli::{ServeArgs, StoreArgs, StoreKind};
-use crate::detect::Thresholds;
-use crate::execute::{DEFAULT_WINDOW, Executor, MAX_BACKOFF};
-use crate::heal::Scope;
-use crate::leader::{self, Leadership, LeaseConfig};
-use crate::limits::LimitSnapshot;
+use crate::app::cli::{ServeArgs, StoreArgs, StoreKind};
+use crate::certs::generate as certs;
+use crate::certs::selfcert::{self, SelfCertConfig};
+use crate::cluster::leader::{self, Leadership, LeaseConfig};
+use crate::cluster::limits::LimitSnapshot;
+use crate::heal::detect::Thresholds;
+use crate::heal::execute::{DEFAULT_WINDOW, Executor, MAX_BACKOFF};
+use crate::heal::ratelimit::RateLimiter;
+use crate::heal::run::Scope;
+use crate::heal::watcher::{self, WatcherConfig};
 use crate::metrics::Metrics;
-use crate::ratelimit::RateLimiter;
-use crate::selfcert::{self, SelfCertConfig};
 use crate::store::{ConfigMapStore, FileStore, FixStore};
-use crate::tls::{CertificateFiles, ReloadingCertResolver};
-use crate::watcher::{self, WatcherConfig};
+use crate::webhook::tls::{CertificateFiles, ReloadingCertResolver};
 use crate::webhook::{self, AppState, mutate::Policy};
 
 /// How long in-flight requests get to finish on shutdown.
@@ -104,10 +104,9 @@ pub async fn run(args: ServeArgs, provider: Arc<CryptoProvider>) -> anyhow::Resu
     let _sync = AbortOnDrop(store.spawn_sync());
     let limits = LimitSnapshot::default();
     let _limits = match &store {
-        FixStore::ConfigMap(_) => Some(AbortOnDrop(tokio::spawn(crate::limits::keep_current(
-            kube_client().await?,
-            limits.clone(),
-        )))),
+        FixStore::ConfigMap(_) => Some(AbortOnDrop(tokio::spawn(
+            crate::cluster::limits::keep_current(kube_client().await?, limits.clone()),
+        ))),
         FixStore::File(_) => None,
     };
 
@@ -176,7 +175,7 @@ pub async fn run(args: ServeArgs, provider: Arc<CryptoProvider>) -> anyhow::Resu
     let health_server = axum::serve(health, webhook::health_router(state.clone()))
         .with_graceful_shutdown(shutdown_signal(handle.clone()));
 
-    let tls = crate::tls::server_config(resolver, provider)?;
+    let tls = crate::webhook::tls::server_config(resolver, provider)?;
     tracing::info!(addr = %args.listen, "admission webhook on https");
     let webhook_server = serve_https(args.listen, webhook::router(state), tls, handle);
 

@@ -8,7 +8,7 @@ use std::fmt;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::quantity::{ByteQuantity, QuantityError};
+use crate::core::quantity::{ByteQuantity, QuantityError};
 
 /// What a fix changes. New kinds are added here and taught to `webhook::mutate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

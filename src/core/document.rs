@@ -5,7 +5,7 @@
 
 use serde_norway::{Mapping, Value};
 
-use crate::fix::{Fix, FixRecord, MergeOutcome};
+use crate::core::fix::{Fix, FixRecord, MergeOutcome};
 
 const FIXES_KEY: &str = "fixes";
 
@@ -124,7 +124,7 @@ impl FixDocument {
     }
 
     /// The valid fix with `key`, if any.
-    pub fn get(&self, key: &crate::fix::FixKey) -> Option<&Fix> {
+    pub fn get(&self, key: &crate::core::fix::FixKey) -> Option<&Fix> {
         self.fixes().find(|fix| fix.key() == *key)
     }
 
@@ -175,7 +175,7 @@ fn value_kind(value: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fix::tests::memory_fix;
+    use crate::core::fix::tests::memory_fix;
 
     const KNOWN_SHAPE: &str = "\
 fixes:

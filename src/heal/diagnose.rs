@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde::Serialize;
 
-use crate::detect::{Problem, ProblemKind};
+use crate::heal::detect::{Problem, ProblemKind};
 
 /// A known cause.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

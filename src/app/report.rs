@@ -1,7 +1,7 @@
 //! Tables for `selfheal health` and `selfheal heal`, in the style of `kubectl get`.
 
-use crate::heal::Handled;
-use crate::inspect::Finding;
+use crate::heal::inspect::Finding;
+use crate::heal::run::Handled;
 
 /// Lays out rows under a header, columns padded to their widest cell.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {

@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-use crate::document::{EntryProblem, FixDocument};
-use crate::fix::FixRecord;
+use crate::core::document::{EntryProblem, FixDocument};
+use crate::core::fix::FixRecord;
 
 #[derive(Serialize)]
 struct Listing {
@@ -63,7 +63,7 @@ pub fn to_table(document: &FixDocument) -> String {
         "TIMESTAMP",
         "REASON",
     ];
-    let mut out = crate::report::table(&header, &rows);
+    let mut out = crate::app::report::table(&header, &rows);
     if listing.fixes.is_empty() {
         out.push_str("(no fixes)\n");
     }

@@ -6,12 +6,12 @@
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::certcheck::CertIssue;
-use crate::detect::{Problem, ProblemKind};
-use crate::diagnose::{Cause, Diagnosis};
-use crate::fix::{Fix, FixType};
-use crate::quantity::ByteQuantity;
-use crate::workload::Workload;
+use crate::certs::check::CertIssue;
+use crate::core::fix::{Fix, FixType};
+use crate::core::owners::Workload;
+use crate::core::quantity::ByteQuantity;
+use crate::heal::detect::{Problem, ProblemKind};
+use crate::heal::diagnose::{Cause, Diagnosis};
 
 const MI: u128 = 1 << 20;
 const GI: u128 = 1 << 30;
@@ -377,7 +377,7 @@ fn plan_storage(s: &Situation<'_>, rails: &Rails) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnose::Source;
+    use crate::heal::diagnose::Source;
 
     fn q(text: &str) -> ByteQuantity {
         ByteQuantity::parse(text).unwrap()

@@ -21,8 +21,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 
-use crate::certs;
-use crate::tls::ReloadingCertResolver;
+use crate::certs::generate as certs;
+use crate::webhook::tls::ReloadingCertResolver;
 
 /// The PEM material kept in the Secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,7 +100,7 @@ pub fn next_step(current: Option<&Material>, now: Timestamp, rotate_before_days:
     let Some(material) = current else {
         return Step::Create;
     };
-    match crate::certcheck::validity(material.cert.as_bytes()) {
+    match crate::certs::check::validity(material.cert.as_bytes()) {
         Ok(validity)
             if validity.not_after.as_second() - now.as_second() > rotate_before_days * 86_400 =>
         {

@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ContainerStatus, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use crate::certcheck::{self, CertIssue};
+use crate::certs::check::{self, CertIssue};
 use serde::Serialize;
 
 /// One detected problem.
@@ -266,7 +266,7 @@ pub fn secret_problem(
         .map(|b| b.0.as_slice())
         .unwrap_or_default();
     let key = data.and_then(|d| d.get("tls.key")).map(|b| b.0.as_slice());
-    let (_, issue) = certcheck::check(cert, key, now, window_days, provider);
+    let (_, issue) = check::check(cert, key, now, window_days, provider);
     Some(Problem {
         namespace: secret.metadata.namespace.clone().unwrap_or_default(),
         object_kind: "Secret",

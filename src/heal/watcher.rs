@@ -14,15 +14,15 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 
-use crate::actions::Rails;
-use crate::detect::{self, Problem, Thresholds};
-use crate::execute::Executor;
-use crate::heal::{self, Scope};
-use crate::inspect::{self, ClusterView};
-use crate::leader::Leadership;
-use crate::limits::LimitSnapshot;
+use crate::cluster::leader::Leadership;
+use crate::cluster::limits::LimitSnapshot;
+use crate::heal::detect::{self, Problem, Thresholds};
+use crate::heal::execute::Executor;
+use crate::heal::inspect::{self, ClusterView};
+use crate::heal::plan::Rails;
+use crate::heal::probe::{self, ProbeTarget};
+use crate::heal::run::{self, Scope};
 use crate::metrics::{Metrics, ProblemLabels, SecretLabels};
-use crate::probe::{self, ProbeTarget};
 use crate::store::FixStore;
 
 /// How the watcher behaves.
@@ -212,7 +212,7 @@ async fn handle(
     mut view: ClusterView,
     subjects: &[String],
     metrics: &Metrics,
-) -> Vec<heal::Handled> {
+) -> Vec<run::Handled> {
     let now = jiff::Timestamp::now();
     let uids = subjects;
     for uid in uids {
@@ -227,7 +227,7 @@ async fn handle(
         count_problem(metrics, finding);
     }
     let index = store.snapshot().current();
-    heal::heal(
+    run::heal(
         client,
         executor,
         &config.rails,
@@ -295,7 +295,7 @@ async fn check_secret(
         .and_then(|d| d.get("tls.crt"))
         .map(|b| b.0.clone())
         .unwrap_or_default();
-    if let Ok(validity) = crate::certcheck::validity(&cert) {
+    if let Ok(validity) = crate::certs::check::validity(&cert) {
         metrics
             .certificate_expiry
             .get_or_create(&SecretLabels {
@@ -368,7 +368,7 @@ async fn probe_dependencies(
                     memory_max: config.limits.current(),
                     ..ClusterView::default()
                 };
-                bounded(heal::heal(
+                bounded(run::heal(
                     client,
                     executor,
                     &config.rails,
@@ -385,8 +385,8 @@ async fn probe_dependencies(
 
 /// Runs one handling within `HANDLE_TIMEOUT`; a hung API call must not stall the watcher.
 async fn bounded(
-    handling: impl std::future::Future<Output = Vec<heal::Handled>>,
-) -> Vec<heal::Handled> {
+    handling: impl std::future::Future<Output = Vec<run::Handled>>,
+) -> Vec<run::Handled> {
     tokio::time::timeout(HANDLE_TIMEOUT, handling)
         .await
         .unwrap_or_else(|_| {
@@ -398,7 +398,7 @@ async fn bounded(
         })
 }
 
-fn count_problem(metrics: &Metrics, finding: &crate::inspect::Finding) {
+fn count_problem(metrics: &Metrics, finding: &crate::heal::inspect::Finding) {
     metrics
         .problems_detected
         .get_or_create(&ProblemLabels {
@@ -418,7 +418,7 @@ async fn events_of(client: &Client, uid: &str) -> Vec<Event> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::ProblemKind;
+    use crate::heal::detect::ProblemKind;
 
     #[test]
     fn a_new_restart_is_a_new_occurrence() {

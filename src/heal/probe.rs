@@ -8,9 +8,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Service;
 use kube::{Api, Client};
 
-use crate::detect::{Problem, ProblemKind};
-use crate::diagnose::{Cause, Diagnosis, Source};
-use crate::inspect::Finding;
+use crate::heal::detect::{Problem, ProblemKind};
+use crate::heal::diagnose::{Cause, Diagnosis, Source};
+use crate::heal::inspect::Finding;
 
 /// One dependency to probe.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -1,0 +1,8 @@
+//! Domain types and pure rules, with no Kubernetes I/O: the fix model and its merge rule, byte
+//! quantities, the `fixes.yaml` document, the lookup index, and the owner chain.
+
+pub mod document;
+pub mod fix;
+pub mod index;
+pub mod owners;
+pub mod quantity;
