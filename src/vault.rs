@@ -621,7 +621,7 @@ pub const OPERATOR_UNSEALING: &str = "operator-unsealing";
 
 fn operator_at_work(status: &SealStatus, unchanged_for: Duration, hold_off: Duration) -> String {
     format!(
-        "an unseal is in progress ({}/{} shares, unchanged for {}s): left alone while an operator may be at work; \
+        "an unseal is in progress ({}/{} shares, seen unchanged for {}s): left alone while an operator may be at work; \
          the watcher resets it only after {}s unchanged, `vault operator unseal -reset` clears it now",
         status.progress,
         status.t,
