@@ -231,7 +231,7 @@ pub async fn heal(
         } else {
             plan::plan(&situation, rails)
         };
-        let outcome = executor.carry_out(&finding, &plan).await;
+        let outcome = executor.carry_out(&finding, &plan, rails).await;
         handled.push(Handled {
             finding,
             plan,

@@ -7,24 +7,71 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::events::EventType;
 use serde_json::json;
 
-use super::{Executor, object_ref};
+use super::{Executor, Step, object_ref, step, subject_ref, within};
 use crate::heal::inspect::Finding;
+use crate::heal::plan::{Rails, TargetFacts};
 
 impl Executor {
     /// Triggers re-issuance the way `cmctl renew` does: an `Issuing=True` condition with reason
-    /// `ManuallyTriggered` written through the Certificate's status subresource. Works without
+    /// `ManuallyTriggered` written through the Certificate's status subresource. The Event is about
+    /// the Certificate, with the Secret that showed the problem as `related`. Works without
     /// cert-manager's CRDs being known to selfheal (dynamic object).
     pub(super) async fn renew_certificate(
         &self,
         finding: &Finding,
         certificate: &str,
-    ) -> anyhow::Result<(&'static str, String)> {
+        rails: &Rails,
+    ) -> anyhow::Result<Step> {
         let namespace = &finding.problem.namespace;
+        let resource = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("cert-manager.io", "v1", "Certificate"),
+            "certificates",
+        );
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &resource);
+        let what = format!("reading Certificate {namespace}/{certificate}");
+        let mut object = match within(&what, api.get_opt(certificate)).await? {
+            Ok(Some(object)) => object,
+            Ok(None) => {
+                return Ok(step(
+                    "reported",
+                    format!(
+                        "Certificate {namespace}/{certificate} named by the Secret does not exist"
+                    ),
+                ));
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                return Ok(step(
+                    "reported",
+                    "cert-manager is not installed (no certificates.cert-manager.io API)".into(),
+                ));
+            }
+            Err(error) => return Err(anyhow::anyhow!("{what}: {error}")),
+        };
+        let reference = object_ref(
+            "cert-manager.io/v1",
+            "Certificate",
+            namespace,
+            certificate,
+            object.metadata.uid.as_deref(),
+        );
+        let labels = object.metadata.labels.clone().unwrap_or_default();
+        let facts = TargetFacts {
+            kind: "Certificate",
+            namespace,
+            name: certificate,
+            labels: &labels,
+            namespace_labels: &Default::default(),
+            ready_replicas: None,
+        };
+        if let Err(refusal) = self.admit(facts, rails).await? {
+            return Ok(self.refuse(finding, Some(reference), refusal).await);
+        }
         if let Err(wait) = self
             .limiter
             .acquire(&crate::heal::run::attempts_key(finding), Instant::now())
         {
-            return Ok((
+            return Ok(step(
                 "rate_limited",
                 format!(
                     "renewal of {certificate} backing off for {}s",
@@ -33,35 +80,11 @@ impl Executor {
             ));
         }
         if self.dry_run {
-            return Ok((
+            return Ok(step(
                 "dry_run",
                 format!("would trigger re-issuance of Certificate {namespace}/{certificate}"),
             ));
         }
-        let resource = ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("cert-manager.io", "v1", "Certificate"),
-            "certificates",
-        );
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), namespace, &resource);
-        let mut object = match api.get_opt(certificate).await {
-            Ok(Some(object)) => object,
-            Ok(None) => {
-                return Ok((
-                    "reported",
-                    format!(
-                        "Certificate {namespace}/{certificate} named by the Secret does not exist"
-                    ),
-                ));
-            }
-            Err(kube::Error::Api(status)) if status.code == 404 => {
-                return Ok((
-                    "reported",
-                    "cert-manager is not installed (no certificates.cert-manager.io API)".into(),
-                ));
-            }
-            Err(error) => return Err(error.into()),
-        };
         let conditions = object.data["status"]["conditions"]
             .as_array()
             .cloned()
@@ -71,7 +94,7 @@ impl Executor {
             .find(|c| c["type"] == "Issuing" && c["status"] == "True")
         {
             let since = issuing["lastTransitionTime"].as_str().unwrap_or("?");
-            return Ok((
+            return Ok(step(
                 "unchanged",
                 format!("Certificate {certificate} is already being issued (since {since})"),
             ));
@@ -92,26 +115,25 @@ impl Executor {
             object.data["status"] = json!({});
         }
         object.data["status"]["conditions"] = json!(conditions);
-        api.replace_status(certificate, &kube::api::PostParams::default(), &object)
-            .await?;
+        let what = format!("triggering re-issuance of Certificate {namespace}/{certificate}");
+        within(
+            &what,
+            api.replace_status(certificate, &kube::api::PostParams::default(), &object),
+        )
+        .await?
+        .map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
         let message = format!(
             "triggered re-issuance of Certificate {certificate}: {}",
             finding.diagnosis.evidence
         );
-        let subject = object_ref(
-            "v1",
-            "Secret",
-            namespace,
-            &finding.problem.object_name,
-            Some(&finding.problem.uid),
-        );
         self.event(
-            &subject,
+            &reference,
+            Some(subject_ref(finding)),
             EventType::Normal,
             "CertificateRenewalTriggered",
             &message,
         )
         .await;
-        Ok(("done", message))
+        Ok(step("done", message))
     }
 }

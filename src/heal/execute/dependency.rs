@@ -1,4 +1,5 @@
-//! Restarting the not-ready workload behind a refused `host:port` (never the caller).
+//! Restarting the workload behind a refused `host:port` when none of its replicas is ready
+//! (never the caller, never past the rails: a tenant's log line cannot restart kube-system).
 
 use std::time::Instant;
 
@@ -7,36 +8,43 @@ use kube::Api;
 use kube::api::ListParams;
 use kube::runtime::events::EventType;
 
-use super::{Executor, object_ref};
-use crate::core::owners;
+use super::{Executor, Step, related_pod, step, within, workload_ref};
+use crate::core::owners::{self, Workload};
+use crate::heal::detect::ProblemKind;
 use crate::heal::inspect::Finding;
+use crate::heal::plan::{Rails, TargetFacts};
 
 impl Executor {
-    /// Finds the Service behind `host:port`, and restarts the workload behind it when that is
-    /// not ready. Never restarts the caller.
+    /// Finds the Service behind `host:port` and the workload behind it, and restarts that
+    /// workload when the rails admit it and none of its replicas is ready.
     pub(super) async fn restart_dependency(
         &self,
         finding: &Finding,
         host: &str,
         port: u16,
-    ) -> anyhow::Result<(&'static str, String)> {
+        rails: &Rails,
+    ) -> anyhow::Result<Step> {
         let problem = &finding.problem;
         let Some((service_name, namespace)) = service_of_host(host, &problem.namespace) else {
-            return Ok((
+            return Ok(step(
                 "reported",
                 format!("{host}:{port} is not a Service name; not restarting anything"),
             ));
         };
         let services: Api<Service> = Api::namespaced(self.client.clone(), &namespace);
-        let Some(service) = services.get_opt(&service_name).await? else {
-            return Ok((
+        let what = format!("reading Service {namespace}/{service_name}");
+        let Some(service) = within(&what, services.get_opt(&service_name))
+            .await?
+            .map_err(|e| anyhow::anyhow!("{what}: {e}"))?
+        else {
+            return Ok(step(
                 "reported",
                 format!("no Service {namespace}/{service_name} behind {host}:{port}"),
             ));
         };
         let selector = service.spec.and_then(|s| s.selector).unwrap_or_default();
         if selector.is_empty() {
-            return Ok((
+            return Ok(step(
                 "reported",
                 format!("Service {namespace}/{service_name} has no selector"),
             ));
@@ -47,47 +55,69 @@ impl Executor {
             .collect::<Vec<_>>()
             .join(",");
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-        let backing = pods
-            .list(&ListParams::default().labels(&label_selector))
-            .await?
-            .items;
-        let not_ready: Vec<&Pod> = backing.iter().filter(|p| !pod_ready(p)).collect();
-        if backing.is_empty() {
-            return Ok((
+        let what = format!("listing the pods of Service {namespace}/{service_name}");
+        let backing = within(
+            &what,
+            pods.list(&ListParams::default().labels(&label_selector)),
+        )
+        .await?
+        .map_err(|e| anyhow::anyhow!("{what}: {e}"))?
+        .items;
+        // The workload behind the Service: the owner of a not-ready pod (of any pod when all
+        // are ready, so the readiness rail can say so).
+        let Some(first) = backing
+            .iter()
+            .find(|p| !pod_ready(p))
+            .or_else(|| backing.first())
+        else {
+            return Ok(step(
                 "reported",
                 format!("Service {namespace}/{service_name} selects no pods"),
             ));
-        }
-        let Some(down) = not_ready.first() else {
-            return Ok((
-                "reported",
-                format!("dependency {namespace}/{service_name} is ready; the refusal is elsewhere"),
-            ));
         };
-        let Some(dependency) = owners::owning_workload(down, |_, _| None) else {
-            return Ok((
+        let Some(dependency) = owners::owning_workload(first, |_, _| None) else {
+            return Ok(step(
                 "reported",
                 format!(
                     "dependency pod {} has no controller",
-                    down.metadata.name.clone().unwrap_or_default()
+                    first.metadata.name.clone().unwrap_or_default()
                 ),
             ));
         };
         if finding.workload.as_ref() == Some(&dependency) {
-            return Ok((
+            return Ok(step(
                 "reported",
                 "the refused endpoint is the caller itself; never restarting the caller".into(),
             ));
         }
         if !dependency.restartable() {
-            return Ok((
+            return Ok(step(
                 "reported",
                 format!("dependency {dependency} cannot be restarted"),
             ));
         }
+        let Some(object) = self.get_workload(&dependency).await? else {
+            return Ok(step(
+                "reported",
+                format!("dependency {dependency} no longer exists"),
+            ));
+        };
+        let reference = workload_ref(&dependency, &object);
+        let labels = object.metadata.labels.clone().unwrap_or_default();
+        let facts = TargetFacts {
+            kind: &dependency.kind,
+            namespace: &dependency.namespace,
+            name: &dependency.name,
+            labels: &labels,
+            namespace_labels: &Default::default(),
+            ready_replicas: Some(ready_replicas(&dependency, &backing, &object.data)),
+        };
+        if let Err(refusal) = self.admit(facts, rails).await? {
+            return Ok(self.refuse(finding, Some(reference), refusal).await);
+        }
         let key = format!("dependency/{dependency}");
         if let Err(wait) = self.limiter.acquire(&key, Instant::now()) {
-            return Ok((
+            return Ok(step(
                 "rate_limited",
                 format!(
                     "restart of {dependency} backing off for {}s",
@@ -96,7 +126,7 @@ impl Executor {
             ));
         }
         if self.dry_run {
-            return Ok((
+            return Ok(step(
                 "dry_run",
                 format!("would restart {dependency} (not ready, refusing {host}:{port})"),
             ));
@@ -107,40 +137,49 @@ impl Executor {
             .map_or(problem.object_name.clone(), |w| w.name.clone());
         // Names this occurrence, so the restart happens once per occurrence (idempotent).
         let occurrence = match &problem.kind {
-            crate::heal::detect::ProblemKind::CrashLoopBackOff { restart_count, .. } => {
+            ProblemKind::CrashLoopBackOff { restart_count, .. } => {
                 format!("restart {restart_count}")
             }
-            crate::heal::detect::ProblemKind::DependencyDown { since, .. } => {
-                format!("down since {since}")
-            }
+            ProblemKind::DependencyDown { since, .. } => format!("down since {since}"),
             _ => String::new(),
         };
         let value = format!("refused {host}:{port} to {caller} ({occurrence})");
-        if !self.roll(&dependency, None, &value).await? {
-            return Ok((
+        if !self
+            .roll(&dependency, &object, None, Some(value.as_str()))
+            .await?
+        {
+            return Ok(step(
                 "unchanged",
                 format!("{dependency} already restarted for this failure"),
             ));
         }
         let message = format!(
-            "restarted {dependency}: not ready and refusing connections from {caller} at {host}:{port}"
-        );
-        let reference = object_ref(
-            "apps/v1",
-            &dependency.kind,
-            &dependency.namespace,
-            &dependency.name,
-            None,
+            "restarted {dependency}: no replica ready and refusing connections from {caller} at {host}:{port}"
         );
         self.event(
             &reference,
+            related_pod(finding),
             EventType::Normal,
             "DependencyRestarted",
             &message,
         )
         .await;
-        Ok(("done", message))
+        Ok(step("done", message))
     }
+}
+
+/// Ready replicas of `dependency`: its ready pods among those the Service selects, or what its
+/// status says, whichever is more (a rollout's old ready pods count).
+fn ready_replicas(dependency: &Workload, backing: &[Pod], object: &serde_json::Value) -> u32 {
+    let ready_pods = backing
+        .iter()
+        .filter(|p| pod_ready(p))
+        .filter(|p| owners::owning_workload(p, |_, _| None).as_ref() == Some(dependency))
+        .count();
+    let from_status = object["status"]["readyReplicas"].as_u64().unwrap_or(0);
+    u32::try_from(ready_pods)
+        .unwrap_or(u32::MAX)
+        .max(u32::try_from(from_status).unwrap_or(u32::MAX))
 }
 
 /// `db`, `db.ns`, `db.ns.svc`, `db.ns.svc.cluster.local` → (service, namespace). IPs → None.

@@ -1,21 +1,22 @@
-//! Raising a workload's memory: record the fix, then roll the workload so it carries it.
+//! Raising a workload's memory: record the fix, then put it into the workload's template (a
+//! rollout; a CronJob's `jobTemplate`, for its next Job; a running Job is never touched).
 
-use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::EventType;
 
-use super::{Executor, workload_ref};
+use super::{Executor, Step, bounded, related_pod, step, subject_ref, workload_ref};
 use crate::core::fix::{Fix, MergeOutcome};
 use crate::core::owners::Workload;
 use crate::heal::inspect::Finding;
+use crate::heal::plan::{Rails, TargetFacts};
 
 impl Executor {
     pub(super) async fn raise_memory(
         &self,
         finding: &Finding,
         fix: &Fix,
-        restart: Option<&Workload>,
-        subject: ObjectReference,
-    ) -> anyhow::Result<(&'static str, String)> {
+        roll_into: Option<&Workload>,
+        rails: &Rails,
+    ) -> anyhow::Result<Step> {
         let what = format!(
             "memory of {}/{} container {} to {}",
             fix.namespace,
@@ -23,14 +24,52 @@ impl Executor {
             fix.target().unwrap_or("*"),
             fix.value
         );
-        if self.dry_run {
-            let then = restart
-                .as_ref()
-                .map(|w| format!(", then restart {w}"))
-                .unwrap_or_default();
-            return Ok(("dry_run", format!("would record {what}{then}")));
+        // The rails look at the workload that carries the fix: read when its template is
+        // changed now; otherwise (a Job, a ReplicaSet) the pod's labels stand for it, and the
+        // webhook checks the object's own labels when it applies the fix.
+        let object = match roll_into {
+            Some(workload) => match self.get_workload(workload).await? {
+                Some(object) => Some(object),
+                None => {
+                    return Ok(step(
+                        "reported",
+                        format!("{workload} no longer exists; nothing to raise"),
+                    ));
+                }
+            },
+            None => None,
+        };
+        let (kind, labels) = match (roll_into, &object) {
+            (Some(workload), Some(object)) => (
+                workload.kind.as_str(),
+                object.metadata.labels.clone().unwrap_or_default(),
+            ),
+            _ => (
+                finding.workload.as_ref().map_or("Pod", |w| w.kind.as_str()),
+                finding.labels.clone(),
+            ),
+        };
+        let facts = TargetFacts {
+            kind,
+            namespace: &fix.namespace,
+            name: &fix.resource,
+            labels: &labels,
+            namespace_labels: &Default::default(),
+            ready_replicas: None,
+        };
+        if let Err(refusal) = self.admit(facts, rails).await? {
+            let target = roll_into
+                .zip(object.as_ref())
+                .map(|(w, o)| workload_ref(w, o));
+            return Ok(self.refuse(finding, target, refusal).await);
         }
-        let recorded = self.store.record(fix.clone()).await?;
+        if self.dry_run {
+            let then = roll_into
+                .map(|w| format!(", then roll it into {w}"))
+                .unwrap_or_default();
+            return Ok(step("dry_run", format!("would record {what}{then}")));
+        }
+        let recorded = bounded("recording the fix", self.store.record(fix.clone())).await?;
         let stored = &recorded.stored;
         let mut message = match &recorded.outcome {
             MergeOutcome::Unchanged => {
@@ -42,27 +81,40 @@ impl Executor {
             ),
         };
         let mut changed = recorded.outcome.changed();
-        if let Some(workload) = restart {
-            let value = format!(
-                "memory {} for container {}",
-                stored.value,
-                stored.target().unwrap_or("*")
-            );
-            if self.roll(workload, Some(stored), &value).await? {
+        if let Some((workload, object)) = roll_into.zip(object.as_ref()) {
+            let restart = workload.restartable().then(|| {
+                format!(
+                    "memory {} for container {}",
+                    stored.value,
+                    stored.target().unwrap_or("*")
+                )
+            });
+            if self
+                .roll(workload, object, Some(stored), restart.as_deref())
+                .await?
+            {
                 changed = true;
-                message.push_str(&format!("; restarted {workload} so the webhook applies it"));
+                if restart.is_some() {
+                    message.push_str(&format!("; restarted {workload} with it"));
+                } else {
+                    message.push_str(&format!("; {workload}'s next Job carries it"));
+                }
             }
         }
         if changed {
-            let reference = workload_ref(restart, finding).unwrap_or(subject);
+            let (regarding, related) = match roll_into.zip(object.as_ref()) {
+                Some((workload, object)) => (workload_ref(workload, object), related_pod(finding)),
+                None => (subject_ref(finding), None),
+            };
             self.event(
-                &reference,
+                &regarding,
+                related,
                 EventType::Normal,
                 "MemoryLimitRaised",
                 &format!("{message}. Evidence: {}", finding.diagnosis.evidence),
             )
             .await;
         }
-        Ok((if changed { "done" } else { "unchanged" }, message))
+        Ok(step(if changed { "done" } else { "unchanged" }, message))
     }
 }
