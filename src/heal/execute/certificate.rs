@@ -7,7 +7,7 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::events::EventType;
 use serde_json::json;
 
-use super::{Executor, Step, object_ref, step, subject_ref, within};
+use super::{Executor, Step, object_ref, step, subject_ref};
 use crate::heal::inspect::Finding;
 use crate::heal::plan::{Rails, TargetFacts};
 
@@ -30,7 +30,7 @@ impl Executor {
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), namespace, &resource);
         let what = format!("reading Certificate {namespace}/{certificate}");
-        let mut object = match within(&what, api.get_opt(certificate)).await? {
+        let mut object = match self.within(&what, api.get_opt(certificate)).await? {
             Ok(Some(object)) => object,
             Ok(None) => {
                 return Ok(step(
@@ -116,7 +116,7 @@ impl Executor {
         }
         object.data["status"]["conditions"] = json!(conditions);
         let what = format!("triggering re-issuance of Certificate {namespace}/{certificate}");
-        within(
+        self.within(
             &what,
             api.replace_status(certificate, &kube::api::PostParams::default(), &object),
         )

@@ -8,7 +8,7 @@ use kube::Api;
 use kube::api::ListParams;
 use kube::runtime::events::EventType;
 
-use super::{Executor, Step, related_pod, step, within, workload_ref};
+use super::{Executor, Step, related_pod, step, workload_ref};
 use crate::core::owners::{self, Workload};
 use crate::heal::detect::ProblemKind;
 use crate::heal::inspect::Finding;
@@ -33,7 +33,8 @@ impl Executor {
         };
         let services: Api<Service> = Api::namespaced(self.client.clone(), &namespace);
         let what = format!("reading Service {namespace}/{service_name}");
-        let Some(service) = within(&what, services.get_opt(&service_name))
+        let Some(service) = self
+            .within(&what, services.get_opt(&service_name))
             .await?
             .map_err(|e| anyhow::anyhow!("{what}: {e}"))?
         else {
@@ -56,13 +57,14 @@ impl Executor {
             .join(",");
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let what = format!("listing the pods of Service {namespace}/{service_name}");
-        let backing = within(
-            &what,
-            pods.list(&ListParams::default().labels(&label_selector)),
-        )
-        .await?
-        .map_err(|e| anyhow::anyhow!("{what}: {e}"))?
-        .items;
+        let backing = self
+            .within(
+                &what,
+                pods.list(&ListParams::default().labels(&label_selector)),
+            )
+            .await?
+            .map_err(|e| anyhow::anyhow!("{what}: {e}"))?
+            .items;
         // The workload behind the Service: the owner of a not-ready pod (of any pod when all
         // are ready, so the readiness rail can say so).
         let Some(first) = backing

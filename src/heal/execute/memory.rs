@@ -3,7 +3,7 @@
 
 use kube::runtime::events::EventType;
 
-use super::{Executor, Step, bounded, related_pod, step, subject_ref, workload_ref};
+use super::{Executor, Step, related_pod, step, subject_ref, workload_ref};
 use crate::core::fix::{Fix, MergeOutcome};
 use crate::core::owners::Workload;
 use crate::heal::inspect::Finding;
@@ -69,7 +69,9 @@ impl Executor {
                 .unwrap_or_default();
             return Ok(step("dry_run", format!("would record {what}{then}")));
         }
-        let recorded = bounded("recording the fix", self.store.record(fix.clone())).await?;
+        let recorded = self
+            .bounded("recording the fix", self.store.record(fix.clone()))
+            .await?;
         let stored = &recorded.stored;
         let mut message = match &recorded.outcome {
             MergeOutcome::Unchanged => {

@@ -90,6 +90,7 @@ pub struct Executor {
     recorder: Recorder,
     limiter: Arc<RateLimiter>,
     metrics: Arc<Metrics>,
+    call_timeout: Duration,
     pub dry_run: bool,
 }
 
@@ -111,12 +112,47 @@ impl Executor {
             store,
             limiter,
             metrics,
+            call_timeout: CALL_TIMEOUT,
             dry_run,
         }
     }
 
+    /// Bounds every API call, fix store write and Event by `timeout` instead of
+    /// `CALL_TIMEOUT`.
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
     pub fn limiter(&self) -> &RateLimiter {
         &self.limiter
+    }
+
+    /// Runs one API call within the call timeout. The outer error is the timeout (naming
+    /// `what`); the inner result is the API's answer, for the caller to read status codes from.
+    async fn within<T>(
+        &self,
+        what: &str,
+        call: impl std::future::Future<Output = Result<T, kube::Error>>,
+    ) -> anyhow::Result<Result<T, kube::Error>> {
+        tokio::time::timeout(self.call_timeout, call)
+            .await
+            .map_err(|_| anyhow::anyhow!("{what}: no answer within {:?}", self.call_timeout))
+    }
+
+    /// Runs one fallible step (a fix store write) within the call timeout.
+    async fn bounded<T, E>(
+        &self,
+        what: &str,
+        step: impl std::future::Future<Output = Result<T, E>>,
+    ) -> anyhow::Result<T>
+    where
+        anyhow::Error: From<E>,
+    {
+        let answer = tokio::time::timeout(self.call_timeout, step)
+            .await
+            .map_err(|_| anyhow::anyhow!("{what}: no answer within {:?}", self.call_timeout))?;
+        Ok(answer?)
     }
 
     /// Carries out `plan` for `finding`, within `rails`. Never panics; failures are reported in
@@ -220,12 +256,13 @@ impl Executor {
     /// The labels of `namespace`. A namespace the API does not know has none.
     async fn namespace_labels(&self, namespace: &str) -> anyhow::Result<BTreeMap<String, String>> {
         let api: Api<Namespace> = Api::all(self.client.clone());
-        let found = within(
-            &format!("reading namespace {namespace}"),
-            api.get_opt(namespace),
-        )
-        .await?
-        .map_err(|e| anyhow::anyhow!("reading namespace {namespace}: {e}"))?;
+        let found = self
+            .within(
+                &format!("reading namespace {namespace}"),
+                api.get_opt(namespace),
+            )
+            .await?
+            .map_err(|e| anyhow::anyhow!("reading namespace {namespace}: {e}"))?;
         Ok(found.and_then(|n| n.metadata.labels).unwrap_or_default())
     }
 
@@ -260,7 +297,7 @@ impl Executor {
         let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, "v1", &workload.kind));
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), &workload.namespace, &resource);
-        within(&format!("reading {workload}"), api.get_opt(&workload.name))
+        self.within(&format!("reading {workload}"), api.get_opt(&workload.name))
             .await?
             .map_err(|e| anyhow::anyhow!("reading {workload}: {e}"))
     }
@@ -319,7 +356,7 @@ impl Executor {
         let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, "v1", &workload.kind));
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), &workload.namespace, &resource);
-        within(
+        self.within(
             &format!("patching {workload}"),
             api.patch(
                 &workload.name,
@@ -369,41 +406,17 @@ impl Executor {
             note: Some(note),
             secondary: related,
         };
-        match tokio::time::timeout(CALL_TIMEOUT, self.recorder.publish(&event, regarding)).await {
+        let publish = self.recorder.publish(&event, regarding);
+        match tokio::time::timeout(self.call_timeout, publish).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(%error, reason, "could not publish an Event"),
             Err(_) => tracing::warn!(
                 reason,
-                "could not publish an Event within {}s",
-                CALL_TIMEOUT.as_secs()
+                "could not publish an Event within {:?}",
+                self.call_timeout
             ),
         }
     }
-}
-
-/// Runs one API call within `CALL_TIMEOUT`. The outer error is the timeout (naming `what`);
-/// the inner result is the API's answer, for the caller to read status codes from.
-async fn within<T>(
-    what: &str,
-    call: impl std::future::Future<Output = Result<T, kube::Error>>,
-) -> anyhow::Result<Result<T, kube::Error>> {
-    tokio::time::timeout(CALL_TIMEOUT, call)
-        .await
-        .map_err(|_| anyhow::anyhow!("{what}: no answer within {}s", CALL_TIMEOUT.as_secs()))
-}
-
-/// Runs one fallible step (a fix store write) within `CALL_TIMEOUT`.
-async fn bounded<T, E>(
-    what: &str,
-    step: impl std::future::Future<Output = Result<T, E>>,
-) -> anyhow::Result<T>
-where
-    anyhow::Error: From<E>,
-{
-    let answer = tokio::time::timeout(CALL_TIMEOUT, step)
-        .await
-        .map_err(|_| anyhow::anyhow!("{what}: no answer within {}s", CALL_TIMEOUT.as_secs()))?;
-    Ok(answer?)
 }
 
 fn fingerprint(text: &str) -> u64 {

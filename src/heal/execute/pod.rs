@@ -8,7 +8,7 @@ use kube::api::EvictParams;
 use kube::core::Status;
 use kube::runtime::events::EventType;
 
-use super::{Executor, Step, owner_key, related_pod, step, subject_ref, uid_precondition, within};
+use super::{Executor, Step, owner_key, related_pod, step, subject_ref, uid_precondition};
 use crate::heal::inspect::Finding;
 use crate::heal::plan::{Rail, Rails, Refusal, TargetFacts};
 
@@ -79,7 +79,10 @@ impl Executor {
             ..EvictParams::default()
         };
         let what = format!("evicting pod {}/{}", problem.namespace, problem.object_name);
-        match within(&what, pods.evict(&problem.object_name, &params)).await? {
+        match self
+            .within(&what, pods.evict(&problem.object_name, &params))
+            .await?
+        {
             Ok(_) => {
                 let message = format!(
                     "evicted pod {} to restart it ({})",
@@ -140,11 +143,12 @@ impl Executor {
         }
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &problem.namespace);
         let what = format!("deleting pod {}/{}", problem.namespace, problem.object_name);
-        match within(
-            &what,
-            pods.delete(&problem.object_name, &uid_precondition(&problem.uid)),
-        )
-        .await?
+        match self
+            .within(
+                &what,
+                pods.delete(&problem.object_name, &uid_precondition(&problem.uid)),
+            )
+            .await?
         {
             Ok(_) => {
                 let message = format!(

@@ -6,7 +6,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::events::EventType;
 use serde_json::json;
 
-use super::{Executor, Step, bounded, object_ref, related_pod, step, within};
+use super::{Executor, Step, object_ref, related_pod, step};
 use crate::core::fix::Fix;
 use crate::core::quantity::ByteQuantity;
 use crate::heal::inspect::Finding;
@@ -24,7 +24,8 @@ impl Executor {
         let namespace = &finding.problem.namespace;
         let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
         let what = format!("reading claim {namespace}/{claim}");
-        let Some(current) = within(&what, api.get_opt(claim))
+        let Some(current) = self
+            .within(&what, api.get_opt(claim))
             .await?
             .map_err(|e| anyhow::anyhow!("{what}: {e}"))?
         else {
@@ -58,7 +59,9 @@ impl Executor {
                 format!("would record storage {} for claim {claim}", fix.value),
             ));
         }
-        let recorded = bounded("recording the fix", self.store.record(fix.clone())).await?;
+        let recorded = self
+            .bounded("recording the fix", self.store.record(fix.clone()))
+            .await?;
         let mut changed = recorded.outcome.changed();
         let mut message = format!("storage fix for claim {claim}: {}", recorded.stored.value);
         if expand
@@ -102,7 +105,7 @@ impl Executor {
         }
         let patch = json!({"spec": {"resources": {"requests": {"storage": size.to_string()}}}});
         let what = format!("expanding claim {claim}");
-        within(
+        self.within(
             &what,
             api.patch(&claim, &PatchParams::default(), &Patch::Merge(&patch)),
         )
