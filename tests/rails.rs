@@ -400,7 +400,10 @@ fn executor(server: &FakeApiServer) -> Executor {
 }
 
 fn executor_with(client: kube::Client, dry_run: bool) -> Executor {
-    let metrics = Arc::new(Metrics::new());
+    executor_counting(client, dry_run, Arc::new(Metrics::new()))
+}
+
+fn executor_counting(client: kube::Client, dry_run: bool, metrics: Arc<Metrics>) -> Executor {
     let store = FixStore::ConfigMap(Arc::new(ConfigMapStore::new(
         client.clone(),
         "selfheal",
@@ -429,7 +432,14 @@ async fn every_action_is_refused_on_a_protected_ignored_or_unwatched_target() {
             let server = FakeApiServer::new();
             let (finding, plan, guarded) = scene(&server, action, case);
             let before: Vec<Vec<Value>> = guarded.iter().map(|c| server.list(c)).collect();
-            let outcome: Outcome = executor(&server).carry_out(&finding, &plan, &rails()).await;
+            let metrics = Arc::new(Metrics::new());
+            let client = kube::Client::new(
+                router(&server, Evictions::Granted, Arc::default()),
+                "default",
+            );
+            let outcome: Outcome = executor_counting(client, false, metrics.clone())
+                .carry_out(&finding, &plan, &rails())
+                .await;
             let label = format!("{action:?} in {case:?}: {outcome:?}");
             let after: Vec<Vec<Value>> = guarded.iter().map(|c| server.list(c)).collect();
             let fixes = server.get(&Collection::core("selfheal", "configmaps"), "fixes");
@@ -454,6 +464,26 @@ async fn every_action_is_refused_on_a_protected_ignored_or_unwatched_target() {
                         .unwrap_or_else(|| panic!("a NotActing Event: {label}"));
                     assert_eq!(refusal["note"], outcome.message.as_str(), "{label}");
                     assert_eq!(refusal["regarding"]["uid"], subject.uid.as_str(), "{label}");
+                    // The refused object is named as `related`, by uid (the pod itself for
+                    // evictions and deletions, where it is the subject already).
+                    match action {
+                        Action::EvictPod | Action::DeletePod => {
+                            assert!(refusal["related"].is_null(), "{label}")
+                        }
+                        _ => assert_eq!(
+                            refusal["related"]["uid"], before[0][0]["metadata"]["uid"],
+                            "{label}"
+                        ),
+                    }
+                    let counted = format!(
+                        "selfheal_healing_actions_total{{action=\"{}\",result=\"refused_{rail}\"}} 1",
+                        outcome.action
+                    );
+                    assert!(
+                        metrics.encode().contains(&counted),
+                        "{label}: {counted} in\n{}",
+                        metrics.encode()
+                    );
                 }
             }
         }
