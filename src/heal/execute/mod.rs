@@ -33,7 +33,6 @@ use serde::Serialize;
 use serde_json::json;
 
 pub use dependency::service_of_host;
-pub use pod::eviction_refusal;
 
 use crate::core::fix::Fix;
 use crate::core::index::FixIndex;

@@ -15,7 +15,7 @@ use crate::heal::plan::{Rail, Rails, Refusal, TargetFacts};
 /// The apiserver's refusal of an eviction because of a PodDisruptionBudget (429 with a
 /// `DisruptionBudget` cause naming the budget), as a reason a person can act on. Other answers
 /// (another 429 is the apiserver throttling) are not a budget's refusal: `None`.
-pub fn eviction_refusal(status: &Status) -> Option<String> {
+fn eviction_refusal(status: &Status) -> Option<String> {
     if status.code != 429 {
         return None;
     }
