@@ -135,13 +135,16 @@ fn print_findings(findings: &[Finding], format: ReportFormat) {
 
 /// Runs `selfheal heal`.
 pub async fn heal(args: &HealArgs) -> anyhow::Result<()> {
-    let rails = args.rails.rails()?;
+    let protected = args.protected.with_own(&args.store.namespace);
+    let rails = Rails {
+        protected_namespaces: protected.clone(),
+        ..args.rails.rails()?
+    };
     let client = serve::kube_client().await?;
     let metrics = Arc::new(Metrics::new());
     let store = serve::open_store(&args.store, metrics.clone(), Duration::from_secs(1)).await?;
     let document = store.read_document().await?;
     let index = FixIndex::new(document.fixes().cloned());
-    let protected = args.protected.with_own(&args.store.namespace);
     let scope = heal::Scope {
         namespace: args.namespace.clone(),
         component: args.component.clone(),

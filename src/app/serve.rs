@@ -219,11 +219,15 @@ async fn start_watcher(
     let protected = args.protected.with_own(&args.store.namespace);
     let config = WatcherConfig {
         scope: Scope {
-            protected,
+            protected: protected.clone(),
             ..Scope::default()
         },
         include: args.watch_namespaces.clone(),
-        rails: args.rails.rails()?,
+        rails: crate::heal::plan::Rails {
+            protected_namespaces: protected,
+            watch_namespaces: args.watch_namespaces.clone(),
+            ..args.rails.rails()?
+        },
         thresholds: Thresholds::default(),
         claim_interval: Duration::from_secs(60),
         check_certificates: args.check_certificates,
