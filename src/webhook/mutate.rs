@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::core::fix::{Fix, FixType};
 use crate::core::index::FixIndex;
+use crate::core::owners;
 use crate::core::quantity::ByteQuantity;
 use crate::webhook::target::{self, WorkloadKind};
 
@@ -214,7 +215,7 @@ fn claim_fixes<'i>(request: &Request<'_>, index: &'i FixIndex) -> Vec<&'i Fix> {
                 Some(("StatefulSet", owner)) => Some(owner),
                 _ => None,
             };
-            for (template, statefulset) in target::statefulset_claim_readings(name, owner) {
+            for (template, statefulset) in owners::statefulset_claim_readings(name, owner) {
                 found.extend(
                     index
                         .lookup(request.namespace, statefulset)
