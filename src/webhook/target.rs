@@ -64,9 +64,10 @@ impl WorkloadKind {
         }
     }
 
-    /// Whether the pod template may be changed on UPDATE. Pod specs, Job templates and claims are
-    /// immutable after creation: patching them on UPDATE would make the apiserver reject the
-    /// user's update (a finalizer removal, a label change), so they are changed on CREATE only.
+    /// Whether the pod template may be raised on UPDATE. Pod specs and Job templates are
+    /// immutable after creation: raising them on UPDATE would make the apiserver reject the
+    /// user's update (a finalizer removal, a label change), so they are raised on CREATE only
+    /// and on UPDATE only get their live values back (`mutate::keeps_live`).
     pub fn pod_spec_mutable_on_update(self) -> bool {
         matches!(
             self,
