@@ -263,29 +263,24 @@ mod tests {
         }
     }
 
-    fn resolved(
-        subject: &Subject<'_>,
-        known: &[(&str, &str, &str, &str)],
-    ) -> Option<(String, String, Option<(String, String)>)> {
+    fn resolved(subject: &Subject<'_>, known: &[(&str, &str, &str, &str)]) -> Option<Identity> {
         identity(subject, |kind, name| {
             known
                 .iter()
                 .find(|(k, n, _, _)| *k == kind && *n == name)
                 .map(|(_, _, owner_kind, owner)| (owner_kind.to_string(), owner.to_string()))
         })
-        .map(|found| (found.kind, found.name, found.unconfirmed_via))
     }
 
-    fn sure(kind: &str, name: &str) -> Option<(String, String, Option<(String, String)>)> {
-        Some((kind.into(), name.into(), None))
+    fn sure(kind: &str, name: &str) -> Option<Identity> {
+        Some(Identity::of(kind, name))
     }
 
-    fn guessed(
-        kind: &str,
-        name: &str,
-        via: (&str, &str),
-    ) -> Option<(String, String, Option<(String, String)>)> {
-        Some((kind.into(), name.into(), Some((via.0.into(), via.1.into()))))
+    fn guessed(kind: &str, name: &str, via: (&str, &str)) -> Option<Identity> {
+        Some(Identity {
+            unconfirmed_via: Some((via.0.into(), via.1.into())),
+            ..Identity::of(kind, name)
+        })
     }
 
     #[test]

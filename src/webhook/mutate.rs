@@ -146,9 +146,7 @@ impl Mutation {
             ..Self::default()
         }
     }
-}
 
-impl Mutation {
     /// The metric label of the decision: `patched` (a fix raised something), `kept_live` (only
     /// live values were given back on UPDATE), else the skip reason or `unchanged`.
     pub fn outcome(&self) -> &'static str {
