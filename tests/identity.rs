@@ -324,3 +324,29 @@ fn a_dump_without_jobs_still_resolves_scheduled_runs_by_their_name() {
         Some(("CronJob".into(), "backup".into()))
     );
 }
+
+#[tokio::test]
+async fn healthy_pods_cost_no_job_reads() {
+    let server = FakeApiServer::new();
+    server.put(
+        &collection("Job"),
+        job("backup-by-hand", Some("backup"), true),
+    );
+    let mut healthy = pod(
+        "backup-by-hand-q9z8w",
+        Some(("Job", "backup-by-hand")),
+        json!({}),
+    );
+    healthy["status"]["containerStatuses"][0]["lastState"] = json!({});
+    let view = ClusterView {
+        pods: vec![serde_json::from_value(healthy).unwrap()],
+        ..ClusterView::default()
+    };
+    let findings = inspect::diagnose_view(&server.client(), &view, jiff::Timestamp::now()).await;
+    assert!(findings.is_empty());
+    assert_eq!(
+        server.requests.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "only the Jobs behind pods with a finding are read"
+    );
+}

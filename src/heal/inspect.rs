@@ -158,11 +158,16 @@ impl ClusterView {
         learn(&mut self.owners, kind, meta);
     }
 
-    /// Jobs controlling the view's pods that the view does not know (the watcher's view holds
-    /// one pod and no Jobs), as (namespace, name), each once, at most `MAX_JOB_GETS`.
-    fn unknown_jobs(&self) -> Vec<(String, String)> {
+    /// Jobs controlling the view's pods with a finding (`troubled`, pod UIDs) that the view does
+    /// not know (the watcher's view holds one pod and no Jobs), as (namespace, name), each once,
+    /// at most `MAX_JOB_GETS`.
+    fn unknown_jobs(&self, troubled: &[&str]) -> Vec<(String, String)> {
         let mut unknown: Vec<(String, String)> = Vec::new();
-        for pod in &self.pods {
+        let pods = self
+            .pods
+            .iter()
+            .filter(|pod| troubled.contains(&pod.metadata.uid.as_deref().unwrap_or_default()));
+        for pod in pods {
             let namespace = pod.metadata.namespace.clone().unwrap_or_default();
             let Some((kind, name)) = owners::controller_of(&pod.metadata) else {
                 continue;
@@ -191,13 +196,13 @@ fn learn(owners: &mut Owners, kind: &str, meta: &ObjectMeta) {
     }
 }
 
-/// Reads, one GET of its metadata each, the Jobs behind the view's pods that the view does not
-/// know, so a pod of a manual Job (`kubectl create job --from=cronjob/backup`, any name) answers
-/// to its CronJob. A Job that cannot be read (gone, not allowed, an API error) is left to the
-/// naming conventions.
-pub async fn learn_unknown_jobs(client: &Client, view: &ClusterView) -> Owners {
+/// Reads, one GET of its metadata each, the Jobs behind the troubled pods (UIDs) that the view
+/// does not know, so a pod of a manual Job (`kubectl create job --from=cronjob/backup`, any
+/// name) answers to its CronJob. A Job that cannot be read (gone, not allowed, an API error) is
+/// left to the naming conventions.
+pub async fn learn_unknown_jobs(client: &Client, view: &ClusterView, troubled: &[&str]) -> Owners {
     let mut learned = Owners::new();
-    for (namespace, name) in view.unknown_jobs() {
+    for (namespace, name) in view.unknown_jobs(troubled) {
         let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
         match jobs.get_metadata_opt(&name).await {
             Ok(Some(job)) => learn(&mut learned, "Job", &job.metadata),
@@ -310,10 +315,15 @@ pub fn wants_logs(problem: &Problem) -> bool {
 /// (`learn_unknown_jobs`) read from the API.
 pub async fn diagnose_view(client: &Client, view: &ClusterView, now: Timestamp) -> Vec<Finding> {
     let thresholds = Thresholds::default();
-    let learned = learn_unknown_jobs(client, view).await;
-    let first = findings_with(view, &learned, &Logs::new(), now, &thresholds);
+    let first = findings(view, &Logs::new(), now, &thresholds);
+    let troubled: Vec<&str> = first.iter().map(|f| f.problem.uid.as_str()).collect();
+    let learned = learn_unknown_jobs(client, view, &troubled).await;
     if !first.iter().any(|f| wants_logs(&f.problem)) {
-        return first;
+        return if learned.is_empty() {
+            first
+        } else {
+            findings_with(view, &learned, &Logs::new(), now, &thresholds)
+        };
     }
     let problems: Vec<&Problem> = first.iter().map(|f| &f.problem).collect();
     let logs = fetch_logs(client, &problems).await;
