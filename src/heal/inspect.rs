@@ -46,7 +46,8 @@ pub struct ClusterView {
 /// controller, or itself when it has none (see `core::owners::identity`).
 pub type Owners = HashMap<(String, String, String), (String, String)>;
 
-/// Jobs read one by one per view at most, for pods whose Job the view does not know.
+/// At most this many Jobs are read (one GET each) per view, for troubled pods whose Job the view
+/// does not know.
 pub const MAX_JOB_GETS: usize = 8;
 
 /// Log tails of one container: (current, previous instance).
