@@ -713,9 +713,12 @@ fn parse_json(body: &[u8]) -> Result<Value, Refusal> {
 
 /// Bumps `metadata.generation` when the spec changed, as the apiserver does for workloads.
 fn next_generation(old: &Value, new: &mut Value) {
-    let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
-    let changed = old["spec"] != new["spec"];
-    new["metadata"]["generation"] = json!(if changed { generation + 1 } else { generation });
+    let generation = old["metadata"]["generation"].as_i64();
+    if old["spec"] != new["spec"] {
+        new["metadata"]["generation"] = json!(generation.unwrap_or(1) + 1);
+    } else if let Some(generation) = generation {
+        new["metadata"]["generation"] = json!(generation);
+    }
 }
 
 /// The write path: admission, validation, storage (unless a dry run).
@@ -844,7 +847,14 @@ impl Write<'_> {
             .admit(self.attributes("UPDATE", name, Some(current)), object)
             .await;
         for field in ["uid", "creationTimestamp", "name", "namespace"] {
-            object["metadata"][field] = current["metadata"][field].clone();
+            match current["metadata"].get(field) {
+                Some(value) => object["metadata"][field] = value.clone(),
+                None => {
+                    if let Some(metadata) = object["metadata"].as_object_mut() {
+                        metadata.remove(field);
+                    }
+                }
+            }
         }
         if collection.is_events_v1() {
             rules::validate_create(collection, name, &object)?;
@@ -1077,7 +1087,9 @@ fn evict(
             server.put(&budgets, spent);
         }
     }
-    delete(server, collection, name, body)
+    delete(server, collection, name, body)?;
+    let success = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
+    Ok((StatusCode::CREATED, axum::Json(success)).into_response())
 }
 
 fn delete(

@@ -323,7 +323,10 @@ fn claim_update(old: &Value, new: &Value) -> Vec<FieldError> {
 fn pod_spec_as_updatable(old: &Value, new: &Value) -> Option<Value> {
     let mut spec = new.clone();
     for list in ["containers", "initContainers"] {
-        let (Some(before), Some(after)) = (old[list].as_array(), spec[list].as_array_mut()) else {
+        let (Some(before), Some(after)) = (
+            old[list].as_array(),
+            spec.get_mut(list).and_then(Value::as_array_mut),
+        ) else {
             continue;
         };
         for (container, previous) in after.iter_mut().zip(before) {
@@ -358,7 +361,10 @@ fn pod_update(old: &Value, new: &Value) -> Vec<FieldError> {
 pub fn limit_ranger_defaults(pod: &mut Value, limit_ranges: &[Value]) {
     for item in container_items(limit_ranges) {
         for list in ["containers", "initContainers"] {
-            let Some(containers) = pod["spec"][list].as_array_mut() else {
+            let Some(containers) = pod
+                .pointer_mut(&format!("/spec/{list}"))
+                .and_then(Value::as_array_mut)
+            else {
                 continue;
             };
             for container in containers {
