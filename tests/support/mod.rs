@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fake_apiserver;
+pub mod reapply;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
