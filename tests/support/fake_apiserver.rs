@@ -7,8 +7,9 @@
 //!   replace (409 Conflict on a stale `resourceVersion`); JSON patch, JSON merge patch,
 //!   strategic merge patch and server-side apply (see `patches`; a patch that changes nothing
 //!   stores nothing); delete (UID preconditions); `dryRun=All` on every write;
-//! - the validation the apiserver runs after admission (see `rules`): StatefulSet, Job, claim and
-//!   Pod update rules, the LimitRanger on Pod create, `events.k8s.io/v1` Event checks;
+//! - the built-in admission and validation the apiserver runs (see `rules`): ServiceAccount token
+//!   mounts and the LimitRanger on Pod create; StatefulSet, Job, claim and Pod update rules;
+//!   `events.k8s.io/v1` Event checks;
 //! - watch from a `resourceVersion`, replaying what happened since, then following live;
 //!   `expire_watches()` ends every open watch and compacts the history, so a watch resumed from
 //!   an older `resourceVersion` gets the apiserver's 410 Gone ERROR event and must re-list;
@@ -781,6 +782,9 @@ impl Write<'_> {
         } else {
             Vec::new()
         };
+        if is_pod {
+            rules::service_account_admission(&mut object);
+        }
         rules::limit_ranger_defaults(&mut object, &limit_ranges);
         let mut object = self
             .server

@@ -13,6 +13,8 @@
 //!   ("field can not be less than previous value").
 //! - Pod update: the spec is immutable except container/initContainer images,
 //!   `activeDeadlineSeconds`, additions to `tolerations` and `terminationGracePeriodSeconds` (422).
+//! - ServiceAccount admission on Pod create: the API token volume is added and mounted (so a
+//!   later update that drops those mounts is a forbidden Pod update, as on a real cluster).
 //! - LimitRanger on Pod create: `default` / `defaultRequest` memory of `type: Container` items fill
 //!   containers that set none, then a container above `max.memory` is refused (403 Forbidden).
 //!
@@ -354,6 +356,61 @@ fn pod_update(old: &Value, new: &Value) -> Vec<FieldError> {
         "spec",
         "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
     )]
+}
+
+const TOKEN_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The ServiceAccount admission plugin on Pod CREATE: `serviceAccountName` defaults to
+/// `default`, and unless `automountServiceAccountToken: false` the projected API token volume
+/// is added and mounted read-only into every container (the real plugin picks a random volume
+/// name suffix; this one is fixed).
+pub fn service_account_admission(pod: &mut Value) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    spec.entry("serviceAccountName")
+        .or_insert_with(|| json!("default"));
+    if spec.get("automountServiceAccountToken") == Some(&json!(false)) {
+        return;
+    }
+    let volume = "kube-api-access-fk7qz";
+    let mut mounted = false;
+    for list in ["initContainers", "containers"] {
+        for container in spec
+            .get_mut(list)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            let has_token = container["volumeMounts"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|m| m["mountPath"] == TOKEN_PATH));
+            if has_token {
+                continue;
+            }
+            let mount = json!({"name": volume, "readOnly": true, "mountPath": TOKEN_PATH});
+            match container
+                .get_mut("volumeMounts")
+                .and_then(Value::as_array_mut)
+            {
+                Some(mounts) => mounts.push(mount),
+                None => container["volumeMounts"] = json!([mount]),
+            }
+            mounted = true;
+        }
+    }
+    if mounted {
+        let token = json!({"name": volume, "projected": {"defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]}});
+        match spec.get_mut("volumes").and_then(Value::as_array_mut) {
+            Some(volumes) => volumes.push(token),
+            None => {
+                spec.insert("volumes".into(), json!([token]));
+            }
+        }
+    }
 }
 
 /// The LimitRanger on Pod CREATE: memory defaults first (its mutating half), then the maximum
