@@ -22,8 +22,8 @@ use serde_json::{Value, json};
 use selfheal::core::document::FixDocument;
 use support::fake_apiserver::{Collection, FakeApiServer};
 use support::reapply::{
-    Case, Mode, case, changed_manifest, check_outcome, check_raised, claim_manifest, fixes_yaml,
-    reapply, with_last_applied,
+    Case, Mode, case, changed_manifest, check_outcome, check_raised, claim_manifest,
+    completed_with, fixes_yaml, reapply, with_last_applied,
 };
 
 const NS: &str = "shop";
@@ -77,35 +77,6 @@ async fn control(case: &Case, mode: Mode) -> Result<DynamicObject, kube::Error> 
         .get(&collection_for(case), case.name())
         .expect("stored");
     reapply(&api, mode, &changed_manifest(case, mode), &live).await
-}
-
-/// `manifest` with every field it lacks taken from `live` (lists with a merge key matched by it).
-fn completed_with(manifest: &Value, live: &Value) -> Value {
-    use support::fake_apiserver::patches::merge_key;
-    let mut completed = manifest.clone();
-    if let (Some(fields), Some(source)) = (completed.as_object_mut(), live.as_object()) {
-        for (key, value) in source {
-            match fields.get_mut(key) {
-                None => {
-                    fields.insert(key.clone(), value.clone());
-                }
-                Some(mine @ Value::Object(_)) => *mine = completed_with(mine, value),
-                Some(Value::Array(items)) => {
-                    if let (Some(merge_key), Some(theirs)) = (merge_key(key), value.as_array()) {
-                        for item in items.iter_mut() {
-                            if let Some(match_) =
-                                theirs.iter().find(|t| t[merge_key] == item[merge_key])
-                            {
-                                *item = completed_with(item, match_);
-                            }
-                        }
-                    }
-                }
-                Some(_) => {}
-            }
-        }
-    }
-    completed
 }
 
 async fn matrix(kind: &str, mode: Mode) {

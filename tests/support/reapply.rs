@@ -6,7 +6,7 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use serde_json::{Value, json};
 
-use super::fake_apiserver::patches::three_way_patch;
+use super::fake_apiserver::patches::{merge_key, three_way_patch};
 
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 pub const IMAGE: &str = "registry.k8s.io/pause:3.10";
@@ -311,4 +311,32 @@ pub fn check_outcome(case: &Case, mode: Mode, live: &Value, stored: &Value) -> R
         }
     }
     Ok(())
+}
+
+/// `manifest` with every field it lacks taken from `live` (lists with a merge key matched by it).
+pub fn completed_with(manifest: &Value, live: &Value) -> Value {
+    let mut completed = manifest.clone();
+    if let (Some(fields), Some(source)) = (completed.as_object_mut(), live.as_object()) {
+        for (key, value) in source {
+            match fields.get_mut(key) {
+                None => {
+                    fields.insert(key.clone(), value.clone());
+                }
+                Some(mine @ Value::Object(_)) => *mine = completed_with(mine, value),
+                Some(Value::Array(items)) => {
+                    if let (Some(merge_key), Some(theirs)) = (merge_key(key), value.as_array()) {
+                        for item in items.iter_mut() {
+                            if let Some(match_) =
+                                theirs.iter().find(|t| t[merge_key] == item[merge_key])
+                            {
+                                *item = completed_with(item, match_);
+                            }
+                        }
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    completed
 }
