@@ -86,7 +86,9 @@ fn merge(value: Value) -> Patch<Value> {
 #[tokio::test]
 async fn the_admission_hook_gets_the_old_object_on_update_and_set_admission_still_works() {
     let server = FakeApiServer::new();
-    let seen: Arc<Mutex<Vec<(String, Option<Value>)>>> = Arc::default();
+    /// (operation, the old object's data) per admission call.
+    type Calls = Arc<Mutex<Vec<(String, Option<Value>)>>>;
+    let seen: Calls = Arc::default();
     let record = seen.clone();
     server.set_admission_with_old(Arc::new(
         move |_: &Collection, operation: &str, old: Option<&Value>, new: &mut Value| {
@@ -876,5 +878,107 @@ async fn an_event_recorded_with_the_objects_uid_is_what_kubectl_describe_shows()
         support::describe_events(&client, "Deployment", NS, "api", "uid-api")
             .await
             .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_workloads_selector_is_immutable_and_spec_changes_bump_the_generation() {
+    let server = FakeApiServer::new();
+    let deployments = api(&server, "apps", "v1", "Deployment", "deployments");
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "app:1"}]}}}});
+    let created = json_of(
+        &deployments
+            .create(&PostParams::default(), &object(deployment))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(created["metadata"]["generation"], 1);
+    let labelled = json_of(
+        &deployments
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &merge(json!({"metadata": {"labels": {"a": "b"}}})),
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        labelled["metadata"]["generation"], 1,
+        "a metadata change is no new generation"
+    );
+    let scaled = json_of(
+        &deployments
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &merge(json!({"spec": {"replicas": 3}})),
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(scaled["metadata"]["generation"], 2);
+    let status = refusal(
+        deployments
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &merge(json!({"spec": {"selector": {"matchLabels": {"app": "other"}}}})),
+            )
+            .await,
+    );
+    assert_eq!(status.code, 422);
+    assert!(
+        status
+            .message
+            .starts_with("Deployment.apps \"web\" is invalid: spec.selector: Invalid value: "),
+        "{}",
+        status.message
+    );
+}
+
+#[tokio::test]
+async fn a_created_pod_gets_the_service_account_token_mounted() {
+    let server = FakeApiServer::new();
+    let pods = api(&server, "", "v1", "Pod", "pods");
+    let created = json_of(
+        &pods
+            .create(&PostParams::default(), &object(pod("256Mi")))
+            .await
+            .unwrap(),
+    );
+    let spec = &created["spec"];
+    assert_eq!(spec["serviceAccountName"], "default");
+    let volume = spec["volumes"][0]["name"].as_str().expect("token volume");
+    assert!(volume.starts_with("kube-api-access-"));
+    assert_eq!(
+        spec["containers"][0]["volumeMounts"][0],
+        json!({"name": volume, "readOnly": true, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"})
+    );
+    // Dropping the mounts (a merge patch replacing the containers) is a forbidden Pod update.
+    let status = refusal(
+        pods.patch(
+            "web-1",
+            &PatchParams::default(),
+            &merge(json!({"spec": {"containers": pod("256Mi")["spec"]["containers"]}})),
+        )
+        .await,
+    );
+    assert_eq!(status.code, 422);
+
+    let mut opted_out = pod("256Mi");
+    opted_out["metadata"]["name"] = json!("web-2");
+    opted_out["spec"]["automountServiceAccountToken"] = json!(false);
+    let created = json_of(
+        &pods
+            .create(&PostParams::default(), &object(opted_out))
+            .await
+            .unwrap(),
+    );
+    assert!(
+        created["spec"]["volumes"].is_null(),
+        "no token without automount"
     );
 }
