@@ -982,3 +982,57 @@ async fn a_created_pod_gets_the_service_account_token_mounted() {
         "no token without automount"
     );
 }
+
+// --- interference for tests (issue 8: hung calls, refusals, kube's retries) ---
+
+#[tokio::test]
+async fn a_held_request_delays_nothing_else_and_completes_when_released() {
+    let server = FakeApiServer::new();
+    let maps = Collection::core(NS, "configmaps");
+    server.put(&maps, json!({"metadata": {"name": "slow"}}));
+    server.put(&maps, json!({"metadata": {"name": "fast"}}));
+    let api: Api<ConfigMap> = Api::namespaced(server.client(), NS);
+    let held = server.hold_requests(Some(axum::http::Method::GET), "/configmaps/slow");
+    let slow = tokio::spawn({
+        let api = api.clone();
+        async move { api.get("slow").await }
+    });
+    support::eventually("the slow GET is held", || held.held() == 1).await;
+    api.get("fast")
+        .await
+        .expect("another object's request is answered");
+    assert!(!slow.is_finished());
+    drop(held);
+    slow.await.unwrap().expect("released");
+}
+
+#[tokio::test]
+async fn injected_429s_are_retried_by_the_production_client_only() {
+    let server = FakeApiServer::new();
+    server.put(
+        &Collection::core(NS, "configmaps"),
+        json!({"metadata": {"name": "c"}}),
+    );
+    server.fail_requests(
+        None,
+        "/configmaps/c",
+        2,
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        "TooManyRequests",
+        None,
+    );
+    let plain: Api<ConfigMap> = Api::namespaced(server.client(), NS);
+    assert_eq!(
+        refusal(plain.get("c").await).code,
+        429,
+        "kube::Client::new does not retry"
+    );
+    let production: Api<ConfigMap> = Api::namespaced(server.production_client(), NS);
+    let before = server.requests.load(std::sync::atomic::Ordering::Relaxed);
+    production
+        .get("c")
+        .await
+        .expect("the retry layer retries the 429");
+    let after = server.requests.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(after - before, 2, "one 429 retried, then the answer");
+}

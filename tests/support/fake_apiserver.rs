@@ -18,7 +18,12 @@
 //! - Events stored once and served by both `core/v1` and `events.k8s.io/v1` (see `events`);
 //! - an optional mutating webhook, called on every create and update (with the old object on
 //!   update) like the apiserver calls a MutatingWebhookConfiguration;
-//! - a global, increasing `resourceVersion`; `metadata.generation` bumped when `spec` changes.
+//! - a global, increasing `resourceVersion`; `metadata.generation` bumped when `spec` changes;
+//! - interference for tests: `hold_requests` (matching requests hang until released, to prove one
+//!   slow call delays nothing else) and `fail_requests` (the next N matching requests get a
+//!   chosen Status, e.g. 429 or 503);
+//! - `production_client()`: the client with the retry layer kube puts in every client built from
+//!   a kubeconfig (429/503/504 retried up to 15 times), to reproduce what selfheal really sees.
 //!
 //! Paths: `/api/v1[/namespaces/{ns}]/{plural}[/{name}[/{sub}]]` and the `/apis/{group}/{version}/...`
 //! form.
@@ -46,7 +51,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch as signal};
 
 use patches::PatchType;
 use rules::Refusal;
@@ -147,6 +152,60 @@ enum Signal {
     Expire,
 }
 
+/// What an interference rule does to the requests it matches.
+enum Interference {
+    /// Hold until the guard releases them.
+    Hold {
+        released: signal::Receiver<bool>,
+        held: Arc<AtomicUsize>,
+    },
+    /// Answer the next `remaining` with `refusal` (and a `Retry-After` header when set).
+    Fail {
+        remaining: usize,
+        refusal: Refusal,
+        retry_after: Option<u64>,
+    },
+}
+
+struct Rule {
+    id: u64,
+    method: Option<Method>,
+    path: String,
+    interference: Interference,
+}
+
+impl Rule {
+    fn matches(&self, method: &Method, path: &str) -> bool {
+        self.method.as_ref().is_none_or(|m| m == method) && path.contains(&self.path)
+    }
+}
+
+/// Requests held by `FakeApiServer::hold_requests`; released when this is dropped.
+pub struct HeldRequests {
+    server: FakeApiServer,
+    id: u64,
+    release: signal::Sender<bool>,
+    held: Arc<AtomicUsize>,
+}
+
+impl HeldRequests {
+    /// How many matching requests are waiting right now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for HeldRequests {
+    fn drop(&mut self) {
+        self.server
+            .rules
+            .lock()
+            .unwrap()
+            .retain(|r| r.id != self.id);
+        let _ = self.release.send(true);
+    }
+}
+
 #[derive(Default)]
 struct Objects {
     by_collection: BTreeMap<Collection, BTreeMap<String, Value>>,
@@ -164,6 +223,8 @@ pub struct FakeApiServer {
     objects: Arc<Mutex<Objects>>,
     signals: broadcast::Sender<Signal>,
     webhook: Arc<Mutex<Option<MutatingWebhook>>>,
+    rules: Arc<Mutex<Vec<Rule>>>,
+    next_rule: Arc<AtomicUsize>,
     pub conflicts: Arc<AtomicUsize>,
     pub requests: Arc<AtomicUsize>,
     /// Watch requests answered with 410 Gone.
@@ -183,6 +244,8 @@ impl FakeApiServer {
             objects: Arc::default(),
             signals,
             webhook: Arc::default(),
+            rules: Arc::default(),
+            next_rule: Arc::default(),
             conflicts: Arc::default(),
             requests: Arc::default(),
             expired_watches: Arc::default(),
@@ -192,6 +255,108 @@ impl FakeApiServer {
     /// A kube client whose every request is answered by this server, in process.
     pub fn client(&self) -> kube::Client {
         kube::Client::new(self.router(), "default")
+    }
+
+    /// A kube client with the retry layer kube adds to every client built from a kubeconfig
+    /// (`Config::default_retry`: 429, 503 and 504 retried up to 15 times, exponential backoff
+    /// from 5 ms, honouring `Retry-After`), as selfheal's own client has in a cluster.
+    pub fn production_client(&self) -> kube::Client {
+        let service = tower::ServiceBuilder::new()
+            .layer(tower::retry::RetryLayer::new(
+                kube::client::retry::RetryPolicy::server_retry(),
+            ))
+            .map_err(|never: Infallible| -> tower::BoxError { match never {} })
+            .service(self.router());
+        kube::Client::new(service, "default")
+    }
+
+    /// Holds every request whose method is `method` (any when `None`) and whose path contains
+    /// `path`, until the returned guard is dropped.
+    pub fn hold_requests(&self, method: Option<Method>, path: &str) -> HeldRequests {
+        let (release, released) = signal::channel(false);
+        let held = Arc::new(AtomicUsize::new(0));
+        let id = self.add_rule(
+            method,
+            path,
+            Interference::Hold {
+                released,
+                held: held.clone(),
+            },
+        );
+        HeldRequests {
+            server: self.clone(),
+            id,
+            release,
+            held,
+        }
+    }
+
+    /// Answers the next `times` requests matching `method` and `path` with a Status of `code`
+    /// (reason `reason`), with a `Retry-After` header when `retry_after` is set.
+    pub fn fail_requests(
+        &self,
+        method: Option<Method>,
+        path: &str,
+        times: usize,
+        code: StatusCode,
+        reason: &'static str,
+        retry_after: Option<u64>,
+    ) {
+        let refusal = Refusal::new(code, reason, format!("injected by the test: {reason}"));
+        self.add_rule(
+            method,
+            path,
+            Interference::Fail {
+                remaining: times,
+                refusal,
+                retry_after,
+            },
+        );
+    }
+
+    fn add_rule(&self, method: Option<Method>, path: &str, interference: Interference) -> u64 {
+        let id = self.next_rule.fetch_add(1, Ordering::Relaxed) as u64;
+        self.rules.lock().unwrap().push(Rule {
+            id,
+            method,
+            path: path.to_string(),
+            interference,
+        });
+        id
+    }
+
+    /// Applies the first matching interference rule: a failure to answer with, or a hold to
+    /// wait out first.
+    async fn interfere(&self, method: &Method, path: &str) -> Option<Response> {
+        let hold = {
+            let mut rules = self.rules.lock().unwrap();
+            let rule = rules.iter_mut().find(|r| {
+                r.matches(method, path)
+                    && !matches!(r.interference, Interference::Fail { remaining: 0, .. })
+            })?;
+            match &mut rule.interference {
+                Interference::Fail {
+                    remaining,
+                    refusal,
+                    retry_after,
+                } => {
+                    *remaining -= 1;
+                    let mut response = refusal.clone().into_response();
+                    if let Some(seconds) = retry_after
+                        && let Ok(value) = seconds.to_string().parse()
+                    {
+                        response.headers_mut().insert("retry-after", value);
+                    }
+                    return Some(response);
+                }
+                Interference::Hold { released, held } => (released.clone(), held.clone()),
+            }
+        };
+        let (mut released, held) = hold;
+        held.fetch_add(1, Ordering::SeqCst);
+        let _ = released.wait_for(|released| *released).await;
+        held.fetch_sub(1, Ordering::SeqCst);
+        None
     }
 
     pub fn router(&self) -> Router {
@@ -515,6 +680,9 @@ async fn handle(State(server): State<FakeApiServer>, request: Request) -> Respon
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
+    if let Some(response) = server.interfere(&method, uri.path()).await {
+        return response;
+    }
     let Some(target) = parse_path(uri.path()) else {
         return status(
             StatusCode::NOT_FOUND,
