@@ -1036,3 +1036,57 @@ async fn injected_429s_are_retried_by_the_production_client_only() {
     let after = server.requests.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(after - before, 2, "one 429 retried, then the answer");
 }
+
+#[tokio::test]
+async fn a_raise_capped_at_the_limitrange_maximum_passes_the_limitranger() {
+    let server = FakeApiServer::new();
+    let limit_range = json!({"apiVersion": "v1", "kind": "LimitRange",
+        "metadata": {"name": "limits"}, "spec": {"limits": [{"type": "Container", "max": {"memory": "384Mi"}}]}});
+    let document = FixDocument::parse(&format!(
+        "fixes:\n  - namespace: {NS}\n    resource: web-1\n    type: memory\n    value: 512Mi\n    timestamp: 2026-11-28T00:00:00Z\n"
+    ))
+    .unwrap();
+    let state = support::state_with_document(&document);
+    let pods = api(&server, "", "v1", "Pod", "pods");
+    support::install_webhook(&server, state.clone());
+
+    // The LimitRanges watched as `serve` does. The LimitRange is written once the watch is open
+    // (list, then watch: two requests), so it arrives as a live event.
+    let limits = state.limits.clone();
+    let watch = tokio::spawn(selfheal::cluster::limits::keep_current(
+        server.client(),
+        limits.clone(),
+    ));
+    support::eventually("the LimitRange watch is open", || {
+        server.requests.load(std::sync::atomic::Ordering::SeqCst) >= 2
+    })
+    .await;
+    server.put(&Collection::core(NS, "limitranges"), limit_range);
+    support::eventually("the LimitRange is seen", || limits.memory_max(NS).is_some()).await;
+    let created = json_of(
+        &pods
+            .create(&PostParams::default(), &object(pod("256Mi")))
+            .await
+            .expect("accepted"),
+    );
+    assert_eq!(
+        created["spec"]["containers"][0]["resources"]["limits"]["memory"],
+        "384Mi"
+    );
+
+    // Without the LimitRange view the webhook would raise to 512Mi, which the LimitRanger refuses.
+    watch.abort();
+    limits.publish(Default::default());
+    let mut second = pod("256Mi");
+    second["metadata"]["name"] = json!("web-2");
+    let document = FixDocument::parse(&format!(
+        "fixes:\n  - namespace: {NS}\n    resource: web-2\n    type: memory\n    value: 512Mi\n    timestamp: 2026-11-28T00:00:00Z\n"
+    ))
+    .unwrap();
+    support::install_webhook(&server, support::state_with_document(&document));
+    let status = refusal(pods.create(&PostParams::default(), &object(second)).await);
+    assert_eq!(
+        status.message,
+        "pods \"web-2\" is forbidden: maximum memory usage per Container is 384Mi, but limit is 512Mi"
+    );
+}
