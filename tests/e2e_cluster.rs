@@ -430,7 +430,7 @@ async fn reapply_case(
         let same = without_selfheal
             .as_ref()
             .err()
-            .is_some_and(|e| e.to_string().replace(control, namespace) == error.to_string());
+            .is_some_and(|e| support::reapply::same_refusal(e, &error));
         if !same {
             return Err(format!(
                 "{kind} re-applied by {}: refused because of selfheal: {error}",

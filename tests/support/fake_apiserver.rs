@@ -10,7 +10,8 @@
 //! - the built-in admission and validation the apiserver runs (see `rules`): ServiceAccount token
 //!   mounts and the LimitRanger on Pod create; StatefulSet, Job, claim and Pod update rules;
 //!   `events.k8s.io/v1` Event checks;
-//! - watch from a `resourceVersion`, replaying what happened since, then following live;
+//! - watch from a `resourceVersion`, replaying what happened since, then following live (from
+//!   `0` or none: the current objects as ADDED, then live, as the apiserver's watch cache does);
 //!   `expire_watches()` ends every open watch and compacts the history, so a watch resumed from
 //!   an older `resourceVersion` gets the apiserver's 410 Gone ERROR event and must re-list;
 //! - subresources `pods/log` (logs set by the test), `pods/eviction` (with PodDisruptionBudgets:

@@ -313,8 +313,17 @@ pub fn check_outcome(case: &Case, mode: Mode, live: &Value, stored: &Value) -> R
     Ok(())
 }
 
-/// `manifest` with every field it lacks taken from `live` (lists with a merge key matched by it).
+/// `manifest` with every `spec` field it lacks taken from `live` (what the apiserver added at
+/// CREATE, such as a Pod's token volume), lists with a merge key matched by it. Metadata and
+/// status are left alone: a resourceVersion copied from `live` would make the patch conflict
+/// with any later status write.
 pub fn completed_with(manifest: &Value, live: &Value) -> Value {
+    let mut completed = manifest.clone();
+    completed["spec"] = filled_from(&manifest["spec"], &live["spec"]);
+    completed
+}
+
+fn filled_from(manifest: &Value, live: &Value) -> Value {
     let mut completed = manifest.clone();
     if let (Some(fields), Some(source)) = (completed.as_object_mut(), live.as_object()) {
         for (key, value) in source {
@@ -322,14 +331,14 @@ pub fn completed_with(manifest: &Value, live: &Value) -> Value {
                 None => {
                     fields.insert(key.clone(), value.clone());
                 }
-                Some(mine @ Value::Object(_)) => *mine = completed_with(mine, value),
+                Some(mine @ Value::Object(_)) => *mine = filled_from(mine, value),
                 Some(Value::Array(items)) => {
                     if let (Some(merge_key), Some(theirs)) = (merge_key(key), value.as_array()) {
                         for item in items.iter_mut() {
                             if let Some(match_) =
                                 theirs.iter().find(|t| t[merge_key] == item[merge_key])
                             {
-                                *item = completed_with(item, match_);
+                                *item = filled_from(item, match_);
                             }
                         }
                     }
@@ -339,4 +348,18 @@ pub fn completed_with(manifest: &Value, live: &Value) -> Value {
         }
     }
     completed
+}
+
+/// Whether two refusals are the same: status code, reason and the message's first line (a real
+/// apiserver appends a diff that names per-object details such as the token volume's random
+/// suffix).
+pub fn same_refusal(a: &kube::Error, b: &kube::Error) -> bool {
+    match (a, b) {
+        (kube::Error::Api(a), kube::Error::Api(b)) => {
+            a.code == b.code
+                && a.reason == b.reason
+                && a.message.lines().next() == b.message.lines().next()
+        }
+        _ => false,
+    }
 }
