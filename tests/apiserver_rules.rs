@@ -1090,3 +1090,33 @@ async fn a_raise_capped_at_the_limitrange_maximum_passes_the_limitranger() {
         "pods \"web-2\" is forbidden: maximum memory usage per Container is 384Mi, but limit is 512Mi"
     );
 }
+
+#[tokio::test]
+async fn the_main_resource_cannot_change_the_status() {
+    let server = FakeApiServer::new();
+    let collection = Collection::core(NS, "persistentvolumeclaims");
+    let mut bound = claim("3Gi");
+    bound["status"] = json!({"phase": "Bound"});
+    server.put(&collection, bound);
+    let claims = api(
+        &server,
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+    );
+    let mut sent = json_of(&claims.get("data").await.unwrap());
+    sent["status"] = json!({"phase": "Lost"});
+    sent["spec"]["resources"]["requests"]["storage"] = json!("10Gi");
+    let replaced = json_of(
+        &claims
+            .replace("data", &PostParams::default(), &object(sent))
+            .await
+            .expect("a bound claim grows"),
+    );
+    assert_eq!(
+        replaced["status"]["phase"], "Bound",
+        "the status write through the main resource is ignored"
+    );
+    assert_eq!(replaced["spec"]["resources"]["requests"]["storage"], "10Gi");
+}

@@ -1029,6 +1029,18 @@ impl Write<'_> {
                 }
             }
         }
+        if rules::has_status_subresource(collection) {
+            // The main resource cannot change the status (the apiserver's update strategies
+            // copy the stored one); only the `status` subresource can.
+            match current.get("status") {
+                Some(status) => object["status"] = status.clone(),
+                None => {
+                    if let Some(fields) = object.as_object_mut() {
+                        fields.remove("status");
+                    }
+                }
+            }
+        }
         if collection.is_events_v1() {
             rules::validate_create(collection, name, &object)?;
         }

@@ -18,6 +18,8 @@
 //! - LimitRanger on Pod create: `default` / `defaultRequest` memory of `type: Container` items fill
 //!   containers that set none, then a container above `max.memory` is refused (403 Forbidden).
 //!
+//! Updates of the main resource keep the stored `status` of kinds with a status subresource.
+//!
 //! Objects are compared as sent (the real apiserver defaults both sides first; the fake defaults
 //! neither, which compares the same way for the fields selfheal touches).
 
@@ -183,6 +185,26 @@ fn invalid(collection: &Collection, name: &str, errors: Vec<FieldError>) -> Resu
         message: format!("{qualified} \"{name}\" is invalid: {list}"),
         details: json!({"name": name, "group": group, "kind": kind, "causes": causes}),
     })
+}
+
+/// Whether the resource has a `status` subresource, so updates of the main resource keep the
+/// stored status.
+pub fn has_status_subresource(collection: &Collection) -> bool {
+    matches!(
+        collection.plural.as_str(),
+        "pods"
+            | "persistentvolumeclaims"
+            | "deployments"
+            | "statefulsets"
+            | "daemonsets"
+            | "replicasets"
+            | "jobs"
+            | "cronjobs"
+            | "poddisruptionbudgets"
+            | "namespaces"
+            | "nodes"
+            | "services"
+    )
 }
 
 /// Validation of an UPDATE (PUT, any PATCH, apply to an existing object).
