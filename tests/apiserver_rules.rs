@@ -1092,6 +1092,29 @@ async fn a_raise_capped_at_the_limitrange_maximum_passes_the_limitranger() {
 }
 
 #[tokio::test]
+async fn limitranges_that_exist_at_start_up_are_published_when_the_list_ends() {
+    let server = FakeApiServer::new();
+    server.put(
+        &Collection::core(NS, "limitranges"),
+        json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "limits"},
+            "spec": {"limits": [{"type": "Container", "max": {"memory": "384Mi"}}]}}),
+    );
+    let limits = selfheal::cluster::limits::LimitSnapshot::default();
+    let watch = tokio::spawn(selfheal::cluster::limits::keep_current(
+        server.client(),
+        limits.clone(),
+    ));
+    // Nothing changes after start: only the end of the initial list can publish the maximum.
+    support::eventually("the existing LimitRange is published", || {
+        limits
+            .memory_max(NS)
+            .is_some_and(|max| max.as_str() == "384Mi")
+    })
+    .await;
+    watch.abort();
+}
+
+#[tokio::test]
 async fn the_main_resource_cannot_change_the_status() {
     let server = FakeApiServer::new();
     let collection = Collection::core(NS, "persistentvolumeclaims");
