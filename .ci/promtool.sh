@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Checks the alerting rules of the monitoring component and runs their unit tests:
+#   promtool check rules  (syntax, PromQL, templates)
+#   promtool test rules   (tests/monitoring/*.test.yaml: each alert fires when it must, and not
+#                          when it must not)
+# Installs promtool from Debian's `prometheus` package when it is missing (needs root and apt).
+# Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rule_source=manifests/components/monitoring/prometheusrule.yaml
+tests_dir=tests/monitoring
+
+if ! command -v promtool >/dev/null 2>&1; then
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "promtool is missing and apt-get is not available: install promtool (Prometheus) and rerun" >&2
+        exit 1
+    fi
+    echo "== installing promtool (Debian package prometheus)"
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo="sudo"
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    # The package's postinst would start a Prometheus server: policy-rc.d refuses service starts.
+    policy=/usr/sbin/policy-rc.d
+    created_policy=""
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+        $sudo chmod +x "$policy"
+        created_policy=yes
+    fi
+    status=0
+    $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null || status=$?
+    if [ -n "$created_policy" ]; then
+        $sudo rm -f "$policy"
+    fi
+    if [ "$status" -ne 0 ]; then
+        echo "apt-get install prometheus failed (exit $status)" >&2
+        exit "$status"
+    fi
+fi
+promtool --version 2>&1 | head -1
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+# The PrometheusRule's `spec` is a Prometheus rules file indented by two spaces: take the lines
+# after the top-level `spec:` up to the next top-level key and remove that indentation. Any mistake
+# here makes `promtool check rules` fail below.
+awk '
+    /^spec:[[:space:]]*$/ { in_spec = 1; next }
+    in_spec && /^[^[:space:]#]/ { in_spec = 0 }
+    in_spec { sub(/^  /, ""); print }
+' "$rule_source" >"$work/selfheal.rules.yaml"
+if ! grep -q '^groups:' "$work/selfheal.rules.yaml"; then
+    echo "$rule_source: no top-level spec.groups found" >&2
+    exit 1
+fi
+
+cp "$tests_dir"/*.test.yaml "$work/"
+
+echo "== promtool check rules"
+promtool check rules "$work/selfheal.rules.yaml"
+
+echo "== promtool test rules"
+promtool test rules "$work"/*.test.yaml
