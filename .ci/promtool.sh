@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checks the alerting rules of the monitoring component and runs their unit tests:
-#   promtool check rules  (syntax, PromQL, templates)
+#   promtool check rules  (syntax, PromQL, templates; also the PromQL of the dashboard's queries)
 #   promtool test rules   (tests/monitoring/*.test.yaml: each alert fires when it must, and not
 #                          when it must not)
 # Installs promtool from Debian's `prometheus` package when it is missing (needs root and apt).
@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rule_source=manifests/components/monitoring/prometheusrule.yaml
+dashboard=manifests/components/monitoring/dashboard.json
 tests_dir=tests/monitoring
 
 if ! command -v promtool >/dev/null 2>&1; then
@@ -61,8 +62,32 @@ fi
 
 cp "$tests_dir"/*.test.yaml "$work/"
 
+# The dashboard's queries, as recording rules, so that promtool parses their PromQL too (Grafana's
+# $__rate_interval and the $job variable replaced by values Prometheus accepts).
+python3 - "$dashboard" >"$work/dashboard.rules.yaml" <<'PY'
+import json
+import sys
+
+with open(sys.argv[1], encoding="utf-8") as f:
+    dashboard = json.load(f)
+exprs = [
+    target["expr"]
+    for panel in dashboard["panels"]
+    for target in panel.get("targets", [])
+]
+if not exprs:
+    sys.exit(sys.argv[1] + ": no panel queries found")
+print("groups:\n  - name: selfheal-dashboard\n    rules:")
+for number, expr in enumerate(exprs, start=1):
+    expr = expr.replace("$__rate_interval", "5m").replace("$job", ".+")
+    print(f"      - record: selfheal_dashboard:query_{number}")
+    print(f"        expr: {json.dumps(expr)}")
+PY
+
 echo "== promtool check rules"
 promtool check rules "$work/selfheal.rules.yaml"
+echo "== promtool check rules (the dashboard's queries)"
+promtool check rules "$work/dashboard.rules.yaml"
 
 echo "== promtool test rules"
 promtool test rules "$work"/*.test.yaml
