@@ -18,31 +18,35 @@ if ! command -v promtool >/dev/null 2>&1; then
         exit 1
     fi
     echo "== installing promtool (Debian package prometheus)"
-    sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        sudo="sudo"
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    $sudo apt-get update -qq
+    as_root() {
+        if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+    }
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     # The package's postinst would start a Prometheus server: policy-rc.d refuses service starts.
     policy=/usr/sbin/policy-rc.d
     created_policy=""
     if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
-        $sudo chmod +x "$policy"
+        printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+        as_root chmod +x "$policy"
         created_policy=yes
     fi
     status=0
-    $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null || status=$?
+    as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends prometheus >/dev/null || status=$?
     if [ -n "$created_policy" ]; then
-        $sudo rm -f "$policy"
+        as_root rm -f "$policy"
     fi
     if [ "$status" -ne 0 ]; then
         echo "apt-get install prometheus failed (exit $status)" >&2
         exit "$status"
     fi
 fi
-promtool --version 2>&1 | head -1
+promtool --version 2>&1 | sed -n 1p
+
+if ! command -v python3 >/dev/null 2>&1; then
+    echo "python3 is missing (it reads the dashboard's JSON): install python3 and rerun" >&2
+    exit 1
+fi
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
