@@ -1,4 +1,4 @@
-//! `kubectl kustomize` of the base (manifests/), of each overlay (overlays/) and of the monitoring
+//! `kubectl kustomize` of the base (manifests/), of each overlay (manifests/overlays/) and of the monitoring
 //! component builds, and each build keeps its promise: dry-run acts on nothing, webhook-only runs
 //! no watcher and cannot touch workloads, monitoring adds the ServiceMonitor, the alerts (each with
 //! a runbook that exists) and the dashboard, using only metrics selfheal exports.
@@ -139,7 +139,7 @@ fn base_runs_the_acting_watcher_and_has_no_monitoring() {
 #[test]
 fn dry_run_overlay_decides_without_acting_and_changes_nothing_else() {
     let base = build("manifests");
-    let dry_run = build("overlays/dry-run");
+    let dry_run = build("manifests/overlays/dry-run");
     assert_eq!(
         container_env(&dry_run, &serve_env("dry_run")).as_deref(),
         Some("true")
@@ -163,7 +163,7 @@ fn dry_run_overlay_decides_without_acting_and_changes_nothing_else() {
 #[test]
 fn webhook_only_overlay_runs_no_watcher_and_cannot_touch_workloads() {
     let base = build("manifests");
-    let webhook_only = build("overlays/webhook-only");
+    let webhook_only = build("manifests/overlays/webhook-only");
     assert_eq!(
         container_env(&webhook_only, &serve_env("watch")).as_deref(),
         Some("false")
@@ -340,7 +340,7 @@ fn heading_anchors(markdown: &str) -> BTreeSet<String> {
 #[test]
 fn monitoring_component_adds_scrape_alerts_with_runbooks_and_dashboard() {
     let base = build("manifests");
-    let monitored = build("overlays/monitoring");
+    let monitored = build("manifests/overlays/monitoring");
     let added: BTreeSet<(String, String)> = kinds_and_names(&monitored)
         .difference(&kinds_and_names(&base))
         .cloned()

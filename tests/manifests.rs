@@ -4,7 +4,7 @@
 use serde_norway::Value;
 
 fn documents(file: &str) -> Vec<Value> {
-    let path = format!("{}/manifests/{file}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/manifests/base/{file}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_norway::Deserializer::from_str(&text)
         .map(|doc| serde::Deserialize::deserialize(doc).expect("valid YAML"))

@@ -522,7 +522,7 @@ async fn no_update_patch_lowers_a_value_or_writes_other_than_the_live_one_where_
 fn every_kind_is_registered_for_create_and_update() {
     use selfheal::webhook::target::WorkloadKind;
     let path = format!(
-        "{}/manifests/mutatingwebhookconfiguration.yaml",
+        "{}/manifests/base/mutatingwebhookconfiguration.yaml",
         env!("CARGO_MANIFEST_DIR")
     );
     let text = std::fs::read_to_string(path).unwrap();
