@@ -126,6 +126,15 @@ pub struct HealArgs {
     #[arg(long, env = "SELFHEAL_DRY_RUN")]
     pub dry_run: bool,
 
+    /// Act even while a `selfheal serve` watcher holds the Lease. Without it, `heal` refuses to
+    /// act beside a live watcher (both would act on the same problems); `--dry-run` always runs.
+    #[arg(long, env = "SELFHEAL_IGNORE_LEADER")]
+    pub ignore_leader: bool,
+
+    /// The Lease the watchers elect their leader with (in the store's --namespace).
+    #[arg(long, env = "SELFHEAL_LEASE_NAME", default_value = "selfheal-watcher")]
+    pub lease_name: String,
+
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = ReportFormat::Table)]
     pub output: ReportFormat,
