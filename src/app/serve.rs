@@ -78,9 +78,14 @@ pub fn store_on(
 /// (an eviction blocked by a PodDisruptionBudget answers 429) must reach the caller at once,
 /// which reports it and retries on its own schedule, instead of holding the call for minutes.
 pub async fn kube_client() -> anyhow::Result<kube::Client> {
-    let mut config = kube::Config::infer()
+    let config = kube::Config::infer()
         .await
         .context("no Kubernetes configuration (in-cluster or kubeconfig)")?;
+    client_from(config)
+}
+
+/// The client `kube_client` builds, from an explicit configuration.
+pub fn client_from(mut config: kube::Config) -> anyhow::Result<kube::Client> {
     config.default_retry = false;
     kube::Client::try_from(config).context("creating the Kubernetes client")
 }
