@@ -152,8 +152,24 @@ struct Replica {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// The watcher configuration of these tests: certificates not checked unless asked.
+fn config(check_certificates: bool) -> WatcherConfig {
+    let scope = Scope {
+        protected: vec!["kube-system".into(), "selfheal".into()],
+        ..Scope::default()
+    };
+    WatcherConfig {
+        check_certificates,
+        ..WatcherConfig::new(scope, Rails::default(), Default::default())
+    }
+}
+
 impl Replica {
     fn start(identity: &str, client: kube::Client) -> Self {
+        Self::start_with(identity, client, config(false))
+    }
+
+    fn start_with(identity: &str, client: kube::Client, config: WatcherConfig) -> Self {
         let metrics = Arc::new(Metrics::new());
         let store = FixStore::ConfigMap(Arc::new(ConfigMapStore::new(
             client.clone(),
@@ -182,14 +198,6 @@ impl Replica {
                 let _ = stopping.wait_for(|stop| *stop).await;
             },
         ));
-        let scope = Scope {
-            protected: vec!["kube-system".into(), "selfheal".into()],
-            ..Scope::default()
-        };
-        let config = WatcherConfig {
-            check_certificates: false,
-            ..WatcherConfig::new(scope, Rails::default(), Default::default())
-        };
         let tasks = vec![
             store.spawn_sync(),
             tokio::spawn(watcher::run(
@@ -521,6 +529,45 @@ async fn a_watch_that_expires_and_forces_a_re_list_loses_nothing() {
     faults.expire_pod_watches.store(false, Ordering::SeqCst);
     eventually("the OOM kill seen only by the re-list is fixed", || {
         raised(&server, "web")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_goes_with_deleted_objects() {
+    use base64::Engine;
+    let server = setup(&[]);
+    let generated = selfheal::certs::generate::generate(&["web.shop.svc".into()]).unwrap();
+    let encode = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
+    let secrets = Collection::core("shop", "secrets");
+    server.put(
+        &secrets,
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": "web-tls", "namespace": "shop"},
+            "data": {"tls.crt": encode(&generated.cert), "tls.key": encode(&generated.key)}}),
+    );
+    // A pod scheduled but not started: held until it can be stuck creating.
+    let pods = Collection::core("shop", "pods");
+    let mut creating = pod("web", false);
+    creating["status"] = json!({"phase": "Pending", "conditions": [{"type": "PodScheduled",
+        "status": "True", "lastTransitionTime": jiff::Timestamp::now().to_string()}]});
+    server.put(&pods, creating);
+
+    let replica = Replica::start_with("only", server.client(), config(true));
+    let series =
+        "selfheal_certificate_expiry_timestamp_seconds{namespace=\"shop\",secret=\"web-tls\"}";
+    eventually("the expiry is exported and both objects are held", || {
+        let text = replica.metrics.encode();
+        text.contains(series) && text.contains("selfheal_watcher_tracked_objects 2")
+    })
+    .await;
+    server.remove(&secrets, "web-tls");
+    server.remove(&pods, "web-5d4c3b2a1-x1");
+    eventually("the series and the objects go with them", || {
+        let text = replica.metrics.encode();
+        !text.contains(series)
+            && text.contains("selfheal_watcher_tracked_objects 0")
+            && text.contains("selfheal_watcher_queue_keys 0")
     })
     .await;
 }

@@ -143,8 +143,10 @@ pub async fn run(
             () = probe_dependencies(context.clone()) => {}
             () = leadership.lost() => tracing::info!("no longer leading: stopped acting"),
         }
-        // Only the leader exports certificate expiries.
+        // Only the leader exports certificate expiries and a queue.
         context.metrics.certificate_expiry.clear();
+        context.metrics.watcher_queue.set(0);
+        context.metrics.watcher_tracked.set(0);
     }
 }
 
@@ -191,6 +193,8 @@ struct Term {
     failures: HashMap<String, u32>,
     /// Per kind, the UIDs seen by a re-list in progress.
     listing: HashMap<&'static str, HashSet<String>>,
+    /// The key and problems each running worker task has.
+    working: HashMap<tokio::task::Id, (String, Vec<Problem>)>,
     /// Secrets whose certificate expiry is exported, with their UIDs.
     exported: HashMap<SecretLabels, String>,
 }
@@ -243,6 +247,7 @@ async fn lead(context: Arc<Context>) {
         handled: Handled::new(HANDLED_TTL),
         failures: HashMap::new(),
         listing: HashMap::new(),
+        working: HashMap::new(),
         exported: HashMap::new(),
     };
     let mut workers: JoinSet<Worked> = JoinSet::new();
@@ -252,6 +257,14 @@ async fn lead(context: Arc<Context>) {
     loop {
         // Claims are context for pods (a full volume's size): work waits for their first list,
         // a bounded time (without RBAC on claims it never comes).
+        let metrics = &context.metrics;
+        metrics
+            .watcher_queue
+            .set(i64::try_from(term.queue.len()).unwrap_or(i64::MAX));
+        metrics.watcher_tracked.set(
+            i64::try_from(term.tracked.values().map(BTreeMap::len).sum::<usize>())
+                .unwrap_or(i64::MAX),
+        );
         let wake = if claims_listed || Instant::now() >= claims_awaited_until {
             term.dispatch(&mut workers, &claim_cache);
             term.queue.next_wake()
@@ -267,9 +280,18 @@ async fn lead(context: Arc<Context>) {
                 Some(Err(error)) => tracing::warn!(%error, "watch error; retrying"),
                 None => return,
             },
-            Some(joined) = workers.join_next(), if !workers.is_empty() => match joined {
-                Ok(worked) => term.finish(worked),
-                Err(error) => tracing::error!(%error, "a handling task ended abnormally"),
+            Some(joined) = workers.join_next_with_id(), if !workers.is_empty() => match joined {
+                Ok((id, worked)) => {
+                    term.working.remove(&id);
+                    term.finish(worked);
+                }
+                // A handling that panicked is a failed one: retried after a backoff.
+                Err(error) => {
+                    tracing::error!(%error, "a handling task ended abnormally");
+                    if let Some((key, wanted)) = term.working.remove(&error.id()) {
+                        term.finish(Worked { key, wanted, results: None });
+                    }
+                }
             },
             () = sleep_until(wake), if wake.is_some() => {}
             _ = housekeeping.tick() => {
@@ -459,7 +481,8 @@ impl Term {
             }
             let context = self.context.clone();
             let claims = claims.clone();
-            workers.spawn(async move {
+            let task_key = (key.clone(), wanted.clone());
+            let task = workers.spawn(async move {
                 let handling = work(&context, subjects, &wanted, &claims, now);
                 let results = tokio::time::timeout(context.config.handle_timeout, handling)
                     .await
@@ -470,6 +493,7 @@ impl Term {
                     results,
                 }
             });
+            self.working.insert(task.id(), task_key);
         }
     }
 
