@@ -49,6 +49,15 @@ fn review_bytes() -> Vec<u8> {
 
 fn benches(c: &mut Criterion) {
     let index = thousand_fixes();
+    let reapply_index = {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/fixes-reapply.yaml"
+        ))
+        .expect("test fixes");
+        let document = FixDocument::parse(&text).expect("valid");
+        FixIndex::new(document.fixes().cloned())
+    };
     let policy = Policy {
         protected_namespaces: vec!["kube-system".into(), "selfheal".into()],
     };
@@ -92,6 +101,39 @@ fn benches(c: &mut Criterion) {
                 &policy,
             )
         })
+    });
+    // An UPDATE re-applying a Job manifest below its live, fix-raised template: the live values
+    // are kept (the oldObject is read as well).
+    let reapply = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/job-reapply.json"
+    ))
+    .expect("test data");
+    let reapply = decode_bytes(&reapply).expect("valid review");
+    let incoming = serde_json::to_value(reapply.object.as_ref().expect("object")).expect("json");
+    let live =
+        serde_json::to_value(reapply.old_object.as_ref().expect("old object")).expect("json");
+    let keep = |incoming: &serde_json::Value| {
+        mutate::mutate_with_old_object(
+            &Request {
+                kind: WorkloadKind::Job,
+                operation: Operation::Update,
+                namespace: "gitlab",
+                object: incoming,
+                memory_cap: None,
+            },
+            Some(&live),
+            &reapply_index,
+            &policy,
+        )
+    };
+    assert_eq!(
+        keep(&incoming).outcome(),
+        "kept_live",
+        "the bench must keep live values"
+    );
+    c.bench_function("decide: Job re-apply UPDATE, keep live values", |b| {
+        b.iter(|| keep(black_box(&incoming)))
     });
     c.bench_function("decode AdmissionReview (Deployment, 4 KiB)", |b| {
         b.iter(|| decode_bytes(black_box(&bytes)))

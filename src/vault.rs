@@ -4,10 +4,13 @@
 //! The unseal walk sends exactly as many shares as the threshold needs, follows `progress` after
 //! each one, and stops at the first error or reset instead of walking through every key. Keys
 //! never reach a log line, an Event or an error message: `UnsealKey` prints as `***`.
+//!
+//! An unseal that someone else has begun (progress above 0) is left alone while it may still be
+//! moving: see [`judge_partial`] for the rule and [`OPERATOR_HOLD_OFF`] for the window.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
@@ -35,10 +38,133 @@ pub struct SealStatus {
     pub progress: u32,
     #[serde(default = "yes")]
     pub initialized: bool,
+    /// Vault's identifier of the attempt in progress: a new one with the first share of every
+    /// attempt, empty while none is in progress (and on servers that do not report it).
+    #[serde(default)]
+    pub nonce: String,
 }
 
 fn yes() -> bool {
     true
+}
+
+impl SealStatus {
+    /// The unseal attempt in progress, if a sealed server holds some shares.
+    pub fn attempt(&self) -> Option<UnsealAttempt> {
+        (self.sealed && self.progress > 0).then(|| UnsealAttempt {
+            progress: self.progress,
+            nonce: self.nonce.clone(),
+        })
+    }
+}
+
+/// An unseal attempt in progress at one server, as `seal-status` shows it. Two sightings show the
+/// same attempt, unmoved, when both fields are equal: within one attempt `progress` only grows, and
+/// a reset or a new attempt brings a new `nonce`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsealAttempt {
+    pub progress: u32,
+    pub nonce: String,
+}
+
+/// How long a partial unseal must stay unchanged before selfheal treats it as abandoned.
+///
+/// Five minutes, ten polls of the watcher: an operator entering shares from a terminal, or key
+/// holders taking turns on a call, submit the next share well within it, so selfheal never
+/// resets their work; an abandoned attempt (someone walked away, a walk of selfheal's cut short)
+/// delays the automatic unseal by at most this window plus one poll.
+pub const OPERATOR_HOLD_OFF: Duration = Duration::from_secs(5 * 60);
+
+/// An attempt as last seen at one server, and since when it has been seen unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenAttempt {
+    pub attempt: UnsealAttempt,
+    pub since: Instant,
+}
+
+/// Verdict on a partial unseal found at a sealed server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartialUnseal {
+    /// It moved within the hold-off (or is seen for the first time): someone may be entering
+    /// shares. Leave it alone: no reset, no share.
+    OperatorAtWork { unchanged_for: Duration },
+    /// Unchanged for at least the hold-off: abandoned. It may be reset and the unseal redone.
+    Abandoned { unchanged_for: Duration },
+}
+
+/// The rule that keeps auto-unseal from fighting an operator:
+///
+/// selfheal resets a partial unseal (progress above 0) only after it has seen that same attempt —
+/// the same `progress` and the same `nonce` from `/v1/sys/seal-status` — unchanged for at least
+/// `hold_off` ([`OPERATOR_HOLD_OFF`], 5 minutes). An attempt seen for the first time (also after
+/// selfheal starts or a new leader takes over) starts the clock, so it is never reset at first
+/// sight; every share an operator submits, and every new attempt, starts the clock again. Until
+/// then selfheal reports the unseal in progress and sends nothing to that server.
+///
+/// `previous` is what was seen at this server at the last poll; the answer carries what to
+/// remember for the next one.
+pub fn judge_partial(
+    previous: Option<&SeenAttempt>,
+    attempt: &UnsealAttempt,
+    now: Instant,
+    hold_off: Duration,
+) -> (SeenAttempt, PartialUnseal) {
+    let since = match previous {
+        Some(seen) if seen.attempt == *attempt => seen.since,
+        _ => now,
+    };
+    let unchanged_for = now.saturating_duration_since(since);
+    let verdict = if unchanged_for >= hold_off {
+        PartialUnseal::Abandoned { unchanged_for }
+    } else {
+        PartialUnseal::OperatorAtWork { unchanged_for }
+    };
+    (
+        SeenAttempt {
+            attempt: attempt.clone(),
+            since,
+        },
+        verdict,
+    )
+}
+
+/// The partial unseals seen at each server, kept from one poll to the next.
+#[derive(Debug, Clone)]
+pub struct PartialUnseals {
+    hold_off: Duration,
+    seen: BTreeMap<String, SeenAttempt>,
+}
+
+impl PartialUnseals {
+    pub fn new(hold_off: Duration) -> Self {
+        Self {
+            hold_off,
+            seen: BTreeMap::new(),
+        }
+    }
+
+    /// Records what `status` shows at `address` at `now`; the verdict when a partial unseal is in
+    /// progress, `None` (and nothing remembered) when there is none.
+    pub fn observe(
+        &mut self,
+        address: &str,
+        status: &SealStatus,
+        now: Instant,
+    ) -> Option<PartialUnseal> {
+        let Some(attempt) = status.attempt() else {
+            self.seen.remove(address);
+            return None;
+        };
+        let (seen, verdict) = judge_partial(self.seen.get(address), &attempt, now, self.hold_off);
+        self.seen.insert(address.to_string(), seen);
+        Some(verdict)
+    }
+
+    /// Forgets the servers that are not in `addresses`.
+    pub fn retain(&mut self, addresses: &BTreeSet<&str>) {
+        self.seen
+            .retain(|address, _| addresses.contains(address.as_str()));
+    }
 }
 
 /// One unseal key share. Its `Debug` never shows the key.
@@ -111,6 +237,11 @@ pub enum UnsealOutcome {
     AlreadyUnsealed,
     Unsealed {
         shares_sent: u32,
+    },
+    /// A partial unseal other than the one allowed to be reset was in progress: nothing was sent.
+    LeftInProgress {
+        progress: u32,
+        threshold: u32,
     },
 }
 
@@ -230,11 +361,14 @@ impl VaultClient {
         Self::parse(address, value)
     }
 
-    /// Unseals `address` with `keys`; see the module documentation.
+    /// Unseals `address` with `keys`; see the module documentation. A partial unseal found at the
+    /// server is reset only when it is exactly `abandoned` (judged by [`judge_partial`]); any
+    /// other one is left alone and nothing is sent.
     pub async fn unseal(
         &self,
         address: &str,
         keys: &[UnsealKey],
+        abandoned: Option<&UnsealAttempt>,
     ) -> Result<UnsealOutcome, VaultError> {
         let mut status = self.seal_status(address).await?;
         if !status.initialized {
@@ -251,8 +385,14 @@ impl VaultClient {
                 need: status.t,
             });
         }
-        if status.progress > 0 {
-            // Someone else's half-finished attempt: its shares are unknown, start afresh.
+        if let Some(attempt) = status.attempt() {
+            if abandoned != Some(&attempt) {
+                return Ok(UnsealOutcome::LeftInProgress {
+                    progress: attempt.progress,
+                    threshold: status.t,
+                });
+            }
+            // An abandoned attempt: its shares are unknown, start afresh.
             let value = self
                 .call(
                     address,
@@ -290,44 +430,6 @@ impl VaultClient {
             address: address.to_string(),
             sent,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, ByteString> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-            .collect()
-    }
-
-    #[test]
-    fn keys_are_read_in_order_and_gaps_are_named() {
-        let keys = keys_from_secret(&data(&[
-            ("key2", "bbb\n"),
-            ("key1", "aaa"),
-            ("root-token", "x"),
-        ]))
-        .unwrap();
-        assert_eq!(keys, [UnsealKey("aaa".into()), UnsealKey("bbb".into())]);
-        assert_eq!(
-            keys_from_secret(&data(&[("key1", "a"), ("key3", "c")])).unwrap_err(),
-            VaultError::MissingKey("key2".into())
-        );
-        assert_eq!(
-            keys_from_secret(&data(&[("key1", "")])).unwrap_err(),
-            VaultError::MissingKey("key1".into())
-        );
-    }
-
-    #[test]
-    fn keys_never_print() {
-        let key = UnsealKey("s3cr3t-share".into());
-        assert_eq!(format!("{key:?}"), "UnsealKey(***)");
-        assert!(!format!("{:?}", vec![key]).contains("s3cr3t"));
     }
 }
 
@@ -393,13 +495,37 @@ pub async fn discover(
     Ok(addresses)
 }
 
-/// Checks every server; in unseal mode unseals the sealed ones with the keys of the Secret,
-/// which is read only when a server is actually sealed.
+/// Checks every server once; in unseal mode unseals the sealed ones with the keys of the Secret,
+/// which is read only when a server is actually sealed. One look cannot tell an operator's
+/// partial unseal from an abandoned one, so a partial unseal is always left alone here (state
+/// `operator-unsealing`); the watcher ([`keep_unsealed`]) remembers across polls.
 pub async fn check_all(
     vault: &VaultClient,
     client: &kube::Client,
     targets: &VaultTargets,
     unseal: bool,
+) -> Result<Vec<VaultReport>, kube::Error> {
+    let mut partials = PartialUnseals::new(OPERATOR_HOLD_OFF);
+    check_all_with(
+        vault,
+        client,
+        targets,
+        unseal,
+        &mut partials,
+        Instant::now(),
+    )
+    .await
+}
+
+/// [`check_all`] with the partial unseals seen at earlier polls: a partial unseal is reset only
+/// when `partials` has seen it unchanged for the whole hold-off ([`judge_partial`]), as of `now`.
+pub async fn check_all_with(
+    vault: &VaultClient,
+    client: &kube::Client,
+    targets: &VaultTargets,
+    unseal: bool,
+    partials: &mut PartialUnseals,
+    now: Instant,
 ) -> Result<Vec<VaultReport>, kube::Error> {
     let mut reports = Vec::new();
     let mut keys: Option<Result<Vec<UnsealKey>, String>> = None;
@@ -416,6 +542,7 @@ pub async fn check_all(
                 continue;
             }
         };
+        let partial = partials.observe(&address, &status, now);
         if !status.sealed {
             reports.push(report("unsealed", "unsealed".into()));
             continue;
@@ -430,27 +557,77 @@ pub async fn check_all(
             ));
             continue;
         }
+        let abandoned = match partial {
+            Some(PartialUnseal::OperatorAtWork { unchanged_for }) => {
+                reports.push(report(
+                    OPERATOR_UNSEALING,
+                    operator_at_work(&status, unchanged_for, partials.hold_off),
+                ));
+                continue;
+            }
+            Some(PartialUnseal::Abandoned { unchanged_for }) => {
+                status.attempt().map(|attempt| (attempt, unchanged_for))
+            }
+            None => None,
+        };
         if keys.is_none() {
             keys = Some(read_keys(client, targets).await);
         }
         let outcome = match keys.as_ref() {
             Some(Ok(keys)) => vault
-                .unseal(&address, keys)
+                .unseal(
+                    &address,
+                    keys,
+                    abandoned.as_ref().map(|(attempt, _)| attempt),
+                )
                 .await
                 .map_err(|e| e.to_string()),
             Some(Err(error)) => Err(error.clone()),
             None => Err("no keys".to_string()),
         };
+        let reset = abandoned
+            .map(|(attempt, unchanged_for)| {
+                format!(
+                    " after resetting an unseal left at {}/{} shares for {}s",
+                    attempt.progress,
+                    status.t,
+                    unchanged_for.as_secs()
+                )
+            })
+            .unwrap_or_default();
         reports.push(match outcome {
             Ok(UnsealOutcome::Unsealed { shares_sent }) => report(
                 "unsealed-now",
-                format!("unsealed with {shares_sent} shares"),
+                format!("unsealed with {shares_sent} shares{reset}"),
             ),
             Ok(UnsealOutcome::AlreadyUnsealed) => report("unsealed", "unsealed meanwhile".into()),
-            Err(error) => report("error", error),
+            Ok(UnsealOutcome::LeftInProgress {
+                progress,
+                threshold,
+            }) => report(
+                OPERATOR_UNSEALING,
+                format!(
+                    "an unseal moved to {progress}/{threshold} shares while selfheal looked: left alone"
+                ),
+            ),
+            Err(error) => report("error", format!("{error}{reset}")),
         });
     }
     Ok(reports)
+}
+
+/// State of a sealed server whose partial unseal selfheal leaves alone.
+pub const OPERATOR_UNSEALING: &str = "operator-unsealing";
+
+fn operator_at_work(status: &SealStatus, unchanged_for: Duration, hold_off: Duration) -> String {
+    format!(
+        "an unseal is in progress ({}/{} shares, seen unchanged for {}s): left alone while an operator may be at work; \
+         the watcher resets it only after {}s unchanged, `vault operator unseal -reset` clears it now",
+        status.progress,
+        status.t,
+        unchanged_for.as_secs(),
+        hold_off.as_secs()
+    )
 }
 
 async fn read_keys(
@@ -470,7 +647,10 @@ async fn read_keys(
 
 /// Checks (and in unseal mode unseals) the servers every `interval` while this replica leads.
 /// Every change of a server's state is an Event on the Vault StatefulSet (when one is
-/// configured) and a log line; `selfheal_vault_sealed` follows every check.
+/// configured) and a log line; `selfheal_vault_sealed` follows every check, and the series of a
+/// server that is no longer discovered is removed. A partial unseal is reset only once
+/// [`judge_partial`] calls it abandoned; while an operator is at work selfheal says so
+/// (`VaultUnsealInProgress`) and sends nothing.
 pub async fn keep_unsealed(
     vault: VaultClient,
     client: kube::Client,
@@ -488,6 +668,7 @@ pub async fn keep_unsealed(
         },
     );
     let mut last_state: BTreeMap<String, &'static str> = BTreeMap::new();
+    let mut partials = PartialUnseals::new(OPERATOR_HOLD_OFF);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -495,13 +676,31 @@ pub async fn keep_unsealed(
         if !leadership.is_leader() {
             continue;
         }
-        let reports = match check_all(&vault, &client, &targets, unseal).await {
+        let checked = check_all_with(
+            &vault,
+            &client,
+            &targets,
+            unseal,
+            &mut partials,
+            Instant::now(),
+        )
+        .await;
+        let reports = match checked {
             Ok(reports) => reports,
             Err(error) => {
                 tracing::warn!(%error, "could not list the Vault servers");
                 continue;
             }
         };
+        let current: BTreeSet<&str> = reports.iter().map(|r| r.address.as_str()).collect();
+        for address in vanished(&last_state, &current) {
+            tracing::info!(%address, "vault server no longer discovered; its metric series is removed");
+            metrics.vault_sealed.remove(&crate::metrics::AddressLabels {
+                address: address.clone(),
+            });
+            last_state.remove(&address);
+        }
+        partials.retain(&current);
         for report in reports {
             let sealed = !report.state.starts_with("unsealed");
             metrics
@@ -518,6 +717,9 @@ pub async fn keep_unsealed(
                 "unsealed-now" => {
                     tracing::info!(address = %report.address, detail = %report.detail, "vault was sealed; unsealed it")
                 }
+                OPERATOR_UNSEALING => {
+                    tracing::info!(address = %report.address, detail = %report.detail, "vault unseal in progress by someone else; leaving it alone")
+                }
                 _ => {
                     tracing::warn!(address = %report.address, state = report.state, detail = %report.detail, "vault needs attention")
                 }
@@ -530,6 +732,10 @@ pub async fn keep_unsealed(
                         "VaultAutoUnsealed",
                     ),
                     "sealed" => (kube::runtime::events::EventType::Warning, "VaultSealed"),
+                    OPERATOR_UNSEALING => (
+                        kube::runtime::events::EventType::Normal,
+                        "VaultUnsealInProgress",
+                    ),
                     _ => (
                         kube::runtime::events::EventType::Warning,
                         "VaultUnsealFailed",
@@ -557,5 +763,198 @@ pub async fn keep_unsealed(
                 }
             }
         }
+    }
+}
+
+/// The servers known from the last poll that this poll no longer found.
+fn vanished(known: &BTreeMap<String, &'static str>, current: &BTreeSet<&str>) -> Vec<String> {
+    known
+        .keys()
+        .filter(|address| !current.contains(address.as_str()))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, ByteString> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+            .collect()
+    }
+
+    #[test]
+    fn keys_are_read_in_order_and_gaps_are_named() {
+        let keys = keys_from_secret(&data(&[
+            ("key2", "bbb\n"),
+            ("key1", "aaa"),
+            ("root-token", "x"),
+        ]))
+        .unwrap();
+        assert_eq!(keys, [UnsealKey("aaa".into()), UnsealKey("bbb".into())]);
+        assert_eq!(
+            keys_from_secret(&data(&[("key1", "a"), ("key3", "c")])).unwrap_err(),
+            VaultError::MissingKey("key2".into())
+        );
+        assert_eq!(
+            keys_from_secret(&data(&[("key1", "")])).unwrap_err(),
+            VaultError::MissingKey("key1".into())
+        );
+    }
+
+    #[test]
+    fn keys_never_print() {
+        let key = UnsealKey("s3cr3t-share".into());
+        assert_eq!(format!("{key:?}"), "UnsealKey(***)");
+        assert!(!format!("{:?}", vec![key]).contains("s3cr3t"));
+    }
+
+    fn attempt(progress: u32, nonce: &str) -> UnsealAttempt {
+        UnsealAttempt {
+            progress,
+            nonce: nonce.into(),
+        }
+    }
+
+    const HOLD_OFF: Duration = Duration::from_secs(300);
+
+    /// Judges `sightings` (seconds after the first poll, attempt seen) one after the other.
+    fn judge_all(sightings: &[(u64, UnsealAttempt)]) -> Vec<PartialUnseal> {
+        let start = Instant::now();
+        let mut seen: Option<SeenAttempt> = None;
+        sightings
+            .iter()
+            .map(|(at, attempt)| {
+                let now = start + Duration::from_secs(*at);
+                let (next, verdict) = judge_partial(seen.as_ref(), attempt, now, HOLD_OFF);
+                seen = Some(next);
+                verdict
+            })
+            .collect()
+    }
+
+    fn at_work(seconds: u64) -> PartialUnseal {
+        PartialUnseal::OperatorAtWork {
+            unchanged_for: Duration::from_secs(seconds),
+        }
+    }
+
+    fn abandoned(seconds: u64) -> PartialUnseal {
+        PartialUnseal::Abandoned {
+            unchanged_for: Duration::from_secs(seconds),
+        }
+    }
+
+    #[test]
+    fn a_partial_unseal_is_never_abandoned_at_first_sight() {
+        assert_eq!(judge_all(&[(0, attempt(1, "n1"))]), [at_work(0)]);
+        let (seen, _) = judge_partial(None, &attempt(2, "n1"), Instant::now(), HOLD_OFF);
+        assert_eq!(seen.attempt, attempt(2, "n1"));
+    }
+
+    #[test]
+    fn the_issue_case_progress_one_of_three_24s_later_is_an_operator_at_work() {
+        assert_eq!(
+            judge_all(&[(0, attempt(1, "n1")), (24, attempt(1, "n1"))]),
+            [at_work(0), at_work(24)]
+        );
+    }
+
+    #[test]
+    fn an_unchanged_attempt_is_abandoned_exactly_at_the_hold_off() {
+        assert_eq!(
+            judge_all(&[
+                (0, attempt(1, "n1")),
+                (299, attempt(1, "n1")),
+                (300, attempt(1, "n1")),
+            ]),
+            [at_work(0), at_work(299), abandoned(300)]
+        );
+    }
+
+    #[test]
+    fn every_share_restarts_the_clock() {
+        assert_eq!(
+            judge_all(&[
+                (0, attempt(1, "n1")),
+                (240, attempt(2, "n1")),
+                (480, attempt(2, "n1")),
+                (540, attempt(2, "n1")),
+            ]),
+            [at_work(0), at_work(0), at_work(240), abandoned(300)]
+        );
+    }
+
+    #[test]
+    fn a_new_attempt_at_the_same_progress_restarts_the_clock() {
+        // The operator reset and entered one share again: same progress, new nonce.
+        assert_eq!(
+            judge_all(&[
+                (0, attempt(1, "n1")),
+                (290, attempt(1, "n2")),
+                (320, attempt(1, "n2")),
+            ]),
+            [at_work(0), at_work(0), at_work(30)]
+        );
+    }
+
+    fn status(sealed: bool, progress: u32, nonce: &str) -> SealStatus {
+        SealStatus {
+            sealed,
+            t: 3,
+            n: 5,
+            progress,
+            initialized: true,
+            nonce: nonce.into(),
+        }
+    }
+
+    #[test]
+    fn servers_are_judged_apart_and_forgotten_when_no_attempt_is_left() {
+        let start = Instant::now();
+        let later = start + HOLD_OFF;
+        let mut partials = PartialUnseals::new(HOLD_OFF);
+        assert_eq!(partials.observe("a", &status(true, 0, ""), start), None);
+        assert_eq!(
+            partials.observe("a", &status(true, 1, "n1"), start),
+            Some(at_work(0))
+        );
+        assert_eq!(
+            partials.observe("b", &status(true, 1, "n1"), later),
+            Some(at_work(0))
+        );
+        assert_eq!(
+            partials.observe("a", &status(true, 1, "n1"), later),
+            Some(abandoned(300))
+        );
+        // Unsealed meanwhile, then sealed again with the same progress and nonce: a new sighting.
+        assert_eq!(partials.observe("a", &status(false, 0, ""), later), None);
+        assert_eq!(
+            partials.observe("a", &status(true, 1, "n1"), later),
+            Some(at_work(0))
+        );
+        partials.retain(&BTreeSet::from(["b"]));
+        assert_eq!(
+            partials.observe("a", &status(true, 1, "n1"), later + HOLD_OFF),
+            Some(at_work(0)),
+            "a server no longer discovered is forgotten"
+        );
+    }
+
+    #[test]
+    fn an_unsealed_server_has_no_attempt_whatever_its_progress() {
+        assert_eq!(status(false, 2, "n1").attempt(), None);
+        assert_eq!(status(true, 0, "").attempt(), None);
+        assert_eq!(status(true, 2, "n1").attempt(), Some(attempt(2, "n1")));
+    }
+
+    #[test]
+    fn servers_missing_from_this_poll_have_vanished() {
+        let known = BTreeMap::from([("a".to_string(), "unsealed"), ("b".to_string(), "error")]);
+        assert_eq!(vanished(&known, &BTreeSet::from(["a", "c"])), ["b"]);
+        assert!(vanished(&known, &BTreeSet::from(["a", "b"])).is_empty());
     }
 }

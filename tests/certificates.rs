@@ -191,10 +191,20 @@ async fn cert_manager_renewal_is_triggered_through_the_status_subresource() {
         certificate["spec"], spec_before,
         "only the status is written"
     );
+    // The Event is about the Certificate (its uid, so `kubectl describe certificate` shows it),
+    // with the Secret that showed the problem as `related`.
     let events = server.list(&Collection::new("apis/events.k8s.io/v1", NS, "events"));
-    assert!(events.iter().any(
-        |e| e["reason"] == "CertificateRenewalTriggered" && e["regarding"]["kind"] == "Secret"
-    ));
+    let renewal = events
+        .iter()
+        .find(|e| e["reason"] == "CertificateRenewalTriggered")
+        .expect("a renewal Event");
+    assert_eq!(renewal["regarding"]["kind"], "Certificate");
+    assert_eq!(renewal["regarding"]["uid"], certificate["metadata"]["uid"]);
+    let secret = server
+        .get(&Collection::core(NS, "secrets"), "shop-tls")
+        .unwrap();
+    assert_eq!(renewal["related"]["kind"], "Secret");
+    assert_eq!(renewal["related"]["uid"], secret["metadata"]["uid"]);
 
     // Within the backoff window nothing more is done.
     let again = heal_once(&server, &limiter).await;

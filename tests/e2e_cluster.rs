@@ -7,6 +7,14 @@
 //! The scenario: record a fix in the ConfigMap `fixes`, create a Deployment and a PVC in a fresh
 //! test namespace, and see the apiserver store them patched by the webhook, on CREATE and on
 //! UPDATE. The test namespace is deleted at the end.
+//!
+//! The re-apply matrix (issue 7, shared with `tests/reapply.rs`): for every kind selfheal raises,
+//! CREATE through the real apiserver with selfheal's webhook installed and a fix recorded, then
+//! re-apply the original manifest with a harmless change as a JSON merge patch, as `kubectl
+//! apply`'s three-way strategic merge patch and as a forced server-side apply: every request
+//! accepted (or refused exactly as without selfheal), the raised value kept, no second rollout.
+
+mod support;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -14,11 +22,12 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use serde_json::json;
 
+use selfheal::core::document::FixDocument;
 use selfheal::core::fix::{Fix, FixRecord};
 use selfheal::metrics::Metrics;
 use selfheal::store::{ConfigMapStore, FixStore};
@@ -355,4 +364,138 @@ async fn expired_certificate_is_detected() {
         .delete(&namespace, &DeleteParams::default())
         .await
         .expect("delete test namespace");
+}
+
+/// Waits (bounded) until the webhook applies the fixes recorded for `namespace`: the claim's fix
+/// is recorded last, so once a dry-run CREATE of the claim is raised, every fix is known.
+async fn wait_for_fixes(client: &Client, namespace: &str) -> bool {
+    let case = support::reapply::case("PersistentVolumeClaim");
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), namespace, &case.api_resource());
+    let object: DynamicObject = serde_json::from_value(case.manifest.clone()).expect("claim");
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    for _ in 0..60 {
+        if let Ok(preview) = api.create(&dry_run, &object).await {
+            let preview = serde_json::to_value(&preview).unwrap_or_default();
+            if support::reapply::check_raised(&case, &preview, "dry run").is_ok() {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    false
+}
+
+/// CREATE `case` in `namespace` as `kubectl apply` does; the stored object.
+async fn create_case(
+    client: &Client,
+    namespace: &str,
+    case: &support::reapply::Case,
+) -> Result<(Api<DynamicObject>, serde_json::Value), String> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), namespace, &case.api_resource());
+    let object: DynamicObject =
+        serde_json::from_value(support::reapply::with_last_applied(&case.manifest))
+            .map_err(|e| e.to_string())?;
+    let created = api
+        .create(&PostParams::default(), &object)
+        .await
+        .map_err(|e| format!("{} CREATE refused: {e}", case.kind))?;
+    let live = serde_json::to_value(&created).map_err(|e| e.to_string())?;
+    Ok((api, live))
+}
+
+/// One cell of the matrix; `control` is a namespace without fixes, where a refusal is checked
+/// to be the apiserver's own.
+async fn reapply_case(
+    client: &Client,
+    namespace: &str,
+    control: &str,
+    kind: &str,
+    mode: support::reapply::Mode,
+) -> Result<(), String> {
+    use support::reapply::{
+        case, changed_manifest, check_outcome, check_raised, completed_with, reapply,
+    };
+    let case = case(kind);
+    let (api, live) = create_case(client, namespace, &case).await?;
+    check_raised(&case, &live, "at CREATE")?;
+    let manifest = changed_manifest(&case, mode);
+    if let Err(error) = reapply(&api, mode, &manifest, &live).await {
+        let (control_api, control_live) = create_case(client, control, &case).await?;
+        let without_selfheal = reapply(&control_api, mode, &manifest, &control_live).await;
+        let same = without_selfheal
+            .as_ref()
+            .err()
+            .is_some_and(|e| support::reapply::same_refusal(e, &error));
+        if !same {
+            return Err(format!(
+                "{kind} re-applied by {}: refused because of selfheal: {error}",
+                mode.tag()
+            ));
+        }
+        reapply(&api, mode, &completed_with(&manifest, &live), &live)
+            .await
+            .map_err(|e| {
+                format!(
+                    "{kind} re-applied by {} with the apiserver's additions: refused: {e}",
+                    mode.tag()
+                )
+            })?;
+    }
+    let stored = api
+        .get(case.name())
+        .await
+        .map_err(|e| format!("{kind}: read back: {e}"))?;
+    let stored = serde_json::to_value(&stored).map_err(|e| e.to_string())?;
+    check_outcome(&case, mode, &live, &stored)
+}
+
+#[tokio::test]
+async fn reapplied_manifests_are_accepted_and_keep_raised_values() {
+    let Some(client) = cluster().await else {
+        return;
+    };
+    let store = FixStore::ConfigMap(Arc::new(ConfigMapStore::new(
+        client.clone(),
+        &selfheal_namespace(),
+        "fixes",
+        Arc::new(Metrics::new()),
+    )));
+    let mut failures = Vec::new();
+    let mut created = Vec::new();
+    for mode in support::reapply::Mode::ALL {
+        let (namespaces, namespace) =
+            test_namespace(&client, &format!("selfheal-e2e-reapply-{}", mode.tag())).await;
+        let (_, control) =
+            test_namespace(&client, &format!("selfheal-e2e-control-{}", mode.tag())).await;
+        created.push((namespaces.clone(), namespace.clone()));
+        created.push((namespaces, control.clone()));
+        let document =
+            FixDocument::parse(&support::reapply::fixes_yaml(&namespace)).expect("matrix fixes");
+        for fix in document.fixes() {
+            store.record(fix.clone()).await.expect("record fix");
+        }
+        if !wait_for_fixes(&client, &namespace).await {
+            failures.push(format!(
+                "the webhook never applied the fixes for {namespace} (is selfheal installed in {}?)",
+                selfheal_namespace()
+            ));
+            continue;
+        }
+        for kind in support::reapply::KINDS {
+            if let Err(problem) = reapply_case(&client, &namespace, &control, kind, mode).await {
+                failures.push(problem);
+            }
+        }
+    }
+    for (namespaces, namespace) in created {
+        let _ = namespaces
+            .delete(&namespace, &DeleteParams::default())
+            .await;
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -29,7 +29,10 @@ struct Cluster {
     server: FakeApiServer,
     store: FixStore,
     snapshot: Snapshot,
-    limiter: Arc<RateLimiter>,
+    /// One executor per mode for the cluster's life, as in the watcher: one Event recorder, one
+    /// rate limiter.
+    live: Executor,
+    dry: Executor,
     _sync: tokio::task::JoinHandle<()>,
 }
 
@@ -84,14 +87,25 @@ fn cluster() -> Cluster {
             json_patch::patch(object, &mutation.patch).expect("webhook patch applies");
         },
     ));
+    let limiter = Arc::new(RateLimiter::new(
+        Duration::from_secs(300),
+        Duration::from_secs(3600),
+    ));
+    let executor = |dry_run| {
+        Executor::new(
+            server.client(),
+            store.clone(),
+            limiter.clone(),
+            Arc::new(Metrics::new()),
+            dry_run,
+        )
+    };
     Cluster {
+        live: executor(false),
+        dry: executor(true),
         server,
         store,
         snapshot,
-        limiter: Arc::new(RateLimiter::new(
-            Duration::from_secs(300),
-            Duration::from_secs(3600),
-        )),
         _sync: sync,
     }
 }
@@ -99,13 +113,7 @@ fn cluster() -> Cluster {
 impl Cluster {
     async fn heal(&self, dry_run: bool, rails: &Rails) -> Vec<Handled> {
         let client = self.server.client();
-        let executor = Executor::new(
-            client.clone(),
-            self.store.clone(),
-            self.limiter.clone(),
-            Arc::new(Metrics::new()),
-            dry_run,
-        );
+        let executor = if dry_run { &self.dry } else { &self.live };
         let document = self.store.read_document().await.unwrap();
         let index = FixIndex::new(document.fixes().cloned());
         let scope = Scope {
@@ -114,7 +122,7 @@ impl Cluster {
         };
         heal::run_once(
             &client,
-            &executor,
+            executor,
             rails,
             &index,
             &scope,
@@ -331,10 +339,10 @@ async fn runaway_memory_raises_stop_at_the_cap_with_an_alert() {
     let mut limit = "512Mi".to_string();
     let mut raises = Vec::new();
     for round in 0..4 {
-        c.server.put(
-            &Collection::core(NS, "pods"),
-            pod("api", "p0d", &limit, oom_status(round + 1)),
-        );
+        // The same pod (one uid) OOM-killed again and again.
+        let mut crashing = pod("api", "p0d", &limit, oom_status(round + 1));
+        crashing["metadata"]["uid"] = json!("api-pod-uid");
+        c.server.put(&Collection::core(NS, "pods"), crashing);
         let handled = c.heal(false, &rails).await;
         raises.push((handled[0].outcome.action, handled[0].outcome.result));
         if let Some(fix) = c.fixes().fixes().next() {
@@ -364,6 +372,29 @@ async fn runaway_memory_raises_stop_at_the_cap_with_an_alert() {
             .iter()
             .any(|e| e["reason"] == "HealingStopped" && e["type"] == "Warning")
     );
+    // Each raise is its own Event with its own note (not a series keeping the first note),
+    // about the Deployment by uid (what `kubectl describe deployment` matches), the pod related.
+    let raises: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["reason"] == "MemoryLimitRaised")
+        .collect();
+    let notes: Vec<&str> = raises
+        .iter()
+        .map(|e| e["note"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(raises.len(), 2, "{notes:?}");
+    assert!(
+        notes.iter().any(|n| n.contains("to 768Mi"))
+            && notes.iter().any(|n| n.contains("to 1280Mi")),
+        "{notes:?}"
+    );
+    let deployment_uid = c.deployment("api")["metadata"]["uid"].clone();
+    for raise in raises {
+        assert_eq!(raise["regarding"]["kind"], "Deployment");
+        assert_eq!(raise["regarding"]["uid"], deployment_uid);
+        assert_eq!(raise["related"]["kind"], "Pod");
+        assert_eq!(raise["related"]["uid"], "api-pod-uid");
+    }
 }
 
 #[tokio::test]
@@ -373,6 +404,11 @@ async fn image_pull_failure_deletes_the_pod_once_per_backoff_window() {
         "image": "registry.example.com/cart:1", "imageID": "",
         "state": {"waiting": {"reason": "ImagePullBackOff",
             "message": "Back-off pulling image \"registry.example.com/cart:1\": rpc error: code = Unknown desc = dial tcp 10.0.0.9:443: i/o timeout"}}}]});
+    c.create(
+        Collection::apps(NS, "deployments"),
+        deployment("cart", "256Mi"),
+    )
+    .await;
     c.server.put(
         &Collection::core(NS, "pods"),
         pod("cart", "aaaaa", "256Mi", status.clone()),
@@ -382,6 +418,18 @@ async fn image_pull_failure_deletes_the_pod_once_per_backoff_window() {
         (handled[0].outcome.action, handled[0].outcome.result),
         ("DeletePod", "done")
     );
+    let retried = c
+        .server
+        .list(&Collection::new("apis/events.k8s.io/v1", NS, "events"))
+        .into_iter()
+        .find(|e| e["reason"] == "ImagePullRetried")
+        .expect("an ImagePullRetried Event");
+    assert_eq!(retried["regarding"]["kind"], "Deployment");
+    assert_eq!(
+        retried["regarding"]["uid"],
+        c.deployment("cart")["metadata"]["uid"]
+    );
+    assert_eq!(retried["related"]["name"], "cart-5d4c3b2a1-aaaaa");
     assert_eq!(
         handled[0].finding.diagnosis.cause,
         selfheal::heal::diagnose::Cause::RegistryTimeout
@@ -461,12 +509,99 @@ async fn connection_refused_restarts_the_dependency_not_the_caller() {
         "never the caller"
     );
 
+    let restarted = c
+        .server
+        .list(&Collection::new("apis/events.k8s.io/v1", NS, "events"))
+        .into_iter()
+        .find(|e| e["reason"] == "DependencyRestarted")
+        .expect("a DependencyRestarted Event");
+    assert_eq!(
+        restarted["regarding"]["uid"],
+        c.deployment("db")["metadata"]["uid"]
+    );
+    assert_eq!(restarted["related"]["name"], "web-5d4c3b2a1-c4ll3");
+
     let again = c.heal(false, &Rails::default()).await;
     let web = again
         .iter()
         .find(|h| h.finding.problem.object_name.starts_with("web"))
         .unwrap();
     assert_eq!(web.outcome.result, "rate_limited");
+}
+
+/// A tenant's log line naming a Service in kube-system, or in a namespace labelled
+/// `selfheal.io/ignore=true`, restarts nothing there: the rails apply to the dependency.
+#[tokio::test]
+async fn a_tenants_log_line_cannot_restart_a_protected_or_ignored_dependency() {
+    for (namespace, rail) in [
+        ("kube-system", "protected_namespace"),
+        ("platform", "ignored_namespace"),
+    ] {
+        let c = cluster();
+        c.server.put(
+            &Collection::core("", "namespaces"),
+            json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": "platform", "labels": {"selfheal.io/ignore": "true"}}}),
+        );
+        let deployments = Collection::apps(namespace, "deployments");
+        let mut dns = deployment("dns", "170Mi");
+        dns["metadata"]["namespace"] = json!(namespace);
+        c.server.put(&deployments, dns);
+        c.server.put(&Collection::core(namespace, "services"), json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "dns", "namespace": namespace}, "spec": {"selector": {"app": "dns"}, "ports": [{"port": 53}]}}));
+        let mut down = pod(
+            "dns",
+            "d0wn0",
+            "170Mi",
+            json!({"phase": "Running",
+            "conditions": [{"type": "Ready", "status": "False"}]}),
+        );
+        down["metadata"]["namespace"] = json!(namespace);
+        c.server.put(&Collection::core(namespace, "pods"), down);
+        let before = c.server.get(&deployments, "dns").unwrap();
+
+        let crashing = json!({"phase": "Running", "containerStatuses": [{"name": "app", "ready": false, "restartCount": 6,
+            "image": "x", "imageID": "", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}]});
+        c.server.put(
+            &Collection::core(NS, "pods"),
+            pod("web", "t3n4n", "512Mi", crashing),
+        );
+        c.server.set_log(
+            NS,
+            "web-5d4c3b2a1-t3n4n",
+            "app",
+            true,
+            &format!("dial tcp dns.{namespace}.svc:53: connect: connection refused\n"),
+        );
+
+        let handled = c.heal(false, &Rails::default()).await;
+        let web = handled
+            .iter()
+            .find(|h| h.finding.problem.object_name.starts_with("web"))
+            .unwrap();
+        assert_eq!(
+            (web.outcome.action, web.outcome.result, web.outcome.rail),
+            ("RestartDependency", "refused", Some(rail)),
+            "{:?}",
+            web.outcome
+        );
+        assert_eq!(
+            c.server.get(&deployments, "dns").unwrap(),
+            before,
+            "{namespace}"
+        );
+        let events = c
+            .server
+            .list(&Collection::new("apis/events.k8s.io/v1", NS, "events"));
+        let refusal = events
+            .iter()
+            .find(|e| e["reason"] == "NotActing")
+            .expect("the refusal is an Event on the tenant's pod");
+        assert_eq!(refusal["regarding"]["name"], "web-5d4c3b2a1-t3n4n");
+        assert_eq!(refusal["related"]["name"], "dns");
+        assert_eq!(refusal["related"]["uid"], before["metadata"]["uid"]);
+    }
 }
 
 #[tokio::test]
@@ -585,4 +720,88 @@ async fn the_namespace_limitrange_caps_a_memory_raise() {
         "640Mi",
         "768Mi would exceed the LimitRange maximum"
     );
+}
+
+fn cronjob(name: &str, memory: &str) -> Value {
+    json!({"apiVersion": "batch/v1", "kind": "CronJob",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": {
+            "metadata": {"labels": {"app": name}},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "app", "image": "registry.example.com/backup:1",
+                "resources": {"limits": {"memory": memory}}}]}}}}}})
+}
+
+#[tokio::test]
+async fn an_oom_in_a_cronjobs_job_is_fixed_in_the_cronjob_not_the_running_job() {
+    let c = cluster();
+    let cronjobs = Collection::new("apis/batch/v1", NS, "cronjobs");
+    let jobs = Collection::new("apis/batch/v1", NS, "jobs");
+    let created = c.create(cronjobs.clone(), cronjob("backup", "512Mi")).await;
+    let template = cronjob("backup", "512Mi")["spec"]["jobTemplate"]["spec"].clone();
+    c.server.put(
+        &jobs,
+        json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "backup-29012345", "namespace": NS,
+                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "backup",
+                    "uid": created["metadata"]["uid"], "controller": true}]},
+            "spec": template}),
+    );
+    let job_before = c.server.get(&jobs, "backup-29012345").unwrap();
+    c.server.put(
+        &Collection::core(NS, "pods"),
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "backup-29012345-x7k2p", "namespace": NS,
+                "labels": {"app": "backup", "job-name": "backup-29012345"},
+                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "backup-29012345",
+                    "uid": job_before["metadata"]["uid"], "controller": true}]},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "app", "image": "registry.example.com/backup:1",
+                "resources": {"limits": {"memory": "512Mi"}}}]},
+            "status": oom_status(1)}),
+    );
+
+    let handled = c.heal(false, &Rails::default()).await;
+    assert_eq!(
+        (handled[0].outcome.action, handled[0].outcome.result),
+        ("RaiseMemory", "done"),
+        "{:?}",
+        handled[0].outcome
+    );
+    let fix = c.fixes().fixes().next().cloned().expect("fix persisted");
+    assert_eq!(
+        (fix.resource.as_str(), fix.value.as_str()),
+        ("backup", "768Mi"),
+        "recorded under the CronJob"
+    );
+    let cronjob_after = c.server.get(&cronjobs, "backup").unwrap();
+    assert_eq!(
+        container_limit(
+            &cronjob_after,
+            "/spec/jobTemplate/spec/template/spec/containers/0/resources/limits/memory"
+        ),
+        "768Mi",
+        "the next Job carries the fix"
+    );
+    assert_eq!(
+        c.server.get(&jobs, "backup-29012345").unwrap(),
+        job_before,
+        "the running Job is not touched"
+    );
+    let raised = c
+        .server
+        .list(&Collection::new("apis/events.k8s.io/v1", NS, "events"))
+        .into_iter()
+        .find(|e| e["reason"] == "MemoryLimitRaised")
+        .expect("a MemoryLimitRaised Event");
+    assert_eq!(raised["regarding"]["kind"], "CronJob");
+    assert_eq!(raised["regarding"]["uid"], created["metadata"]["uid"]);
+    assert_eq!(raised["related"]["name"], "backup-29012345-x7k2p");
+
+    // Again over the same state: nothing changes.
+    let again = c.heal(false, &Rails::default()).await;
+    assert_eq!(
+        again[0].outcome.result, "unchanged",
+        "{:?}",
+        again[0].outcome
+    );
+    assert_eq!(c.server.get(&cronjobs, "backup").unwrap(), cronjob_after);
 }

@@ -1,11 +1,11 @@
-//! The Vault unseal walk against a test Vault server started here: a real threshold, progress
-//! and reset, on 127.0.0.1.
+//! The Vault unseal walk against a test Vault server started here: a real threshold, progress,
+//! reset and a nonce per attempt, on 127.0.0.1.
 
 mod support;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,12 +15,14 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use selfheal::vault::{
-    self, UnsealKey, UnsealOutcome, VaultClient, VaultError, VaultTargets, keys_from_secret,
+    self, OPERATOR_HOLD_OFF, PartialUnseals, UnsealAttempt, UnsealKey, UnsealOutcome, VaultClient,
+    VaultError, VaultTargets, keys_from_secret,
 };
 use support::fake_apiserver::{Collection, FakeApiServer};
 
 /// Shamir-like test Vault: `t` distinct valid shares unseal it; a combination with a wrong share
-/// fails when the threshold is reached and resets progress, as Vault does.
+/// fails when the threshold is reached and resets progress, as Vault does. The first share of
+/// every attempt starts a new nonce, as Vault's does.
 #[derive(Default)]
 struct TestVault {
     threshold: u32,
@@ -28,14 +30,48 @@ struct TestVault {
     submitted: Vec<String>,
     sealed: bool,
     initialized: bool,
+    /// Requests to `/v1/sys/unseal` made by selfheal (an operator's shares are not counted).
     unseal_requests: u32,
+    attempts: u32,
+}
+
+impl TestVault {
+    fn nonce(&self) -> String {
+        if self.submitted.is_empty() {
+            String::new()
+        } else {
+            format!("attempt-{}", self.attempts)
+        }
+    }
+
+    /// One share, as `vault operator unseal` sends it.
+    fn submit(&mut self, key: &str) -> bool {
+        if !self.sealed {
+            return true;
+        }
+        if self.submitted.is_empty() {
+            self.attempts += 1;
+        }
+        self.submitted.push(key.to_string());
+        if self.submitted.len() as u32 == self.threshold {
+            let distinct: HashSet<&String> = self.submitted.iter().collect();
+            let good = distinct.len() as u32 == self.threshold
+                && self.submitted.iter().all(|k| self.valid.contains(k));
+            self.submitted.clear();
+            if !good {
+                return false;
+            }
+            self.sealed = false;
+        }
+        true
+    }
 }
 
 type Shared = Arc<Mutex<TestVault>>;
 
 fn status(vault: &TestVault) -> Value {
     json!({"type": "shamir", "initialized": vault.initialized, "sealed": vault.sealed, "t": vault.threshold,
-        "n": vault.valid.len(), "progress": vault.submitted.len(), "nonce": "", "version": "1.18.2"})
+        "n": vault.valid.len(), "progress": vault.submitted.len(), "nonce": vault.nonce(), "version": "1.18.2"})
 }
 
 async fn seal_status(State(vault): State<Shared>) -> Json<Value> {
@@ -56,18 +92,12 @@ async fn unseal(State(vault): State<Shared>, Json(body): Json<Value>) -> Respons
         )
             .into_response();
     };
-    if vault.sealed {
-        vault.submitted.push(key.to_string());
-        if vault.submitted.len() as u32 == vault.threshold {
-            let distinct: HashSet<&String> = vault.submitted.iter().collect();
-            let good = distinct.len() as u32 == vault.threshold
-                && vault.submitted.iter().all(|k| vault.valid.contains(k));
-            vault.submitted.clear();
-            if !good {
-                return (StatusCode::BAD_REQUEST, Json(json!({"errors": ["failed to unseal: cipher: message authentication failed"]}))).into_response();
-            }
-            vault.sealed = false;
-        }
+    if !vault.submit(key) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"errors": ["failed to unseal: cipher: message authentication failed"]})),
+        )
+            .into_response();
     }
     Json(status(&vault)).into_response()
 }
@@ -124,6 +154,7 @@ async fn unseals_with_exactly_the_threshold() {
         .unseal(
             &address,
             &keys(&["share-1", "share-2", "share-3", "share-4", "share-5"]),
+            None,
         )
         .await
         .unwrap();
@@ -142,7 +173,7 @@ async fn already_unsealed_sends_no_unseal_request() {
     unsealed.sealed = false;
     let (address, vault) = start(unsealed).await;
     let outcome = client()
-        .unseal(&address, &keys(&["share-1", "share-2", "share-3"]))
+        .unseal(&address, &keys(&["share-1", "share-2", "share-3"]), None)
         .await
         .unwrap();
     assert_eq!(outcome, UnsealOutcome::AlreadyUnsealed);
@@ -156,6 +187,7 @@ async fn wrong_keys_stop_at_the_first_failure() {
         .unseal(
             &address,
             &keys(&["share-1", "not-a-share", "share-2", "share-3"]),
+            None,
         )
         .await
         .unwrap_err();
@@ -172,12 +204,37 @@ async fn wrong_keys_stop_at_the_first_failure() {
 }
 
 #[tokio::test]
-async fn a_half_finished_attempt_is_reset_first() {
+async fn a_half_finished_attempt_is_reset_only_when_it_is_the_abandoned_one() {
     let mut half = sealed(2);
-    half.submitted.push("someone-elses-share".into());
+    half.submit("someone-elses-share");
     let (address, vault) = start(half).await;
+    let shares = keys(&["share-4", "share-5"]);
+    for other in [
+        None,
+        Some(UnsealAttempt {
+            progress: 1,
+            nonce: "attempt-0".into(),
+        }),
+    ] {
+        let outcome = client()
+            .unseal(&address, &shares, other.as_ref())
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome,
+            UnsealOutcome::LeftInProgress {
+                progress: 1,
+                threshold: 2
+            }
+        );
+        assert_eq!(vault.lock().unwrap().unseal_requests, 0, "nothing sent");
+    }
+    let abandoned = UnsealAttempt {
+        progress: 1,
+        nonce: "attempt-1".into(),
+    };
     let outcome = client()
-        .unseal(&address, &keys(&["share-4", "share-5"]))
+        .unseal(&address, &shares, Some(&abandoned))
         .await
         .unwrap();
     assert_eq!(outcome, UnsealOutcome::Unsealed { shares_sent: 2 });
@@ -192,7 +249,7 @@ async fn a_half_finished_attempt_is_reset_first() {
 async fn too_few_keys_and_a_missing_key_are_reported_before_sending_anything() {
     let (address, vault) = start(sealed(3)).await;
     let error = client()
-        .unseal(&address, &keys(&["share-1", "share-2"]))
+        .unseal(&address, &keys(&["share-1", "share-2"]), None)
         .await
         .unwrap_err();
     assert_eq!(error, VaultError::NotEnoughKeys { have: 2, need: 3 });
@@ -218,7 +275,7 @@ async fn uninitialized_vault_is_not_unsealed() {
     fresh.initialized = false;
     let (address, _) = start(fresh).await;
     let error = client()
-        .unseal(&address, &keys(&["share-1", "share-2", "share-3"]))
+        .unseal(&address, &keys(&["share-1", "share-2", "share-3"]), None)
         .await
         .unwrap_err();
     assert!(matches!(error, VaultError::NotInitialized { .. }));
@@ -360,20 +417,7 @@ async fn the_leader_keeps_vault_unsealed_and_says_so_with_an_event() {
         "spec": {"serviceName": "vault-internal", "selector": {"matchLabels": {"app.kubernetes.io/name": "vault"}},
             "template": {"metadata": {"labels": {"app.kubernetes.io/name": "vault"}}, "spec": {"containers": []}}}}));
     let metrics = Arc::new(selfheal::metrics::Metrics::new());
-    let leadership = selfheal::cluster::leader::Leadership::default();
-    let lease = selfheal::cluster::leader::LeaseConfig {
-        namespace: "selfheal".into(),
-        name: "selfheal-watcher".into(),
-        identity: "only".into(),
-        lease_duration: Duration::from_secs(5),
-        renew_every: Duration::from_millis(50),
-    };
-    let campaign = tokio::spawn(selfheal::cluster::leader::campaign(
-        server.client(),
-        lease,
-        leadership.clone(),
-        metrics.clone(),
-    ));
+    let (leadership, campaign) = lead(&server, &metrics);
     let keeper = tokio::spawn(vault::keep_unsealed(
         client(),
         server.client(),
@@ -400,6 +444,254 @@ async fn the_leader_keeps_vault_unsealed_and_says_so_with_an_event() {
     .await;
     let text = serde_json::to_string(&server.list(&events)).unwrap();
     assert!(!text.contains("share-"), "no key in any Event");
+    keeper.abort();
+    campaign.abort();
+}
+
+/// This test process leads (a Lease of its own on `server`).
+fn lead(
+    server: &FakeApiServer,
+    metrics: &Arc<selfheal::metrics::Metrics>,
+) -> (
+    selfheal::cluster::leader::Leadership,
+    tokio::task::JoinHandle<()>,
+) {
+    let leadership = selfheal::cluster::leader::Leadership::default();
+    let lease = selfheal::cluster::leader::LeaseConfig {
+        namespace: "selfheal".into(),
+        name: "selfheal-watcher".into(),
+        identity: "only".into(),
+        lease_duration: Duration::from_secs(5),
+        renew_every: Duration::from_millis(50),
+    };
+    let campaign = tokio::spawn(selfheal::cluster::leader::campaign(
+        server.client(),
+        lease,
+        leadership.clone(),
+        metrics.clone(),
+    ));
+    (leadership, campaign)
+}
+
+fn vault_statefulset() -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "vault", "namespace": "vault"},
+        "spec": {"serviceName": "vault-internal", "selector": {"matchLabels": {"app.kubernetes.io/name": "vault"}},
+            "template": {"metadata": {"labels": {"app.kubernetes.io/name": "vault"}}, "spec": {"containers": []}}}})
+}
+
+fn seconds_after(start: Instant, seconds: u64) -> Instant {
+    start + Duration::from_secs(seconds)
+}
+
+/// One poll of the watcher at `now`, remembering across polls in `partials`.
+async fn poll(
+    server: &FakeApiServer,
+    address: &str,
+    partials: &mut PartialUnseals,
+    now: Instant,
+) -> vault::VaultReport {
+    let mut reports = vault::check_all_with(
+        &client(),
+        &server.client(),
+        &targets(vec![address.to_string()], None),
+        true,
+        partials,
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(reports.len(), 1);
+    reports.remove(0)
+}
+
+#[tokio::test]
+async fn an_operators_unseal_that_moved_recently_is_never_reset_and_gets_no_key() {
+    let (address, vault) = start(sealed(3)).await;
+    let server = FakeApiServer::new();
+    server.put(&Collection::core("vault", "secrets"), keys_secret());
+    let before = server.requests.load(std::sync::atomic::Ordering::Relaxed);
+    let mut partials = PartialUnseals::new(OPERATOR_HOLD_OFF);
+    let start = Instant::now();
+
+    vault.lock().unwrap().submit("share-4");
+    // The case: progress 1 of 3, and selfheal's next poll 24 s later.
+    for at in [0, 24] {
+        let report = poll(&server, &address, &mut partials, seconds_after(start, at)).await;
+        assert_eq!(report.state, "operator-unsealing", "at {at}s: {report:?}");
+        assert!(report.detail.contains("1/3 shares"), "{}", report.detail);
+    }
+    // The second share comes after four minutes; the hold-off counts from it, not from the first.
+    vault.lock().unwrap().submit("share-5");
+    for at in [250, 400, 549] {
+        let report = poll(&server, &address, &mut partials, seconds_after(start, at)).await;
+        assert_eq!(report.state, "operator-unsealing", "at {at}s: {report:?}");
+    }
+    {
+        let mut vault = vault.lock().unwrap();
+        assert_eq!(
+            vault.unseal_requests, 0,
+            "no reset and no share from selfheal"
+        );
+        assert_eq!(
+            vault.submitted,
+            ["share-4", "share-5"],
+            "the operator's shares are intact"
+        );
+        assert!(vault.submit("share-1"));
+        assert!(!vault.sealed, "the operator's own third share unseals");
+    }
+    assert_eq!(
+        server.requests.load(std::sync::atomic::Ordering::Relaxed),
+        before,
+        "the key Secret is not even read while an operator is at work"
+    );
+    let report = poll(&server, &address, &mut partials, seconds_after(start, 560)).await;
+    assert_eq!(report.state, "unsealed");
+}
+
+#[tokio::test]
+async fn a_partial_unseal_unchanged_beyond_the_hold_off_is_reset_and_unsealed() {
+    let mut half = sealed(3);
+    half.submit("share-4");
+    let (address, vault) = start(half).await;
+    let server = FakeApiServer::new();
+    server.put(&Collection::core("vault", "secrets"), keys_secret());
+    let mut partials = PartialUnseals::new(OPERATOR_HOLD_OFF);
+    let start = Instant::now();
+    let first = poll(&server, &address, &mut partials, start).await;
+    assert_eq!(first.state, "operator-unsealing");
+    assert_eq!(vault.lock().unwrap().unseal_requests, 0);
+
+    let hold_off = OPERATOR_HOLD_OFF.as_secs();
+    let report = poll(
+        &server,
+        &address,
+        &mut partials,
+        seconds_after(start, hold_off),
+    )
+    .await;
+    assert_eq!(report.state, "unsealed-now", "{report:?}");
+    assert_eq!(
+        report.detail,
+        format!(
+            "unsealed with 3 shares after resetting an unseal left at 1/3 shares for {hold_off}s"
+        )
+    );
+    let vault = vault.lock().unwrap();
+    assert!(!vault.sealed);
+    assert_eq!(vault.unseal_requests, 4, "one reset, three shares");
+}
+
+#[tokio::test]
+async fn the_one_shot_check_leaves_any_partial_unseal_alone() {
+    let mut half = sealed(3);
+    half.submit("share-4");
+    let (address, vault) = start(half).await;
+    let server = FakeApiServer::new();
+    server.put(&Collection::core("vault", "secrets"), keys_secret());
+    for _ in 0..2 {
+        let reports = vault::check_all(
+            &client(),
+            &server.client(),
+            &targets(vec![address.clone()], None),
+            true,
+        )
+        .await
+        .unwrap();
+        assert_eq!(reports[0].state, "operator-unsealing");
+        assert!(
+            reports[0].detail.contains("vault operator unseal -reset"),
+            "says how to clear it: {}",
+            reports[0].detail
+        );
+    }
+    assert_eq!(vault.lock().unwrap().unseal_requests, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_says_an_operator_is_at_work_and_sends_nothing() {
+    let mut half = sealed(3);
+    half.submit("share-4");
+    let (address, vault) = start(half).await;
+    let server = FakeApiServer::new();
+    server.put(&Collection::core("vault", "secrets"), keys_secret());
+    server.put(
+        &Collection::apps("vault", "statefulsets"),
+        vault_statefulset(),
+    );
+    let metrics = Arc::new(selfheal::metrics::Metrics::new());
+    let (leadership, campaign) = lead(&server, &metrics);
+    let keeper = tokio::spawn(vault::keep_unsealed(
+        client(),
+        server.client(),
+        targets(vec![address.clone()], Some("vault")),
+        true,
+        leadership,
+        metrics.clone(),
+        Duration::from_millis(50),
+    ));
+    let events = Collection::new("apis/events.k8s.io/v1", "vault", "events");
+    support::eventually("an Event saying the unseal is left to the operator", || {
+        server.list(&events).iter().any(|e| {
+            e["reason"] == "VaultUnsealInProgress"
+                && e["regarding"]["name"] == "vault"
+                && e["note"].as_str().is_some_and(|n| n.contains("1/3 shares"))
+        })
+    })
+    .await;
+    // The Event is published after the poll decided: by now that poll has sent nothing.
+    assert_eq!(vault.lock().unwrap().unseal_requests, 0);
+    assert!(
+        metrics
+            .encode()
+            .contains(&format!("selfheal_vault_sealed{{address=\"{address}\"}} 1")),
+        "still sealed"
+    );
+    keeper.abort();
+    campaign.abort();
+    assert_eq!(vault.lock().unwrap().unseal_requests, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metric_series_of_a_server_no_longer_discovered_is_removed() {
+    let server = FakeApiServer::new();
+    server.put(
+        &Collection::apps("vault", "statefulsets"),
+        vault_statefulset(),
+    );
+    for i in 0..2 {
+        server.put(&Collection::core("vault", "pods"), json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("vault-{i}"), "namespace": "vault", "labels": {"app.kubernetes.io/name": "vault"}}}));
+    }
+    let metrics = Arc::new(selfheal::metrics::Metrics::new());
+    let (leadership, campaign) = lead(&server, &metrics);
+    let keeper = tokio::spawn(vault::keep_unsealed(
+        client(),
+        server.client(),
+        targets(vec![], Some("vault")),
+        false,
+        leadership,
+        metrics.clone(),
+        Duration::from_millis(50),
+    ));
+    let series = |pod: &str| {
+        format!("selfheal_vault_sealed{{address=\"http://{pod}.vault-internal.vault.svc:8200\"}}")
+    };
+    support::eventually("a series per server", || {
+        let text = metrics.encode();
+        text.contains(&series("vault-0")) && text.contains(&series("vault-1"))
+    })
+    .await;
+    server.remove(&Collection::core("vault", "pods"), "vault-1");
+    support::eventually("the series of the deleted pod's server is gone", || {
+        !metrics.encode().contains(&series("vault-1"))
+    })
+    .await;
+    assert!(
+        metrics.encode().contains(&series("vault-0")),
+        "the other server's series stays"
+    );
     keeper.abort();
     campaign.abort();
 }

@@ -104,11 +104,13 @@ async fn inject(State(faults): State<Faults>, request: Request, next: Next) -> R
     if path.ends_with("/eviction") {
         faults.evictions.fetch_add(1, Ordering::SeqCst);
         if faults.refuse_evictions.load(Ordering::SeqCst) {
-            return failure(
-                StatusCode::TOO_MANY_REQUESTS,
-                "TooManyRequests",
-                "Cannot evict pod as it would violate the pod's disruption budget.",
-            );
+            // What the apiserver answers, cause included.
+            let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Failure", "code": 429, "reason": "TooManyRequests",
+                "message": "Cannot evict pod as it would violate the pod's disruption budget.",
+                "details": {"causes": [{"reason": "DisruptionBudget",
+                    "message": "The disruption budget api-pdb needs 2 healthy pods and has 1 currently"}]}});
+            return (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
         }
     }
     let pods = path == "/api/v1/pods";
@@ -166,10 +168,16 @@ fn config(check_certificates: bool) -> WatcherConfig {
 
 impl Replica {
     fn start(identity: &str, client: kube::Client) -> Self {
-        Self::start_with(identity, client, config(false))
+        Self::start_with(identity, client, config(false), Duration::from_secs(300))
     }
 
-    fn start_with(identity: &str, client: kube::Client, config: WatcherConfig) -> Self {
+    /// A replica with its watcher configuration and the rate limiter's first window.
+    fn start_with(
+        identity: &str,
+        client: kube::Client,
+        config: WatcherConfig,
+        window: Duration,
+    ) -> Self {
         let metrics = Arc::new(Metrics::new());
         let store = FixStore::ConfigMap(Arc::new(ConfigMapStore::new(
             client.clone(),
@@ -181,10 +189,7 @@ impl Replica {
         let executor = Arc::new(Executor::new(
             client.clone(),
             store.clone(),
-            Arc::new(RateLimiter::new(
-                Duration::from_secs(300),
-                Duration::from_secs(3600),
-            )),
+            Arc::new(RateLimiter::new(window, Duration::from_secs(3600))),
             metrics.clone(),
             false,
         ));
@@ -489,7 +494,7 @@ async fn a_refused_eviction_is_reported_at_once_and_another_oom_is_fixed_within_
                 e["reason"] == "NotActing"
                     && e["note"]
                         .as_str()
-                        .is_some_and(|n| n.contains("PodDisruptionBudget"))
+                        .is_some_and(|n| n.contains("api-pdb needs 2 healthy pods"))
             })
     })
     .await;
@@ -503,6 +508,34 @@ async fn a_refused_eviction_is_reported_at_once_and_another_oom_is_fixed_within_
         1,
         "asked once, not retried"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eviction_refused_by_a_budget_is_tried_again_when_its_backoff_ends() {
+    let server = setup(&["api"]);
+    let faults = Faults::new();
+    faults.refuse_evictions.store(true, Ordering::SeqCst);
+    let replica = Replica::start_with(
+        "only",
+        faults.client(&server),
+        config(false),
+        Duration::from_secs(1),
+    );
+    eventually("leading", || replica.leadership.is_leader()).await;
+    server.put(&Collection::core("shop", "pods"), crash_looping("api"));
+    eventually("the eviction is refused", || {
+        faults.evictions.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // The budget allows it now; the pod's status does not change again.
+    faults.refuse_evictions.store(false, Ordering::SeqCst);
+    eventually("the pod is evicted when the backoff ends", || {
+        server
+            .get(&Collection::core("shop", "pods"), "api-5d4c3b2a1-x1")
+            .is_none()
+    })
+    .await;
+    assert_eq!(faults.evictions.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -553,7 +586,12 @@ async fn memory_goes_with_deleted_objects() {
         "status": "True", "lastTransitionTime": jiff::Timestamp::now().to_string()}]});
     server.put(&pods, creating);
 
-    let replica = Replica::start_with("only", server.client(), config(true));
+    let replica = Replica::start_with(
+        "only",
+        server.client(),
+        config(true),
+        Duration::from_secs(300),
+    );
     let series =
         "selfheal_certificate_expiry_timestamp_seconds{namespace=\"shop\",secret=\"web-tls\"}";
     eventually("the expiry is exported and both objects are held", || {

@@ -301,3 +301,252 @@ async fn a_fix_never_exceeds_the_namespace_limitrange_maximum() {
     let (second, _) = admit(&state, &again).await;
     assert!(patch_of(&second).is_none(), "capped values are stable");
 }
+
+// ----- UPDATE: re-applied manifests are accepted (issue 7) -----
+
+fn state_with_reapply_fixes() -> selfheal::webhook::AppState {
+    let path = support::data_path("fixes-reapply.yaml");
+    let text = std::fs::read_to_string(path).expect("fixes-reapply.yaml");
+    support::state_with_document(
+        &selfheal::core::document::FixDocument::parse(&text).expect("valid fixes"),
+    )
+}
+
+/// Admits an UPDATE review from `file`; returns the answer and the object as stored, after
+/// checking that sending the stored object again (same live object) changes nothing.
+async fn admit_update_twice(file: &str) -> (Value, Value) {
+    let state = state_with_reapply_fixes();
+    let review = read_json(file);
+    assert_eq!(review["request"]["operation"], "UPDATE", "{file}");
+    let (answer, patched) = admit(&state, &review).await;
+    let mut again = review.clone();
+    again["request"]["object"] = patched.clone();
+    let (second, unchanged) = admit(&state, &again).await;
+    assert!(
+        patch_of(&second).is_none(),
+        "{file}: second pass patched again: {second}"
+    );
+    assert_eq!(unchanged, patched);
+    (answer, patched)
+}
+
+fn live_of(file: &str) -> Value {
+    read_json(file)["request"]["oldObject"].clone()
+}
+
+#[tokio::test]
+async fn statefulset_reapply_keeps_the_live_claim_template_and_takes_the_new_image() {
+    let (answer, stored) = admit_update_twice("statefulset-reapply.json").await;
+    assert!(
+        patch_of(&answer).is_some(),
+        "the manifest's 1Gi must be replaced"
+    );
+    let mut expected = live_of("statefulset-reapply.json");
+    expected["spec"]["template"]["spec"]["containers"][0]["image"] =
+        json!("docker.io/bitnami/redis:7.4.2");
+    assert_eq!(
+        stored, expected,
+        "the live object plus the user's change, nothing else"
+    );
+    assert_eq!(
+        stored["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"],
+        "5Gi"
+    );
+}
+
+#[tokio::test]
+async fn pvc_reapply_keeps_the_live_size_and_takes_the_new_label() {
+    let (_, stored) = admit_update_twice("pvc-reapply.json").await;
+    let mut expected = live_of("pvc-reapply.json");
+    expected["metadata"]["labels"]["team"] = json!("platform");
+    assert_eq!(stored, expected);
+    assert_eq!(stored["spec"]["resources"]["requests"]["storage"], "3Gi");
+}
+
+#[tokio::test]
+async fn pvc_user_expansion_passes_untouched() {
+    let state = state_with_reapply_fixes();
+    let review = read_json("pvc-user-expansion.json");
+    let (answer, stored) = admit(&state, &review).await;
+    assert!(patch_of(&answer).is_none(), "{answer}");
+    assert_eq!(stored["spec"]["resources"]["requests"]["storage"], "10Gi");
+}
+
+#[tokio::test]
+async fn job_reapply_keeps_the_live_template_and_its_annotation() {
+    let (_, stored) = admit_update_twice("job-reapply.json").await;
+    let mut expected = live_of("job-reapply.json");
+    expected["metadata"]["labels"]["tier"] = json!("batch");
+    // The replaced object carried no selfheal annotation: the live one is put back with the
+    // live values it describes.
+    assert_eq!(stored, expected);
+    assert_eq!(
+        stored["spec"]["template"]["spec"]["containers"][0]["resources"],
+        json!({"limits": {"memory": "512Mi"}, "requests": {"memory": "512Mi"}})
+    );
+}
+
+#[tokio::test]
+async fn pod_update_keeps_the_live_containers_and_takes_the_new_label() {
+    let (_, stored) = admit_update_twice("pod-reapply.json").await;
+    let mut expected = live_of("pod-reapply.json");
+    expected["metadata"]["labels"]["owner"] = json!("sre");
+    assert_eq!(stored, expected);
+}
+
+#[tokio::test]
+async fn keeping_live_values_is_counted_apart_from_raising() {
+    let state = state_with_reapply_fixes();
+    admit(&state, &read_json("job-reapply.json")).await;
+    admit(&state, &read_json("pvc-user-expansion.json")).await;
+    let metrics = state.metrics.encode();
+    assert!(
+        metrics.contains("result=\"kept_live\"") && metrics.contains("kind=\"Job\""),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("selfheal_patches_applied_total{"),
+        "nothing was raised: {metrics}"
+    );
+}
+
+/// The memory and storage quantities of an object, by JSON pointer.
+fn quantities(value: &Value, path: String, found: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                let here = format!("{path}/{}", key.replace('~', "~0").replace('/', "~1"));
+                if (key == "memory" || key == "storage") && child.is_string() {
+                    found.push(here);
+                } else {
+                    quantities(child, here, found);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (index, child) in items.iter().enumerate() {
+                quantities(child, format!("{path}/{index}"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn bytes(text: &str) -> selfheal::core::quantity::ByteQuantity {
+    selfheal::core::quantity::ByteQuantity::parse(text)
+        .unwrap_or_else(|e| panic!("{text:?} is not a quantity: {e}"))
+}
+
+/// Whether the field at `path` of `kind` is immutable or may not shrink after creation.
+fn guarded(kind: &str, path: &str) -> bool {
+    match kind {
+        "Pod" => path.starts_with("/spec/"),
+        "Job" => path.starts_with("/spec/template/"),
+        "PersistentVolumeClaim" => path == "/spec/resources/requests/storage",
+        "StatefulSet" => path.starts_with("/spec/volumeClaimTemplates/"),
+        _ => false,
+    }
+}
+
+#[tokio::test]
+async fn no_update_patch_lowers_a_value_or_writes_other_than_the_live_one_where_guarded() {
+    let files: Vec<String> = std::fs::read_dir(support::data_path(""))
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".json"))
+        .filter(|name| read_json(name)["request"]["operation"] == "UPDATE")
+        .collect();
+    assert!(files.len() >= 10, "{files:?}");
+    let values = [
+        "1Mi", "64Mi", "128Mi", "512Mi", "1Gi", "3Gi", "5Gi", "20Gi", "100Gi",
+    ];
+    let mut checked = 0;
+    for file in &files {
+        let original = read_json(file);
+        let kind = original["request"]["kind"]["kind"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let mut paths = Vec::new();
+        quantities(&original["request"]["object"], String::new(), &mut paths);
+        // The file as it is, then every quantity of the incoming object set to each value.
+        let mut variants = vec![original.clone()];
+        for value in values {
+            let mut variant = original.clone();
+            for path in &paths {
+                *variant["request"]["object"].pointer_mut(path).unwrap() = json!(value);
+            }
+            variants.push(variant);
+        }
+        for state in [state_with_test_fixes(), state_with_reapply_fixes()] {
+            for review in &variants {
+                let incoming = &review["request"]["object"];
+                let live = &review["request"]["oldObject"];
+                let (answer, stored) = admit(&state, review).await;
+                let Some(patch) = patch_of(&answer) else {
+                    continue;
+                };
+                checked += 1;
+                let mut touched = Vec::new();
+                quantities(&stored, String::new(), &mut touched);
+                for path in touched {
+                    let after = stored.pointer(&path).and_then(Value::as_str).unwrap();
+                    let Some(before) = incoming.pointer(&path).and_then(Value::as_str) else {
+                        panic!("{file}: the patch added a quantity at {path}: {patch:?}");
+                    };
+                    if before == after {
+                        continue;
+                    }
+                    assert!(
+                        bytes(after) > bytes(before),
+                        "{file}: {path} lowered from {before} to {after}"
+                    );
+                    if guarded(&kind, &path) {
+                        assert_eq!(
+                            live.pointer(&path).and_then(Value::as_str),
+                            Some(after),
+                            "{file}: {path} of a {kind} set to {after}, not its live value"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        checked >= 10,
+        "the property was exercised on {checked} patches only"
+    );
+}
+
+#[test]
+fn every_kind_is_registered_for_create_and_update() {
+    use selfheal::webhook::target::WorkloadKind;
+    let path = format!(
+        "{}/manifests/mutatingwebhookconfiguration.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let config: serde_json::Value = serde_norway::from_str(&text).unwrap();
+    let webhook = &config["webhooks"][0];
+    assert_eq!(webhook["failurePolicy"], "Ignore");
+    let mut registered = Vec::new();
+    for rule in webhook["rules"].as_array().unwrap() {
+        assert_eq!(rule["operations"], json!(["CREATE", "UPDATE"]), "{rule}");
+        for resource in rule["resources"].as_array().unwrap() {
+            let group = rule["apiGroups"][0].as_str().unwrap();
+            let kind = match resource.as_str().unwrap() {
+                "pods" => "Pod",
+                "persistentvolumeclaims" => "PersistentVolumeClaim",
+                "jobs" => "Job",
+                "cronjobs" => "CronJob",
+                "deployments" => "Deployment",
+                "statefulsets" => "StatefulSet",
+                "daemonsets" => "DaemonSet",
+                "replicasets" => "ReplicaSet",
+                other => panic!("unexpected resource {other}"),
+            };
+            registered.push(WorkloadKind::from_group_kind(group, kind).expect(kind));
+        }
+    }
+    assert_eq!(registered.len(), 8, "every kind the webhook mutates, once");
+}

@@ -127,6 +127,80 @@ async fn objects_of_unexpected_shape_are_allowed_unchanged() {
     }
 }
 
+/// UPDATEs whose live object (`oldObject`) or incoming object has an unexpected shape where live
+/// values are kept: allowed, never an internal error (a caught panic is counted as one).
+#[tokio::test]
+async fn updates_with_live_objects_of_unexpected_shape_are_allowed() {
+    let text = std::fs::read_to_string(support::data_path("fixes-reapply.yaml")).unwrap();
+    let state =
+        support::state_with_document(&selfheal::core::document::FixDocument::parse(&text).unwrap());
+    let cases: Vec<(&str, &str, Value)> = vec![
+        (
+            "job-reapply.json",
+            "/spec/template/spec/containers",
+            json!("x"),
+        ),
+        (
+            "job-reapply.json",
+            "/spec/template/spec/containers",
+            json!([1, null]),
+        ),
+        (
+            "job-reapply.json",
+            "/spec/template/spec/containers/0/resources/limits/memory",
+            json!(512),
+        ),
+        (
+            "job-reapply.json",
+            "/spec/template/spec/containers/0/resources/limits/memory",
+            json!("lots"),
+        ),
+        (
+            "job-reapply.json",
+            "/spec/template/spec/containers/0/resources/requests",
+            json!([]),
+        ),
+        ("job-reapply.json", "/spec/template", Value::Null),
+        ("job-reapply.json", "/spec", json!(7)),
+        ("pod-reapply.json", "/spec/containers/0/name", json!(3)),
+        (
+            "pvc-reapply.json",
+            "/spec/resources/requests/storage",
+            json!("-1Gi"),
+        ),
+        ("pvc-reapply.json", "/spec/resources", json!("big")),
+        (
+            "statefulset-reapply.json",
+            "/spec/volumeClaimTemplates",
+            json!({"data": 1}),
+        ),
+        (
+            "statefulset-reapply.json",
+            "/spec/volumeClaimTemplates/0/metadata",
+            Value::Null,
+        ),
+        (
+            "statefulset-reapply.json",
+            "/spec/volumeClaimTemplates/0/spec/resources/requests/storage",
+            json!(["5Gi"]),
+        ),
+    ];
+    for (file, pointer, value) in cases {
+        for side in ["oldObject", "object"] {
+            let mut review = read_json(file);
+            *review["request"][side].pointer_mut(pointer).unwrap() = value.clone();
+            let (answer, _) = admit(&state, &review).await;
+            assert_eq!(
+                answer["response"]["allowed"], true,
+                "{file} {side}{pointer} = {value}"
+            );
+        }
+    }
+    let metrics = state.metrics.encode();
+    assert!(!metrics.contains("result=\"error\""), "{metrics}");
+    assert!(metrics.contains("result=\"kept_live\""), "{metrics}");
+}
+
 #[tokio::test]
 async fn malformed_metadata_is_a_bad_request_naming_the_problem() {
     for (field, value) in [
@@ -149,6 +223,8 @@ async fn corrupted_reviews_never_break_the_server() {
         "pod-create-owned-by-deployment.json",
         "statefulset-create.json",
         "pvc-create-statefulset-claim.json",
+        "statefulset-reapply.json",
+        "job-reapply.json",
     ];
     let mut seed: u64 = 0x5eed_5e1f_4ea1;
     let mut next = || {

@@ -167,7 +167,11 @@ async fn check_no_leader(client: &kube::Client, args: &HealArgs) -> anyhow::Resu
 
 /// Runs `selfheal heal`.
 pub async fn heal(args: &HealArgs) -> anyhow::Result<()> {
-    let rails = args.rails.rails()?;
+    let protected = args.protected.with_own(&args.store.namespace);
+    let rails = Rails {
+        protected_namespaces: protected.clone(),
+        ..args.rails.rails()?
+    };
     let client = serve::kube_client().await?;
     check_no_leader(&client, args).await?;
     let metrics = Arc::new(Metrics::new());
@@ -179,7 +183,6 @@ pub async fn heal(args: &HealArgs) -> anyhow::Result<()> {
     );
     let document = store.read_document().await?;
     let index = FixIndex::new(document.fixes().cloned());
-    let protected = args.protected.with_own(&args.store.namespace);
     let scope = heal::Scope {
         namespace: args.namespace.clone(),
         component: args.component.clone(),

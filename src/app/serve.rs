@@ -258,7 +258,8 @@ fn start_watcher(
         name: args.lease_name.clone(),
         identity,
         lease_duration: Duration::from_secs(15),
-        renew_every: Duration::from_secs(5),
+        // client-go's retry period: a released Lease is taken within 2 s.
+        renew_every: Duration::from_secs(2),
     };
     let stop = async move {
         let _ = stopping.wait_for(|stop| *stop).await;
@@ -272,14 +273,19 @@ fn start_watcher(
     ));
     let protected = args.protected.with_own(&args.store.namespace);
     let scope = Scope {
-        protected,
+        protected: protected.clone(),
         ..Scope::default()
+    };
+    let rails = crate::heal::plan::Rails {
+        protected_namespaces: protected,
+        watch_namespaces: args.watch_namespaces.clone(),
+        ..args.rails.rails()?
     };
     let config = WatcherConfig {
         include: args.watch_namespaces.clone(),
         check_certificates: args.check_certificates,
         probes: args.probes.clone(),
-        ..WatcherConfig::new(scope, args.rails.rails()?, limits)
+        ..WatcherConfig::new(scope, rails, limits)
     };
     let limiter = Arc::new(RateLimiter::new(DEFAULT_WINDOW, MAX_BACKOFF));
     let executor = Arc::new(Executor::new(

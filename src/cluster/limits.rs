@@ -68,15 +68,28 @@ pub async fn keep_current(client: Client, snapshot: LimitSnapshot) {
     let (cache, writer) = reflector::store::<LimitRange>();
     let stream = watcher(Api::<LimitRange>::all(client), watcher::Config::default())
         .default_backoff()
-        .reflect(writer)
-        .touched_objects();
+        .reflect(writer);
     futures::pin_mut!(stream);
     while let Some(event) = stream.next().await {
         match event {
-            Ok(_) => snapshot.publish(maxima(cache.state().iter().map(|r| r.as_ref()))),
+            // The reflector holds a (re-)list back until it is complete, so the snapshot is
+            // published when the list ends (`InitDone`), not only when an object changes:
+            // otherwise the LimitRanges that exist at start-up stay invisible until one changes.
+            Ok(event) if publishes(&event) => {
+                snapshot.publish(maxima(cache.state().iter().map(|r| r.as_ref())));
+            }
+            Ok(_) => {}
             Err(error) => tracing::warn!(%error, "LimitRange watch error; retrying"),
         }
     }
+}
+
+/// Whether the cache is complete and changed after `event`: a finished (re-)list, or a change.
+fn publishes<K>(event: &watcher::Event<K>) -> bool {
+    matches!(
+        event,
+        watcher::Event::InitDone | watcher::Event::Apply(_) | watcher::Event::Delete(_)
+    )
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! DETECT + DIAGNOSE over a view of the cluster: the problems of every pod and claim, each with
 //! its diagnosis and its component. The view comes from the API (`gather`), from the watcher's
-//! caches, or from a `kubectl get pods,pvc,events -A -o json` dump (`ClusterView::from_dump`).
+//! caches, or from a `kubectl get pods,pvc,events,jobs,replicasets -A -o json` dump
+//! (`ClusterView::from_dump`). A pod's component is resolved by the one identity rule of
+//! `core::owners`; the view supplies what it knows of ReplicaSets and Jobs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -8,9 +10,10 @@ use std::sync::Arc;
 use crate::core::quantity::ByteQuantity;
 
 use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, LimitRange, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{ListParams, LogParams};
+use kube::api::{ListParams, LogParams, ObjectMeta};
 use kube::{Api, Client};
 use serde::Serialize;
 
@@ -35,9 +38,17 @@ pub struct ClusterView {
     pub endpoint_slices: Vec<EndpointSlice>,
     /// Per namespace, the LimitRange maximum for container memory.
     pub memory_max: Arc<BTreeMap<String, ByteQuantity>>,
-    /// (namespace, kind, name) of a ReplicaSet or Job → its controller (kind, name).
-    pub owners: HashMap<(String, String, String), (String, String)>,
+    /// What the view knows of the intermediate owners of its pods (ReplicaSets and Jobs).
+    pub owners: Owners,
 }
+
+/// (namespace, kind, name) of a ReplicaSet or Job → what it answers to (kind, name): its
+/// controller, or itself when it has none (see `core::owners::identity`).
+pub type Owners = HashMap<(String, String, String), (String, String)>;
+
+/// At most this many Jobs are read (one GET each) per view, for troubled pods whose Job the view
+/// does not know.
+pub const MAX_JOB_GETS: usize = 8;
 
 /// Log tails of one container: (current, previous instance).
 pub type Logs = HashMap<(String, String), (String, String)>;
@@ -57,14 +68,16 @@ pub enum DumpError {
     #[error("the dump is not JSON: {0}")]
     Json(String),
     #[error(
-        "the dump must be the output of `kubectl get pods,pvc,events -A -o json` (a List with `items`)"
+        "the dump must be the output of `kubectl get pods,pvc,events,jobs,replicasets -A -o json` (a List with `items`)"
     )]
     NotAList,
 }
 
 impl ClusterView {
-    /// Reads the output of `kubectl get pods,pvc,events -A -o json`. Items of other kinds are
-    /// ignored; an item that does not parse as its kind is an error naming it.
+    /// Reads the output of `kubectl get pods,pvc,events,jobs,replicasets -A -o json`. Jobs and
+    /// ReplicaSets are read for the owner chain only (a dump without them still works: pods then
+    /// resolve through the naming conventions, and a manual Job's pods to the Job). Items of
+    /// other kinds are ignored; an item that does not parse as its kind is an error naming it.
     pub fn from_dump(text: &str) -> Result<Self, DumpError> {
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| DumpError::Json(e.to_string()))?;
@@ -90,6 +103,11 @@ impl ClusterView {
                 Some("Event") => view
                     .events
                     .push(serde_json::from_value(item.clone()).map_err(parse_error)?),
+                Some(kind @ ("Job" | "ReplicaSet")) => {
+                    let meta: ObjectMeta =
+                        serde_json::from_value(item["metadata"].clone()).map_err(parse_error)?;
+                    view.learn_owner(kind, &meta);
+                }
                 _ => {}
             }
         }
@@ -121,19 +139,97 @@ impl ClusterView {
             .collect()
     }
 
+    /// The workload `pod` answers to (`None` for a bare pod), through the one identity rule
+    /// with what the view knows of intermediate owners.
     pub fn workload_of(&self, pod: &Pod) -> Option<Workload> {
+        self.workload_with(pod, &Owners::new())
+    }
+
+    /// As `workload_of`, also knowing the intermediate owners in `learned`.
+    fn workload_with(&self, pod: &Pod, learned: &Owners) -> Option<Workload> {
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         owners::owning_workload(pod, |kind, name| {
-            self.owners
-                .get(&(namespace.clone(), kind.to_string(), name.to_string()))
-                .cloned()
+            let key = (namespace.clone(), kind.to_string(), name.to_string());
+            self.owners.get(&key).or_else(|| learned.get(&key)).cloned()
         })
     }
+
+    /// Records what a ReplicaSet or Job (its metadata) answers to.
+    pub fn learn_owner(&mut self, kind: &str, meta: &ObjectMeta) {
+        learn(&mut self.owners, kind, meta);
+    }
+
+    /// Jobs controlling the view's pods with a finding (`troubled`, pod UIDs) that the view does
+    /// not know (the watcher's view holds one pod and no Jobs), as (namespace, name), each once,
+    /// at most `MAX_JOB_GETS`.
+    fn unknown_jobs(&self, troubled: &[&str]) -> Vec<(String, String)> {
+        let mut unknown: Vec<(String, String)> = Vec::new();
+        let pods = self
+            .pods
+            .iter()
+            .filter(|pod| troubled.contains(&pod.metadata.uid.as_deref().unwrap_or_default()));
+        for pod in pods {
+            let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+            let Some((kind, name)) = owners::controller_of(&pod.metadata) else {
+                continue;
+            };
+            let key = (namespace, kind, name);
+            if key.1 == "Job" && !self.owners.contains_key(&key) {
+                let job = (key.0, key.2);
+                if !unknown.contains(&job) {
+                    unknown.push(job);
+                }
+            }
+        }
+        unknown.truncate(MAX_JOB_GETS);
+        unknown
+    }
+}
+
+fn learn(owners: &mut Owners, kind: &str, meta: &ObjectMeta) {
+    if let Some(answer) = owners::intermediate_answer(kind, meta) {
+        let key = (
+            meta.namespace.clone().unwrap_or_default(),
+            kind.to_string(),
+            meta.name.clone().unwrap_or_default(),
+        );
+        owners.insert(key, answer);
+    }
+}
+
+/// Reads, one GET of its metadata each, the Jobs behind the troubled pods (UIDs) that the view
+/// does not know, so a pod of a manual Job (`kubectl create job --from=cronjob/backup`, any
+/// name) answers to its CronJob. A Job that cannot be read (gone, not allowed, an API error) is
+/// left to the naming conventions.
+pub async fn learn_unknown_jobs(client: &Client, view: &ClusterView, troubled: &[&str]) -> Owners {
+    let mut learned = Owners::new();
+    for (namespace, name) in view.unknown_jobs(troubled) {
+        let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
+        match jobs.get_metadata_opt(&name).await {
+            Ok(Some(job)) => learn(&mut learned, "Job", &job.metadata),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%namespace, job = %name, %error, "could not read the Job behind a pod; its owner is resolved by naming convention");
+            }
+        }
+    }
+    learned
 }
 
 /// Every problem in the view, diagnosed.
 pub fn findings(
     view: &ClusterView,
+    logs: &Logs,
+    now: Timestamp,
+    thresholds: &Thresholds,
+) -> Vec<Finding> {
+    findings_with(view, &Owners::new(), logs, now, thresholds)
+}
+
+/// As `findings`, also knowing the intermediate owners in `learned`.
+fn findings_with(
+    view: &ClusterView,
+    learned: &Owners,
     logs: &Logs,
     now: Timestamp,
     thresholds: &Thresholds,
@@ -157,7 +253,7 @@ pub fn findings(
                 },
             );
             found.push(Finding {
-                workload: view.workload_of(pod),
+                workload: view.workload_with(pod, learned),
                 labels: pod.metadata.labels.clone().unwrap_or_default(),
                 problem,
                 diagnosis,
@@ -216,16 +312,23 @@ pub fn wants_logs(problem: &Problem) -> bool {
     matches!(problem.kind, ProblemKind::CrashLoopBackOff { .. })
 }
 
-/// Findings of a view, with the logs their diagnoses need read from the API.
+/// Findings of a view, with the logs their diagnoses need and the Jobs the view does not know
+/// (`learn_unknown_jobs`) read from the API.
 pub async fn diagnose_view(client: &Client, view: &ClusterView, now: Timestamp) -> Vec<Finding> {
     let thresholds = Thresholds::default();
     let first = findings(view, &Logs::new(), now, &thresholds);
+    let troubled: Vec<&str> = first.iter().map(|f| f.problem.uid.as_str()).collect();
+    let learned = learn_unknown_jobs(client, view, &troubled).await;
     if !first.iter().any(|f| wants_logs(&f.problem)) {
-        return first;
+        return if learned.is_empty() {
+            first
+        } else {
+            findings_with(view, &learned, &Logs::new(), now, &thresholds)
+        };
     }
     let problems: Vec<&Problem> = first.iter().map(|f| &f.problem).collect();
     let logs = fetch_logs(client, &problems).await;
-    findings(view, &logs, now, &thresholds)
+    findings_with(view, &learned, &logs, now, &thresholds)
 }
 
 /// Reads the view from the API: one list per kind (all namespaces, or one).
@@ -275,22 +378,15 @@ pub async fn gather(client: &Client, namespace: Option<&str>) -> Result<ClusterV
         .items
         .into_iter()
         .map(|m| ("ReplicaSet", m.metadata));
-    let jobs = api::<k8s_openapi::api::batch::v1::Job>(client, namespace)
+    let jobs = api::<Job>(client, namespace)
         .list_metadata(&params)
         .await?
         .items
         .into_iter()
         .map(|m| ("Job", m.metadata));
-    let mut owners = HashMap::new();
+    let mut owners = Owners::new();
     for (kind, meta) in replicasets.chain(jobs) {
-        if let Some(owner) = owners::controller_of(&meta) {
-            let key = (
-                meta.namespace.clone().unwrap_or_default(),
-                kind.to_string(),
-                meta.name.clone().unwrap_or_default(),
-            );
-            owners.insert(key, owner);
-        }
+        learn(&mut owners, kind, &meta);
     }
     Ok(ClusterView {
         pods,

@@ -1,7 +1,11 @@
 //! FIX, the decision: from a problem and its diagnosis, what to do — or why not to act.
 //!
-//! Pure: everything the decision needs is in `Situation`; `execute.rs` carries the plan out.
-//! The safety rails live here: ceilings, the memory rule, the number of raises before giving up.
+//! Pure: everything the decision needs is in `Situation`; `execute` carries the plan out.
+//! The safety rails live here: ceilings, the memory rule, the number of raises before giving up,
+//! and `admit_target`, the rails every object an action changes must pass (protected and
+//! unwatched namespaces, the ignore label on the object and on its namespace).
+
+use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use serde::Serialize;
@@ -12,6 +16,7 @@ use crate::core::owners::Workload;
 use crate::core::quantity::ByteQuantity;
 use crate::heal::detect::{Problem, ProblemKind};
 use crate::heal::diagnose::{Cause, Diagnosis};
+use crate::webhook::mutate::OPT_OUT_LABEL;
 
 const MI: u128 = 1 << 20;
 const GI: u128 = 1 << 30;
@@ -35,6 +40,10 @@ pub struct Rails {
     pub max_certificate_renewals: u32,
     /// Raises of one storage fix before selfheal stops and alerts.
     pub max_storage_raises: u32,
+    /// Namespaces where nothing is ever changed (kube-system, selfheal's own, the configured).
+    pub protected_namespaces: Vec<String>,
+    /// When not empty, the only namespaces where anything is changed.
+    pub watch_namespaces: Vec<String>,
 }
 
 impl Default for Rails {
@@ -49,8 +58,115 @@ impl Default for Rails {
             max_permanent_pull_retries: 2,
             max_certificate_renewals: 3,
             max_storage_raises: 3,
+            protected_namespaces: vec!["kube-system".into()],
+            watch_namespaces: Vec::new(),
         }
     }
+}
+
+/// What the rails look at in an object an action would change (the workload rolled, the pod
+/// evicted, the dependency restarted, the claim expanded, the Certificate renewed).
+#[derive(Debug, Clone, Copy)]
+pub struct TargetFacts<'a> {
+    /// `Deployment`, `Pod`, `PersistentVolumeClaim`, `Certificate`, ...
+    pub kind: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+    /// The labels of the target's namespace.
+    pub namespace_labels: &'a BTreeMap<String, String>,
+    /// For an action that needs the target down (a dependency restart): how many of its
+    /// replicas are ready. `None` where readiness does not matter.
+    pub ready_replicas: Option<u32>,
+}
+
+impl TargetFacts<'_> {
+    pub fn describe(&self) -> String {
+        format!("{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// The rail that stops an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rail {
+    ProtectedNamespace,
+    UnwatchedNamespace,
+    IgnoredObject,
+    IgnoredNamespace,
+    /// A dependency with a ready replica is not down: a restart would not help.
+    DependencyReady,
+    /// The apiserver refused an eviction because of a PodDisruptionBudget.
+    DisruptionBudget,
+}
+
+impl Rail {
+    /// The rail's name in logs, metrics and outcomes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rail::ProtectedNamespace => "protected_namespace",
+            Rail::UnwatchedNamespace => "unwatched_namespace",
+            Rail::IgnoredObject => "ignored_object",
+            Rail::IgnoredNamespace => "ignored_namespace",
+            Rail::DependencyReady => "dependency_ready",
+            Rail::DisruptionBudget => "disruption_budget",
+        }
+    }
+}
+
+/// A decision not to change an object, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub rail: Rail,
+    pub reason: String,
+}
+
+fn ignored(labels: &BTreeMap<String, String>) -> bool {
+    labels.get(OPT_OUT_LABEL).is_some_and(|v| v == "true")
+}
+
+/// Whether an action may change `target`. The same rails as for the pod that triggered the
+/// action, applied to whatever the action changes, so a pod cannot make selfheal act where it
+/// would never act on its own.
+pub fn admit_target(target: &TargetFacts<'_>, rails: &Rails) -> Result<(), Refusal> {
+    let what = target.describe();
+    let refuse = |rail, reason: String| Err(Refusal { rail, reason });
+    let namespace = target.namespace;
+    if rails.protected_namespaces.iter().any(|p| p == namespace) {
+        return refuse(
+            Rail::ProtectedNamespace,
+            format!("{what} is in the protected namespace {namespace}; not changing it"),
+        );
+    }
+    if !rails.watch_namespaces.is_empty() && !rails.watch_namespaces.iter().any(|w| w == namespace)
+    {
+        return refuse(
+            Rail::UnwatchedNamespace,
+            format!("{what} is outside the watched namespaces; not changing it"),
+        );
+    }
+    if ignored(target.labels) {
+        return refuse(
+            Rail::IgnoredObject,
+            format!("{what} is labelled {OPT_OUT_LABEL}=true; not changing it"),
+        );
+    }
+    if ignored(target.namespace_labels) {
+        return refuse(
+            Rail::IgnoredNamespace,
+            format!(
+                "namespace {namespace} of {what} is labelled {OPT_OUT_LABEL}=true; not changing it"
+            ),
+        );
+    }
+    if let Some(ready) = target.ready_replicas.filter(|ready| *ready > 0) {
+        return refuse(
+            Rail::DependencyReady,
+            format!(
+                "{what} has {ready} ready replica(s): it is not down, a restart would not help"
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// A claim mounted by the pod.
@@ -87,11 +203,12 @@ pub struct Situation<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "action", rename_all = "camelCase")]
 pub enum Plan {
-    /// Record a memory fix, then restart the workload so the webhook applies it to new pods.
+    /// Record a memory fix, then put it into the workload's template at once: a rollout of a
+    /// Deployment, StatefulSet or DaemonSet; the `jobTemplate` of a CronJob (its next Job).
     RaiseMemory {
         #[serde(serialize_with = "fix_summary")]
         fix: Fix,
-        restart: Option<Workload>,
+        roll_into: Option<Workload>,
     },
     /// Record a storage fix; expand the bound claim where its class allows it.
     RaiseStorage {
@@ -255,6 +372,13 @@ pub fn next_memory_limit(
     (next > current).then(|| ByteQuantity::from_bytes(next))
 }
 
+/// Whether a fix written into the workload's template reaches its pods: by a rollout, or (a
+/// CronJob) with its next Job. A running Job's template is immutable; a ReplicaSet's belongs to
+/// its Deployment.
+fn carries_fix_in_template(workload: &Workload) -> bool {
+    workload.restartable() || workload.kind == "CronJob"
+}
+
 fn plan_memory(s: &Situation<'_>, container: &str, rails: &Rails) -> Plan {
     let Some(workload) = s.workload else {
         return report("bare pod: no workload carries a fix across restarts; reported only");
@@ -301,7 +425,7 @@ fn plan_memory(s: &Situation<'_>, container: &str, rails: &Rails) -> Plan {
     };
     Plan::RaiseMemory {
         fix,
-        restart: workload.restartable().then(|| workload.clone()),
+        roll_into: carries_fix_in_template(workload).then(|| workload.clone()),
     }
 }
 
@@ -482,7 +606,7 @@ mod tests {
     #[test]
     fn oom_raises_memory_and_restarts_the_workload() {
         let (problem, diagnosis, workload) = (oom_problem(), diagnosis(Cause::OutOfMemory), web());
-        let Plan::RaiseMemory { fix, restart } = plan(
+        let Plan::RaiseMemory { fix, roll_into } = plan(
             &situation(&problem, &diagnosis, Some(&workload)),
             &Rails::default(),
         ) else {
@@ -495,7 +619,7 @@ mod tests {
         assert_eq!(fix.container.as_deref(), Some("app"));
         assert_eq!(fix.value.as_str(), "768Mi");
         assert_eq!(fix.previous.as_deref(), Some("512Mi"));
-        assert_eq!(restart, Some(workload));
+        assert_eq!(roll_into, Some(workload));
     }
 
     #[test]
@@ -536,6 +660,128 @@ mod tests {
             plan(&s, &Rails::default()),
             Plan::RaiseMemory { .. }
         ));
+    }
+
+    #[test]
+    fn a_cronjob_gets_the_fix_in_its_job_template_a_job_only_in_the_store() {
+        let (problem, diagnosis) = (oom_problem(), diagnosis(Cause::OutOfMemory));
+        let cronjob = Workload {
+            kind: "CronJob".into(),
+            namespace: "gitlab".into(),
+            name: "backup".into(),
+        };
+        let Plan::RaiseMemory { fix, roll_into } = plan(
+            &situation(&problem, &diagnosis, Some(&cronjob)),
+            &Rails::default(),
+        ) else {
+            panic!("expected a memory raise");
+        };
+        assert_eq!(fix.resource, "backup", "recorded under the CronJob");
+        assert_eq!(roll_into, Some(cronjob));
+        let job = Workload {
+            kind: "Job".into(),
+            namespace: "gitlab".into(),
+            name: "migrate".into(),
+        };
+        assert!(matches!(
+            plan(
+                &situation(&problem, &diagnosis, Some(&job)),
+                &Rails::default()
+            ),
+            Plan::RaiseMemory {
+                roll_into: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn the_rails_apply_to_every_target() {
+        let labels = |ignored: bool| -> BTreeMap<String, String> {
+            if ignored {
+                [(OPT_OUT_LABEL.to_string(), "true".to_string())].into()
+            } else {
+                BTreeMap::new()
+            }
+        };
+        let rails = Rails {
+            protected_namespaces: vec!["kube-system".into(), "selfheal".into()],
+            watch_namespaces: vec!["shop".into(), "kube-system".into(), "selfheal".into()],
+            ..Rails::default()
+        };
+        // (namespace, object ignored, namespace ignored, ready replicas) → the rail, if any.
+        type Row = (&'static str, bool, bool, Option<u32>, Option<Rail>);
+        let table: [Row; 8] = [
+            ("shop", false, false, None, None),
+            ("shop", false, false, Some(0), None),
+            (
+                "kube-system",
+                false,
+                false,
+                Some(0),
+                Some(Rail::ProtectedNamespace),
+            ),
+            (
+                "selfheal",
+                false,
+                false,
+                None,
+                Some(Rail::ProtectedNamespace),
+            ),
+            (
+                "elsewhere",
+                false,
+                false,
+                None,
+                Some(Rail::UnwatchedNamespace),
+            ),
+            ("shop", true, false, None, Some(Rail::IgnoredObject)),
+            ("shop", false, true, None, Some(Rail::IgnoredNamespace)),
+            ("shop", false, false, Some(1), Some(Rail::DependencyReady)),
+        ];
+        for (namespace, object_ignored, namespace_ignored, ready, rail) in table {
+            let (object_labels, namespace_labels) =
+                (labels(object_ignored), labels(namespace_ignored));
+            let facts = TargetFacts {
+                kind: "Deployment",
+                namespace,
+                name: "dns",
+                labels: &object_labels,
+                namespace_labels: &namespace_labels,
+                ready_replicas: ready,
+            };
+            let verdict = admit_target(&facts, &rails);
+            assert_eq!(
+                verdict.as_ref().err().map(|r| r.rail),
+                rail,
+                "{namespace} {verdict:?}"
+            );
+            if let Err(refusal) = verdict {
+                assert!(refusal.reason.contains("Deployment"), "{}", refusal.reason);
+                assert!(refusal.reason.contains(namespace), "{}", refusal.reason);
+            }
+        }
+        // No watch list: every namespace but the protected ones.
+        let open = Rails::default();
+        let empty = BTreeMap::new();
+        let facts = TargetFacts {
+            kind: "Pod",
+            namespace: "anywhere",
+            name: "p",
+            labels: &empty,
+            namespace_labels: &empty,
+            ready_replicas: None,
+        };
+        assert_eq!(admit_target(&facts, &open), Ok(()));
+        let system = TargetFacts {
+            namespace: "kube-system",
+            ..facts
+        };
+        assert_eq!(
+            admit_target(&system, &open).map_err(|r| r.rail),
+            Err(Rail::ProtectedNamespace),
+            "kube-system is protected by default"
+        );
     }
 
     #[test]

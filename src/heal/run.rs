@@ -12,7 +12,7 @@ use crate::core::fix::{Fix, FixType};
 use crate::core::index::FixIndex;
 use crate::core::owners;
 use crate::core::quantity::ByteQuantity;
-use crate::heal::execute::{Executor, Outcome};
+use crate::heal::execute::{CALL_TIMEOUT, Executor, Outcome};
 use crate::heal::inspect::{self, ClusterView, Finding};
 use crate::heal::plan::{self, ClaimInfo, Plan, Rails, Situation};
 use crate::webhook::mutate::OPT_OUT_LABEL;
@@ -231,7 +231,7 @@ pub async fn heal(
         } else {
             plan::plan(&situation, rails)
         };
-        let outcome = executor.carry_out(&finding, &plan).await;
+        let outcome = executor.carry_out(&finding, &plan, rails).await;
         handled.push(Handled {
             finding,
             plan,
@@ -241,18 +241,29 @@ pub async fn heal(
     handled
 }
 
+/// The StorageClasses that allow volume expansion (none when they cannot be listed within
+/// `CALL_TIMEOUT`: claims are then not expanded, only their fixes recorded).
 async fn expandable_classes(client: &Client) -> Vec<String> {
     let api: Api<StorageClass> = Api::all(client.clone());
-    api.list(&ListParams::default())
-        .await
-        .map(|list| {
-            list.items
-                .into_iter()
-                .filter(|c| c.allow_volume_expansion == Some(true))
-                .filter_map(|c| c.metadata.name)
-                .collect()
-        })
-        .unwrap_or_default()
+    match tokio::time::timeout(CALL_TIMEOUT, api.list(&ListParams::default())).await {
+        Ok(Ok(list)) => list
+            .items
+            .into_iter()
+            .filter(|c| c.allow_volume_expansion == Some(true))
+            .filter_map(|c| c.metadata.name)
+            .collect(),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "could not list StorageClasses; no claim is expanded this run");
+            Vec::new()
+        }
+        Err(_) => {
+            tracing::warn!(
+                "listing StorageClasses took longer than {}s; no claim is expanded this run",
+                CALL_TIMEOUT.as_secs()
+            );
+            Vec::new()
+        }
+    }
 }
 
 #[cfg(test)]

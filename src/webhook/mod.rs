@@ -178,7 +178,7 @@ fn review(state: &AppState, request: AdmissionRequest<DynamicObject>) -> (Respon
     let decision = std::panic::catch_unwind(AssertUnwindSafe(|| decide(state, &request)));
     let response = match decision {
         Ok(Ok(Some(mutation))) => {
-            labels.result = outcome_label(&mutation);
+            labels.result = mutation.outcome().into();
             respond_with(state, &request, response, mutation)
         }
         Ok(Ok(None)) => response,
@@ -224,6 +224,11 @@ fn decide(
         return Ok(None);
     };
     let object = serde_json::to_value(object)?;
+    let old_object = request
+        .old_object
+        .as_ref()
+        .map(serde_json::to_value)
+        .transpose()?;
     let operation = match request.operation {
         kube::core::admission::Operation::Create => Operation::Create,
         kube::core::admission::Operation::Update => Operation::Update,
@@ -231,7 +236,7 @@ fn decide(
     };
     let snapshot = state.snapshot.current();
     let memory_cap = state.limits.memory_max(namespace);
-    Ok(Some(mutate::mutate(
+    Ok(Some(mutate::mutate_with_old_object(
         &Request {
             kind,
             operation,
@@ -239,19 +244,10 @@ fn decide(
             object: &object,
             memory_cap: memory_cap.as_ref(),
         },
+        old_object.as_ref(),
         &snapshot,
         &state.policy,
     )))
-}
-
-fn outcome_label(mutation: &Mutation) -> String {
-    if !mutation.patch.0.is_empty() {
-        return "patched".into();
-    }
-    mutation
-        .skipped
-        .map_or("unchanged", |skip| skip.as_str())
-        .into()
 }
 
 fn respond_with(
@@ -267,6 +263,7 @@ fn respond_with(
         return response;
     }
     let applied: Vec<String> = mutation.applied.iter().map(ToString::to_string).collect();
+    let kept: Vec<String> = mutation.kept.iter().map(ToString::to_string).collect();
     tracing::info!(
         kind = %request.kind.kind,
         namespace = request.namespace.as_deref().unwrap_or_default(),
@@ -274,6 +271,7 @@ fn respond_with(
         operation = ?request.operation,
         dry_run = request.dry_run,
         applied = %applied.join("; "),
+        kept_live = %kept.join("; "),
         "applied persisted fixes at admission"
     );
     if !request.dry_run {

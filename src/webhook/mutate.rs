@@ -3,6 +3,14 @@
 //! Pure: the object in, a patch out. The patch is the difference between the object and a copy
 //! with the fixes applied, so missing parents (no `annotations`, no `limits`) are always added
 //! correctly, and applying the patch then asking again yields an empty patch.
+//!
+//! On CREATE a fix raises its fields. On UPDATE it raises only mutable pod templates
+//! (Deployment, StatefulSet, DaemonSet, ReplicaSet, CronJob). Fields the apiserver does not let
+//! an UPDATE change or shrink — a Pod's containers, a Job's pod template, a claim's storage
+//! request, a StatefulSet's `volumeClaimTemplates` — are never raised on UPDATE; instead a
+//! re-applied manifest (kubectl apply, Helm, Argo CD, Flux, server-side apply) that carries the
+//! value from before the fix gets the live value back, so the apiserver accepts it (see
+//! [`keeps_live`] for the exact rule).
 
 use std::fmt;
 
@@ -10,6 +18,7 @@ use serde_json::{Map, Value};
 
 use crate::core::fix::{Fix, FixType};
 use crate::core::index::FixIndex;
+use crate::core::owners;
 use crate::core::quantity::ByteQuantity;
 use crate::webhook::target::{self, WorkloadKind};
 
@@ -44,13 +53,32 @@ pub struct Policy {
     pub protected_namespaces: Vec<String>,
 }
 
+/// Whether a field the apiserver does not let an UPDATE change or shrink gets its live value
+/// back: exactly when `incoming < live <= fix`.
+///
+/// - `incoming < live`: the update lowers the field, which the apiserver would reject (the field
+///   is immutable, or a claim may not shrink). Equal or larger values (a user's own expansion)
+///   pass through untouched.
+/// - `live <= fix`: the live value is one the fix can have produced. A fix raises to at most its
+///   value and fixes only grow, so every value a fix raised to is at most the fix's current
+///   value. A live value above the fix came from somewhere else (the user), and lowering it is
+///   the user's own change for the apiserver to judge.
+///
+/// Together they imply `incoming < fix`: a CREATE of the incoming object would have raised the
+/// field. The value written back is the live one, exactly, so the accepted object differs from
+/// the live one only in what the user changed.
+pub fn keeps_live(incoming: &ByteQuantity, live: &ByteQuantity, fix: &ByteQuantity) -> bool {
+    incoming < live && live <= fix
+}
+
 /// Why an object was left alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skip {
     ProtectedNamespace,
     OptedOut,
     BeingDeleted,
-    /// The fix exists but the fields it changes are immutable for this operation.
+    /// The fix exists but the fields it changes are immutable for this operation, and the update
+    /// does not lower them below their live values either (nothing to keep).
     ImmutableOnUpdate,
     /// A ReplicaSet controlled by a Deployment: the Deployment is patched instead, because a
     /// ReplicaSet whose template differs from its Deployment's makes the Deployment controller
@@ -101,7 +129,11 @@ impl fmt::Display for Applied {
 pub struct Mutation {
     /// Empty when nothing changes.
     pub patch: json_patch::Patch,
+    /// Fields raised by a fix.
     pub applied: Vec<Applied>,
+    /// Fields an UPDATE would have lowered below a value a fix produced, given their live value
+    /// back (`from` is the incoming value, `to` the live one); see [`keeps_live`].
+    pub kept: Vec<Applied>,
     /// Shown to the client (`kubectl` prints them): fixes that could not be applied, and why.
     pub warnings: Vec<String>,
     pub skipped: Option<Skip>,
@@ -114,10 +146,36 @@ impl Mutation {
             ..Self::default()
         }
     }
+
+    /// The metric label of the decision: `patched` (a fix raised something), `kept_live` (only
+    /// live values were given back on UPDATE), else the skip reason or `unchanged`.
+    pub fn outcome(&self) -> &'static str {
+        if !self.patch.0.is_empty() {
+            return if self.applied.is_empty() {
+                "kept_live"
+            } else {
+                "patched"
+            };
+        }
+        self.skipped.map_or("unchanged", Skip::as_str)
+    }
 }
 
-/// Decides which fixes apply to `request.object` and returns the patch that applies them.
+/// Decides which fixes apply to `request.object` and returns the patch that applies them, with
+/// no knowledge of the live object (an UPDATE then only raises mutable pod templates).
 pub fn mutate(request: &Request<'_>, index: &FixIndex, policy: &Policy) -> Mutation {
+    mutate_with_old_object(request, None, index, policy)
+}
+
+/// As [`mutate`], with the live object of an UPDATE (the AdmissionRequest's `oldObject`):
+/// fields that may not change or shrink on UPDATE keep their live value where the update would
+/// lower a value a fix produced ([`keeps_live`]).
+pub fn mutate_with_old_object(
+    request: &Request<'_>,
+    old_object: Option<&Value>,
+    index: &FixIndex,
+    policy: &Policy,
+) -> Mutation {
     let object = request.object;
     if policy
         .protected_namespaces
@@ -135,6 +193,8 @@ pub fn mutate(request: &Request<'_>, index: &FixIndex, policy: &Policy) -> Mutat
         Operation::Other => return Mutation::skip(Skip::UnsupportedOperation),
     };
     let may_change_claims = request.operation == Operation::Create;
+    // Only an UPDATE has a live object whose values may have to be kept.
+    let live = old_object.filter(|_| request.operation == Operation::Update);
     if object.pointer("/metadata/deletionTimestamp").is_some() {
         return Mutation::skip(Skip::BeingDeleted);
     }
@@ -154,30 +214,58 @@ pub fn mutate(request: &Request<'_>, index: &FixIndex, policy: &Policy) -> Mutat
     }
     let memory_allowed = may_change_pod_spec && !memory_fixes.is_empty();
     let claims_allowed = may_change_claims && !claim_fixes.is_empty();
-    if !memory_allowed && !claims_allowed {
+    let memory_kept = !may_change_pod_spec && !memory_fixes.is_empty() && live.is_some();
+    let claims_kept = !may_change_claims && !claim_fixes.is_empty() && live.is_some();
+    if !memory_allowed && !claims_allowed && !memory_kept && !claims_kept {
         return Mutation::skip(Skip::ImmutableOnUpdate);
     }
 
     let mut changed = object.clone();
     let mut mutation = Mutation::default();
-    if memory_allowed
-        && let Some(path) = request.kind.pod_spec_path()
+    if let Some(path) = request.kind.pod_spec_path()
         && let Some(pod_spec) = changed.pointer_mut(&pointer(path))
     {
-        for fix in &memory_fixes {
-            raise_memory(pod_spec, fix, request.memory_cap, &mut mutation);
+        if memory_allowed {
+            for fix in &memory_fixes {
+                raise_memory(pod_spec, fix, request.memory_cap, &mut mutation);
+            }
+        } else if memory_kept
+            && let Some(live_spec) = live.and_then(|live| live.pointer(&pointer(path)))
+        {
+            for fix in &memory_fixes {
+                keep_live_memory(pod_spec, live_spec, fix, &mut mutation);
+            }
         }
     }
     if claims_allowed {
         for fix in &claim_fixes {
             raise_claims(request.kind, &mut changed, fix, &mut mutation);
         }
+    } else if claims_kept && let Some(live) = live {
+        for fix in &claim_fixes {
+            keep_live_claims(request.kind, &mut changed, live, fix, &mut mutation);
+        }
     }
-    if mutation.applied.is_empty() {
-        mutation.skipped = Some(Skip::NoMatchingFix);
+    if mutation.applied.is_empty() && mutation.kept.is_empty() {
+        mutation.skipped = Some(if memory_allowed || claims_allowed {
+            Skip::NoMatchingFix
+        } else {
+            Skip::ImmutableOnUpdate
+        });
         return mutation;
     }
-    annotate(&mut changed, &mutation.applied);
+    let live_note = live
+        .and_then(|live| target::str_at(live, &["metadata", "annotations", APPLIED_ANNOTATION]));
+    match live_note {
+        // Only live values were given back: the live object's note still describes them, and
+        // keeping it keeps the object equal to the live one in everything the user did not change.
+        Some(note) if mutation.applied.is_empty() => set_at(
+            &mut changed,
+            &["metadata", "annotations", APPLIED_ANNOTATION],
+            Value::String(note.to_string()),
+        ),
+        _ => annotate(&mut changed, mutation.applied.iter().chain(&mutation.kept)),
+    }
     mutation.patch = json_patch::diff(object, &changed);
     mutation
 }
@@ -214,7 +302,7 @@ fn claim_fixes<'i>(request: &Request<'_>, index: &'i FixIndex) -> Vec<&'i Fix> {
                 Some(("StatefulSet", owner)) => Some(owner),
                 _ => None,
             };
-            for (template, statefulset) in target::statefulset_claim_readings(name, owner) {
+            for (template, statefulset) in owners::statefulset_claim_readings(name, owner) {
                 found.extend(
                     index
                         .lookup(request.namespace, statefulset)
@@ -318,6 +406,159 @@ fn raise_container_memory(
     })
 }
 
+/// On UPDATE of an immutable pod spec (a Pod's, a Job's template): gives each container the fix
+/// names its live memory limit back where [`keeps_live`] says so, and its live memory request
+/// where the incoming request equalled the incoming limit (as CREATE raised both together).
+/// Writes only exact live values; never raises past them.
+fn keep_live_memory(pod_spec: &mut Value, live_spec: &Value, fix: &Fix, mutation: &mut Mutation) {
+    for list in ["containers", "initContainers"] {
+        if list == "initContainers" && fix.container.is_none() {
+            continue;
+        }
+        let Some(containers) = pod_spec.get_mut(list).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        let live_containers = live_spec.get(list).and_then(Value::as_array);
+        for container in containers {
+            let name = target::str_at(container, &["name"])
+                .unwrap_or_default()
+                .to_string();
+            if fix
+                .container
+                .as_deref()
+                .is_some_and(|wanted| wanted != name)
+            {
+                continue;
+            }
+            let Some(live) = live_containers
+                .into_iter()
+                .flatten()
+                .find(|live| target::str_at(live, &["name"]) == Some(name.as_str()))
+            else {
+                continue;
+            };
+            if let Some(kept) = keep_container_memory(container, live, &name, fix) {
+                mutation.kept.push(kept);
+            }
+        }
+    }
+}
+
+fn keep_container_memory(
+    container: &mut Value,
+    live: &Value,
+    name: &str,
+    fix: &Fix,
+) -> Option<Applied> {
+    let quantity = |value: &Value, path: &[&str]| {
+        let text = target::str_at(value, path)?;
+        Some((text.to_string(), ByteQuantity::parse(text).ok()?))
+    };
+    let limit = ["resources", "limits", "memory"];
+    let request = ["resources", "requests", "memory"];
+    let (incoming_text, incoming) = quantity(container, &limit)?;
+    let (live_text, live_limit) = quantity(live, &limit)?;
+    if !keeps_live(&incoming, &live_limit, &fix.value) {
+        return None;
+    }
+    let incoming_request = quantity(container, &request);
+    let live_request = quantity(live, &request);
+    set_at(container, &limit, Value::String(live_text.clone()));
+    if let (Some((_, incoming_request)), Some((live_request_text, live_request))) =
+        (incoming_request, live_request)
+        && incoming_request == incoming
+        && keeps_live(&incoming_request, &live_request, &fix.value)
+    {
+        set_at(container, &request, Value::String(live_request_text));
+    }
+    Some(Applied {
+        fix_type: FixType::Memory,
+        resource: fix.resource.clone(),
+        place: format!("container {name}"),
+        from: incoming_text,
+        to: live_text,
+    })
+}
+
+/// On UPDATE of a claim or a StatefulSet: gives `resources.requests.storage` (of the claim, or
+/// of each claim template the fix names) its live value back where [`keeps_live`] says so.
+fn keep_live_claims(
+    kind: WorkloadKind,
+    object: &mut Value,
+    live: &Value,
+    fix: &Fix,
+    mutation: &mut Mutation,
+) {
+    match kind {
+        WorkloadKind::PersistentVolumeClaim => {
+            let name = target::str_at(object, &["metadata", "name"])
+                .unwrap_or_default()
+                .to_string();
+            if let Some(spec) = object.get_mut("spec")
+                && let Some(live_spec) = live.get("spec")
+                && let Some(kept) = keep_claim_spec(spec, live_spec, &name, fix)
+            {
+                mutation.kept.push(kept);
+            }
+        }
+        WorkloadKind::StatefulSet => {
+            let Some(templates) = object
+                .pointer_mut("/spec/volumeClaimTemplates")
+                .and_then(Value::as_array_mut)
+            else {
+                return;
+            };
+            let live_templates = live
+                .pointer("/spec/volumeClaimTemplates")
+                .and_then(Value::as_array);
+            for claim in templates {
+                let name = target::str_at(claim, &["metadata", "name"])
+                    .unwrap_or_default()
+                    .to_string();
+                if fix.claim.as_deref().is_some_and(|wanted| wanted != name) {
+                    continue;
+                }
+                let live_spec = live_templates
+                    .into_iter()
+                    .flatten()
+                    .find(|live| target::str_at(live, &["metadata", "name"]) == Some(name.as_str()))
+                    .and_then(|live| live.get("spec"));
+                if let Some(spec) = claim.get_mut("spec")
+                    && let Some(live_spec) = live_spec
+                    && let Some(kept) = keep_claim_spec(spec, live_spec, &name, fix)
+                {
+                    mutation.kept.push(kept);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn keep_claim_spec(
+    spec: &mut Value,
+    live_spec: &Value,
+    claim_name: &str,
+    fix: &Fix,
+) -> Option<Applied> {
+    let path = ["resources", "requests", "storage"];
+    let incoming_text = target::str_at(spec, &path)?.to_string();
+    let live_text = target::str_at(live_spec, &path)?.to_string();
+    let incoming = ByteQuantity::parse(&incoming_text).ok()?;
+    let live = ByteQuantity::parse(&live_text).ok()?;
+    if !keeps_live(&incoming, &live, &fix.value) {
+        return None;
+    }
+    set_at(spec, &path, Value::String(live_text.clone()));
+    Some(Applied {
+        fix_type: FixType::Storage,
+        resource: fix.resource.clone(),
+        place: format!("claim {claim_name}"),
+        from: incoming_text,
+        to: live_text,
+    })
+}
+
 fn raise_claims(kind: WorkloadKind, object: &mut Value, fix: &Fix, mutation: &mut Mutation) {
     match kind {
         WorkloadKind::PersistentVolumeClaim => {
@@ -398,8 +639,8 @@ fn raise_claim_spec(
 }
 
 /// Records what was applied in the object's annotation (creating `annotations` if missing).
-fn annotate(object: &mut Value, applied: &[Applied]) {
-    let mut lines: Vec<String> = applied.iter().map(Applied::to_string).collect();
+fn annotate<'a>(object: &mut Value, applied: impl Iterator<Item = &'a Applied>) {
+    let mut lines: Vec<String> = applied.map(Applied::to_string).collect();
     lines.sort();
     lines.dedup();
     set_at(
@@ -438,4 +679,183 @@ fn as_object(node: &mut Value) -> Option<&mut Map<String, Value>> {
 
 fn pointer(path: &[&str]) -> String {
     path.iter().map(|segment| format!("/{segment}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn q(text: &str) -> ByteQuantity {
+        ByteQuantity::parse(text).unwrap()
+    }
+
+    #[test]
+    fn live_values_are_kept_only_when_the_update_lowers_a_value_a_fix_produced() {
+        // (incoming, live, fix, kept)
+        let rows = [
+            ("1Gi", "5Gi", "5Gi", true), // re-applied manifest, live raised by the fix
+            ("1Gi", "3Gi", "5Gi", true), // live raised by an earlier, smaller fix
+            ("128Mi", "512Mi", "512Mi", true),
+            ("5Gi", "5Gi", "5Gi", false),    // nothing lowered
+            ("10Gi", "3Gi", "3Gi", false),   // a user's expansion
+            ("1Gi", "8Gi", "5Gi", false),    // live above the fix: not the fix's doing
+            ("6Gi", "8Gi", "5Gi", false),    // the user's own shrink: the apiserver decides
+            ("5120Mi", "5Gi", "5Gi", false), // same quantity, other spelling
+        ];
+        for (incoming, live, fix, kept) in rows {
+            assert_eq!(
+                keeps_live(&q(incoming), &q(live), &q(fix)),
+                kept,
+                "incoming {incoming}, live {live}, fix {fix}"
+            );
+        }
+    }
+
+    fn index(yaml: &str) -> FixIndex {
+        let document = crate::core::document::FixDocument::parse(yaml).unwrap();
+        FixIndex::new(document.fixes().cloned())
+    }
+
+    fn update(kind: WorkloadKind, object: &Value, live: &Value, fixes: &FixIndex) -> Value {
+        let mutation = mutate_with_old_object(
+            &Request {
+                kind,
+                operation: Operation::Update,
+                namespace: "ns",
+                object,
+                memory_cap: None,
+            },
+            Some(live),
+            fixes,
+            &Policy {
+                protected_namespaces: vec![],
+            },
+        );
+        let mut patched = object.clone();
+        json_patch::patch(&mut patched, &mutation.patch).unwrap();
+        patched
+    }
+
+    fn job(limit: &str, request: &str, label: &str) -> Value {
+        json!({"metadata": {"name": "backup-1", "labels": {"l": label},
+                "ownerReferences": [{"kind": "CronJob", "name": "backup", "controller": true}]},
+            "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i",
+                "resources": {"limits": {"memory": limit}, "requests": {"memory": request}}}]}}}})
+    }
+
+    #[test]
+    fn a_job_reapply_gets_its_live_template_values_back() {
+        let fixes =
+            index("fixes:\n  - {namespace: ns, resource: backup, type: memory, value: 512Mi}\n");
+        let live = job("512Mi", "512Mi", "old");
+        let patched = update(
+            WorkloadKind::Job,
+            &job("128Mi", "128Mi", "new"),
+            &live,
+            &fixes,
+        );
+        let mut expected = live.clone();
+        expected["metadata"]["labels"]["l"] = json!("new");
+        assert_eq!(patched["spec"], expected["spec"]);
+        assert_eq!(
+            patched["metadata"]["labels"],
+            expected["metadata"]["labels"]
+        );
+        assert!(
+            patched["metadata"]["annotations"][APPLIED_ANNOTATION]
+                .as_str()
+                .unwrap()
+                .contains("memory=512Mi container c (was 128Mi, fix backup)")
+        );
+        // A request that was below the limit was not raised at CREATE: it is not touched now.
+        let partial = update(
+            WorkloadKind::Job,
+            &job("128Mi", "64Mi", "new"),
+            &job("512Mi", "64Mi", "old"),
+            &fixes,
+        );
+        let container = &partial["spec"]["template"]["spec"]["containers"][0]["resources"];
+        assert_eq!(container["limits"]["memory"], "512Mi");
+        assert_eq!(container["requests"]["memory"], "64Mi");
+    }
+
+    #[test]
+    fn an_update_never_raises_an_immutable_field_past_its_live_value() {
+        let fixes =
+            index("fixes:\n  - {namespace: ns, resource: backup, type: memory, value: 2Gi}\n");
+        // The fix grew after the Job was created: the live 512Mi is kept, never 2Gi.
+        let patched = update(
+            WorkloadKind::Job,
+            &job("128Mi", "128Mi", "new"),
+            &job("512Mi", "512Mi", "old"),
+            &fixes,
+        );
+        let resources = &patched["spec"]["template"]["spec"]["containers"][0]["resources"];
+        assert_eq!(resources["limits"]["memory"], "512Mi");
+        assert_eq!(resources["requests"]["memory"], "512Mi");
+        // Equal to live: nothing to do, nothing raised.
+        let same = job("512Mi", "512Mi", "new");
+        assert_eq!(
+            update(
+                WorkloadKind::Job,
+                &same,
+                &job("512Mi", "512Mi", "old"),
+                &fixes
+            ),
+            same
+        );
+    }
+
+    fn claim(storage: &str, label: &str) -> Value {
+        json!({"metadata": {"name": "data", "labels": {"l": label}},
+            "spec": {"resources": {"requests": {"storage": storage}}}})
+    }
+
+    #[test]
+    fn claims_keep_their_live_size_and_user_expansions_pass() {
+        let fixes =
+            index("fixes:\n  - {namespace: ns, resource: data, type: storage, value: 3Gi}\n");
+        let kept = update(
+            WorkloadKind::PersistentVolumeClaim,
+            &claim("1Gi", "new"),
+            &claim("3Gi", "old"),
+            &fixes,
+        );
+        assert_eq!(kept["spec"], claim("3Gi", "")["spec"]);
+        let expanded = claim("10Gi", "new");
+        assert_eq!(
+            update(
+                WorkloadKind::PersistentVolumeClaim,
+                &expanded,
+                &claim("3Gi", "old"),
+                &fixes
+            ),
+            expanded
+        );
+    }
+
+    #[test]
+    fn create_and_updates_without_a_live_object_keep_todays_behaviour() {
+        let fixes =
+            index("fixes:\n  - {namespace: ns, resource: backup, type: memory, value: 512Mi}\n");
+        let object = job("128Mi", "128Mi", "x");
+        let request = Request {
+            kind: WorkloadKind::Job,
+            operation: Operation::Update,
+            namespace: "ns",
+            object: &object,
+            memory_cap: None,
+        };
+        let policy = Policy {
+            protected_namespaces: vec![],
+        };
+        let mutation = mutate(&request, &fixes, &policy);
+        assert!(mutation.patch.0.is_empty());
+        assert_eq!(mutation.outcome(), "immutable_on_update");
+        let with_live =
+            mutate_with_old_object(&request, Some(&job("512Mi", "512Mi", "x")), &fixes, &policy);
+        assert_eq!(with_live.outcome(), "kept_live");
+        assert!(with_live.applied.is_empty());
+    }
 }

@@ -6,6 +6,8 @@
 
 use serde_json::Value;
 
+use crate::core::owners::{self, Subject};
+
 /// Kinds the webhook mutates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkloadKind {
@@ -62,9 +64,10 @@ impl WorkloadKind {
         }
     }
 
-    /// Whether the pod template may be changed on UPDATE. Pod specs, Job templates and claims are
-    /// immutable after creation: patching them on UPDATE would make the apiserver reject the
-    /// user's update (a finalizer removal, a label change), so they are changed on CREATE only.
+    /// Whether the pod template may be raised on UPDATE. Pod specs and Job templates are
+    /// immutable after creation: raising them on UPDATE would make the apiserver reject the
+    /// user's update (a finalizer removal, a label change), so they are raised on CREATE only
+    /// and on UPDATE only get their live values back (`mutate::keeps_live`).
     pub fn pod_spec_mutable_on_update(self) -> bool {
         matches!(
             self,
@@ -77,54 +80,25 @@ impl WorkloadKind {
     }
 }
 
-/// The names an object answers to, most specific workload first. A fix whose `resource` is one of
-/// these applies to the object.
+/// The names an object answers to, its identity first. A fix whose `resource` is one of these
+/// applies to the object.
 ///
-/// A Pod answers to its controller: a ReplicaSet created by a Deployment resolves to the
-/// Deployment's name (the ReplicaSet name minus the `pod-template-hash` suffix), a Job created by a
-/// CronJob to the CronJob's name; a bare Pod answers to its own name.
+/// The identity is the one rule of [`owners::identity`]: a Pod of ReplicaSet `web-7d9f8c6b5`
+/// answers to the Deployment `web`, a Pod of Job `backup-29012345` and a Job with controller
+/// CronJob `backup` to the CronJob `backup`, a bare Pod to its own name. The webhook makes no API
+/// call, so a Pod's intermediate owner is resolved by the built-in controllers' naming
+/// conventions; where a convention decided, the intermediate owner's own name is listed second
+/// (the ReplicaSet may not be a Deployment's, the Job may not be a CronJob's).
 pub fn fix_names(kind: WorkloadKind, object: &Value) -> Vec<String> {
-    let own_name = str_at(object, &["metadata", "name"]).unwrap_or_default();
-    let mut names = Vec::with_capacity(3);
-    match kind {
-        WorkloadKind::Pod => {
-            if let Some((owner_kind, owner_name)) = controller(object) {
-                if owner_kind == "ReplicaSet" {
-                    let hash = str_at(object, &["metadata", "labels", "pod-template-hash"]);
-                    if let Some(deployment) = hash.and_then(|h| strip_suffix(owner_name, h)) {
-                        names.push(deployment.to_string());
-                    }
-                } else if owner_kind == "Job" {
-                    let cronjob = str_at(
-                        object,
-                        &["metadata", "labels", "batch.kubernetes.io/job-name"],
-                    )
-                    .and_then(cronjob_of_job_name);
-                    if let Some(cronjob) = cronjob {
-                        names.push(cronjob.to_string());
-                    }
-                }
-                names.push(owner_name.to_string());
-            } else if !own_name.is_empty() {
-                names.push(own_name.to_string());
-            }
-        }
-        WorkloadKind::Job => {
-            if let Some(("CronJob", cronjob)) = controller(object) {
-                names.push(cronjob.to_string());
-            }
-            if !own_name.is_empty() {
-                names.push(own_name.to_string());
-            }
-        }
-        _ => {
-            if !own_name.is_empty() {
-                names.push(own_name.to_string());
-            }
-        }
-    }
-    names.dedup();
-    names
+    let subject = Subject {
+        kind: kind.as_str(),
+        name: str_at(object, &["metadata", "name"]).unwrap_or_default(),
+        controller: controller(object),
+        pod_template_hash: str_at(object, &["metadata", "labels", "pod-template-hash"]),
+    };
+    owners::identity(&subject, |_, _| None)
+        .map(|found| found.fix_names())
+        .unwrap_or_default()
 }
 
 /// Kind and name of the object's controller (the owner reference with `controller: true`).
@@ -137,44 +111,11 @@ pub fn controller(object: &Value) -> Option<(&str, &str)> {
         .and_then(|owner| Some((owner.get("kind")?.as_str()?, owner.get("name")?.as_str()?)))
 }
 
-/// A claim created by a StatefulSet is named `<template>-<statefulset>-<ordinal>`. Returns every
-/// way of reading `claim_name` so, as (template, statefulset) pairs; where the claim names its
-/// StatefulSet as owner, only the matching reading.
-pub fn statefulset_claim_readings<'a>(
-    claim_name: &'a str,
-    owner_statefulset: Option<&str>,
-) -> Vec<(&'a str, &'a str)> {
-    let Some((stem, ordinal)) = claim_name.rsplit_once('-') else {
-        return Vec::new();
-    };
-    if ordinal.is_empty() || !ordinal.bytes().all(|b| b.is_ascii_digit()) {
-        return Vec::new();
-    }
-    stem.match_indices('-')
-        .map(|(at, _)| (&stem[..at], &stem[at + 1..]))
-        .filter(|(template, statefulset)| !template.is_empty() && !statefulset.is_empty())
-        .filter(|(_, statefulset)| owner_statefulset.is_none_or(|owner| owner == *statefulset))
-        .collect()
-}
-
 /// The string at `path` in `value`, if there is one.
 pub fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter()
         .try_fold(value, |node, segment| node.get(segment))?
         .as_str()
-}
-
-fn strip_suffix<'a>(name: &'a str, hash: &str) -> Option<&'a str> {
-    name.strip_suffix(hash)?
-        .strip_suffix('-')
-        .filter(|stem| !stem.is_empty())
-}
-
-/// CronJob-created Jobs are named `<cronjob>-<scheduled time in minutes>`.
-fn cronjob_of_job_name(job_name: &str) -> Option<&str> {
-    let (stem, stamp) = job_name.rsplit_once('-')?;
-    let is_stamp = stamp.len() >= 8 && stamp.bytes().all(|b| b.is_ascii_digit());
-    (is_stamp && !stem.is_empty()).then_some(stem)
 }
 
 #[cfg(test)]
@@ -215,10 +156,7 @@ mod tests {
         );
         let job = json!({"metadata": {"name": "backup-29012345",
             "ownerReferences": [{"kind": "CronJob", "name": "backup", "controller": true}]}});
-        assert_eq!(
-            fix_names(WorkloadKind::Job, &job),
-            ["backup", "backup-29012345"]
-        );
+        assert_eq!(fix_names(WorkloadKind::Job, &job), ["backup"]);
     }
 
     #[test]
@@ -226,28 +164,6 @@ mod tests {
         let pod = json!({"metadata": {"name": "p",
             "ownerReferences": [{"kind": "ReplicaSet", "name": "rs", "controller": false}]}});
         assert_eq!(fix_names(WorkloadKind::Pod, &pod), ["p"]);
-    }
-
-    #[test]
-    fn statefulset_claim_names_are_read_every_way() {
-        assert_eq!(
-            statefulset_claim_readings("data-web-0", None),
-            [("data", "web")]
-        );
-        assert_eq!(
-            statefulset_claim_readings("my-data-my-web-12", None),
-            [
-                ("my", "data-my-web"),
-                ("my-data", "my-web"),
-                ("my-data-my", "web")
-            ]
-        );
-        assert_eq!(
-            statefulset_claim_readings("my-data-my-web-12", Some("my-web")),
-            [("my-data", "my-web")]
-        );
-        assert!(statefulset_claim_readings("data-web", None).is_empty());
-        assert!(statefulset_claim_readings("web-0", None).is_empty());
     }
 
     #[test]

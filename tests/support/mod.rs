@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fake_apiserver;
+pub mod reapply;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use selfheal::core::document::FixDocument;
@@ -19,6 +20,8 @@ use selfheal::metrics::Metrics;
 use selfheal::store::Snapshot;
 use selfheal::webhook::mutate::Policy;
 use selfheal::webhook::{self, AppState};
+
+use fake_apiserver::{AdmissionAttributes, FakeApiServer};
 
 /// Waits, bounded (about 6 s), until `condition` holds; panics naming `what` otherwise.
 pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
@@ -118,4 +121,114 @@ pub async fn admit(state: &AppState, review: &Value) -> (Value, Value) {
             .expect("patch applies to the object the apiserver sent");
     }
     (answer, object)
+}
+
+/// The AdmissionReview the apiserver sends a mutating webhook for one write: `kind`, `resource`
+/// (and their `request*` twins), `namespace`, `name`, `operation`, `object`, `oldObject` on
+/// UPDATE, `dryRun` and the operation's options.
+pub fn admission_review(attributes: &AdmissionAttributes, object: &Value) -> Value {
+    static REVIEWS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let serial = REVIEWS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let collection = &attributes.collection;
+    let (group, version) = collection.group_version();
+    let kind = json!({"group": group, "version": version, "kind": collection.kind()});
+    let resource = json!({"group": group, "version": version, "resource": collection.plural});
+    let options_kind = if attributes.operation == "CREATE" {
+        "CreateOptions"
+    } else {
+        "UpdateOptions"
+    };
+    let mut request = json!({
+        "uid": format!("00000000-0000-0000-0000-{serial:012}"),
+        "kind": kind, "resource": resource,
+        "requestKind": kind, "requestResource": resource,
+        "name": attributes.name,
+        "operation": attributes.operation,
+        "userInfo": {"username": "system:admin", "groups": ["system:masters", "system:authenticated"]},
+        "object": object,
+        "oldObject": attributes.old,
+        "dryRun": attributes.dry_run,
+        "options": {"apiVersion": "meta.k8s.io/v1", "kind": options_kind},
+    });
+    if !collection.namespace.is_empty() {
+        request["namespace"] = json!(collection.namespace);
+    }
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request})
+}
+
+/// What the apiserver does with a mutating webhook's answer: the object with the returned
+/// base64 JSON patch applied, or `None` when the answer is unusable (the caller then fails open).
+pub fn apply_review_answer(object: &Value, status: StatusCode, answer: &Value) -> Option<Value> {
+    use base64::Engine;
+    if status != StatusCode::OK || answer["response"]["allowed"] != true {
+        return None;
+    }
+    let response = &answer["response"];
+    let Some(encoded) = response.get("patch").and_then(Value::as_str) else {
+        return Some(object.clone());
+    };
+    if response["patchType"] != "JSONPatch" {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let patch: json_patch::Patch = serde_json::from_slice(&bytes).ok()?;
+    let mut patched = object.clone();
+    json_patch::patch(&mut patched, &patch).ok()?;
+    Some(patched)
+}
+
+/// Sends one review to `router` in process; `None` when it does not answer with JSON.
+async fn call_webhook(router: Router, review: &Value) -> Option<(StatusCode, Value)> {
+    let request = Request::post("/mutate")
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(review).ok()?))
+        .ok()?;
+    let response = router.oneshot(request).await.ok()?;
+    let status = response.status();
+    let bytes = response.into_body().collect().await.ok()?.to_bytes();
+    Some((status, serde_json::from_slice(&bytes).ok()?))
+}
+
+/// Installs selfheal's real webhook (`webhook::router` over `state`) as `server`'s mutating
+/// webhook, called the way the apiserver calls it: a real `admission.k8s.io/v1` AdmissionReview
+/// for every create and update (with `oldObject` on UPDATE), the returned JSON patch applied to
+/// the object; fails open (the object unchanged) on any error, as `failurePolicy: Ignore` does.
+pub fn install_webhook(server: &FakeApiServer, state: AppState) {
+    let router = webhook::router(state);
+    server.set_mutating_webhook(Arc::new(move |attributes, object| {
+        let router = router.clone();
+        Box::pin(async move {
+            let review = admission_review(&attributes, &object);
+            match call_webhook(router, &review).await {
+                Some((status, answer)) => {
+                    apply_review_answer(&object, status, &answer).unwrap_or(object)
+                }
+                None => object,
+            }
+        })
+    }));
+}
+
+/// The core/v1 Events `kubectl describe` shows for an object: it lists Events in the object's
+/// namespace with `fieldSelector=involvedObject.name=…,involvedObject.namespace=…,
+/// involvedObject.kind=…,involvedObject.uid=…`.
+pub async fn describe_events(
+    client: &kube::Client,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+) -> Vec<k8s_openapi::api::core::v1::Event> {
+    let events: kube::Api<k8s_openapi::api::core::v1::Event> =
+        kube::Api::namespaced(client.clone(), namespace);
+    let selector = format!(
+        "involvedObject.name={name},involvedObject.namespace={namespace},involvedObject.kind={kind},involvedObject.uid={uid}"
+    );
+    events
+        .list(&kube::api::ListParams::default().fields(&selector))
+        .await
+        .expect("kubectl describe's event list is accepted")
+        .items
 }

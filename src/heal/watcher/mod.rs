@@ -513,18 +513,25 @@ impl Term {
         match &results {
             Some(results) => {
                 for done in results {
-                    match done.outcome.result {
-                        "rate_limited" => {
-                            let wait = self
-                                .context
-                                .executor
-                                .limiter()
-                                .next_release(std::time::Instant::now())
-                                .unwrap_or(FAILURE_BACKOFF);
-                            retry(at + wait);
-                        }
-                        "failed" => failed = true,
-                        _ => settled.push(problem_key(&done.finding.problem)),
+                    // A PodDisruptionBudget may allow the eviction later: it is tried again
+                    // when the eviction's backoff ends, like a rate-limited action.
+                    let when_free = match done.outcome.result {
+                        "rate_limited" => true,
+                        "refused" => done.outcome.rail == Some("disruption_budget"),
+                        _ => false,
+                    };
+                    if when_free {
+                        let wait = self
+                            .context
+                            .executor
+                            .limiter()
+                            .next_release(std::time::Instant::now())
+                            .unwrap_or(FAILURE_BACKOFF);
+                        retry(at + wait);
+                    } else if done.outcome.result == "failed" {
+                        failed = true;
+                    } else {
+                        settled.push(problem_key(&done.finding.problem));
                     }
                 }
                 // A wanted problem that had no finding (gone by the time the worker looked)

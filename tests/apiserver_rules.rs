@@ -1,0 +1,1145 @@
+//! The test API server refuses what the real kube-apiserver refuses, and accepts what it accepts,
+//! for everything selfheal touches: one test per rule, driven through a kube `Client` as selfheal
+//! and kubectl talk to a real apiserver.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{
+    Api, ApiResource, DynamicObject, EvictParams, ListParams, Patch, PatchParams, PostParams,
+    WatchEvent, WatchParams,
+};
+use kube::core::GroupVersionKind;
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+
+use selfheal::core::document::FixDocument;
+use support::fake_apiserver::{Collection, FakeApiServer};
+
+const NS: &str = "shop";
+
+fn api(
+    server: &FakeApiServer,
+    group: &str,
+    version: &str,
+    kind: &str,
+    plural: &str,
+) -> Api<DynamicObject> {
+    let resource =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+    Api::namespaced_with(server.client(), NS, &resource)
+}
+
+fn object(value: Value) -> DynamicObject {
+    serde_json::from_value(value).expect("object")
+}
+
+fn json_of(object: &DynamicObject) -> Value {
+    serde_json::to_value(object).expect("json")
+}
+
+/// The Status a refused request answered with.
+fn refusal<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> kube::core::Status {
+    match result {
+        Err(kube::Error::Api(status)) => *status,
+        other => panic!("expected the apiserver to refuse, got {other:?}"),
+    }
+}
+
+fn statefulset() -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+        "spec": {"serviceName": "db", "replicas": 1,
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [
+                {"name": "db", "image": "postgres:16", "resources": {"limits": {"memory": "256Mi"}}}]}},
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
+                "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}})
+}
+
+fn job() -> Value {
+    json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
+            {"name": "migrate", "image": "app:1", "resources": {"limits": {"memory": "128Mi"}}}]}}}})
+}
+
+fn claim(storage: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage}}}})
+}
+
+fn pod(memory: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-1", "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "app", "image": "app:1",
+            "resources": {"limits": {"memory": memory}}}],
+            "tolerations": [{"key": "a", "operator": "Exists"}]}})
+}
+
+fn merge(value: Value) -> Patch<Value> {
+    Patch::Merge(value)
+}
+
+// --- admission ---
+
+#[tokio::test]
+async fn the_admission_hook_gets_the_old_object_on_update_and_set_admission_still_works() {
+    let server = FakeApiServer::new();
+    /// (operation, the old object's data) per admission call.
+    type Calls = Arc<Mutex<Vec<(String, Option<Value>)>>>;
+    let seen: Calls = Arc::default();
+    let record = seen.clone();
+    server.set_admission_with_old(Arc::new(
+        move |_: &Collection, operation: &str, old: Option<&Value>, new: &mut Value| {
+            record
+                .lock()
+                .unwrap()
+                .push((operation.to_string(), old.map(|o| o["data"].clone())));
+            new["metadata"]["labels"]["admitted"] = json!("yes");
+        },
+    ));
+    let maps: Api<ConfigMap> = Api::namespaced(server.client(), NS);
+    let created = maps
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "c"}, "data": {"v": "1"}}))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.metadata.labels.unwrap()["admitted"], "yes");
+    maps.patch(
+        "c",
+        &PatchParams::default(),
+        &merge(json!({"data": {"v": "2"}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![
+            ("CREATE".to_string(), None),
+            ("UPDATE".to_string(), Some(json!({"v": "1"})))
+        ]
+    );
+
+    // The original hook type keeps working.
+    server.set_admission(Arc::new(|_: &Collection, _: &str, new: &mut Value| {
+        new["metadata"]["labels"]["legacy"] = json!("hook");
+    }));
+    let patched = maps
+        .patch(
+            "c",
+            &PatchParams::default(),
+            &merge(json!({"data": {"v": "3"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.metadata.labels.unwrap()["legacy"], "hook");
+}
+
+#[tokio::test]
+async fn selfheals_webhook_is_called_with_admission_reviews_and_its_patch_applied() {
+    let server = FakeApiServer::new();
+    let document = FixDocument::parse(&format!(
+        "fixes:\n  - namespace: {NS}\n    resource: db\n    type: memory\n    value: 512Mi\n    timestamp: 2026-11-28T00:00:00Z\n"
+    ))
+    .unwrap();
+    support::install_webhook(&server, support::state_with_document(&document));
+    let sets = api(&server, "apps", "v1", "StatefulSet", "statefulsets");
+
+    let preview = sets
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            },
+            &object(statefulset()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        json_of(&preview)["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"],
+        "512Mi"
+    );
+    assert!(
+        server
+            .get(&Collection::apps(NS, "statefulsets"), "db")
+            .is_none(),
+        "a dry run stores nothing"
+    );
+
+    sets.create(&PostParams::default(), &object(statefulset()))
+        .await
+        .unwrap();
+    let stored = server
+        .get(&Collection::apps(NS, "statefulsets"), "db")
+        .unwrap();
+    assert_eq!(
+        stored["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"],
+        "512Mi"
+    );
+    assert!(stored["metadata"]["annotations"]["selfheal.io/applied-fixes"].is_string());
+}
+
+#[test]
+fn admission_reviews_carry_what_the_apiserver_sends() {
+    let attributes = support::fake_apiserver::AdmissionAttributes {
+        collection: Collection::new("apis/batch/v1", NS, "jobs"),
+        operation: "UPDATE",
+        name: "migrate".into(),
+        old: Some(job()),
+        dry_run: true,
+    };
+    let review = support::admission_review(&attributes, &job());
+    let request = &review["request"];
+    assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(
+        request["kind"],
+        json!({"group": "batch", "version": "v1", "kind": "Job"})
+    );
+    assert_eq!(
+        request["resource"],
+        json!({"group": "batch", "version": "v1", "resource": "jobs"})
+    );
+    assert_eq!(
+        (request["namespace"].as_str(), request["operation"].as_str()),
+        (Some(NS), Some("UPDATE"))
+    );
+    assert_eq!(request["oldObject"], job());
+    assert_eq!(request["dryRun"], true);
+    // The webhook's own decoder accepts it.
+    selfheal::webhook::decode_bytes(&serde_json::to_vec(&review).unwrap())
+        .expect("a valid AdmissionReview");
+}
+
+// --- update rules ---
+
+#[tokio::test]
+async fn statefulset_updates_may_change_only_the_fields_the_apiserver_allows() {
+    let server = FakeApiServer::new();
+    let sets = api(&server, "apps", "v1", "StatefulSet", "statefulsets");
+    sets.create(&PostParams::default(), &object(statefulset()))
+        .await
+        .unwrap();
+    sets.patch(
+        "db",
+        &PatchParams::default(),
+        &merge(json!({"spec": {"replicas": 3, "minReadySeconds": 5,
+        "template": {"spec": {"containers": [{"name": "db", "image": "postgres:17"}]}}}})),
+    )
+    .await
+    .expect("replicas, minReadySeconds and template may change");
+
+    let mut bigger = statefulset();
+    bigger["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] =
+        json!("5Gi");
+    let status = refusal(
+        sets.patch(
+            "db",
+            &PatchParams::default(),
+            &merge(
+                json!({"spec": {"volumeClaimTemplates": bigger["spec"]["volumeClaimTemplates"]}}),
+            ),
+        )
+        .await,
+    );
+    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        status.message,
+        "StatefulSet.apps \"db\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"
+    );
+    let status = refusal(
+        sets.patch(
+            "db",
+            &PatchParams::default(),
+            &merge(json!({"spec": {"serviceName": "other"}})),
+        )
+        .await,
+    );
+    assert_eq!(status.code, 422);
+}
+
+#[tokio::test]
+async fn a_jobs_pod_template_is_immutable() {
+    let server = FakeApiServer::new();
+    let jobs = api(&server, "batch", "v1", "Job", "jobs");
+    jobs.create(&PostParams::default(), &object(job()))
+        .await
+        .unwrap();
+    jobs.patch(
+        "migrate",
+        &PatchParams::default(),
+        &merge(json!({"metadata": {"labels": {"team": "a"}}})),
+    )
+    .await
+    .expect("metadata may change");
+    let status = refusal(
+        jobs.patch(
+            "migrate",
+            &PatchParams::default(),
+            &merge(json!({"spec": {"template": {"spec": {"containers": [
+        {"name": "migrate", "image": "app:1", "resources": {"limits": {"memory": "512Mi"}}}]}}}})),
+        )
+        .await,
+    );
+    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+    assert!(
+        status
+            .message
+            .starts_with("Job.batch \"migrate\" is invalid: spec.template: Invalid value: "),
+        "{}",
+        status.message
+    );
+    assert!(
+        status.message.ends_with(": field is immutable"),
+        "{}",
+        status.message
+    );
+}
+
+#[tokio::test]
+async fn a_claims_storage_may_grow_when_bound_and_never_shrink() {
+    let server = FakeApiServer::new();
+    let claims = api(
+        &server,
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+    );
+    claims
+        .create(&PostParams::default(), &object(claim("3Gi")))
+        .await
+        .unwrap();
+
+    // Pending: the spec is immutable, storage included.
+    let status = refusal(
+        claims
+            .patch(
+                "data",
+                &PatchParams::default(),
+                &merge(json!({"spec": {"resources": {"requests": {"storage": "10Gi"}}}})),
+            )
+            .await,
+    );
+    assert_eq!(
+        status.message,
+        "PersistentVolumeClaim \"data\" is invalid: spec: Forbidden: spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims"
+    );
+
+    // Bound (the PV controller's status write): expansion passes, shrinking does not.
+    let collection = Collection::core(NS, "persistentvolumeclaims");
+    let mut bound = server.get(&collection, "data").unwrap();
+    bound["status"] = json!({"phase": "Bound", "capacity": {"storage": "3Gi"}});
+    server.put(&collection, bound);
+    claims
+        .patch(
+            "data",
+            &PatchParams::default(),
+            &merge(json!({"metadata": {"labels": {"tier": "db"}}})),
+        )
+        .await
+        .expect("a label change is accepted");
+    let status = refusal(
+        claims
+            .patch(
+                "data",
+                &PatchParams::default(),
+                &merge(json!({"spec": {"resources": {"requests": {"storage": "1Gi"}}}})),
+            )
+            .await,
+    );
+    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        status.message,
+        "PersistentVolumeClaim \"data\" is invalid: spec.resources.requests.storage: Forbidden: field can not be less than previous value"
+    );
+    let status = refusal(
+        claims
+            .patch(
+                "data",
+                &PatchParams::default(),
+                &merge(json!({"spec": {"storageClassName": "other"}})),
+            )
+            .await,
+    );
+    assert_eq!(status.code, 422);
+    let grown = claims
+        .patch(
+            "data",
+            &PatchParams::default(),
+            &merge(json!({"spec": {"resources": {"requests": {"storage": "10Gi"}}}})),
+        )
+        .await
+        .expect("expansion of a bound claim is accepted");
+    assert_eq!(
+        json_of(&grown)["spec"]["resources"]["requests"]["storage"],
+        "10Gi"
+    );
+}
+
+#[tokio::test]
+async fn a_pods_spec_is_immutable_except_images_deadlines_and_added_tolerations() {
+    let server = FakeApiServer::new();
+    let pods = api(&server, "", "v1", "Pod", "pods");
+    pods.create(&PostParams::default(), &object(pod("256Mi")))
+        .await
+        .unwrap();
+    pods.patch(
+        "web-1",
+        &PatchParams::default(),
+        &Patch::Strategic(json!({"spec": {
+        "containers": [{"name": "app", "image": "app:2"}],
+        "activeDeadlineSeconds": 600,
+        "tolerations": [{"key": "a", "operator": "Exists"}, {"key": "b", "operator": "Exists"}]}})),
+    )
+    .await
+    .expect("image, activeDeadlineSeconds and a new toleration are accepted");
+    let status = refusal(
+        pods.patch(
+            "web-1",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {
+        "containers": [{"name": "app", "resources": {"limits": {"memory": "512Mi"}}}]}})),
+        )
+        .await,
+    );
+    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+    assert!(status.message.starts_with("Pod \"web-1\" is invalid: spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`"), "{}", status.message);
+    let status = refusal(
+        pods.patch(
+            "web-1",
+            &PatchParams::default(),
+            &merge(json!({"spec": {"tolerations": []}})),
+        )
+        .await,
+    );
+    assert_eq!(status.code, 422, "removing a toleration is refused");
+}
+
+#[tokio::test]
+async fn the_limitranger_refuses_a_pod_above_the_container_maximum() {
+    let server = FakeApiServer::new();
+    server.put(&Collection::core(NS, "limitranges"), json!({"apiVersion": "v1", "kind": "LimitRange",
+        "metadata": {"name": "limits"}, "spec": {"limits": [{"type": "Container", "max": {"memory": "1Gi"}, "default": {"memory": "512Mi"}}]}}));
+    let pods = api(&server, "", "v1", "Pod", "pods");
+    let status = refusal(
+        pods.create(&PostParams::default(), &object(pod("2Gi")))
+            .await,
+    );
+    assert_eq!((status.code, status.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        status.message,
+        "pods \"web-1\" is forbidden: maximum memory usage per Container is 1Gi, but limit is 2Gi"
+    );
+
+    let mut defaulted = pod("1Gi");
+    defaulted["spec"]["containers"][0]["resources"] = json!({});
+    let created = pods
+        .create(&PostParams::default(), &object(defaulted))
+        .await
+        .expect("the default limit fits");
+    assert_eq!(
+        json_of(&created)["spec"]["containers"][0]["resources"]["limits"]["memory"],
+        "512Mi"
+    );
+}
+
+#[tokio::test]
+async fn a_stale_resource_version_conflicts() {
+    let server = FakeApiServer::new();
+    let maps: Api<ConfigMap> = Api::namespaced(server.client(), NS);
+    let created = maps
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "c"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    maps.patch(
+        "c",
+        &PatchParams::default(),
+        &merge(json!({"data": {"v": "1"}})),
+    )
+    .await
+    .unwrap();
+    let status = refusal(maps.replace("c", &PostParams::default(), &created).await);
+    assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
+    let status = refusal(
+        maps.patch(
+            "c",
+            &PatchParams::default(),
+            &merge(json!({"metadata": {"resourceVersion": "1"}, "data": {"v": "2"}})),
+        )
+        .await,
+    );
+    assert_eq!(
+        status.code, 409,
+        "a merge patch carrying a stale resourceVersion conflicts"
+    );
+}
+
+// --- patch types ---
+
+#[tokio::test]
+async fn a_json_merge_patch_replaces_lists_and_deletes_with_null() {
+    let server = FakeApiServer::new();
+    let sets = api(&server, "apps", "v1", "StatefulSet", "statefulsets");
+    let mut two = statefulset();
+    two["spec"]["template"]["spec"]["containers"] =
+        json!([{"name": "db", "image": "postgres:16"}, {"name": "exporter", "image": "exp:1"}]);
+    two["metadata"]["labels"] = json!({"a": "1", "b": "2"});
+    sets.create(&PostParams::default(), &object(two))
+        .await
+        .unwrap();
+    let patched = json_of(
+        &sets
+            .patch(
+                "db",
+                &PatchParams::default(),
+                &merge(json!({"metadata": {"labels": {"a": null}},
+        "spec": {"template": {"spec": {"containers": [{"name": "db", "image": "postgres:17"}]}}}})),
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(patched["metadata"]["labels"], json!({"b": "2"}));
+    assert_eq!(
+        patched["spec"]["template"]["spec"]["containers"],
+        json!([{"name": "db", "image": "postgres:17"}]),
+        "RFC 7386 replaces lists whole"
+    );
+}
+
+#[tokio::test]
+async fn a_strategic_merge_patch_merges_containers_by_name_and_replaces_atomic_lists() {
+    let server = FakeApiServer::new();
+    let sets = api(&server, "apps", "v1", "StatefulSet", "statefulsets");
+    let mut two = statefulset();
+    two["spec"]["template"]["spec"]["containers"] = json!([
+        {"name": "db", "image": "postgres:16", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]},
+        {"name": "exporter", "image": "exp:1"}]);
+    sets.create(&PostParams::default(), &object(two))
+        .await
+        .unwrap();
+    let patched = json_of(&sets.patch("db", &PatchParams::default(), &Patch::Strategic(json!({"spec": {"template": {"spec": {
+        "$setElementOrder/containers": [{"name": "db"}, {"name": "exporter"}],
+        "containers": [{"name": "db", "image": "postgres:17", "env": [{"name": "B", "value": "3"}, {"name": "A", "$patch": "delete"}]}]}}}}))).await.unwrap());
+    assert_eq!(
+        patched["spec"]["template"]["spec"]["containers"],
+        json!([
+        {"name": "db", "image": "postgres:17", "env": [{"name": "B", "value": "3"}]},
+        {"name": "exporter", "image": "exp:1"}])
+    );
+    // volumeClaimTemplates has no merge key: the list is replaced whole, so a changed claim
+    // template is a forbidden StatefulSet update.
+    let status = refusal(sets.patch("db", &PatchParams::default(), &Patch::Strategic(json!({"spec": {"volumeClaimTemplates": [
+        {"metadata": {"name": "data"}, "spec": {"resources": {"requests": {"storage": "1Gi"}}}}]}}))).await);
+    assert_eq!(status.code, 422);
+}
+
+#[tokio::test]
+async fn server_side_apply_needs_a_field_manager_creates_and_merges() {
+    let server = FakeApiServer::new();
+    let jobs = api(&server, "batch", "v1", "Job", "jobs");
+    let status = refusal(
+        jobs.patch("migrate", &PatchParams::default(), &Patch::Apply(job()))
+            .await,
+    );
+    assert_eq!(status.code, 422);
+    assert!(
+        status.message.contains("fieldManager: Required value"),
+        "{}",
+        status.message
+    );
+
+    let apply = PatchParams::apply("ci").force();
+    jobs.patch("migrate", &apply, &Patch::Apply(job()))
+        .await
+        .expect("apply creates");
+    let mut labelled = job();
+    labelled["metadata"]["labels"] = json!({"run": "2"});
+    let applied = json_of(
+        &jobs
+            .patch("migrate", &apply, &Patch::Apply(labelled))
+            .await
+            .expect("a metadata change applies"),
+    );
+    assert_eq!(applied["metadata"]["labels"]["run"], "2");
+    let mut bigger = job();
+    bigger["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] =
+        json!("1Gi");
+    let status = refusal(jobs.patch("migrate", &apply, &Patch::Apply(bigger)).await);
+    assert_eq!(status.code, 422, "apply goes through the same validation");
+}
+
+#[test]
+fn kubectl_applys_three_way_patch_sends_what_differs_from_the_live_object() {
+    use support::fake_apiserver::patches::three_way_patch;
+    let original = json!({"metadata": {"labels": {"a": "1", "old": "x"}}, "spec": {"containers": [{"name": "app", "image": "app:1", "resources": {"limits": {"memory": "128Mi"}}}]}});
+    let mut modified = original.clone();
+    modified["metadata"]["labels"] = json!({"a": "1", "new": "y"});
+    let current = json!({"metadata": {"labels": {"a": "1", "old": "x"}}, "spec": {"containers": [{"name": "app", "image": "app:1", "resources": {"limits": {"memory": "512Mi"}}}]}});
+    assert_eq!(
+        three_way_patch(&original, &modified, &current),
+        json!({"metadata": {"labels": {"old": null, "new": "y"}}, "spec": {
+            "$setElementOrder/containers": [{"name": "app"}],
+            "containers": [{"name": "app", "resources": {"limits": {"memory": "128Mi"}}}]}})
+    );
+}
+
+// --- selectors ---
+
+#[tokio::test]
+async fn field_selectors_the_apiserver_does_not_support_are_refused() {
+    let server = FakeApiServer::new();
+    let client = server.client();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let status = refusal(
+        pods.list(&ListParams::default().fields("spec.containers.image=app"))
+            .await,
+    );
+    assert_eq!((status.code, status.reason.as_str()), (400, "BadRequest"));
+    assert_eq!(
+        status.message,
+        "field label not supported: spec.containers.image"
+    );
+    let status = refusal(
+        api(&server, "events.k8s.io", "v1", "Event", "events")
+            .list(&ListParams::default().fields("involvedObject.uid=x"))
+            .await,
+    );
+    assert_eq!(
+        status.message, "field label not supported: involvedObject.uid",
+        "events.k8s.io/v1 says regarding.uid"
+    );
+
+    // What selfheal and kubectl send is accepted.
+    pods.list(&ListParams::default().fields("spec.nodeName=n1,status.phase!=Failed"))
+        .await
+        .unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::all(client.clone())
+        .list(&ListParams::default().fields("type=kubernetes.io/tls"))
+        .await
+        .unwrap();
+    Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), NS)
+        .list(&ListParams::default().fields("involvedObject.uid=u,reason=X"))
+        .await
+        .unwrap();
+    api(&server, "events.k8s.io", "v1", "Event", "events")
+        .list(&ListParams::default().fields("regarding.uid=u,reportingController=selfheal"))
+        .await
+        .unwrap();
+    Api::<ConfigMap>::namespaced(client, NS)
+        .list(&ListParams::default().fields("metadata.name=fixes"))
+        .await
+        .unwrap();
+}
+
+// --- watches ---
+
+#[tokio::test]
+async fn a_watch_from_a_compacted_resource_version_gets_410_gone() {
+    let server = FakeApiServer::new();
+    let maps: Api<ConfigMap> = Api::namespaced(server.client(), NS);
+    server.put(
+        &Collection::core(NS, "configmaps"),
+        json!({"metadata": {"name": "a"}}),
+    );
+    let old = server.resource_version().to_string();
+    server.expire_watches();
+    let mut stream = maps
+        .watch(&WatchParams::default(), &old)
+        .await
+        .unwrap()
+        .boxed();
+    match stream.next().await {
+        Some(Ok(WatchEvent::Error(status))) => {
+            assert_eq!((status.code, status.reason.as_str()), (410, "Expired"));
+            assert!(
+                status.message.starts_with("too old resource version: "),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("expected a 410 ERROR event, got {other:?}"),
+    }
+    let current = server.resource_version().to_string();
+    let mut stream = maps
+        .watch(&WatchParams::default(), &current)
+        .await
+        .unwrap()
+        .boxed();
+    server.put(
+        &Collection::core(NS, "configmaps"),
+        json!({"metadata": {"name": "b"}}),
+    );
+    assert!(
+        matches!(stream.next().await, Some(Ok(WatchEvent::Added(_)))),
+        "a watch from a current resourceVersion follows"
+    );
+}
+
+#[tokio::test]
+async fn a_kube_runtime_watcher_relists_after_expiry_and_sees_what_changed_meanwhile() {
+    let server = FakeApiServer::new();
+    let maps = Collection::core(NS, "configmaps");
+    server.put(
+        &maps,
+        json!({"metadata": {"name": "a"}, "data": {"v": "1"}}),
+    );
+    let api: Api<ConfigMap> = Api::namespaced(server.client(), NS);
+    let mut events = watcher(api, watcher::Config::default()).boxed();
+    loop {
+        if let Some(Ok(watcher::Event::InitDone)) = events.next().await {
+            break;
+        }
+    }
+    // Cut off: every watch ends, the history is compacted, and the object changes before the
+    // watcher (on this single-threaded runtime) can run again.
+    server.expire_watches();
+    server.put(
+        &maps,
+        json!({"metadata": {"name": "a"}, "data": {"v": "2"}}),
+    );
+    let mut relisted = false;
+    loop {
+        match events.next().await.expect("the watcher keeps going") {
+            Ok(watcher::Event::Init) => relisted = true,
+            Ok(watcher::Event::InitApply(map)) if relisted => {
+                assert_eq!(map.data.unwrap()["v"], "2");
+                break;
+            }
+            Ok(other) => panic!("the change must come from a re-list, got {other:?}"),
+            Err(_) => {} // the 410, reported before the re-list
+        }
+    }
+    assert!(
+        server
+            .expired_watches
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+}
+
+// --- evictions ---
+
+fn running_pod(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "app", "image": "app:1"}]}, "status": {"phase": "Running"}})
+}
+
+#[tokio::test]
+async fn an_eviction_a_disruption_budget_forbids_is_refused_with_429() {
+    let server = FakeApiServer::new();
+    let pods_collection = Collection::core(NS, "pods");
+    server.put(&pods_collection, running_pod("web-1"));
+    server.put(&pods_collection, running_pod("web-2"));
+    let budgets = Collection::new("apis/policy/v1", NS, "poddisruptionbudgets");
+    server.put(&budgets, json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "web"},
+        "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}},
+        "status": {"disruptionsAllowed": 0, "desiredHealthy": 2, "currentHealthy": 2, "expectedPods": 2}}));
+    let pods: Api<Pod> = Api::namespaced(server.client(), NS);
+    let status = refusal(pods.evict("web-1", &EvictParams::default()).await);
+    assert_eq!(
+        (status.code, status.reason.as_str()),
+        (429, "TooManyRequests")
+    );
+    assert_eq!(
+        status.message,
+        "Cannot evict pod as it would violate the pod's disruption budget."
+    );
+    let causes = status.details.expect("details").causes;
+    assert_eq!(causes.len(), 1);
+    assert_eq!(
+        (causes[0].reason.as_str(), causes[0].message.as_str()),
+        (
+            "DisruptionBudget",
+            "The disruption budget web needs 2 healthy pods and has 2 currently"
+        )
+    );
+    assert!(
+        server.get(&pods_collection, "web-1").is_some(),
+        "the pod stays"
+    );
+
+    let mut allowing = server.get(&budgets, "web").unwrap();
+    allowing["status"]["disruptionsAllowed"] = json!(1);
+    server.put(&budgets, allowing);
+    pods.evict("web-1", &EvictParams::default())
+        .await
+        .expect("one disruption is allowed");
+    assert!(server.get(&pods_collection, "web-1").is_none());
+    assert_eq!(
+        server.get(&budgets, "web").unwrap()["status"]["disruptionsAllowed"],
+        0,
+        "the budget is spent"
+    );
+    assert_eq!(
+        refusal(pods.evict("web-2", &EvictParams::default()).await).code,
+        429
+    );
+
+    server.put(&pods_collection, json!({"metadata": {"name": "other", "labels": {"app": "api"}}, "status": {"phase": "Running"}}));
+    pods.evict("other", &EvictParams::default())
+        .await
+        .expect("no budget selects it");
+}
+
+// --- events ---
+
+#[tokio::test]
+async fn events_k8s_io_events_are_validated_like_the_apiserver() {
+    let server = FakeApiServer::new();
+    let events = api(&server, "events.k8s.io", "v1", "Event", "events");
+    let status = refusal(
+        events
+            .create(
+                &PostParams::default(),
+                &object(json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": "e1"}, "type": "Normal"})),
+            )
+            .await,
+    );
+    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        status.message,
+        "Event.events.k8s.io \"e1\" is invalid: [reportingController: Required value, reportingInstance: Required value, action: Required value, reason: Required value, eventTime: Required value, regarding: Required value]"
+    );
+    let long = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e2"},
+        "eventTime": "2026-11-28T00:00:00.000000Z", "reportingController": "selfheal", "reportingInstance": "selfheal-0",
+        "action": "Raise", "reason": "MemoryLimitRaised", "type": "Normal", "note": "x".repeat(1025),
+        "regarding": {"kind": "Deployment", "namespace": NS, "name": "web", "uid": "u-1"}});
+    let status = refusal(events.create(&PostParams::default(), &object(long)).await);
+    assert!(
+        status
+            .message
+            .ends_with("note: Too long: must have at most 1024 bytes"),
+        "{}",
+        status.message
+    );
+}
+
+#[tokio::test]
+async fn an_event_recorded_with_the_objects_uid_is_what_kubectl_describe_shows() {
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let server = FakeApiServer::new();
+    let client = server.client();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "selfheal".into(),
+            instance: Some("selfheal-0".into()),
+        },
+    );
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("apps/v1".into()),
+        kind: Some("Deployment".into()),
+        namespace: Some(NS.into()),
+        name: Some("web".into()),
+        uid: Some("uid-web".into()),
+        ..Default::default()
+    };
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "MemoryLimitRaised".into(),
+        note: Some("raised to 512Mi".into()),
+        action: "RaiseMemory".into(),
+        secondary: None,
+    };
+    recorder
+        .publish(&event, &reference)
+        .await
+        .expect("a valid events.k8s.io/v1 Event");
+    let shown = support::describe_events(&client, "Deployment", NS, "web", "uid-web").await;
+    assert_eq!(shown.len(), 1);
+    assert_eq!(
+        (shown[0].reason.as_deref(), shown[0].message.as_deref()),
+        (Some("MemoryLimitRaised"), Some("raised to 512Mi"))
+    );
+    assert_eq!(shown[0].reporting_component.as_deref(), Some("selfheal"));
+    assert!(
+        support::describe_events(&client, "Deployment", NS, "web", "another-uid")
+            .await
+            .is_empty(),
+        "describe matches the uid"
+    );
+
+    // Without the uid, describe does not show it.
+    let anonymous = k8s_openapi::api::core::v1::ObjectReference {
+        uid: None,
+        name: Some("api".into()),
+        ..reference
+    };
+    recorder.publish(&event, &anonymous).await.unwrap();
+    assert!(
+        support::describe_events(&client, "Deployment", NS, "api", "uid-api")
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_workloads_selector_is_immutable_and_spec_changes_bump_the_generation() {
+    let server = FakeApiServer::new();
+    let deployments = api(&server, "apps", "v1", "Deployment", "deployments");
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "app:1"}]}}}});
+    let created = json_of(
+        &deployments
+            .create(&PostParams::default(), &object(deployment))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(created["metadata"]["generation"], 1);
+    let labelled = json_of(
+        &deployments
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &merge(json!({"metadata": {"labels": {"a": "b"}}})),
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        labelled["metadata"]["generation"], 1,
+        "a metadata change is no new generation"
+    );
+    let scaled = json_of(
+        &deployments
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &merge(json!({"spec": {"replicas": 3}})),
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(scaled["metadata"]["generation"], 2);
+    let status = refusal(
+        deployments
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &merge(json!({"spec": {"selector": {"matchLabels": {"app": "other"}}}})),
+            )
+            .await,
+    );
+    assert_eq!(status.code, 422);
+    assert!(
+        status
+            .message
+            .starts_with("Deployment.apps \"web\" is invalid: spec.selector: Invalid value: "),
+        "{}",
+        status.message
+    );
+}
+
+#[tokio::test]
+async fn a_created_pod_gets_the_service_account_token_mounted() {
+    let server = FakeApiServer::new();
+    let pods = api(&server, "", "v1", "Pod", "pods");
+    let created = json_of(
+        &pods
+            .create(&PostParams::default(), &object(pod("256Mi")))
+            .await
+            .unwrap(),
+    );
+    let spec = &created["spec"];
+    assert_eq!(spec["serviceAccountName"], "default");
+    let volume = spec["volumes"][0]["name"].as_str().expect("token volume");
+    assert!(volume.starts_with("kube-api-access-"));
+    assert_eq!(
+        spec["containers"][0]["volumeMounts"][0],
+        json!({"name": volume, "readOnly": true, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"})
+    );
+    // Dropping the mounts (a merge patch replacing the containers) is a forbidden Pod update.
+    let status = refusal(
+        pods.patch(
+            "web-1",
+            &PatchParams::default(),
+            &merge(json!({"spec": {"containers": pod("256Mi")["spec"]["containers"]}})),
+        )
+        .await,
+    );
+    assert_eq!(status.code, 422);
+
+    let mut opted_out = pod("256Mi");
+    opted_out["metadata"]["name"] = json!("web-2");
+    opted_out["spec"]["automountServiceAccountToken"] = json!(false);
+    let created = json_of(
+        &pods
+            .create(&PostParams::default(), &object(opted_out))
+            .await
+            .unwrap(),
+    );
+    assert!(
+        created["spec"]["volumes"].is_null(),
+        "no token without automount"
+    );
+}
+
+// --- interference for tests (issue 8: hung calls, refusals, kube's retries) ---
+
+#[tokio::test]
+async fn a_held_request_delays_nothing_else_and_completes_when_released() {
+    let server = FakeApiServer::new();
+    let maps = Collection::core(NS, "configmaps");
+    server.put(&maps, json!({"metadata": {"name": "slow"}}));
+    server.put(&maps, json!({"metadata": {"name": "fast"}}));
+    let api: Api<ConfigMap> = Api::namespaced(server.client(), NS);
+    let held = server.hold_requests(Some(axum::http::Method::GET), "/configmaps/slow");
+    let slow = tokio::spawn({
+        let api = api.clone();
+        async move { api.get("slow").await }
+    });
+    support::eventually("the slow GET is held", || held.held() == 1).await;
+    api.get("fast")
+        .await
+        .expect("another object's request is answered");
+    assert!(!slow.is_finished());
+    drop(held);
+    slow.await.unwrap().expect("released");
+}
+
+#[tokio::test]
+async fn injected_429s_are_retried_by_the_production_client_only() {
+    let server = FakeApiServer::new();
+    server.put(
+        &Collection::core(NS, "configmaps"),
+        json!({"metadata": {"name": "c"}}),
+    );
+    server.fail_requests(
+        None,
+        "/configmaps/c",
+        2,
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        "TooManyRequests",
+        None,
+    );
+    let plain: Api<ConfigMap> = Api::namespaced(server.client(), NS);
+    assert_eq!(
+        refusal(plain.get("c").await).code,
+        429,
+        "kube::Client::new does not retry"
+    );
+    let production: Api<ConfigMap> = Api::namespaced(server.production_client(), NS);
+    let before = server.requests.load(std::sync::atomic::Ordering::Relaxed);
+    production
+        .get("c")
+        .await
+        .expect("the retry layer retries the 429");
+    let after = server.requests.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(after - before, 2, "one 429 retried, then the answer");
+}
+
+#[tokio::test]
+async fn a_raise_capped_at_the_limitrange_maximum_passes_the_limitranger() {
+    let server = FakeApiServer::new();
+    let limit_range = json!({"apiVersion": "v1", "kind": "LimitRange",
+        "metadata": {"name": "limits"}, "spec": {"limits": [{"type": "Container", "max": {"memory": "384Mi"}}]}});
+    let document = FixDocument::parse(&format!(
+        "fixes:\n  - namespace: {NS}\n    resource: web-1\n    type: memory\n    value: 512Mi\n    timestamp: 2026-11-28T00:00:00Z\n"
+    ))
+    .unwrap();
+    let state = support::state_with_document(&document);
+    let pods = api(&server, "", "v1", "Pod", "pods");
+    support::install_webhook(&server, state.clone());
+
+    // The LimitRanges watched as `serve` does. The LimitRange is written once the watch is open
+    // (list, then watch: two requests), so it arrives as a live event.
+    let limits = state.limits.clone();
+    let watch = tokio::spawn(selfheal::cluster::limits::keep_current(
+        server.client(),
+        limits.clone(),
+    ));
+    support::eventually("the LimitRange watch is open", || {
+        server.requests.load(std::sync::atomic::Ordering::SeqCst) >= 2
+    })
+    .await;
+    server.put(&Collection::core(NS, "limitranges"), limit_range);
+    support::eventually("the LimitRange is seen", || limits.memory_max(NS).is_some()).await;
+    let created = json_of(
+        &pods
+            .create(&PostParams::default(), &object(pod("256Mi")))
+            .await
+            .expect("accepted"),
+    );
+    assert_eq!(
+        created["spec"]["containers"][0]["resources"]["limits"]["memory"],
+        "384Mi"
+    );
+
+    // Without the LimitRange view the webhook would raise to 512Mi, which the LimitRanger refuses.
+    watch.abort();
+    limits.publish(Default::default());
+    let mut second = pod("256Mi");
+    second["metadata"]["name"] = json!("web-2");
+    let document = FixDocument::parse(&format!(
+        "fixes:\n  - namespace: {NS}\n    resource: web-2\n    type: memory\n    value: 512Mi\n    timestamp: 2026-11-28T00:00:00Z\n"
+    ))
+    .unwrap();
+    support::install_webhook(&server, support::state_with_document(&document));
+    let status = refusal(pods.create(&PostParams::default(), &object(second)).await);
+    assert_eq!(
+        status.message,
+        "pods \"web-2\" is forbidden: maximum memory usage per Container is 384Mi, but limit is 512Mi"
+    );
+}
+
+#[tokio::test]
+async fn limitranges_that_exist_at_start_up_are_published_when_the_list_ends() {
+    let server = FakeApiServer::new();
+    server.put(
+        &Collection::core(NS, "limitranges"),
+        json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "limits"},
+            "spec": {"limits": [{"type": "Container", "max": {"memory": "384Mi"}}]}}),
+    );
+    let limits = selfheal::cluster::limits::LimitSnapshot::default();
+    let watch = tokio::spawn(selfheal::cluster::limits::keep_current(
+        server.client(),
+        limits.clone(),
+    ));
+    // Nothing changes after start: only the end of the initial list can publish the maximum.
+    support::eventually("the existing LimitRange is published", || {
+        limits
+            .memory_max(NS)
+            .is_some_and(|max| max.as_str() == "384Mi")
+    })
+    .await;
+    watch.abort();
+}
+
+#[tokio::test]
+async fn the_main_resource_cannot_change_the_status() {
+    let server = FakeApiServer::new();
+    let collection = Collection::core(NS, "persistentvolumeclaims");
+    let mut bound = claim("3Gi");
+    bound["status"] = json!({"phase": "Bound"});
+    server.put(&collection, bound);
+    let claims = api(
+        &server,
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+    );
+    let mut sent = json_of(&claims.get("data").await.unwrap());
+    sent["status"] = json!({"phase": "Lost"});
+    sent["spec"]["resources"]["requests"]["storage"] = json!("10Gi");
+    let replaced = json_of(
+        &claims
+            .replace("data", &PostParams::default(), &object(sent))
+            .await
+            .expect("a bound claim grows"),
+    );
+    assert_eq!(
+        replaced["status"]["phase"], "Bound",
+        "the status write through the main resource is ignored"
+    );
+    assert_eq!(replaced["spec"]["resources"]["requests"]["storage"], "10Gi");
+}
