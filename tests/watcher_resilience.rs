@@ -609,3 +609,30 @@ async fn memory_goes_with_deleted_objects() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_of_one_workload_are_handled_one_after_the_other() {
+    let server = setup(&["web", "cart"]);
+    let faults = Faults::new();
+    faults.hang(Method::GET, "/apis/apps/v1/namespaces/shop/deployments/web");
+    let replica = Replica::start("only", faults.client(&server));
+    eventually("leading", || replica.leadership.is_leader()).await;
+    // Two pods of web are OOM killed; the first handling hangs.
+    oom(&server, "web");
+    let mut second = pod("web", true);
+    second["metadata"]["name"] = json!("web-5d4c3b2a1-x2");
+    second["metadata"]["uid"] = json!("uid-web-2");
+    server.put(&Collection::core("shop", "pods"), second);
+    eventually("the first handling of web hangs", || {
+        faults.hung.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    // A marker after both: once cart is fixed, the second pod of web has been seen too.
+    oom(&server, "cart");
+    eventually("cart is fixed", || raised(&server, "cart")).await;
+    assert_eq!(
+        faults.hung.load(Ordering::SeqCst),
+        1,
+        "the second pod of web waits for the first handling"
+    );
+}

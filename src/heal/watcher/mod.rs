@@ -255,8 +255,6 @@ async fn lead(context: Arc<Context>) {
     housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let claims_awaited_until = Instant::now() + CLAIMS_WAIT;
     loop {
-        // Claims are context for pods (a full volume's size): work waits for their first list,
-        // a bounded time (without RBAC on claims it never comes).
         let metrics = &context.metrics;
         metrics
             .watcher_queue
@@ -265,9 +263,14 @@ async fn lead(context: Arc<Context>) {
             i64::try_from(term.tracked.values().map(BTreeMap::len).sum::<usize>())
                 .unwrap_or(i64::MAX),
         );
+        // Claims are context for pods (a full volume's size): work waits for their first list,
+        // a bounded time (without RBAC on claims it never comes).
         let wake = if claims_listed || Instant::now() >= claims_awaited_until {
             term.dispatch(&mut workers, &claim_cache);
-            term.queue.next_wake()
+            // With every worker busy, a finishing worker is what wakes the loop.
+            (workers.len() < context.config.concurrency.max(1))
+                .then(|| term.queue.next_wake())
+                .flatten()
         } else {
             Some(claims_awaited_until)
         };
