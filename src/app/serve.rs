@@ -114,7 +114,16 @@ pub fn ensure_certificates(
 pub async fn run(args: ServeArgs, provider: Arc<CryptoProvider>) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     // One client for the whole process: the store, the watches, the watcher and certificates.
-    let client = cluster_for_store(&args.store).await?;
+    let client = match cluster_for_store(&args.store).await? {
+        Some(client) => Some(client),
+        // A file store with certificates kept in the cluster.
+        None if args.manage_certs => Some(
+            kube_client()
+                .await
+                .context("--manage-certs needs a cluster")?,
+        ),
+        None => None,
+    };
     let store = store_on(
         &args.store,
         client.clone(),
