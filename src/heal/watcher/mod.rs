@@ -573,9 +573,14 @@ impl Term {
             }
             // Certificates are not deduplicated: one still wrong is looked at again later,
             // within the rate limit, until the attempt cap turns it into an alert.
+            let still_there = self
+                .tracked
+                .get(&key)
+                .is_some_and(|entries| entries.contains_key(&problem.uid));
             if problem.object_kind == "Secret" {
                 self.delay(&key, &problem.uid, certificate_recheck);
-            } else {
+            } else if still_there {
+                // (An object deleted meanwhile leaves nothing behind.)
                 self.handled.insert(problem, at);
             }
         }
