@@ -1,6 +1,8 @@
 //! The watcher at scale, against the in-process test API server holding 10,000 pods:
 //! time from a pod's status turning OOMKilled to the fix being written, API requests per handled
-//! failure, resident memory, and CPU while nothing happens.
+//! failure, resident memory, CPU while nothing happens, and failover: the leader stopped
+//! (SIGTERM: it releases the Lease) or killed (SIGKILL: the Lease must expire), an OOM kill
+//! written at that moment, and the time until the next leader has written its fix.
 //!
 //! Run: cargo build --release && cargo bench --bench watcher
 
@@ -116,22 +118,26 @@ async fn run() {
     )
     .unwrap();
     let started = Instant::now();
-    let mut child = std::process::Command::new(binary)
-        .current_dir(dir.path())
-        .env("KUBECONFIG", &kubeconfig)
-        .env("SELFHEAL_LOG", "warn")
-        .args([
-            "serve",
-            "--store",
-            "configmap",
-            "--listen",
-            &format!("127.0.0.1:{}", free_port()),
-            "--health-listen",
-            &format!("127.0.0.1:{}", free_port()),
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let spawn = |identity: &str| {
+        std::process::Command::new(binary)
+            .current_dir(dir.path())
+            .env("KUBECONFIG", &kubeconfig)
+            .env("SELFHEAL_LOG", "warn")
+            .env("POD_NAME", identity)
+            .args([
+                "serve",
+                "--store",
+                "configmap",
+                "--listen",
+                &format!("127.0.0.1:{}", free_port()),
+                "--health-listen",
+                &format!("127.0.0.1:{}", free_port()),
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = spawn("replica-1");
     let pid = child.id();
     let leases = Collection::new("apis/coordination.k8s.io/v1", "selfheal", "leases");
     while server.get(&leases, "selfheal-watcher").is_none() {
@@ -202,6 +208,66 @@ async fn run() {
         "selfheal RSS: {rss_after_sync} KiB after listing {PODS} pods, {} KiB after {SAMPLES} fixes",
         rss_kib(pid)
     );
-    let _ = child.kill();
+
+    // Failover: a follower waits; the leader goes; a pod is OOM killed at that moment.
+    let holder = || {
+        server
+            .get(&leases, "selfheal-watcher")
+            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(String::from))
+    };
+    let mut second = spawn("replica-2");
+    // The follower has read the Lease and listed nothing (followers keep no caches).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(holder().as_deref(), Some("replica-1"));
+    let terminated = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let sigterm = failover(&server, "app-sigterm").await;
     let _ = child.wait();
+    assert_eq!(holder().as_deref(), Some("replica-2"));
+    let mut third = spawn("replica-3");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = second.kill();
+    let sigkill = failover(&server, "app-sigkill").await;
+    let _ = second.wait();
+    println!(
+        "failover, OOMKilled at the leader's exit -> fix written by the next leader: SIGTERM (Lease released) {:.2}s, SIGKILL (Lease expires, 15 s) {:.2}s",
+        sigterm.as_secs_f64(),
+        sigkill.as_secs_f64()
+    );
+    let _ = third.kill();
+    let _ = third.wait();
+}
+
+/// Writes an OOM kill for a new Deployment `app` now and waits for its fix.
+async fn failover(server: &FakeApiServer, app: &str) -> Duration {
+    server.put(
+        &Collection::apps("bench", "deployments"),
+        deployment("bench", app),
+    );
+    let began = Instant::now();
+    server.put(
+        &Collection::core("bench", "pods"),
+        pod("bench", app, 0, true),
+    );
+    loop {
+        let written = server
+            .get(&Collection::core("selfheal", "configmaps"), "fixes")
+            .is_some_and(|c| {
+                c["data"]["fixes.yaml"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains(&format!("resource: {app}\n"))
+            });
+        if written {
+            return began.elapsed();
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "fix for {app} never written after the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

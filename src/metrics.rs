@@ -64,6 +64,10 @@ pub struct Metrics {
     pub problems_detected: Family<ProblemLabels, Counter>,
     pub healing_actions: Family<ActionLabels, Counter>,
     pub leader: Gauge,
+    /// Workloads and objects waiting for the watcher (due now or at a later check).
+    pub watcher_queue: Gauge,
+    /// Objects the watcher holds in memory (a problem to handle or a check due later).
+    pub watcher_tracked: Gauge,
     pub certificate_expiry: Family<SecretLabels, Gauge>,
     pub vault_sealed: Family<AddressLabels, Gauge>,
 }
@@ -138,7 +142,21 @@ impl Metrics {
             "1 while this replica holds the watcher lease and may act",
             leader.clone(),
         );
+        let watcher_queue = Gauge::default();
+        registry.register(
+            "watcher_queue_keys",
+            "Keys (workloads, claims, Secrets) in the watcher's queue, due now or at a later check",
+            watcher_queue.clone(),
+        );
+        let watcher_tracked = Gauge::default();
+        registry.register(
+            "watcher_tracked_objects",
+            "Objects the watcher holds: a problem to handle or a time-based check due later",
+            watcher_tracked.clone(),
+        );
         Self {
+            watcher_queue,
+            watcher_tracked,
             registry,
             problems_detected,
             healing_actions,

@@ -12,7 +12,6 @@ use support::fake_apiserver::{Collection, FakeApiServer};
 
 use selfheal::cluster::leader::{self, Leadership, LeaseConfig};
 use selfheal::core::document::FixDocument;
-use selfheal::heal::detect::Thresholds;
 use selfheal::heal::execute::Executor;
 use selfheal::heal::plan::Rails;
 use selfheal::heal::ratelimit::RateLimiter;
@@ -86,20 +85,15 @@ impl Drop for Running {
 }
 
 fn watcher_config(probes: Vec<&str>, probe_interval: Duration) -> WatcherConfig {
+    let scope = Scope {
+        protected: vec!["kube-system".into(), "selfheal".into()],
+        ..Scope::default()
+    };
     WatcherConfig {
-        scope: Scope {
-            protected: vec!["kube-system".into(), "selfheal".into()],
-            ..Scope::default()
-        },
-        include: Vec::new(),
-        rails: Rails::default(),
-        thresholds: Thresholds::default(),
-        claim_interval: Duration::from_secs(3600),
-        check_certificates: true,
         certificate_interval: Duration::from_secs(3600),
-        limits: Default::default(),
         probes: probes.into_iter().map(|p| p.parse().unwrap()).collect(),
         probe_interval,
+        ..WatcherConfig::new(scope, Rails::default(), Default::default())
     }
 }
 
@@ -253,7 +247,7 @@ fn pulling_pod(suffix: &str, uid: &str, message: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deferred_image_pull_retry_happens_after_the_backoff_window() {
+async fn a_rate_limited_image_pull_retry_happens_when_the_backoff_ends_with_no_new_event() {
     let server = FakeApiServer::new();
     let running = start(
         &server,
@@ -261,6 +255,7 @@ async fn a_deferred_image_pull_retry_happens_after_the_backoff_window() {
         watcher_config(Vec::new(), Duration::from_secs(3600)),
     )
     .await;
+    let metrics = running.metrics.clone();
     let pods = Collection::core("shop", "pods");
     let timeout = "Back-off pulling image \"registry.example.com/cart:1\": dial tcp 10.0.0.9:443: i/o timeout";
 
@@ -270,19 +265,27 @@ async fn a_deferred_image_pull_retry_happens_after_the_backoff_window() {
     })
     .await;
     // The controller's replacement fails at once: inside the window, selfheal waits...
+    let began = std::time::Instant::now();
     server.put(&pods, pulling_pod("bbbbb", "uid-b", timeout));
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    assert!(server.get(&pods, "cart-5d4c3b2a1-bbbbb").is_some());
-    // ...and after it, the kubelet's next status update gets the retry.
-    tokio::time::sleep(Duration::from_millis(2000)).await;
-    server.put(
-        &pods,
-        pulling_pod("bbbbb", "uid-b", &format!("{timeout} (again)")),
+    eventually("the retry is refused by the rate limit", || {
+        metrics.encode().contains(
+            "selfheal_healing_actions_total{action=\"DeletePod\",result=\"rate_limited\"} 1",
+        )
+    })
+    .await;
+    assert!(
+        server.get(&pods, "cart-5d4c3b2a1-bbbbb").is_some(),
+        "not deleted inside the window"
     );
-    eventually("the replacement is deleted after the window", || {
+    // ...and retries by itself when the window ends: the pod's status never changes again.
+    eventually("the replacement is deleted when the backoff ends", || {
         server.get(&pods, "cart-5d4c3b2a1-bbbbb").is_none()
     })
     .await;
+    assert!(
+        began.elapsed() >= Duration::from_millis(1500),
+        "the retry waited for the window"
+    );
     drop(running);
 }
 

@@ -118,13 +118,23 @@ pub struct HealArgs {
     /// Namespace, workload name or `app.kubernetes.io/name` to heal (default: everything).
     pub component: Option<String>,
 
-    /// Only this namespace (default: all namespaces).
-    #[arg(long, short = 'n')]
+    /// Only this namespace (default: all namespaces). Not `--namespace`: that is selfheal's own
+    /// namespace (the store's, shared with `serve`).
+    #[arg(id = "only_namespace", long = "only-namespace", short = 'n')]
     pub namespace: Option<String>,
 
     /// Decide and print, change nothing.
     #[arg(long, env = "SELFHEAL_DRY_RUN")]
     pub dry_run: bool,
+
+    /// Act even while a `selfheal serve` watcher holds the Lease. Without it, `heal` refuses to
+    /// act beside a live watcher (both would act on the same problems); `--dry-run` always runs.
+    #[arg(long, env = "SELFHEAL_IGNORE_LEADER")]
+    pub ignore_leader: bool,
+
+    /// The Lease the watchers elect their leader with (in the store's --namespace).
+    #[arg(long, env = "SELFHEAL_LEASE_NAME", default_value = "selfheal-watcher")]
+    pub lease_name: String,
 
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = ReportFormat::Table)]

@@ -8,6 +8,7 @@ use anyhow::Context;
 use crate::app::cli::{HealArgs, HealthArgs, RailsArgs, ReportFormat, UnsealArgs, VaultArgs};
 use crate::app::report;
 use crate::app::serve;
+use crate::cluster::leader;
 use crate::core::index::FixIndex;
 use crate::core::quantity::ByteQuantity;
 use crate::heal::detect::Thresholds;
@@ -133,6 +134,37 @@ fn print_findings(findings: &[Finding], format: ReportFormat) {
     }
 }
 
+/// Why `selfheal heal` will not act while a watcher leads.
+fn leader_refusal(holder: &str, args: &HealArgs) -> String {
+    format!(
+        "a selfheal watcher ({holder}) holds the Lease {}/{} and heals this cluster: `selfheal heal` \
+         would act beside it on the same problems. Run with --dry-run to see what it would do, \
+         or with --ignore-leader (SELFHEAL_IGNORE_LEADER=true) to act anyway",
+        args.store.namespace, args.lease_name
+    )
+}
+
+/// Refuses to act while a live watcher holds the Lease, unless told to. A Lease that cannot be
+/// read is a refusal too (nothing proves no watcher runs).
+async fn check_no_leader(client: &kube::Client, args: &HealArgs) -> anyhow::Result<()> {
+    if args.dry_run || args.ignore_leader {
+        return Ok(());
+    }
+    let holder = leader::current_holder(client.clone(), &args.store.namespace, &args.lease_name)
+        .await
+        .with_context(|| {
+            format!(
+                "reading the watcher Lease {}/{} to make sure no watcher is acting \
+                     (--ignore-leader skips this check)",
+                args.store.namespace, args.lease_name
+            )
+        })?;
+    match holder {
+        Some(holder) => anyhow::bail!(leader_refusal(&holder, args)),
+        None => Ok(()),
+    }
+}
+
 /// Runs `selfheal heal`.
 pub async fn heal(args: &HealArgs) -> anyhow::Result<()> {
     let protected = args.protected.with_own(&args.store.namespace);
@@ -141,8 +173,14 @@ pub async fn heal(args: &HealArgs) -> anyhow::Result<()> {
         ..args.rails.rails()?
     };
     let client = serve::kube_client().await?;
+    check_no_leader(&client, args).await?;
     let metrics = Arc::new(Metrics::new());
-    let store = serve::open_store(&args.store, metrics.clone(), Duration::from_secs(1)).await?;
+    let store = serve::store_on(
+        &args.store,
+        Some(client.clone()),
+        metrics.clone(),
+        Duration::from_secs(1),
+    );
     let document = store.read_document().await?;
     let index = FixIndex::new(document.fixes().cloned());
     let scope = heal::Scope {

@@ -16,7 +16,6 @@ use crate::certs::generate as certs;
 use crate::certs::selfcert::{self, SelfCertConfig};
 use crate::cluster::leader::{self, Leadership, LeaseConfig};
 use crate::cluster::limits::LimitSnapshot;
-use crate::heal::detect::Thresholds;
 use crate::heal::execute::{DEFAULT_WINDOW, Executor, MAX_BACKOFF};
 use crate::heal::ratelimit::RateLimiter;
 use crate::heal::run::Scope;
@@ -35,39 +34,59 @@ pub async fn open_store(
     metrics: Arc<Metrics>,
     poll: Duration,
 ) -> anyhow::Result<FixStore> {
-    let file_store = || {
-        FixStore::File(Arc::new(FileStore::new(
-            &args.fixes_file,
-            poll,
-            metrics.clone(),
-        )))
-    };
-    let client = match args.store {
-        StoreKind::File => return Ok(file_store()),
-        StoreKind::Configmap => Some(kube_client().await?),
+    let client = cluster_for_store(args).await?;
+    Ok(store_on(args, client, metrics, poll))
+}
+
+/// The cluster the store arguments ask for: required for `configmap`, tried for `auto`, none
+/// for `file`.
+pub async fn cluster_for_store(args: &StoreArgs) -> anyhow::Result<Option<kube::Client>> {
+    match args.store {
+        StoreKind::File => Ok(None),
+        StoreKind::Configmap => Ok(Some(kube_client().await?)),
         StoreKind::Auto => match kube_client().await {
-            Ok(client) => Some(client),
+            Ok(client) => Ok(Some(client)),
             Err(error) => {
                 tracing::info!(%error, file = %args.fixes_file.display(), "no cluster configured; using the fix file");
-                None
+                Ok(None)
             }
         },
-    };
-    Ok(match client {
-        Some(client) => FixStore::ConfigMap(Arc::new(ConfigMapStore::new(
+    }
+}
+
+/// The store of the arguments on `client` (the file store without one, or when asked for).
+pub fn store_on(
+    args: &StoreArgs,
+    client: Option<kube::Client>,
+    metrics: Arc<Metrics>,
+    poll: Duration,
+) -> FixStore {
+    match (args.store, client) {
+        (StoreKind::File, _) | (_, None) => {
+            FixStore::File(Arc::new(FileStore::new(&args.fixes_file, poll, metrics)))
+        }
+        (_, Some(client)) => FixStore::ConfigMap(Arc::new(ConfigMapStore::new(
             client,
             &args.namespace,
             &args.configmap,
             metrics,
         ))),
-        None => file_store(),
-    })
+    }
 }
 
+/// The process's Kubernetes client. The client's own retry of 429/503/504 is off: a refusal
+/// (an eviction blocked by a PodDisruptionBudget answers 429) must reach the caller at once,
+/// which reports it and retries on its own schedule, instead of holding the call for minutes.
 pub async fn kube_client() -> anyhow::Result<kube::Client> {
     let config = kube::Config::infer()
         .await
         .context("no Kubernetes configuration (in-cluster or kubeconfig)")?;
+    client_from(config)
+}
+
+/// The client `kube_client` builds, from an explicit configuration.
+pub fn client_from(mut config: kube::Config) -> anyhow::Result<kube::Client> {
+    config.default_retry = false;
     kube::Client::try_from(config).context("creating the Kubernetes client")
 }
 
@@ -94,33 +113,48 @@ pub fn ensure_certificates(
 
 pub async fn run(args: ServeArgs, provider: Arc<CryptoProvider>) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
-    let store = open_store(
+    // One client for the whole process: the store, the watches, the watcher and certificates.
+    let client = match cluster_for_store(&args.store).await? {
+        Some(client) => Some(client),
+        // A file store with certificates kept in the cluster.
+        None if args.manage_certs => Some(
+            kube_client()
+                .await
+                .context("--manage-certs needs a cluster")?,
+        ),
+        None => None,
+    };
+    let store = store_on(
         &args.store,
+        client.clone(),
         metrics.clone(),
         Duration::from_secs(args.file_poll_seconds.max(1)),
-    )
-    .await?;
+    );
     tracing::info!(store = %store.describe(), "fix store selected");
     let _sync = AbortOnDrop(store.spawn_sync());
     let limits = LimitSnapshot::default();
-    let _limits = match &store {
-        FixStore::ConfigMap(_) => Some(AbortOnDrop(tokio::spawn(
-            crate::cluster::limits::keep_current(kube_client().await?, limits.clone()),
-        ))),
+    let cluster = match &store {
+        FixStore::ConfigMap(_) => client.clone(),
         FixStore::File(_) => None,
     };
+    let _limits = cluster.clone().map(|client| {
+        AbortOnDrop(tokio::spawn(crate::cluster::limits::keep_current(
+            client,
+            limits.clone(),
+        )))
+    });
 
-    let _watcher = match &store {
-        FixStore::ConfigMap(_) if args.watch => Some(
-            start_watcher(
-                &args,
-                store.clone(),
-                metrics.clone(),
-                provider.clone(),
-                limits.clone(),
-            )
-            .await?,
-        ),
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let watcher = match &cluster {
+        Some(client) if args.watch => Some(start_watcher(
+            &args,
+            client.clone(),
+            store.clone(),
+            metrics.clone(),
+            provider.clone(),
+            limits.clone(),
+            stopping,
+        )?),
         _ => {
             tracing::info!("watcher off (no cluster, or --watch=false)");
             None
@@ -128,9 +162,7 @@ pub async fn run(args: ServeArgs, provider: Arc<CryptoProvider>) -> anyhow::Resu
     };
 
     let (resolver, _reload) = if args.manage_certs {
-        let client = kube_client()
-            .await
-            .context("--manage-certs needs a cluster")?;
+        let client = client.clone().context("--manage-certs needs a cluster")?;
         let config = SelfCertConfig {
             namespace: args.store.namespace.clone(),
             secret_name: args.cert_secret.clone(),
@@ -173,28 +205,55 @@ pub async fn run(args: ServeArgs, provider: Arc<CryptoProvider>) -> anyhow::Resu
         .with_context(|| format!("binding {}", args.health_listen))?;
     tracing::info!(addr = %args.health_listen, "health and metrics on http");
     let health_server = axum::serve(health, webhook::health_router(state.clone()))
-        .with_graceful_shutdown(shutdown_signal(handle.clone()));
+        .with_graceful_shutdown(shutdown_signal(handle.clone(), stop));
 
     let tls = crate::webhook::tls::server_config(resolver, provider)?;
     tracing::info!(addr = %args.listen, "admission webhook on https");
     let webhook_server = serve_https(args.listen, webhook::router(state), tls, handle);
 
     let (health_result, webhook_result) = tokio::join!(health_server, webhook_server);
+    if let Some(watcher) = watcher {
+        watcher.stop().await;
+    }
     health_result.context("health server")?;
     webhook_result.context("webhook server")?;
     Ok(())
 }
 
-/// Starts leader election, the watcher and (if configured) the Vault check; they stop when the
-/// returned guards are dropped.
-async fn start_watcher(
+/// Leader election, the watcher and (if configured) the Vault check.
+struct Watching {
+    campaign: tokio::task::JoinHandle<()>,
+    /// Stop when dropped.
+    _tasks: Vec<AbortOnDrop>,
+}
+
+impl Watching {
+    /// Stops acting and releases the Lease (the campaign ends once `stopping` fired); the
+    /// watcher and Vault tasks stop when this is dropped.
+    async fn stop(self) {
+        let Watching { campaign, _tasks } = self;
+        if tokio::time::timeout(LEASE_RELEASE_WAIT, campaign)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the watcher lease was not released in time; it will expire");
+        }
+    }
+}
+
+/// How long shutdown waits for the Lease to be released.
+const LEASE_RELEASE_WAIT: Duration = Duration::from_secs(5);
+
+/// Starts leader election (until `stopping` turns true), the watcher and the Vault check.
+fn start_watcher(
     args: &ServeArgs,
+    client: kube::Client,
     store: FixStore,
     metrics: Arc<Metrics>,
     provider: Arc<CryptoProvider>,
     limits: LimitSnapshot,
-) -> anyhow::Result<Vec<AbortOnDrop>> {
-    let client = kube_client().await?;
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Watching> {
     let leadership = Leadership::default();
     // The pod name: unique among replicas (a PID is not: it is 1 in every container).
     let identity = std::env::var("POD_NAME")
@@ -208,33 +267,34 @@ async fn start_watcher(
         name: args.lease_name.clone(),
         identity,
         lease_duration: Duration::from_secs(15),
-        renew_every: Duration::from_secs(5),
+        // client-go's retry period: a released Lease is taken within 2 s.
+        renew_every: Duration::from_secs(2),
     };
-    let campaign = tokio::spawn(leader::campaign(
+    let stop = async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+    let campaign = tokio::spawn(leader::campaign_until(
         client.clone(),
         lease,
         leadership.clone(),
         metrics.clone(),
+        stop,
     ));
     let protected = args.protected.with_own(&args.store.namespace);
+    let scope = Scope {
+        protected: protected.clone(),
+        ..Scope::default()
+    };
+    let rails = crate::heal::plan::Rails {
+        protected_namespaces: protected,
+        watch_namespaces: args.watch_namespaces.clone(),
+        ..args.rails.rails()?
+    };
     let config = WatcherConfig {
-        scope: Scope {
-            protected: protected.clone(),
-            ..Scope::default()
-        },
         include: args.watch_namespaces.clone(),
-        rails: crate::heal::plan::Rails {
-            protected_namespaces: protected,
-            watch_namespaces: args.watch_namespaces.clone(),
-            ..args.rails.rails()?
-        },
-        thresholds: Thresholds::default(),
-        claim_interval: Duration::from_secs(60),
         check_certificates: args.check_certificates,
-        certificate_interval: Duration::from_secs(600),
-        limits,
         probes: args.probes.clone(),
-        probe_interval: Duration::from_secs(30),
+        ..WatcherConfig::new(scope, rails, limits)
     };
     let limiter = Arc::new(RateLimiter::new(DEFAULT_WINDOW, MAX_BACKOFF));
     let executor = Arc::new(Executor::new(
@@ -245,7 +305,7 @@ async fn start_watcher(
         args.dry_run,
     ));
     tracing::info!(dry_run = args.dry_run, "watcher started");
-    let mut tasks = vec![AbortOnDrop(campaign)];
+    let mut tasks = Vec::new();
     if args.vault.configured() {
         let vault = args.vault.client(provider)?;
         tracing::info!(auto_unseal = args.vault_auto_unseal, "watching Vault");
@@ -262,7 +322,10 @@ async fn start_watcher(
     tasks.push(AbortOnDrop(tokio::spawn(watcher::run(
         client, executor, store, config, leadership, metrics,
     ))));
-    Ok(tasks)
+    Ok(Watching {
+        campaign,
+        _tasks: tasks,
+    })
 }
 
 /// Serves `router` over TLS until `handle` is shut down.
@@ -278,8 +341,9 @@ pub async fn serve_https(
         .await
 }
 
-/// Resolves on SIGTERM or Ctrl-C, and starts the graceful shutdown of the HTTPS server.
-async fn shutdown_signal(handle: Handle<SocketAddr>) {
+/// Resolves on SIGTERM or Ctrl-C: tells the watcher to stop acting and release its Lease, and
+/// starts the graceful shutdown of the HTTPS server.
+async fn shutdown_signal(handle: Handle<SocketAddr>, stop: tokio::sync::watch::Sender<bool>) {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -296,6 +360,7 @@ async fn shutdown_signal(handle: Handle<SocketAddr>) {
         () = terminate => {},
     }
     tracing::info!("shutting down");
+    stop.send_replace(true);
     handle.graceful_shutdown(Some(GRACE));
 }
 

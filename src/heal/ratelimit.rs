@@ -1,6 +1,9 @@
 //! Rate limits per target with exponential backoff: the second action on the same target waits
 //! `window`, the third `2 × window`, and so on up to `max_backoff`. Time is passed in, so the
 //! rule is tested without sleeping.
+//!
+//! Memory stays bounded: a target quiet for twice the longest backoff is forgotten (`expire`),
+//! and a target whose object is gone can be dropped at once (`reset`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -38,10 +41,7 @@ impl RateLimiter {
     pub fn acquire(&self, target: &str, now: Instant) -> Result<u32, Duration> {
         let mut targets = self.lock();
         if let Some(entry) = targets.get(target) {
-            let backoff = self
-                .window
-                .saturating_mul(1 << (entry.attempts - 1).min(16))
-                .min(self.max_backoff);
+            let backoff = self.backoff(entry);
             let elapsed = now.saturating_duration_since(entry.last);
             if elapsed < backoff {
                 return Err(backoff - elapsed);
@@ -56,6 +56,41 @@ impl RateLimiter {
             },
         );
         Ok(attempts)
+    }
+
+    fn backoff(&self, entry: &Entry) -> Duration {
+        self.window
+            .saturating_mul(1 << (entry.attempts.saturating_sub(1)).min(16))
+            .min(self.max_backoff)
+    }
+
+    /// How long until the first target now backing off may act again (`None`: none is). A
+    /// refused action is retried then: it is either that target, or it waits again.
+    pub fn next_release(&self, now: Instant) -> Option<Duration> {
+        self.lock()
+            .values()
+            .filter_map(|entry| {
+                let elapsed = now.saturating_duration_since(entry.last);
+                self.backoff(entry).checked_sub(elapsed)
+            })
+            .filter(|wait| !wait.is_zero())
+            .min()
+    }
+
+    /// Forgets targets with no action for twice the longest backoff.
+    pub fn expire(&self, now: Instant) {
+        let quiet = self.max_backoff.saturating_mul(2).max(self.window);
+        self.lock()
+            .retain(|_, entry| now.saturating_duration_since(entry.last) < quiet);
+    }
+
+    /// Targets remembered.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
     }
 
     /// Forgets `target` (it recovered).
@@ -98,5 +133,32 @@ mod tests {
         assert_eq!(limiter.attempts("a"), 5);
         limiter.reset("a");
         assert_eq!(limiter.attempts("a"), 0);
+    }
+
+    #[test]
+    fn the_next_release_and_expiry() {
+        let limiter = RateLimiter::new(Duration::from_secs(60), Duration::from_secs(300));
+        let t0 = Instant::now();
+        assert_eq!(limiter.next_release(t0), None);
+        limiter.acquire("a", t0).unwrap();
+        limiter.acquire("b", t0 + Duration::from_secs(20)).unwrap();
+        assert_eq!(
+            limiter.next_release(t0 + Duration::from_secs(30)),
+            Some(Duration::from_secs(30)),
+            "a is free first"
+        );
+        assert_eq!(
+            limiter.next_release(t0 + Duration::from_secs(60)),
+            Some(Duration::from_secs(20)),
+            "a is free already: b is next"
+        );
+        limiter.expire(t0 + Duration::from_secs(600));
+        assert_eq!(
+            limiter.len(),
+            1,
+            "a was quiet for twice the longest backoff"
+        );
+        limiter.expire(t0 + Duration::from_secs(620));
+        assert!(limiter.is_empty());
     }
 }
