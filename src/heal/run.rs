@@ -12,7 +12,7 @@ use crate::core::fix::{Fix, FixType};
 use crate::core::index::FixIndex;
 use crate::core::owners;
 use crate::core::quantity::ByteQuantity;
-use crate::heal::execute::{CALL_TIMEOUT, Executor, Outcome};
+use crate::heal::execute::{self, CALL_TIMEOUT, Executor, Outcome};
 use crate::heal::inspect::{self, ClusterView, Finding};
 use crate::heal::plan::{self, ClaimInfo, Plan, Rails, Situation};
 use crate::webhook::mutate::OPT_OUT_LABEL;
@@ -113,20 +113,6 @@ pub fn pod_claims(
         .collect()
 }
 
-/// The key under which repeated actions for one finding are counted: image-pull retries per
-/// workload, certificate renewals per Secret.
-pub fn attempts_key(finding: &Finding) -> String {
-    let problem = &finding.problem;
-    if let crate::heal::detect::ProblemKind::Certificate { .. } = problem.kind {
-        return format!("renew/{}/{}", problem.namespace, problem.object_name);
-    }
-    let owner = finding
-        .workload
-        .as_ref()
-        .map_or_else(|| problem.object_name.clone(), ToString::to_string);
-    format!("pull/{}/{owner}", problem.namespace)
-}
-
 /// Where a run may act.
 #[derive(Debug, Clone, Default)]
 pub struct Scope {
@@ -217,7 +203,9 @@ pub async fn heal(
             stored_storage_fixes: &stored_storage_fixes,
             last_termination: pod.and_then(|p| last_termination(p, &container)),
             claims: &claims,
-            attempts: executor.limiter().attempts(&attempts_key(&finding)),
+            attempts: executor
+                .limiter()
+                .attempts(&execute::attempts_key(&finding)),
             now,
         };
         let opted_out = finding

@@ -69,7 +69,7 @@ impl Executor {
         }
         if let Err(wait) = self
             .limiter
-            .acquire(&crate::heal::run::attempts_key(finding), Instant::now())
+            .acquire(&super::attempts_key(finding), Instant::now())
         {
             return Ok(step(
                 "rate_limited",

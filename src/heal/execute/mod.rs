@@ -83,6 +83,20 @@ fn step(result: &'static str, message: String) -> Step {
     }
 }
 
+/// The key under which repeated actions for one finding are counted: image-pull retries per
+/// workload, certificate renewals per Secret.
+pub fn attempts_key(finding: &Finding) -> String {
+    let problem = &finding.problem;
+    if let crate::heal::detect::ProblemKind::Certificate { .. } = problem.kind {
+        return format!("renew/{}/{}", problem.namespace, problem.object_name);
+    }
+    let owner = finding
+        .workload
+        .as_ref()
+        .map_or_else(|| problem.object_name.clone(), ToString::to_string);
+    format!("pull/{}/{owner}", problem.namespace)
+}
+
 pub struct Executor {
     client: Client,
     store: FixStore,

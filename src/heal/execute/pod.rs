@@ -122,7 +122,7 @@ impl Executor {
         if let Err(refusal) = self.admit_pod(finding, rails).await? {
             return Ok(self.refuse(finding, None, refusal).await);
         }
-        let key = crate::heal::run::attempts_key(finding);
+        let key = super::attempts_key(finding);
         let attempt = match self.limiter.acquire(&key, Instant::now()) {
             Ok(attempt) => attempt,
             Err(wait) => {
