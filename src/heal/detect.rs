@@ -43,15 +43,55 @@ pub enum ProblemKind {
         reason: String,
         message: Option<String>,
     },
-    /// The container cannot be created from its configuration (missing ConfigMap or Secret).
+    /// The container cannot be created from its configuration (missing ConfigMap or Secret, or
+    /// a missing key in one).
     CreateConfigError { container: String, message: String },
+    /// The kubelet cannot start the container for the reason it names in its waiting state
+    /// (`RunContainerError`, `InvalidImageName`, ...).
+    NotStarted {
+        container: String,
+        init: bool,
+        reason: StartFailure,
+        message: Option<String>,
+    },
+    /// The container runs but is not ready: its readiness probe fails, so its endpoints get no
+    /// traffic. `running_seconds`: since the running instance started, if known.
+    NotReady {
+        container: String,
+        running_seconds: Option<i64>,
+    },
+    /// The container exited non-zero (not an OOM kill) and will not be restarted: a Job's pod
+    /// that failed, a `restartPolicy: Never` pod.
+    ContainerFailed {
+        container: String,
+        init: bool,
+        exit_code: i32,
+        reason: Option<String>,
+        message: Option<String>,
+    },
+    /// The pod is over (phase Failed) for a reason of its own: `Evicted` by the kubelet,
+    /// `DeadlineExceeded`, rejected by the node (`OutOfcpu`, `NodeAffinity`), node `Shutdown`.
+    PodFailed {
+        reason: String,
+        message: Option<String>,
+    },
     /// No node fits the pod.
     Unschedulable { message: String },
-    /// Scheduled, but the containers have not started within the grace period (mounts, ...).
-    StuckCreating { seconds: i64 },
-    /// A claim stayed Pending beyond the grace period.
+    /// The pod is held by `spec.schedulingGates` beyond the grace period: the scheduler does
+    /// not look at it until whoever set the gates removes them.
+    SchedulingGated {
+        gates: Vec<String>,
+        message: Option<String>,
+        seconds: Option<i64>,
+    },
+    /// Scheduled, but the containers have not started: at once when a Warning event says why
+    /// (a failed mount, sandbox, attach), otherwise after the grace period. `seconds` since
+    /// scheduling, when known.
+    StuckCreating { seconds: Option<i64> },
+    /// A claim stays Pending: at once when a Warning event says why (`ProvisioningFailed`,
+    /// `FailedBinding`), otherwise after the grace period. `seconds` since creation, when known.
     ClaimPending {
-        seconds: i64,
+        seconds: Option<i64>,
         storage_class: Option<String>,
     },
     /// The claim lost its volume.
@@ -81,7 +121,13 @@ impl ProblemKind {
             ProblemKind::CrashLoopBackOff { .. } => "CrashLoopBackOff",
             ProblemKind::ImagePull { .. } => "ImagePullBackOff",
             ProblemKind::CreateConfigError { .. } => "CreateContainerConfigError",
+            ProblemKind::NotStarted { reason, .. } => reason.as_str(),
+            ProblemKind::NotReady { .. } => "NotReady",
+            ProblemKind::ContainerFailed { .. } => "ContainerFailed",
+            ProblemKind::PodFailed { reason, .. } if reason == "Evicted" => "Evicted",
+            ProblemKind::PodFailed { .. } => "PodFailed",
             ProblemKind::Unschedulable { .. } => "Unschedulable",
+            ProblemKind::SchedulingGated { .. } => "SchedulingGated",
             ProblemKind::StuckCreating { .. } => "StuckCreating",
             ProblemKind::ClaimPending { .. } => "ClaimPending",
             ProblemKind::ClaimLost => "ClaimLost",
@@ -97,16 +143,105 @@ impl ProblemKind {
             ProblemKind::OomKilled { container, .. }
             | ProblemKind::CrashLoopBackOff { container, .. }
             | ProblemKind::ImagePull { container, .. }
-            | ProblemKind::CreateConfigError { container, .. } => Some(container),
+            | ProblemKind::CreateConfigError { container, .. }
+            | ProblemKind::NotStarted { container, .. }
+            | ProblemKind::NotReady { container, .. }
+            | ProblemKind::ContainerFailed { container, .. } => Some(container),
             _ => None,
         }
     }
 }
 
-/// Grace periods before a slow start counts as a problem.
+/// The waiting reasons of a container the kubelet cannot start, each named as the kubelet
+/// names it (`pkg/kubelet/container` and `images` errors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum StartFailure {
+    /// The runtime failed to start the created container (a missing executable, a bad mount).
+    RunContainerError,
+    /// The runtime failed to create the container.
+    CreateContainerError,
+    /// The kubelet's internal pre-start hook failed (resource managers: cpu, memory, devices).
+    PreStartHookError,
+    /// The kubelet's internal pre-create hook failed.
+    PreCreateHookError,
+    /// The image is absent from the node and `imagePullPolicy: Never` forbids pulling it.
+    ErrImageNeverPull,
+    /// The runtime could not inspect the image.
+    ImageInspectError,
+    /// The image reference does not parse.
+    InvalidImageName,
+}
+
+impl StartFailure {
+    pub fn from_reason(reason: &str) -> Option<Self> {
+        Some(match reason {
+            "RunContainerError" => Self::RunContainerError,
+            "CreateContainerError" => Self::CreateContainerError,
+            "PreStartHookError" => Self::PreStartHookError,
+            "PreCreateHookError" => Self::PreCreateHookError,
+            "ErrImageNeverPull" => Self::ErrImageNeverPull,
+            "ImageInspectError" => Self::ImageInspectError,
+            "InvalidImageName" => Self::InvalidImageName,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RunContainerError => "RunContainerError",
+            Self::CreateContainerError => "CreateContainerError",
+            Self::PreStartHookError => "PreStartHookError",
+            Self::PreCreateHookError => "PreCreateHookError",
+            Self::ErrImageNeverPull => "ErrImageNeverPull",
+            Self::ImageInspectError => "ImageInspectError",
+            Self::InvalidImageName => "InvalidImageName",
+        }
+    }
+}
+
+/// A Warning Event about an object, as detection needs it (read from `core/v1` or
+/// `events.k8s.io/v1` Events alike).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub reason: String,
+    pub message: String,
+    /// The container named by the event's `fieldPath` (`spec.containers{app}`), if any.
+    pub container: Option<String>,
+    /// When the event was last seen, if it says.
+    pub last_seen: Option<Timestamp>,
+}
+
+impl Warning {
+    fn is_readiness_failure(&self) -> bool {
+        self.reason == "Unhealthy" && self.message.starts_with("Readiness probe failed")
+    }
+
+    /// Whether it was seen at or after `since` (an event without a time counts: it exists).
+    fn seen_since(&self, since: Option<Timestamp>) -> bool {
+        match (self.last_seen, since) {
+            (Some(seen), Some(since)) => seen >= since,
+            _ => true,
+        }
+    }
+}
+
+/// The container a `fieldPath` names (`spec.containers{app}`, `spec.initContainers{init}`).
+pub fn field_path_container(field_path: &str) -> Option<String> {
+    let inner = field_path
+        .strip_prefix("spec.containers{")
+        .or_else(|| field_path.strip_prefix("spec.initContainers{"))
+        .or_else(|| field_path.strip_prefix("spec.ephemeralContainers{"))?;
+    inner.strip_suffix('}').map(str::to_string)
+}
+
+/// Grace periods before a state with no message of its own counts as a problem.
 #[derive(Debug, Clone, Copy)]
 pub struct Thresholds {
+    /// Scheduled pods whose containers have not started, with no Warning event saying why; also
+    /// running containers not ready with no failed readiness probe reported, and pods held by
+    /// scheduling gates.
     pub stuck_creating_seconds: i64,
+    /// Pending claims with no Warning event saying why.
     pub claim_pending_seconds: i64,
     /// A certificate expiring within this many days is a problem.
     pub certificate_window_days: i64,
@@ -125,8 +260,34 @@ impl Default for Thresholds {
     }
 }
 
-/// Every problem of a pod, init containers included.
+/// Every problem of a pod, init containers included, read from its status alone (the watcher's
+/// per-pod check): states the status names are problems at once, the others after their grace.
 pub fn pod_problems(pod: &Pod, now: Timestamp, thresholds: &Thresholds) -> Vec<Problem> {
+    pod_problems_with(pod, &[], now, thresholds)
+}
+
+/// Every problem of a pod, also knowing the Warning events about it: a pod still creating with a
+/// Warning (`FailedMount`, `FailedCreatePodSandBox`, ...) and a container not ready with a failed
+/// readiness probe (`Unhealthy`) are problems at once instead of after the grace period.
+///
+/// | state                                    | signal                                  | when          |
+/// |------------------------------------------|-----------------------------------------|---------------|
+/// | OOMKilled, CrashLoopBackOff, image pull  | container status                        | at once       |
+/// | CreateContainerConfigError, NotStarted   | waiting reason and message              | at once       |
+/// | ContainerFailed                          | terminated, non-zero, not restarted     | at once       |
+/// | Evicted / PodFailed                      | phase Failed with a reason              | at once       |
+/// | Unschedulable                            | PodScheduled False, Unschedulable       | at once       |
+/// | NotReady                                 | `Unhealthy` "Readiness probe failed"    | at once       |
+/// | NotReady                                 | none (ready false, running)             | grace         |
+/// | StuckCreating                            | a Warning event since scheduling        | at once       |
+/// | StuckCreating                            | none (ContainerCreating)                | grace         |
+/// | SchedulingGated                          | PodScheduled False, SchedulingGated     | grace (gates are set on purpose) |
+pub fn pod_problems_with(
+    pod: &Pod,
+    warnings: &[Warning],
+    now: Timestamp,
+    thresholds: &Thresholds,
+) -> Vec<Problem> {
     let Some(status) = &pod.status else {
         return Vec::new();
     };
@@ -137,6 +298,19 @@ pub fn pod_problems(pod: &Pod, now: Timestamp, thresholds: &Thresholds) -> Vec<P
         uid: pod.metadata.uid.clone().unwrap_or_default(),
         kind,
     };
+    let phase = status.phase.as_deref().unwrap_or_default();
+    if phase == "Failed"
+        && let Some(reason) = status.reason.clone()
+    {
+        // The pod is over for a reason of its own; its containers were stopped because of it.
+        return vec![problem(ProblemKind::PodFailed {
+            reason,
+            message: status.message.clone(),
+        })];
+    }
+    let spec = pod.spec.as_ref();
+    let never_restarts =
+        phase == "Failed" || spec.and_then(|s| s.restart_policy.as_deref()) == Some("Never");
     let init = status
         .init_container_statuses
         .iter()
@@ -149,24 +323,70 @@ pub fn pod_problems(pod: &Pod, now: Timestamp, thresholds: &Thresholds) -> Vec<P
         .map(|s| (s, false));
     let mut problems: Vec<Problem> = init
         .chain(regular)
-        .filter_map(|(container, init)| container_problem(container, init, now, thresholds))
+        .filter_map(|(container, init)| {
+            // A restartable init container (a sidecar) is restarted whatever the pod's policy.
+            let sidecar = init
+                && spec
+                    .and_then(|s| s.init_containers.as_ref())
+                    .and_then(|c| c.iter().find(|c| c.name == container.name))
+                    .and_then(|c| c.restart_policy.as_deref())
+                    == Some("Always");
+            let facts = ContainerFacts {
+                init,
+                restarted: !never_restarts || sidecar,
+            };
+            container_problem(container, facts, now, thresholds)
+        })
         .map(problem)
         .collect();
 
-    if status.phase.as_deref() == Some("Pending") && problems.is_empty() {
+    if phase == "Running" && problems.is_empty() && pod.metadata.deletion_timestamp.is_none() {
+        problems.extend(
+            status
+                .container_statuses
+                .iter()
+                .flatten()
+                .filter_map(|c| not_ready(c, warnings, now, thresholds))
+                .map(problem),
+        );
+    }
+
+    if phase == "Pending" && problems.is_empty() {
         let conditions = status.conditions.iter().flatten();
-        let unschedulable = conditions.clone().find(|c| {
-            c.type_ == "PodScheduled"
-                && c.status == "False"
-                && c.reason.as_deref() == Some("Unschedulable")
-        });
-        if let Some(condition) = unschedulable {
+        let not_scheduled = |reason: &str| {
+            conditions.clone().find(|c| {
+                c.type_ == "PodScheduled"
+                    && c.status == "False"
+                    && c.reason.as_deref() == Some(reason)
+            })
+        };
+        let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        let age = |since: Option<Timestamp>| since.map(|t| now.as_second() - t.as_second());
+        if let Some(condition) = not_scheduled("Unschedulable") {
             problems.push(problem(ProblemKind::Unschedulable {
                 message: condition.message.clone().unwrap_or_default(),
             }));
-        } else if let Some(since) = scheduled_at(pod) {
-            let seconds = now.as_second() - since.as_second();
-            if seconds >= thresholds.stuck_creating_seconds {
+        } else if let Some(condition) = not_scheduled("SchedulingGated") {
+            let seconds = age(condition
+                .last_transition_time
+                .as_ref()
+                .map(|t| t.0)
+                .or(created));
+            if seconds.is_none_or(|s| s >= thresholds.stuck_creating_seconds) {
+                problems.push(problem(ProblemKind::SchedulingGated {
+                    gates: spec
+                        .and_then(|s| s.scheduling_gates.as_ref())
+                        .map(|gates| gates.iter().map(|g| g.name.clone()).collect())
+                        .unwrap_or_default(),
+                    message: condition.message.clone(),
+                    seconds,
+                }));
+            }
+        } else if let Some(scheduled) = scheduled_condition(pod) {
+            let since = scheduled.last_transition_time.as_ref().map(|t| t.0);
+            let seconds = age(since.or(created));
+            let warned = warnings.iter().any(|w| w.seen_since(since));
+            if warned || seconds.is_none_or(|s| s >= thresholds.stuck_creating_seconds) {
                 problems.push(problem(ProblemKind::StuckCreating { seconds }));
             }
         }
@@ -174,17 +394,27 @@ pub fn pod_problems(pod: &Pod, now: Timestamp, thresholds: &Thresholds) -> Vec<P
     problems
 }
 
+/// What a container's problem depends on besides its status.
+#[derive(Debug, Clone, Copy)]
+struct ContainerFacts {
+    init: bool,
+    /// The kubelet restarts it when it exits (its pod's policy, or it is a sidecar).
+    restarted: bool,
+}
+
 fn container_problem(
     status: &ContainerStatus,
-    init: bool,
+    facts: ContainerFacts,
     now: Timestamp,
     thresholds: &Thresholds,
 ) -> Option<ProblemKind> {
+    let init = facts.init;
     let name = status.name.clone();
     let waiting = status.state.as_ref().and_then(|s| s.waiting.as_ref());
     let waiting_reason = waiting
         .and_then(|w| w.reason.as_deref())
         .unwrap_or_default();
+    let waiting_message = waiting.and_then(|w| w.message.clone());
     let terminated_now = status.state.as_ref().and_then(|s| s.terminated.as_ref());
     let terminated_last = status
         .last_state
@@ -212,39 +442,85 @@ fn container_problem(
         });
     }
     match waiting_reason {
-        "CrashLoopBackOff" => Some(ProblemKind::CrashLoopBackOff {
-            container: name,
-            init,
-            restart_count: status.restart_count,
-            exit_code: terminated_last.map(|t| t.exit_code),
-            message: terminated_last
-                .and_then(|t| t.message.clone().or(t.reason.clone()))
-                .or_else(|| waiting.and_then(|w| w.message.clone())),
-        }),
-        "ImagePullBackOff" | "ErrImagePull" | "InvalidImageName" => Some(ProblemKind::ImagePull {
-            container: name,
-            reason: waiting_reason.to_string(),
-            message: waiting.and_then(|w| w.message.clone()),
-        }),
-        "CreateContainerConfigError" | "CreateContainerError" => {
-            Some(ProblemKind::CreateConfigError {
+        "CrashLoopBackOff" => {
+            return Some(ProblemKind::CrashLoopBackOff {
                 container: name,
-                message: waiting.and_then(|w| w.message.clone()).unwrap_or_default(),
-            })
+                init,
+                restart_count: status.restart_count,
+                exit_code: terminated_last.map(|t| t.exit_code),
+                message: terminated_last
+                    .and_then(|t| t.message.clone().or(t.reason.clone()))
+                    .or(waiting_message),
+            });
         }
-        _ => None,
+        "ImagePullBackOff" | "ErrImagePull" => {
+            return Some(ProblemKind::ImagePull {
+                container: name,
+                reason: waiting_reason.to_string(),
+                message: waiting_message,
+            });
+        }
+        "CreateContainerConfigError" => {
+            return Some(ProblemKind::CreateConfigError {
+                container: name,
+                message: waiting_message.unwrap_or_default(),
+            });
+        }
+        other => {
+            if let Some(reason) = StartFailure::from_reason(other) {
+                return Some(ProblemKind::NotStarted {
+                    container: name,
+                    init,
+                    reason,
+                    message: waiting_message,
+                });
+            }
+        }
     }
+    let failed = terminated_now.filter(|t| t.exit_code != 0 && !facts.restarted)?;
+    Some(ProblemKind::ContainerFailed {
+        container: name,
+        init,
+        exit_code: failed.exit_code,
+        reason: failed.reason.clone(),
+        message: failed.message.clone(),
+    })
 }
 
-fn scheduled_at(pod: &Pod) -> Option<Timestamp> {
-    let condition = pod
-        .status
+/// A running container that is not ready: at once when a readiness probe failure of its current
+/// instance is reported, after the grace period otherwise. A container whose startup probe has
+/// not passed yet (`started: false`) is still starting.
+fn not_ready(
+    status: &ContainerStatus,
+    warnings: &[Warning],
+    now: Timestamp,
+    thresholds: &Thresholds,
+) -> Option<ProblemKind> {
+    let running = status.state.as_ref()?.running.as_ref()?;
+    if status.ready || status.started == Some(false) {
+        return None;
+    }
+    let started = running.started_at.as_ref().map(|t| t.0);
+    let running_seconds = started.map(|t| now.as_second() - t.as_second());
+    let probe_failed = warnings.iter().any(|w| {
+        w.is_readiness_failure()
+            && w.container.as_deref().is_none_or(|c| c == status.name)
+            && w.seen_since(started)
+    });
+    let overdue = running_seconds.is_some_and(|s| s >= thresholds.stuck_creating_seconds);
+    (probe_failed || overdue).then(|| ProblemKind::NotReady {
+        container: status.name.clone(),
+        running_seconds,
+    })
+}
+
+fn scheduled_condition(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::PodCondition> {
+    pod.status
         .as_ref()?
         .conditions
         .as_ref()?
         .iter()
-        .find(|c| c.type_ == "PodScheduled" && c.status == "True")?;
-    condition.last_transition_time.as_ref().map(|t| t.0)
+        .find(|c| c.type_ == "PodScheduled" && c.status == "True")
 }
 
 /// Annotation cert-manager puts on the Secrets it issues, naming their Certificate.
@@ -337,9 +613,22 @@ pub fn service_problem(
     })
 }
 
-/// The problem of a claim, if it has one.
+/// The problem of a claim, if it has one, read from its status alone.
 pub fn claim_problem(
     claim: &PersistentVolumeClaim,
+    now: Timestamp,
+    thresholds: &Thresholds,
+) -> Option<Problem> {
+    claim_problem_with(claim, &[], now, thresholds)
+}
+
+/// The problem of a claim, also knowing the Warning events about it: a Pending claim with a
+/// Warning (`ProvisioningFailed`, `FailedBinding`) is a problem at once; without one, after the
+/// grace period (waiting for a provisioner or a first consumer is normal for a while). A claim
+/// with no `creationTimestamp` has no known age and is reported.
+pub fn claim_problem_with(
+    claim: &PersistentVolumeClaim,
+    warnings: &[Warning],
     now: Timestamp,
     thresholds: &Thresholds,
 ) -> Option<Problem> {
@@ -347,9 +636,13 @@ pub fn claim_problem(
     let kind = match phase {
         "Lost" => ProblemKind::ClaimLost,
         "Pending" => {
-            let created = claim.metadata.creation_timestamp.as_ref()?.0;
-            let seconds = now.as_second() - created.as_second();
-            if seconds < thresholds.claim_pending_seconds {
+            let seconds = claim
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|created| now.as_second() - created.0.as_second());
+            let overdue = seconds.is_none_or(|s| s >= thresholds.claim_pending_seconds);
+            if !overdue && warnings.is_empty() {
                 return None;
             }
             ProblemKind::ClaimPending {
@@ -532,7 +825,10 @@ mod tests {
             now(),
             &Thresholds::default(),
         );
-        assert_eq!(stuck[0].kind, ProblemKind::StuckCreating { seconds: 600 });
+        assert_eq!(
+            stuck[0].kind,
+            ProblemKind::StuckCreating { seconds: Some(600) }
+        );
         assert!(
             pod_problems(
                 &creating("2026-11-28T11:59:00Z"),
@@ -611,7 +907,7 @@ mod tests {
         assert_eq!(
             pending.kind,
             ProblemKind::ClaimPending {
-                seconds: 3600,
+                seconds: Some(3600),
                 storage_class: Some("fast".into())
             }
         );

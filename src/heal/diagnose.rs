@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde::Serialize;
 
-use crate::heal::detect::{Problem, ProblemKind};
+use crate::heal::detect::{Problem, ProblemKind, StartFailure};
 
 /// A known cause.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -34,7 +34,57 @@ pub enum Cause {
     InsufficientMemory,
     /// A certificate is expired, not yet valid, expiring, unparsable or mismatched.
     CertificateInvalid,
-    /// Nothing in the catalogue matched.
+    /// `Unhealthy`: "Readiness probe failed: ...".
+    ReadinessProbeFailed,
+    /// `FailedCreatePodSandBox`: the runtime could not set up the pod (network, cgroups).
+    SandboxFailed,
+    /// "couldn't find key K in Secret ns/name".
+    MissingSecretKey,
+    /// "couldn't find key K in ConfigMap ns/name".
+    MissingConfigMapKey,
+    /// The container's configuration is refused for another reason than a missing object.
+    InvalidContainerConfig,
+    /// The container's command does not exist in its image.
+    CommandNotFound,
+    /// `InvalidImageName`: the image reference does not parse.
+    InvalidImageName,
+    /// `ErrImageNeverPull`: the image is not on the node and `imagePullPolicy: Never`.
+    ImageNeverPulled,
+    /// `ImageInspectError`: the runtime could not inspect the image.
+    ImageInspectFailed,
+    /// `RunContainerError`: the runtime could not start the container.
+    ContainerStartFailed,
+    /// `CreateContainerError`: the runtime could not create the container.
+    ContainerCreateFailed,
+    /// `PreStartHookError` / `PreCreateHookError`: the kubelet's own hook before the container.
+    KubeletHookFailed,
+    /// The container exited non-zero (the exit code and the kubelet's reason are the evidence).
+    NonZeroExit,
+    /// Evicted because the node ran low on memory.
+    NodeLowOnMemory,
+    /// Evicted because the node ran low on disk (ephemeral storage, nodefs, imagefs).
+    NodeLowOnDisk,
+    /// Evicted for exceeding its own ephemeral storage limit (containers or an emptyDir).
+    EphemeralStorageExceeded,
+    /// Evicted, for a reason the message gives.
+    Evicted,
+    /// `DeadlineExceeded`: `activeDeadlineSeconds` passed.
+    DeadlineExceeded,
+    /// The node shut down and terminated the pod.
+    NodeShutdown,
+    /// The node refused the pod at admission (`OutOfcpu`, `NodeAffinity`, ...).
+    RejectedByNode,
+    /// `SchedulingGated`: `spec.schedulingGates` hold the pod back from the scheduler.
+    SchedulingGated,
+    /// Nodes carry taints the pod does not tolerate.
+    UntoleratedTaint,
+    /// No node matches the pod's node selector or affinity.
+    NodeSelectorMismatch,
+    /// The scheduler found no node for the pod (its message says which filters failed).
+    NoFittingNode,
+    /// A Lost claim: its PersistentVolume is gone.
+    VolumeLost,
+    /// Nothing in the catalogue matched and the cluster gave no reason.
     Unknown,
 }
 
@@ -59,20 +109,76 @@ impl Cause {
             Cause::InsufficientCpu => "insufficient cpu on nodes",
             Cause::InsufficientMemory => "insufficient memory on nodes",
             Cause::CertificateInvalid => "certificate invalid",
+            Cause::ReadinessProbeFailed => "readiness probe failing",
+            Cause::SandboxFailed => "pod sandbox creation failed",
+            Cause::MissingSecretKey => "missing key in Secret",
+            Cause::MissingConfigMapKey => "missing key in ConfigMap",
+            Cause::InvalidContainerConfig => "invalid container configuration",
+            Cause::CommandNotFound => "command not found in image",
+            Cause::InvalidImageName => "invalid image name",
+            Cause::ImageNeverPulled => "image not on node, pull policy Never",
+            Cause::ImageInspectFailed => "image inspection failed",
+            Cause::ContainerStartFailed => "container runtime could not start the container",
+            Cause::ContainerCreateFailed => "container runtime could not create the container",
+            Cause::KubeletHookFailed => "kubelet pre-start hook failed",
+            Cause::NonZeroExit => "exited with an error",
+            Cause::NodeLowOnMemory => "evicted: node low on memory",
+            Cause::NodeLowOnDisk => "evicted: node low on disk",
+            Cause::EphemeralStorageExceeded => "evicted: ephemeral storage limit exceeded",
+            Cause::Evicted => "evicted by the kubelet",
+            Cause::DeadlineExceeded => "active deadline exceeded",
+            Cause::NodeShutdown => "node shut down",
+            Cause::RejectedByNode => "rejected by the node",
+            Cause::SchedulingGated => "held by scheduling gates",
+            Cause::UntoleratedTaint => "untolerated node taints",
+            Cause::NodeSelectorMismatch => "no node matches selector or affinity",
+            Cause::NoFittingNode => "no node fits the pod",
+            Cause::VolumeLost => "bound volume is gone",
             Cause::Unknown => "unknown",
         }
     }
 }
 
 /// One row of the catalogue: a cause and the (case-insensitive) pattern that reveals it. Named
-/// captures `host`, `port`, `name` are carried into the diagnosis.
+/// captures `host`, `port`, `name` (or `missing`, which wins) are carried into the diagnosis.
 struct Pattern {
     cause: Cause,
     regex: &'static str,
 }
 
-/// The catalogue, most specific first.
+/// The catalogue, most specific first. Lines of events read `Reason: message`, so a row may match
+/// an event's reason (`^FailedMount:`).
 const CATALOGUE: &[Pattern] = &[
+    // What the kubelet reports about probes, sandboxes and evictions quotes other errors (a probe's
+    // "connection refused", a CNI plugin's "Unauthorized"): those rows come first.
+    Pattern {
+        cause: Cause::ReadinessProbeFailed,
+        regex: r"Readiness probe failed",
+    },
+    Pattern {
+        cause: Cause::SandboxFailed,
+        regex: r"Failed to create pod sandbox|^FailedCreatePodSandBox:",
+    },
+    Pattern {
+        cause: Cause::NodeLowOnMemory,
+        regex: r"The node was low on resource: memory",
+    },
+    Pattern {
+        cause: Cause::NodeLowOnDisk,
+        regex: r"The node was low on resource: (?:ephemeral-storage|nodefs|imagefs)|The node had condition: \[DiskPressure\]",
+    },
+    Pattern {
+        cause: Cause::EphemeralStorageExceeded,
+        regex: r"ephemeral local storage usage exceeds|exceeded its local ephemeral storage limit|Usage of EmptyDir volume .* exceeds the limit",
+    },
+    Pattern {
+        cause: Cause::DeadlineExceeded,
+        regex: r"Pod was active on the node longer than the specified deadline",
+    },
+    Pattern {
+        cause: Cause::NodeShutdown,
+        regex: r"in response to imminent node shutdown|node is shutting down",
+    },
     Pattern {
         cause: Cause::OutOfMemory,
         regex: r"OOMKilled|out of memory|OutOfMemoryError|Cannot allocate memory|heap out of memory|\bMemoryError\b|memory limit exceeded",
@@ -80,6 +186,14 @@ const CATALOGUE: &[Pattern] = &[
     Pattern {
         cause: Cause::NoSpaceLeft,
         regex: r"no space left on device|ENOSPC|disk quota exceeded|could not extend file",
+    },
+    Pattern {
+        cause: Cause::MissingSecretKey,
+        regex: r"couldn't find (?P<missing>key \S+ in Secret [a-z0-9.-]+/[a-z0-9.-]+)",
+    },
+    Pattern {
+        cause: Cause::MissingConfigMapKey,
+        regex: r"couldn't find (?P<missing>key \S+ in ConfigMap [a-z0-9.-]+/[a-z0-9.-]+)",
     },
     Pattern {
         cause: Cause::MissingConfigMap,
@@ -107,7 +221,7 @@ const CATALOGUE: &[Pattern] = &[
     },
     Pattern {
         cause: Cause::MountFailed,
-        regex: r"MountVolume\.\w+ failed|Unable to attach or mount volumes|timed out waiting for the condition",
+        regex: r"MountVolume\.\w+ failed|Unable to attach or mount volumes|timed out waiting for the condition|AttachVolume\.Attach failed|^Failed(?:Mount|AttachVolume|MapVolume):",
     },
     Pattern {
         cause: Cause::ImageUnauthorized,
@@ -115,7 +229,7 @@ const CATALOGUE: &[Pattern] = &[
     },
     Pattern {
         cause: Cause::ImageNotFound,
-        regex: r"manifest unknown|not found: manifest|repository does not exist|name unknown|failed to resolve reference .*: not found|InvalidImageName",
+        regex: r"manifest unknown|not found: manifest|repository does not exist|name unknown|failed to resolve reference .*: not found",
     },
     Pattern {
         cause: Cause::RegistryTimeout,
@@ -124,6 +238,10 @@ const CATALOGUE: &[Pattern] = &[
     Pattern {
         cause: Cause::ConnectionRefused,
         regex: r"(?:(?:dial tcp|connect to|connecting to|connect\(\)|at|to)\s+(?P<host>[A-Za-z0-9_.-]+):(?P<port>\d{2,5})\b.{0,80}?)?(?:connection refused|ECONNREFUSED)(?:.{0,80}?\b(?P<host2>[A-Za-z0-9_.-]+):(?P<port2>\d{2,5})\b)?",
+    },
+    Pattern {
+        cause: Cause::CommandNotFound,
+        regex: r#"exec: "(?P<missing>[^"]+)": (?:stat [^:]+: no such file or directory|executable file not found in \$PATH)"#,
     },
     Pattern {
         cause: Cause::DnsFailure,
@@ -140,6 +258,18 @@ const CATALOGUE: &[Pattern] = &[
     Pattern {
         cause: Cause::InsufficientCpu,
         regex: r"Insufficient cpu",
+    },
+    Pattern {
+        cause: Cause::UntoleratedTaint,
+        regex: r"untolerated taint|had taints? that the pod didn't tolerate",
+    },
+    Pattern {
+        cause: Cause::NodeSelectorMismatch,
+        regex: r"didn't match Pod's node affinity/selector|didn't match node selector",
+    },
+    Pattern {
+        cause: Cause::NoFittingNode,
+        regex: r"^FailedScheduling:|\d+/\d+ nodes are available",
     },
 ];
 
@@ -189,8 +319,11 @@ pub struct Evidence<'a> {
     pub logs: &'a str,
     /// The previous instance's log tail (after a restart).
     pub previous_logs: &'a str,
-    /// Messages of the object's events, newest last.
+    /// The object's events as `Reason: message`, oldest first.
     pub events: &'a [String],
+    /// Its Warning events only, as `Reason: message`, oldest first: quoted when nothing in the
+    /// catalogue matches.
+    pub warnings: &'a [String],
 }
 
 /// Matches one text against the catalogue; the first row that matches any line wins, scanning
@@ -206,23 +339,31 @@ pub fn match_text(text: &str, source: Source) -> Option<Diagnosis> {
                 .and_then(|p| p.parse().ok());
             Some(Diagnosis {
                 cause: *cause,
-                evidence: crate::text::truncate(&crate::text::redact(line.trim()), 300),
+                evidence: quote(line),
                 source,
                 endpoint: host.zip(port),
-                missing: text_of("name"),
+                missing: text_of("missing").or_else(|| text_of("name")),
             })
         })
     })
 }
 
+/// A line of evidence as shown: trimmed, secrets redacted, at most 300 characters.
+fn quote(line: &str) -> String {
+    crate::text::truncate(&crate::text::redact(line.trim()), 300)
+}
+
 /// The diagnosis of a problem. The status itself is the strongest evidence (an OOM kill is an
-/// OOM kill); then the previous instance's logs (they show why it died), the current logs, and
-/// the events.
+/// OOM kill, a waiting reason names itself); then the previous instance's logs (they show why it
+/// died), the current logs, the status message and the events. When nothing in the catalogue
+/// matches, the cause is what the status says (an eviction, an exit code), and the evidence the
+/// newest Warning event, then the newest event, then the status: never a bare problem name.
 pub fn diagnose(problem: &Problem, evidence: &Evidence<'_>) -> Diagnosis {
     if let Some(status) = status_diagnosis(problem) {
         return status;
     }
     let events = evidence.events.join("\n");
+    let events_match = || match_text(&events, Source::Events);
     let from_texts = match &problem.kind {
         // Pull, config, scheduling and claim problems are explained by events, not logs.
         ProblemKind::ImagePull { message, .. } => {
@@ -230,82 +371,232 @@ pub fn diagnose(problem: &Problem, evidence: &Evidence<'_>) -> Diagnosis {
             match_text(&text, Source::Events)
         }
         ProblemKind::CreateConfigError { message, .. } => {
-            match_text(&format!("{message}\n{events}"), Source::Events)
+            match_text(message, Source::Status).or_else(events_match)
+        }
+        ProblemKind::NotStarted { message, .. } | ProblemKind::PodFailed { message, .. } => {
+            match_text(message.as_deref().unwrap_or_default(), Source::Status).or_else(events_match)
         }
         ProblemKind::Unschedulable { message } => {
             match_text(&format!("{events}\n{message}"), Source::Events)
         }
-        ProblemKind::StuckCreating { .. }
+        ProblemKind::NotReady { .. }
+        | ProblemKind::StuckCreating { .. }
         | ProblemKind::ClaimPending { .. }
-        | ProblemKind::ClaimLost => match_text(&events, Source::Events),
+        | ProblemKind::ClaimLost => events_match(),
+        ProblemKind::ContainerFailed { message, .. } => match_text(evidence.logs, Source::Logs)
+            .or_else(|| match_text(message.as_deref().unwrap_or_default(), Source::Status))
+            .or_else(events_match),
+        ProblemKind::CrashLoopBackOff { message, .. } => {
+            match_text(evidence.previous_logs, Source::PreviousLogs)
+                .or_else(|| match_text(evidence.logs, Source::Logs))
+                .or_else(|| match_text(message.as_deref().unwrap_or_default(), Source::Status))
+                .or_else(events_match)
+        }
         _ => match_text(evidence.previous_logs, Source::PreviousLogs)
             .or_else(|| match_text(evidence.logs, Source::Logs))
-            .or_else(|| match_text(&events, Source::Events)),
+            .or_else(events_match),
     };
-    from_texts.unwrap_or_else(|| Diagnosis {
-        cause: Cause::Unknown,
-        evidence: fallback_evidence(problem),
-        source: Source::Status,
-        endpoint: None,
-        missing: None,
-    })
+    from_texts.unwrap_or_else(|| fallback(problem, evidence))
 }
 
 fn status_diagnosis(problem: &Problem) -> Option<Diagnosis> {
+    let from_status = |cause, evidence| {
+        Some(Diagnosis {
+            cause,
+            evidence,
+            source: Source::Status,
+            endpoint: None,
+            missing: None,
+        })
+    };
     match &problem.kind {
         ProblemKind::OomKilled {
             container,
             restart_count,
             ..
-        } => Some(Diagnosis {
-            cause: Cause::OutOfMemory,
-            evidence: format!(
-                "container {container} was OOMKilled (exit 137, restart {restart_count})"
-            ),
-            source: Source::Status,
-            endpoint: None,
-            missing: None,
-        }),
-        ProblemKind::NoReadyEndpoints { selected_pods, .. } => Some(Diagnosis {
-            cause: Cause::ConnectionRefused,
-            evidence: format!(
+        } => from_status(
+            Cause::OutOfMemory,
+            format!("container {container} was OOMKilled (exit 137, restart {restart_count})"),
+        ),
+        ProblemKind::NoReadyEndpoints { selected_pods, .. } => from_status(
+            Cause::ConnectionRefused,
+            format!(
                 "{selected_pods} selected pods, none ready: connections to this Service are refused"
             ),
-            source: Source::Status,
-            endpoint: None,
-            missing: None,
-        }),
-        ProblemKind::Certificate { issue, .. } => Some(Diagnosis {
-            cause: Cause::CertificateInvalid,
-            evidence: issue.describe(),
-            source: Source::Status,
-            endpoint: None,
-            missing: None,
-        }),
+        ),
+        ProblemKind::Certificate { issue, .. } => {
+            from_status(Cause::CertificateInvalid, issue.describe())
+        }
+        // The image reasons say exactly what is wrong; the message names the image.
+        ProblemKind::NotStarted {
+            reason, message, ..
+        } => {
+            let cause = match reason {
+                StartFailure::InvalidImageName => Cause::InvalidImageName,
+                StartFailure::ErrImageNeverPull => Cause::ImageNeverPulled,
+                StartFailure::ImageInspectError => Cause::ImageInspectFailed,
+                _ => return None,
+            };
+            from_status(
+                cause,
+                message
+                    .as_deref()
+                    .map_or_else(|| reason.as_str().to_string(), quote),
+            )
+        }
+        ProblemKind::SchedulingGated {
+            gates,
+            message,
+            seconds,
+        } => from_status(
+            Cause::SchedulingGated,
+            format!(
+                "{} (gates: {}; {})",
+                message
+                    .as_deref()
+                    .unwrap_or("Scheduling is blocked due to non-empty scheduling gates"),
+                if gates.is_empty() {
+                    "-".to_string()
+                } else {
+                    gates.join(", ")
+                },
+                seconds.map_or_else(|| "age unknown".to_string(), |s| format!("for {s}s")),
+            ),
+        ),
         _ => None,
     }
 }
 
-fn fallback_evidence(problem: &Problem) -> String {
-    match &problem.kind {
+/// The diagnosis when nothing in the catalogue matched.
+fn fallback(problem: &Problem, evidence: &Evidence<'_>) -> Diagnosis {
+    let newest_event = evidence
+        .warnings
+        .last()
+        .or(evidence.events.last())
+        .map(|line| quote(line));
+    let (cause, text, source) = match &problem.kind {
+        ProblemKind::NotStarted {
+            reason, message, ..
+        } => {
+            let cause = match reason {
+                StartFailure::RunContainerError => Cause::ContainerStartFailed,
+                StartFailure::CreateContainerError => Cause::ContainerCreateFailed,
+                _ => Cause::KubeletHookFailed,
+            };
+            let text = message
+                .as_deref()
+                .map_or_else(|| reason.as_str().to_string(), quote);
+            (cause, text, Source::Status)
+        }
+        ProblemKind::CreateConfigError { message, .. } => (
+            Cause::InvalidContainerConfig,
+            quote(message),
+            Source::Status,
+        ),
+        ProblemKind::ContainerFailed {
+            container,
+            exit_code,
+            reason,
+            message,
+            ..
+        } => (
+            Cause::NonZeroExit,
+            quote(&format!(
+                "container {container} exited with code {exit_code} ({}){}",
+                reason.as_deref().unwrap_or("no reason"),
+                message
+                    .as_ref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            )),
+            Source::Status,
+        ),
+        ProblemKind::PodFailed { reason, message } => {
+            let cause = match reason.as_str() {
+                "Evicted" => Cause::Evicted,
+                "DeadlineExceeded" => Cause::DeadlineExceeded,
+                "Shutdown" | "Terminated" | "NodeShutdown" => Cause::NodeShutdown,
+                _ => Cause::RejectedByNode,
+            };
+            let text = quote(&format!("{reason}: {}", message.as_deref().unwrap_or("")));
+            (cause, text, Source::Status)
+        }
+        ProblemKind::Unschedulable { message } => {
+            (Cause::NoFittingNode, quote(message), Source::Status)
+        }
+        ProblemKind::ClaimLost => (
+            Cause::VolumeLost,
+            newest_event.clone().unwrap_or_else(|| {
+                "phase Lost: the claim's PersistentVolume no longer exists".to_string()
+            }),
+            if newest_event.is_some() {
+                Source::Events
+            } else {
+                Source::Status
+            },
+        ),
         ProblemKind::CrashLoopBackOff {
             container,
             exit_code,
             message,
             ..
-        } => format!(
-            "container {container} keeps exiting (code {}){}",
-            exit_code.map_or("?".to_string(), |c| c.to_string()),
-            message
-                .as_ref()
-                .map(|m| format!(": {m}"))
-                .unwrap_or_default()
+        } => (
+            Cause::Unknown,
+            format!(
+                "container {container} keeps exiting (code {}){}",
+                exit_code.map_or("?".to_string(), |c| c.to_string()),
+                message
+                    .as_ref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ),
+            Source::Status,
         ),
         ProblemKind::ImagePull {
             message, reason, ..
-        } => message.clone().unwrap_or_else(|| reason.clone()),
-        ProblemKind::CreateConfigError { message, .. } => message.clone(),
-        ProblemKind::Unschedulable { message } => message.clone(),
+        } => (
+            Cause::Unknown,
+            message.clone().unwrap_or_else(|| reason.clone()),
+            Source::Status,
+        ),
+        other => match newest_event {
+            Some(line) => (Cause::Unknown, line, Source::Events),
+            None => (Cause::Unknown, silent_status(other), Source::Status),
+        },
+    };
+    Diagnosis {
+        cause,
+        evidence: text,
+        source,
+        endpoint: None,
+        missing: None,
+    }
+}
+
+/// What the status shows of a problem no event explains.
+fn silent_status(kind: &ProblemKind) -> String {
+    let age =
+        |seconds: &Option<i64>| seconds.map_or_else(|| "age unknown".into(), |s| format!("{s}s"));
+    match kind {
+        ProblemKind::StuckCreating { seconds } => format!(
+            "containers not started {} after scheduling; no event says why",
+            age(seconds)
+        ),
+        ProblemKind::ClaimPending {
+            seconds,
+            storage_class,
+        } => format!(
+            "Pending for {} (StorageClass {}); no event says why",
+            age(seconds),
+            storage_class.as_deref().unwrap_or("default")
+        ),
+        ProblemKind::NotReady {
+            container,
+            running_seconds,
+        } => format!(
+            "container {container} running for {} but not ready; no failed probe reported",
+            age(running_seconds)
+        ),
         other => other.name().to_string(),
     }
 }
@@ -499,7 +790,7 @@ mod tests {
             &Evidence {
                 logs: "starting up\n",
                 previous_logs: "booting\ndial tcp db:5432: connect: connection refused\nexiting\n",
-                events: &[],
+                ..Evidence::default()
             },
         );
         assert_eq!(diagnosis.cause, Cause::ConnectionRefused);

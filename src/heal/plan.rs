@@ -262,7 +262,27 @@ fn report(reason: impl Into<String>) -> Plan {
     }
 }
 
-/// Decides what to do about one problem.
+/// Decides what to do about one problem. Only the catalogue's fixes act; every other problem is
+/// reported (an Event, a metric, a row of `health`):
+///
+/// | problem                                  | action                                           |
+/// |------------------------------------------|--------------------------------------------------|
+/// | OOMKilled (or a crash loop out of memory)| RaiseMemory (rails: ceiling, LimitRange, raises)  |
+/// | CrashLoopBackOff, no space left          | RaiseStorage                                      |
+/// | CrashLoopBackOff, connection refused     | RestartDependency (only if it is down)            |
+/// | CrashLoopBackOff, other (workload pod)   | EvictPod; missing object/key, command, DNS, permission: Report |
+/// | ImagePullBackOff / ErrImagePull          | DeletePod, Alert after retries of a permanent error |
+/// | CreateContainerConfigError               | Report                                            |
+/// | NotStarted (RunContainerError, CreateContainerError, PreStartHookError, PreCreateHookError, ErrImageNeverPull, ImageInspectError, InvalidImageName) | Report |
+/// | NotReady (readiness probe failing)       | Report                                            |
+/// | ContainerFailed (exited non-zero, not restarted) | Report                                    |
+/// | Evicted / PodFailed                      | Report                                            |
+/// | Unschedulable, SchedulingGated           | Report                                            |
+/// | StuckCreating, ClaimPending              | Report                                            |
+/// | ClaimLost                                | Alert                                             |
+/// | NoReadyEndpoints                         | Report                                            |
+/// | DependencyDown                           | RestartDependency                                 |
+/// | Certificate                              | RenewCertificate (cert-manager), else Report/Alert |
 pub fn plan(s: &Situation<'_>, rails: &Rails) -> Plan {
     let cause = s.diagnosis.cause;
     match &s.problem.kind {
@@ -279,6 +299,9 @@ pub fn plan(s: &Situation<'_>, rails: &Rails) -> Plan {
             },
             Cause::MissingConfigMap
             | Cause::MissingSecret
+            | Cause::MissingConfigMapKey
+            | Cause::MissingSecretKey
+            | Cause::CommandNotFound
             | Cause::PermissionDenied
             | Cause::DnsFailure => report(format!("{}: a restart cannot fix this", cause.as_str())),
             _ if s.workload.is_none() => {
@@ -303,9 +326,29 @@ pub fn plan(s: &Situation<'_>, rails: &Rails) -> Plan {
             Plan::DeletePod
         }
         ProblemKind::CreateConfigError { .. } => report(format!(
-            "{}: create it, then the kubelet retries by itself",
+            "{}: the kubelet retries by itself once the configuration is right",
             cause.as_str()
         )),
+        ProblemKind::NotStarted { reason, .. } => report(format!(
+            "{} ({}): a restart or a new pod meets the same error; fix the pod's spec or image",
+            reason.as_str(),
+            cause.as_str()
+        )),
+        ProblemKind::NotReady { .. } => report(format!(
+            "not ready ({}): its endpoints get no traffic; the kubelet keeps probing, a restart would not make it ready",
+            cause.as_str()
+        )),
+        ProblemKind::ContainerFailed { .. } => report(format!(
+            "container failed ({}): its controller decides on a retry (a Job's backoffLimit)",
+            cause.as_str()
+        )),
+        ProblemKind::PodFailed { .. } => report(format!(
+            "pod failed ({}): its controller replaces it; the failed pod stays until deleted",
+            cause.as_str()
+        )),
+        ProblemKind::SchedulingGated { .. } => report(
+            "held by scheduling gates: whoever set them (a queue controller) must remove them",
+        ),
         ProblemKind::Unschedulable { .. } => report(format!(
             "unschedulable ({}): needs capacity or smaller requests",
             cause.as_str()
