@@ -38,6 +38,8 @@ pub enum Cause {
     ReadinessProbeFailed,
     /// `FailedCreatePodSandBox`: the runtime could not set up the pod (network, cgroups).
     SandboxFailed,
+    /// `NetworkNotReady`: the node's network plugin (CNI) is not ready.
+    NetworkNotReady,
     /// "couldn't find key K in Secret ns/name".
     MissingSecretKey,
     /// "couldn't find key K in ConfigMap ns/name".
@@ -111,6 +113,7 @@ impl Cause {
             Cause::CertificateInvalid => "certificate invalid",
             Cause::ReadinessProbeFailed => "readiness probe failing",
             Cause::SandboxFailed => "pod sandbox creation failed",
+            Cause::NetworkNotReady => "node network plugin not ready",
             Cause::MissingSecretKey => "missing key in Secret",
             Cause::MissingConfigMapKey => "missing key in ConfigMap",
             Cause::InvalidContainerConfig => "invalid container configuration",
@@ -120,7 +123,7 @@ impl Cause {
             Cause::ImageInspectFailed => "image inspection failed",
             Cause::ContainerStartFailed => "container runtime could not start the container",
             Cause::ContainerCreateFailed => "container runtime could not create the container",
-            Cause::KubeletHookFailed => "kubelet pre-start hook failed",
+            Cause::KubeletHookFailed => "kubelet internal container hook failed",
             Cause::NonZeroExit => "exited with an error",
             Cause::NodeLowOnMemory => "evicted: node low on memory",
             Cause::NodeLowOnDisk => "evicted: node low on disk",
@@ -158,6 +161,10 @@ const CATALOGUE: &[Pattern] = &[
     Pattern {
         cause: Cause::SandboxFailed,
         regex: r"Failed to create pod sandbox|^FailedCreatePodSandBox:",
+    },
+    Pattern {
+        cause: Cause::NetworkNotReady,
+        regex: r"network is not ready|NetworkPluginNotReady|cni plugin not initialized",
     },
     Pattern {
         cause: Cause::NodeLowOnMemory,
