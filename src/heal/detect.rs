@@ -938,4 +938,299 @@ mod tests {
             .is_none()
         );
     }
+    fn warning(reason: &str, message: &str, seen: &str) -> Warning {
+        Warning {
+            reason: reason.into(),
+            message: message.into(),
+            container: Some("app".into()),
+            last_seen: Some(seen.parse().unwrap()),
+        }
+    }
+
+    fn running_not_ready(started_at: &str) -> Pod {
+        pod(json!({
+            "phase": "Running",
+            "containerStatuses": [{"name": "app", "ready": false, "started": true, "restartCount": 0,
+                "image": "app:1", "imageID": "", "state": {"running": {"startedAt": started_at}}}]
+        }))
+    }
+
+    #[test]
+    fn not_ready_is_news_at_once_with_a_failed_readiness_probe_else_after_the_grace() {
+        let thresholds = Thresholds::default();
+        let young = running_not_ready("2026-11-28T11:59:00Z");
+        assert!(pod_problems(&young, now(), &thresholds).is_empty());
+        let probe = warning(
+            "Unhealthy",
+            "Readiness probe failed: HTTP probe failed with statuscode: 503",
+            "2026-11-28T11:59:30Z",
+        );
+        assert_eq!(
+            pod_problems_with(&young, std::slice::from_ref(&probe), now(), &thresholds)[0].kind,
+            ProblemKind::NotReady {
+                container: "app".into(),
+                running_seconds: Some(60)
+            }
+        );
+        // A probe failure of the previous instance, or of another container, is not this one's.
+        let before = warning("Unhealthy", &probe.message, "2026-11-28T11:58:00Z");
+        let other = Warning {
+            container: Some("sidecar".into()),
+            ..probe.clone()
+        };
+        let liveness = warning(
+            "Unhealthy",
+            "Liveness probe failed: Get \"http://10.244.1.5:8080/healthz\": context deadline exceeded",
+            "2026-11-28T11:59:30Z",
+        );
+        assert!(
+            pod_problems_with(&young, &[before, other, liveness], now(), &thresholds).is_empty()
+        );
+        assert_eq!(
+            pod_problems(
+                &running_not_ready("2026-11-28T11:50:00Z"),
+                now(),
+                &thresholds
+            )[0]
+            .kind
+            .name(),
+            "NotReady"
+        );
+        // Still starting (startup probe not passed), or being deleted: not a readiness problem.
+        let mut starting = running_not_ready("2026-11-28T11:50:00Z");
+        if let Some(statuses) = starting
+            .status
+            .as_mut()
+            .and_then(|s| s.container_statuses.as_mut())
+        {
+            statuses[0].started = Some(false);
+        }
+        assert!(pod_problems(&starting, now(), &thresholds).is_empty());
+        let mut deleting = running_not_ready("2026-11-28T11:50:00Z");
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now()));
+        assert!(pod_problems(&deleting, now(), &thresholds).is_empty());
+    }
+
+    fn exited(restart_policy: &str, phase: &str, sidecar: bool) -> Pod {
+        let mut pod = pod(json!({
+            "phase": phase,
+            "initContainerStatuses": [{"name": "proxy", "ready": false, "restartCount": 0, "image": "proxy:1", "imageID": "",
+                "state": {"terminated": {"exitCode": 2, "reason": "Error"}}}],
+            "containerStatuses": [{"name": "app", "ready": false, "restartCount": 0, "image": "app:1", "imageID": "",
+                "state": {"terminated": {"exitCode": 1, "reason": "Error", "message": "migration failed"}}}]
+        }));
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.restart_policy = Some(restart_policy.into());
+            spec.init_containers = Some(vec![k8s_openapi::api::core::v1::Container {
+                name: "proxy".into(),
+                restart_policy: sidecar.then(|| "Always".to_string()),
+                ..Default::default()
+            }]);
+        }
+        pod
+    }
+
+    #[test]
+    fn a_container_that_exited_non_zero_is_a_failure_once_nothing_restarts_it() {
+        let thresholds = Thresholds::default();
+        let failed = pod_problems(&exited("Never", "Failed", false), now(), &thresholds);
+        let names: Vec<(&str, Option<&str>)> = failed
+            .iter()
+            .map(|p| (p.kind.name(), p.kind.container()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("ContainerFailed", Some("proxy")),
+                ("ContainerFailed", Some("app"))
+            ]
+        );
+        assert_eq!(
+            failed[1].kind,
+            ProblemKind::ContainerFailed {
+                container: "app".into(),
+                init: false,
+                exit_code: 1,
+                reason: Some("Error".into()),
+                message: Some("migration failed".into()),
+            }
+        );
+        // The kubelet restarts it (a crash loop is coming, and is reported as one).
+        assert!(pod_problems(&exited("Always", "Running", false), now(), &thresholds).is_empty());
+        // A sidecar is restarted whatever the pod's policy.
+        let with_sidecar = pod_problems(&exited("Never", "Running", true), now(), &thresholds);
+        assert_eq!(with_sidecar.len(), 1);
+        assert_eq!(with_sidecar[0].kind.container(), Some("app"));
+    }
+
+    #[test]
+    fn an_evicted_pod_is_one_problem_with_the_kubelets_message() {
+        let evicted = pod(json!({
+            "phase": "Failed", "reason": "Evicted",
+            "message": "The node was low on resource: ephemeral-storage. Threshold quantity: 4Gi, available: 3Gi. ",
+            "containerStatuses": [{"name": "app", "ready": false, "restartCount": 0, "image": "app:1", "imageID": "",
+                "state": {"terminated": {"exitCode": 137, "reason": "ContainerStatusUnknown"}}}]
+        }));
+        let problems = pod_problems(&evicted, now(), &Thresholds::default());
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].kind.name(), "Evicted");
+        let deadline = pod(json!({"phase": "Failed", "reason": "DeadlineExceeded",
+            "message": "Pod was active on the node longer than the specified deadline"}));
+        assert_eq!(
+            pod_problems(&deadline, now(), &Thresholds::default())[0]
+                .kind
+                .name(),
+            "PodFailed"
+        );
+    }
+
+    #[test]
+    fn every_waiting_reason_is_named_as_the_kubelet_names_it() {
+        for (reason, name) in [
+            ("RunContainerError", "RunContainerError"),
+            ("CreateContainerError", "CreateContainerError"),
+            ("PreStartHookError", "PreStartHookError"),
+            ("PreCreateHookError", "PreCreateHookError"),
+            ("ErrImageNeverPull", "ErrImageNeverPull"),
+            ("ImageInspectError", "ImageInspectError"),
+            ("InvalidImageName", "InvalidImageName"),
+            ("CreateContainerConfigError", "CreateContainerConfigError"),
+            ("ErrImagePull", "ImagePullBackOff"),
+        ] {
+            let waiting = pod(json!({
+                "phase": "Pending",
+                "containerStatuses": [{"name": "app", "ready": false, "restartCount": 0, "image": "app:1", "imageID": "",
+                    "state": {"waiting": {"reason": reason, "message": "the kubelet's message"}}}]
+            }));
+            let problems = pod_problems(&waiting, now(), &Thresholds::default());
+            assert_eq!(problems.len(), 1, "{reason}");
+            assert_eq!(problems[0].kind.name(), name, "{reason}");
+            assert_eq!(problems[0].kind.container(), Some("app"), "{reason}");
+        }
+    }
+
+    #[test]
+    fn scheduling_gates_are_reported_after_the_grace_with_their_names() {
+        let gated = |since: &str| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": "worker", "namespace": "batch", "uid": "u2"},
+                "spec": {"containers": [{"name": "app", "image": "app:1"}],
+                    "schedulingGates": [{"name": "kueue.x-k8s.io/admission"}]},
+                "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                    "reason": "SchedulingGated", "message": "Scheduling is blocked due to non-empty scheduling gates",
+                    "lastTransitionTime": since}]}
+            }))
+            .unwrap()
+        };
+        assert!(
+            pod_problems(
+                &gated("2026-11-28T11:59:00Z"),
+                now(),
+                &Thresholds::default()
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            pod_problems(
+                &gated("2026-11-28T11:50:00Z"),
+                now(),
+                &Thresholds::default()
+            )[0]
+            .kind,
+            ProblemKind::SchedulingGated {
+                gates: vec!["kueue.x-k8s.io/admission".into()],
+                message: Some("Scheduling is blocked due to non-empty scheduling gates".into()),
+                seconds: Some(600),
+            }
+        );
+    }
+
+    #[test]
+    fn a_warning_since_scheduling_ends_the_grace_of_a_creating_pod() {
+        let creating = pod(json!({
+            "phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-11-28T11:59:30Z"}],
+            "containerStatuses": [{"name": "app", "ready": false, "restartCount": 0, "image": "app:1", "imageID": "",
+                "state": {"waiting": {"reason": "ContainerCreating"}}}]
+        }));
+        let mount = Warning {
+            container: None,
+            ..warning(
+                "FailedMount",
+                "MountVolume.SetUp failed for volume \"data\" : secret \"db-creds\" not found",
+                "2026-11-28T11:59:45Z",
+            )
+        };
+        assert_eq!(
+            pod_problems_with(
+                &creating,
+                std::slice::from_ref(&mount),
+                now(),
+                &Thresholds::default()
+            )[0]
+            .kind,
+            ProblemKind::StuckCreating { seconds: Some(30) }
+        );
+        // A FailedScheduling from before the pod was scheduled says nothing about creating it.
+        let earlier = warning(
+            "FailedScheduling",
+            "0/3 nodes are available: 3 Insufficient memory.",
+            "2026-11-28T11:59:00Z",
+        );
+        assert!(pod_problems_with(&creating, &[earlier], now(), &Thresholds::default()).is_empty());
+    }
+
+    #[test]
+    fn a_pending_claim_with_a_warning_is_reported_at_once_and_one_without_a_creation_time_too() {
+        let claim = |created: Option<&str>| -> PersistentVolumeClaim {
+            let mut claim = json!({
+                "metadata": {"name": "data-db-0", "namespace": "gitlab"},
+                "spec": {"storageClassName": "standard"},
+                "status": {"phase": "Pending"}
+            });
+            if let Some(created) = created {
+                claim["metadata"]["creationTimestamp"] = json!(created);
+            }
+            serde_json::from_value(claim).unwrap()
+        };
+        let young = claim(Some("2026-11-28T11:59:40Z"));
+        assert!(claim_problem(&young, now(), &Thresholds::default()).is_none());
+        let failed = warning(
+            "ProvisioningFailed",
+            "failed to provision volume with StorageClass \"standard\": rpc error: code = ResourceExhausted desc = quota exceeded",
+            "2026-11-28T11:59:50Z",
+        );
+        assert_eq!(
+            claim_problem_with(&young, &[failed], now(), &Thresholds::default())
+                .unwrap()
+                .kind,
+            ProblemKind::ClaimPending {
+                seconds: Some(20),
+                storage_class: Some("standard".into())
+            }
+        );
+        assert_eq!(
+            claim_problem(&claim(None), now(), &Thresholds::default())
+                .unwrap()
+                .kind,
+            ProblemKind::ClaimPending {
+                seconds: None,
+                storage_class: Some("standard".into())
+            }
+        );
+    }
+
+    #[test]
+    fn field_paths_name_their_container() {
+        assert_eq!(
+            field_path_container("spec.containers{app}").as_deref(),
+            Some("app")
+        );
+        assert_eq!(
+            field_path_container("spec.initContainers{migrate}").as_deref(),
+            Some("migrate")
+        );
+        assert_eq!(field_path_container(""), None);
+    }
 }

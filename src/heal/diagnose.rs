@@ -808,4 +808,219 @@ mod tests {
         assert_eq!(unknown.cause, Cause::Unknown);
         assert!(unknown.evidence.contains("code 1"), "{}", unknown.evidence);
     }
+    #[test]
+    fn kubelet_messages_that_quote_other_errors_keep_their_own_cause() {
+        // A readiness probe's "connection refused" is the pod's own port, not a dependency.
+        assert_eq!(
+            cause_of(
+                "Unhealthy: Readiness probe failed: Get \"http://10.244.1.5:8080/ready\": dial tcp 10.244.1.5:8080: connect: connection refused"
+            ),
+            Cause::ReadinessProbeFailed
+        );
+        // A CNI plugin's "Unauthorized" is not an image pull.
+        assert_eq!(
+            cause_of(
+                "FailedCreatePodSandBox: Failed to create pod sandbox: rpc error: code = Unknown desc = failed to setup network for sandbox \"9f1e\": plugin type=\"calico\" failed (add): error getting ClusterInformation: connection is unauthorized: Unauthorized"
+            ),
+            Cause::SandboxFailed
+        );
+    }
+
+    #[test]
+    fn evictions_and_pod_failures() {
+        for (line, cause) in [
+            (
+                "The node was low on resource: memory. Threshold quantity: 100Mi, available: 85212Ki. Container app was using 1532Mi, request is 512Mi, has larger consumption of its request. ",
+                Cause::NodeLowOnMemory,
+            ),
+            (
+                "The node was low on resource: ephemeral-storage. Threshold quantity: 4Gi, available: 3Gi. ",
+                Cause::NodeLowOnDisk,
+            ),
+            (
+                "Pod ephemeral local storage usage exceeds the total limit of containers 1Gi. ",
+                Cause::EphemeralStorageExceeded,
+            ),
+            (
+                "Usage of EmptyDir volume \"cache\" exceeds the limit \"500Mi\". ",
+                Cause::EphemeralStorageExceeded,
+            ),
+            (
+                "Pod was active on the node longer than the specified deadline",
+                Cause::DeadlineExceeded,
+            ),
+            (
+                "Pod was terminated in response to imminent node shutdown.",
+                Cause::NodeShutdown,
+            ),
+        ] {
+            assert_eq!(cause_of(line), cause, "{line}");
+        }
+    }
+
+    #[test]
+    fn missing_keys_commands_and_scheduling_filters() {
+        let key = match_text(
+            "Failed: Error: couldn't find key password in Secret default/db-creds",
+            Source::Events,
+        )
+        .unwrap();
+        assert_eq!(key.cause, Cause::MissingSecretKey);
+        assert_eq!(
+            key.missing.as_deref(),
+            Some("key password in Secret default/db-creds")
+        );
+        assert_eq!(
+            cause_of("couldn't find key APP_MODE in ConfigMap shop/web-config"),
+            Cause::MissingConfigMapKey
+        );
+        let command = match_text(
+            "failed to create containerd task: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: \"gunicorn\": executable file not found in $PATH: unknown",
+            Source::Status,
+        )
+        .unwrap();
+        assert_eq!(command.cause, Cause::CommandNotFound);
+        assert_eq!(command.missing.as_deref(), Some("gunicorn"));
+        assert_eq!(
+            cause_of(
+                "0/3 nodes are available: 3 node(s) had untolerated taint {node.kubernetes.io/disk-pressure: }. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+            ),
+            Cause::UntoleratedTaint
+        );
+        assert_eq!(
+            cause_of(
+                "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+            ),
+            Cause::NodeSelectorMismatch
+        );
+        assert_eq!(
+            cause_of(
+                "0/3 nodes are available: 3 node(s) didn't have free ports for the requested pod ports."
+            ),
+            Cause::NoFittingNode
+        );
+    }
+
+    fn problem(kind: ProblemKind) -> Problem {
+        Problem {
+            namespace: "shop".into(),
+            object_kind: "Pod",
+            object_name: "web-1".into(),
+            uid: "u".into(),
+            kind,
+        }
+    }
+
+    #[test]
+    fn an_event_no_row_knows_is_quoted_the_newest_warning_first() {
+        let stuck = problem(ProblemKind::StuckCreating { seconds: Some(30) });
+        let events = [
+            "Scheduled: Successfully assigned shop/web-1 to node-2".to_string(),
+            "FailedSync: error determining status: rpc error: code = Unknown desc = Error: No such container: 4c1d".to_string(),
+            "Pulling: Pulling image \"app:1\"".to_string(),
+        ];
+        let diagnosis = diagnose(
+            &stuck,
+            &Evidence {
+                events: &events,
+                warnings: &events[1..2],
+                ..Evidence::default()
+            },
+        );
+        assert_eq!(diagnosis.cause, Cause::Unknown);
+        assert_eq!(diagnosis.source, Source::Events);
+        assert_eq!(diagnosis.evidence, events[1]);
+
+        let silent = diagnose(&stuck, &Evidence::default());
+        assert_eq!(
+            silent.evidence,
+            "containers not started 30s after scheduling; no event says why"
+        );
+        let pending = diagnose(
+            &problem(ProblemKind::ClaimPending {
+                seconds: Some(600),
+                storage_class: Some("fast".into()),
+            }),
+            &Evidence::default(),
+        );
+        assert_eq!(
+            pending.evidence,
+            "Pending for 600s (StorageClass fast); no event says why"
+        );
+    }
+
+    #[test]
+    fn what_the_status_names_is_the_cause_when_no_row_matches() {
+        let exited = diagnose(
+            &problem(ProblemKind::ContainerFailed {
+                container: "migrate".into(),
+                init: false,
+                exit_code: 1,
+                reason: Some("Error".into()),
+                message: None,
+            }),
+            &Evidence {
+                logs: "applying 0042_orders\n",
+                ..Evidence::default()
+            },
+        );
+        assert_eq!(
+            (exited.cause, exited.evidence.as_str()),
+            (
+                Cause::NonZeroExit,
+                "container migrate exited with code 1 (Error)"
+            )
+        );
+        let out_of_space = diagnose(
+            &problem(ProblemKind::ContainerFailed {
+                container: "backup".into(),
+                init: false,
+                exit_code: 1,
+                reason: Some("Error".into()),
+                message: None,
+            }),
+            &Evidence {
+                logs: "pg_dump: error: could not write to output file: No space left on device\n",
+                ..Evidence::default()
+            },
+        );
+        assert_eq!(out_of_space.cause, Cause::NoSpaceLeft);
+        assert_eq!(out_of_space.source, Source::Logs);
+
+        for (reason, cause) in [
+            (StartFailure::RunContainerError, Cause::ContainerStartFailed),
+            (
+                StartFailure::CreateContainerError,
+                Cause::ContainerCreateFailed,
+            ),
+            (StartFailure::PreStartHookError, Cause::KubeletHookFailed),
+            (StartFailure::InvalidImageName, Cause::InvalidImageName),
+            (StartFailure::ErrImageNeverPull, Cause::ImageNeverPulled),
+            (StartFailure::ImageInspectError, Cause::ImageInspectFailed),
+        ] {
+            let diagnosis = diagnose(
+                &problem(ProblemKind::NotStarted {
+                    container: "app".into(),
+                    init: false,
+                    reason,
+                    message: Some("the kubelet's message".into()),
+                }),
+                &Evidence::default(),
+            );
+            assert_eq!(diagnosis.cause, cause, "{reason:?}");
+            assert_eq!(diagnosis.evidence, "the kubelet's message");
+        }
+        let evicted = diagnose(
+            &problem(ProblemKind::PodFailed {
+                reason: "Evicted".into(),
+                message: Some("Pod was evicted by the eviction API".into()),
+            }),
+            &Evidence::default(),
+        );
+        assert_eq!(evicted.cause, Cause::Evicted);
+        assert_eq!(
+            evicted.evidence,
+            "Evicted: Pod was evicted by the eviction API"
+        );
+    }
 }

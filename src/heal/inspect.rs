@@ -674,3 +674,131 @@ pub async fn fetch_logs(client: &Client, problems: &[&Problem]) -> Logs {
     }
     logs
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn list(items: serde_json::Value) -> String {
+        json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()
+    }
+
+    #[test]
+    fn an_unreadable_item_is_named_with_its_field_and_skipped() {
+        let dump = list(json!([
+            {"apiVersion": "v1", "kind": "Pod",
+             "metadata": {"name": "web-1", "namespace": "shop", "uid": "u1"},
+             "spec": {"containers": [{"name": "app", "image": "app:1"}]},
+             "status": {"phase": "Running", "containerStatuses": [{"name": "app", "ready": true,
+                 "restartCount": "three", "image": "app:1", "imageID": ""}]}},
+            {"apiVersion": "v1", "metadata": {"name": "kindless"}},
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db", "namespace": "shop", "labels": {"app.kubernetes.io/name": 5}}},
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-2", "namespace": "shop", "uid": "u2"},
+             "spec": {"containers": [{"name": "app", "image": "app:1"}]}}
+        ]));
+        let view = ClusterView::from_dump(&dump).expect("the readable items are read");
+        assert_eq!(view.pods.len(), 1);
+        let named: Vec<String> = view.unreadable.iter().map(ToString::to_string).collect();
+        assert_eq!(named.len(), 3, "{named:?}");
+        assert!(
+            named[0].starts_with(
+                "items[0] (Pod) shop/web-1: field status.containerStatuses[0].restartCount: invalid type: string \"three\""
+            ),
+            "{}",
+            named[0]
+        );
+        assert!(
+            named[1].starts_with("items[1] (?) kindless: field kind: missing"),
+            "{}",
+            named[1]
+        );
+        assert!(
+            named[2].starts_with(
+                "items[2] (Service) shop/db: field metadata.labels.app.kubernetes.io/name: invalid type"
+            ),
+            "{}",
+            named[2]
+        );
+    }
+
+    #[test]
+    fn a_dump_of_which_nothing_reads_is_an_error() {
+        let dump = list(json!([{"kind": "Pod", "metadata": 7}]));
+        let error = ClusterView::from_dump(&dump).unwrap_err().to_string();
+        assert!(
+            error.contains("items[0] (Pod) ?: field metadata: invalid type"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn events_of_both_apis_are_read_and_matched_without_a_uid() {
+        let dump = list(json!([
+            {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+             "metadata": {"name": "data-0", "namespace": "shop", "uid": "c1"},
+             "status": {"phase": "Pending"}},
+            {"apiVersion": "events.k8s.io/v1", "kind": "Event",
+             "metadata": {"name": "data-0.1", "namespace": "shop"},
+             "eventTime": "2026-11-28T11:59:50.000000Z",
+             "reportingController": "ebs.csi.aws.com", "reportingInstance": "ebs-csi-1",
+             "action": "Provisioning", "reason": "ProvisioningFailed", "type": "Warning",
+             "note": "failed to provision volume with StorageClass \"gp3\": quota exceeded",
+             "regarding": {"kind": "PersistentVolumeClaim", "namespace": "shop", "name": "data-0", "uid": "c1"},
+             "series": {"count": 4, "lastObservedTime": "2026-11-28T11:59:58.000000Z"}},
+            {"apiVersion": "v1", "kind": "Event",
+             "metadata": {"name": "data-0.2", "namespace": "shop"},
+             "involvedObject": {"kind": "PersistentVolumeClaim", "name": "data-0"},
+             "reason": "ExternalProvisioning", "type": "Normal",
+             "message": "Waiting for a volume to be created either by the external provisioner 'ebs.csi.aws.com' or manually by the system administrator.",
+             "lastTimestamp": "2026-11-28T11:59:00Z"},
+            {"apiVersion": "v1", "kind": "Event",
+             "metadata": {"name": "other.1", "namespace": "shop"},
+             "involvedObject": {"kind": "PersistentVolumeClaim", "name": "data-0", "uid": "an-older-claim"},
+             "reason": "ProvisioningFailed", "type": "Warning", "message": "of a claim deleted since"}
+        ]));
+        let view = ClusterView::from_dump(&dump).unwrap();
+        assert_eq!(view.events.len(), 3);
+        let converted = &view.events[0];
+        assert_eq!(
+            converted.reporting_component.as_deref(),
+            Some("ebs.csi.aws.com")
+        );
+        assert_eq!(converted.involved_object.name.as_deref(), Some("data-0"));
+        let about = view.events_about("PersistentVolumeClaim", &view.claims[0].metadata);
+        assert_eq!(
+            about.lines,
+            [
+                "ExternalProvisioning: Waiting for a volume to be created either by the external provisioner 'ebs.csi.aws.com' or manually by the system administrator.",
+                "ProvisioningFailed: failed to provision volume with StorageClass \"gp3\": quota exceeded",
+            ]
+        );
+        assert_eq!(about.warnings.len(), 1);
+        assert_eq!(
+            about.warnings[0].last_seen,
+            Some("2026-11-28T11:59:58Z".parse().unwrap()),
+            "a series' last observation is when it was last seen"
+        );
+    }
+
+    #[test]
+    fn tls_secrets_of_a_dump_are_checked_and_other_secrets_not_kept() {
+        let dump = list(json!([
+            {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+             "metadata": {"name": "shop-tls", "namespace": "shop"},
+             "data": {"tls.crt": "bm90IGEgY2VydGlmaWNhdGU=", "tls.key": ""}},
+            {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+             "metadata": {"name": "db-creds", "namespace": "shop"}, "data": {"password": "aHVudGVyMg=="}}
+        ]));
+        let view = ClusterView::from_dump(&dump).unwrap();
+        assert_eq!(view.secrets.len(), 1);
+        let findings = findings(
+            &view,
+            &Logs::new(),
+            jiff::Timestamp::now(),
+            &Thresholds::default(),
+        );
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].problem.kind.name(), "CertificateUnparsable");
+    }
+}
