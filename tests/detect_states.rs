@@ -412,3 +412,42 @@ fn health_from_file_prints_every_state() {
         "{table}"
     );
 }
+
+#[test]
+fn health_from_file_names_an_unreadable_item_and_reads_the_rest() {
+    let mut items = dump_items();
+    let mut broken = items
+        .iter()
+        .find(|item| item["metadata"]["name"] == "web-5d4f8b7c9-r8k2p")
+        .unwrap()
+        .clone();
+    broken["metadata"]["name"] = "web-5d4f8b7c9-brkn1".into();
+    broken["status"]["containerStatuses"][0]["restartCount"] = "three".into();
+    items.insert(0, broken);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dump.json");
+    std::fs::write(
+        &path,
+        serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string(),
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_selfheal"))
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env("HOME", "/nonexistent")
+        .env_remove("SELFHEAL_LOG")
+        .args(["health", "--from-file", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "problems, not an error");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains(
+            "items[0] (Pod) shop/web-5d4f8b7c9-brkn1: field status.containerStatuses[0].restartCount"
+        ),
+        "{stderr}"
+    );
+    let table = String::from_utf8(output.stdout).unwrap();
+    assert!(table.contains("Pod/web-5d4f8b7c9-r8k2p "), "{table}");
+    assert!(!table.contains("brkn1"), "{table}");
+}
