@@ -213,7 +213,9 @@ pub struct Warning {
 
 impl Warning {
     fn is_readiness_failure(&self) -> bool {
-        self.reason == "Unhealthy" && self.message.starts_with("Readiness probe failed")
+        self.reason == "Unhealthy"
+            && (self.message.starts_with("Readiness probe failed")
+                || self.message.starts_with("Readiness probe errored"))
     }
 
     /// Whether it was seen at or after `since` (an event without a time counts: it exists).
@@ -392,6 +394,51 @@ pub fn pod_problems_with(
         }
     }
     problems
+}
+
+/// When a problem of `pod` that is not there yet can first appear by the passing of time alone:
+/// the end of the grace period of a scheduled pod whose containers have not started, of a running
+/// container that is not ready, of a pod held by scheduling gates. `None` when time alone changes
+/// nothing (a Warning event or a status change does; the watcher looks again then).
+pub fn pod_grace_ends(pod: &Pod, thresholds: &Thresholds) -> Option<Timestamp> {
+    let status = pod.status.as_ref()?;
+    let grace = jiff::SignedDuration::from_secs(thresholds.stuck_creating_seconds);
+    let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let starts: Vec<Timestamp> = match status.phase.as_deref() {
+        Some("Pending") => status
+            .conditions
+            .iter()
+            .flatten()
+            .filter(|c| {
+                c.type_ == "PodScheduled"
+                    && (c.status == "True" || c.reason.as_deref() == Some("SchedulingGated"))
+            })
+            .filter_map(|c| c.last_transition_time.as_ref().map(|t| t.0).or(created))
+            .collect(),
+        Some("Running") if pod.metadata.deletion_timestamp.is_none() => status
+            .container_statuses
+            .iter()
+            .flatten()
+            .filter(|c| !c.ready && c.started != Some(false))
+            .filter_map(|c| c.state.as_ref()?.running.as_ref()?.started_at.as_ref())
+            .map(|t| t.0)
+            .collect(),
+        _ => Vec::new(),
+    };
+    starts.into_iter().min().map(|start| start + grace)
+}
+
+/// When a Pending claim's grace period ends (`None` for a claim not Pending, or of unknown age:
+/// that one is reported at once).
+pub fn claim_grace_ends(
+    claim: &PersistentVolumeClaim,
+    thresholds: &Thresholds,
+) -> Option<Timestamp> {
+    if claim.status.as_ref()?.phase.as_deref() != Some("Pending") {
+        return None;
+    }
+    let created = claim.metadata.creation_timestamp.as_ref()?.0;
+    Some(created + jiff::SignedDuration::from_secs(thresholds.claim_pending_seconds))
 }
 
 /// What a container's problem depends on besides its status.
@@ -1232,5 +1279,43 @@ mod tests {
             Some("migrate")
         );
         assert_eq!(field_path_container(""), None);
+    }
+    #[test]
+    fn grace_periods_end_when_time_alone_makes_a_problem() {
+        let thresholds = Thresholds::default();
+        let at = |t: &str| -> Option<Timestamp> { Some(t.parse().unwrap()) };
+        let young = running_not_ready("2026-11-28T11:59:00Z");
+        let ends = pod_grace_ends(&young, &thresholds);
+        assert_eq!(ends, at("2026-11-28T12:04:00Z"));
+        let just_before = ends.unwrap() - jiff::SignedDuration::from_secs(1);
+        assert!(pod_problems(&young, just_before, &thresholds).is_empty());
+        assert_eq!(
+            pod_problems(&young, ends.unwrap(), &thresholds)[0]
+                .kind
+                .name(),
+            "NotReady"
+        );
+        let gated = pod(
+            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "SchedulingGated", "lastTransitionTime": "2026-11-28T11:58:00Z"}]}),
+        );
+        assert_eq!(
+            pod_grace_ends(&gated, &thresholds),
+            at("2026-11-28T12:03:00Z")
+        );
+        let unschedulable = pod(
+            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "Unschedulable", "lastTransitionTime": "2026-11-28T11:58:00Z"}]}),
+        );
+        assert_eq!(pod_grace_ends(&unschedulable, &thresholds), None);
+        let claim: PersistentVolumeClaim = serde_json::from_value(json!({
+            "metadata": {"name": "data", "creationTimestamp": "2026-11-28T11:58:00Z"},
+            "status": {"phase": "Pending"}
+        }))
+        .unwrap();
+        assert_eq!(
+            claim_grace_ends(&claim, &thresholds),
+            at("2026-11-28T12:03:00Z")
+        );
     }
 }

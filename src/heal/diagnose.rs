@@ -34,7 +34,7 @@ pub enum Cause {
     InsufficientMemory,
     /// A certificate is expired, not yet valid, expiring, unparsable or mismatched.
     CertificateInvalid,
-    /// `Unhealthy`: "Readiness probe failed: ...".
+    /// `Unhealthy`: "Readiness probe failed: ..." (or "errored": the probe could not run).
     ReadinessProbeFailed,
     /// `FailedCreatePodSandBox`: the runtime could not set up the pod (network, cgroups).
     SandboxFailed,
@@ -156,7 +156,7 @@ const CATALOGUE: &[Pattern] = &[
     // "connection refused", a CNI plugin's "Unauthorized"): those rows come first.
     Pattern {
         cause: Cause::ReadinessProbeFailed,
-        regex: r"Readiness probe failed",
+        regex: r"Readiness probe (?:failed|errored)",
     },
     Pattern {
         cause: Cause::SandboxFailed,
