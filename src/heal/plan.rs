@@ -330,7 +330,7 @@ pub fn plan(s: &Situation<'_>, rails: &Rails) -> Plan {
             cause.as_str()
         )),
         ProblemKind::NotStarted { reason, .. } => report(format!(
-            "{} ({}): a restart or a new pod meets the same error; fix the pod's spec or image",
+            "{} ({}): no fix in the catalogue; the kubelet keeps retrying",
             reason.as_str(),
             cause.as_str()
         )),
@@ -971,5 +971,92 @@ mod tests {
         }];
         s.stored_storage_fixes = &capped;
         assert!(matches!(plan(&s, &Rails::default()), Plan::Alert { .. }));
+    }
+    /// The detections of issue 10 are reported, never acted on, whatever their cause: none of
+    /// the catalogue's fixes clearly applies.
+    #[test]
+    fn new_detections_are_reported_not_acted_on() {
+        let kinds = [
+            ProblemKind::NotStarted {
+                container: "app".into(),
+                init: false,
+                reason: crate::heal::detect::StartFailure::RunContainerError,
+                message: None,
+            },
+            ProblemKind::NotReady {
+                container: "app".into(),
+                running_seconds: Some(60),
+            },
+            ProblemKind::ContainerFailed {
+                container: "app".into(),
+                init: false,
+                exit_code: 1,
+                reason: Some("Error".into()),
+                message: None,
+            },
+            ProblemKind::PodFailed {
+                reason: "Evicted".into(),
+                message: None,
+            },
+            ProblemKind::SchedulingGated {
+                gates: vec!["kueue.x-k8s.io/admission".into()],
+                message: None,
+                seconds: Some(600),
+            },
+        ];
+        let workload = web();
+        for kind in kinds {
+            let problem = Problem {
+                kind,
+                ..oom_problem()
+            };
+            // Even with the causes that make a crash loop act.
+            for cause in [
+                Cause::OutOfMemory,
+                Cause::NoSpaceLeft,
+                Cause::ConnectionRefused,
+                Cause::Unknown,
+            ] {
+                let diagnosis = Diagnosis {
+                    endpoint: Some(("db".into(), 5432)),
+                    ..diagnosis(cause)
+                };
+                let decided = plan(
+                    &situation(&problem, &diagnosis, Some(&workload)),
+                    &Rails::default(),
+                );
+                assert!(
+                    matches!(decided, Plan::Report { .. }),
+                    "{} with {cause:?}: {decided:?}",
+                    problem.kind.name()
+                );
+            }
+        }
+        // A crash loop whose container's command is missing, or a key of its Secret: restarting
+        // it (evicting the pod) meets the same error.
+        let crashloop = Problem {
+            kind: ProblemKind::CrashLoopBackOff {
+                container: "app".into(),
+                init: false,
+                restart_count: 4,
+                exit_code: Some(128),
+                message: None,
+            },
+            ..oom_problem()
+        };
+        for cause in [
+            Cause::CommandNotFound,
+            Cause::MissingSecretKey,
+            Cause::MissingConfigMapKey,
+        ] {
+            let diagnosis = diagnosis(cause);
+            assert!(matches!(
+                plan(
+                    &situation(&crashloop, &diagnosis, Some(&workload)),
+                    &Rails::default()
+                ),
+                Plan::Report { .. }
+            ));
+        }
     }
 }
