@@ -549,21 +549,21 @@ fn fallback(problem: &Problem, evidence: &Evidence<'_>) -> Diagnosis {
             ..
         } => (
             Cause::Unknown,
-            format!(
+            quote(&format!(
                 "container {container} keeps exiting (code {}){}",
                 exit_code.map_or("?".to_string(), |c| c.to_string()),
                 message
                     .as_ref()
                     .map(|m| format!(": {m}"))
                     .unwrap_or_default()
-            ),
+            )),
             Source::Status,
         ),
         ProblemKind::ImagePull {
             message, reason, ..
         } => (
             Cause::Unknown,
-            message.clone().unwrap_or_else(|| reason.clone()),
+            quote(message.as_deref().unwrap_or(reason)),
             Source::Status,
         ),
         other => match newest_event {

@@ -3,8 +3,9 @@
 //! caches, or from a `kubectl get pods,pvc,events,secrets,deployments,statefulsets,jobs,cronjobs,
 //! services,endpointslices -A -o json` dump (`ClusterView::from_dump`). Events are matched to
 //! their object by UID, or by kind, namespace and name where a UID is missing; Warning events
-//! make detection report at once what would otherwise wait for a grace period. A pod's component is resolved by the one identity rule of
-//! `core::owners`; the view supplies what it knows of ReplicaSets and Jobs.
+//! make detection report at once what would otherwise wait for a grace period. A pod's component
+//! is resolved by the one identity rule of `core::owners`; the view supplies what it knows of
+//! ReplicaSets and Jobs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -178,7 +179,13 @@ impl ClusterView {
             }
             "Event" => self.events.push(read_as(item)?),
             "Secret" => {
-                let secret: Secret = read_as(item)?;
+                // A Secret's values never reach a message: serde quotes the value it refuses.
+                let secret: Secret = read_as(item).map_err(|(field, _)| {
+                    (
+                        field,
+                        "does not read as a Secret (value not shown)".to_string(),
+                    )
+                })?;
                 if secret.type_.as_deref() == Some("kubernetes.io/tls") {
                     self.secrets.push(secret);
                 }
@@ -719,6 +726,21 @@ mod tests {
             ),
             "{}",
             named[2]
+        );
+    }
+
+    #[test]
+    fn an_unreadable_secret_is_named_without_its_values() {
+        let dump = list(json!([
+            {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+             "metadata": {"name": "db-creds", "namespace": "shop"}, "data": {"password": "hunter2!not-base64"}},
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-2", "namespace": "shop"}}
+        ]));
+        let view = ClusterView::from_dump(&dump).unwrap();
+        let named = view.unreadable[0].to_string();
+        assert_eq!(
+            named,
+            "items[0] (Secret) shop/db-creds: field data.password: does not read as a Secret (value not shown)"
         );
     }
 
