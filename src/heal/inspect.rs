@@ -206,33 +206,7 @@ impl ClusterView {
 
     /// The events about the object of `kind` with `meta` (see `is_about`), oldest first.
     pub fn events_about(&self, kind: &str, meta: &ObjectMeta) -> ObjectEvents {
-        let mut events: Vec<&Event> = self
-            .events
-            .iter()
-            .filter(|e| is_about(e, kind, meta))
-            .collect();
-        events.sort_by_key(|e| event_seen(e));
-        let mut about = ObjectEvents::default();
-        for event in events {
-            let reason = event.reason.clone().unwrap_or_default();
-            let message = event.message.clone().unwrap_or_default();
-            let line = format!("{reason}: {message}");
-            if event.type_.as_deref() == Some("Warning") {
-                about.warning_lines.push(line.clone());
-                about.warnings.push(Warning {
-                    container: event
-                        .involved_object
-                        .field_path
-                        .as_deref()
-                        .and_then(detect::field_path_container),
-                    last_seen: event_seen(event),
-                    reason,
-                    message,
-                });
-            }
-            about.lines.push(line);
-        }
-        about
+        EventIndex::new(&self.events).about(kind, meta)
     }
 
     /// The workload `pod` answers to (`None` for a bare pod), through the one identity rule
@@ -433,6 +407,86 @@ pub fn is_about(event: &Event, kind: &str, meta: &ObjectMeta) -> bool {
     }
 }
 
+/// The events of a view by the object they are about, so each object's events are found
+/// without reading every event (a cluster has many pods and many more events).
+struct EventIndex<'a> {
+    by_uid: HashMap<&'a str, Vec<&'a Event>>,
+    /// (kind, namespace, name) → events.
+    by_name: HashMap<(String, String, String), Vec<&'a Event>>,
+}
+
+impl<'a> EventIndex<'a> {
+    fn new(events: &'a [Event]) -> Self {
+        let mut index = EventIndex {
+            by_uid: HashMap::new(),
+            by_name: HashMap::new(),
+        };
+        for event in events {
+            let involved = &event.involved_object;
+            if let Some(uid) = involved.uid.as_deref().filter(|uid| !uid.is_empty()) {
+                index.by_uid.entry(uid).or_default().push(event);
+            }
+            let namespace = involved
+                .namespace
+                .as_deref()
+                .or(event.metadata.namespace.as_deref());
+            if let (Some(kind), Some(name)) = (&involved.kind, &involved.name) {
+                let key = (
+                    kind.clone(),
+                    namespace.unwrap_or_default().to_string(),
+                    name.clone(),
+                );
+                index.by_name.entry(key).or_default().push(event);
+            }
+        }
+        index
+    }
+
+    /// The events about the object of `kind` with `meta` (see `is_about`), oldest first.
+    fn about(&self, kind: &str, meta: &ObjectMeta) -> ObjectEvents {
+        let by_uid = meta
+            .uid
+            .as_deref()
+            .and_then(|uid| self.by_uid.get(uid))
+            .into_iter()
+            .flatten();
+        let key = (
+            kind.to_string(),
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default(),
+        );
+        let by_name = self.by_name.get(&key).into_iter().flatten();
+        let mut events: Vec<&Event> = Vec::new();
+        for event in by_uid.chain(by_name) {
+            if is_about(event, kind, meta) && !events.iter().any(|e| std::ptr::eq(*e, *event)) {
+                events.push(event);
+            }
+        }
+        events.sort_by_key(|e| event_seen(e));
+        let mut about = ObjectEvents::default();
+        for event in events {
+            let reason = event.reason.clone().unwrap_or_default();
+            let message = event.message.clone().unwrap_or_default();
+            let line = format!("{reason}: {message}");
+            if event.type_.as_deref() == Some("Warning") {
+                about.warning_lines.push(line.clone());
+                about.warnings.push(Warning {
+                    container: event
+                        .involved_object
+                        .field_path
+                        .as_deref()
+                        .and_then(detect::field_path_container),
+                    last_seen: event_seen(event),
+                    reason,
+                    message,
+                });
+            }
+            about.lines.push(line);
+        }
+        about
+    }
+}
+
 /// The events about one object, oldest first, as diagnosis and detection read them.
 #[derive(Debug, Clone, Default)]
 pub struct ObjectEvents {
@@ -492,9 +546,10 @@ fn findings_with(
     now: Timestamp,
     thresholds: &Thresholds,
 ) -> Vec<Finding> {
+    let events = EventIndex::new(&view.events);
     let mut found = Vec::new();
     for pod in &view.pods {
-        let about = view.events_about("Pod", &pod.metadata);
+        let about = events.about("Pod", &pod.metadata);
         for problem in detect::pod_problems_with(pod, &about.warnings, now, thresholds) {
             let (current, previous) = problem
                 .kind
@@ -537,7 +592,7 @@ fn findings_with(
         }
     }
     for claim in &view.claims {
-        let about = view.events_about("PersistentVolumeClaim", &claim.metadata);
+        let about = events.about("PersistentVolumeClaim", &claim.metadata);
         if let Some(problem) = detect::claim_problem_with(claim, &about.warnings, now, thresholds) {
             let diagnosis = diagnose::diagnose(&problem, &about.evidence("", ""));
             found.push(Finding {
