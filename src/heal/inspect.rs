@@ -128,9 +128,29 @@ impl ClusterView {
             .get("items")
             .and_then(|i| i.as_array())
             .ok_or(DumpError::NotAList)?;
+        // The apiserver's own lists (`PodList` from `kubectl get --raw`) leave the kind of their
+        // items out.
+        let list_kind = value
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .and_then(|k| k.strip_suffix("List"))
+            .filter(|k| !k.is_empty());
+        let list_api_version = value.get("apiVersion").cloned().unwrap_or_default();
         let mut view = ClusterView::default();
         let mut read = 0;
         for (index, item) in items.iter().enumerate() {
+            let item = match (list_kind, item.as_object()) {
+                (Some(kind), Some(fields)) if !fields.contains_key("kind") => {
+                    let mut fields = fields.clone();
+                    fields.insert("kind".into(), kind.into());
+                    fields
+                        .entry("apiVersion")
+                        .or_insert_with(|| list_api_version.clone());
+                    std::borrow::Cow::Owned(serde_json::Value::Object(fields))
+                }
+                _ => std::borrow::Cow::Borrowed(item),
+            };
+            let item = item.as_ref();
             match view.read_item(item) {
                 Ok(()) => read += 1,
                 Err((field, error)) => {
@@ -796,6 +816,20 @@ mod tests {
         assert_eq!(
             named,
             "items[0] (Secret) shop/db-creds: field data.password: does not read as a Secret (value not shown)"
+        );
+    }
+
+    #[test]
+    fn the_items_of_an_apiserver_list_take_its_kind() {
+        let dump = json!({"apiVersion": "v1", "kind": "PodList", "items": [
+            {"metadata": {"name": "web-1", "namespace": "shop"}, "status": {"phase": "Pending"}},
+            7
+        ]});
+        let view = ClusterView::from_dump(&dump.to_string()).unwrap();
+        assert_eq!(view.pods.len(), 1);
+        assert_eq!(
+            view.unreadable[0].to_string(),
+            "items[1] (?) ?: field kind: missing: every item of a List names its kind"
         );
     }
 
