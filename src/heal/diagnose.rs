@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde::Serialize;
 
-use crate::heal::detect::{Problem, ProblemKind};
+use crate::heal::detect::{Problem, ProblemKind, StartFailure};
 
 /// A known cause.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -34,7 +34,59 @@ pub enum Cause {
     InsufficientMemory,
     /// A certificate is expired, not yet valid, expiring, unparsable or mismatched.
     CertificateInvalid,
-    /// Nothing in the catalogue matched.
+    /// `Unhealthy`: "Readiness probe failed: ..." (or "errored": the probe could not run).
+    ReadinessProbeFailed,
+    /// `FailedCreatePodSandBox`: the runtime could not set up the pod (network, cgroups).
+    SandboxFailed,
+    /// `NetworkNotReady`: the node's network plugin (CNI) is not ready.
+    NetworkNotReady,
+    /// "couldn't find key K in Secret ns/name".
+    MissingSecretKey,
+    /// "couldn't find key K in ConfigMap ns/name".
+    MissingConfigMapKey,
+    /// The container's configuration is refused for another reason than a missing object.
+    InvalidContainerConfig,
+    /// The container's command does not exist in its image.
+    CommandNotFound,
+    /// `InvalidImageName`: the image reference does not parse.
+    InvalidImageName,
+    /// `ErrImageNeverPull`: the image is not on the node and `imagePullPolicy: Never`.
+    ImageNeverPulled,
+    /// `ImageInspectError`: the runtime could not inspect the image.
+    ImageInspectFailed,
+    /// `RunContainerError`: the runtime could not start the container.
+    ContainerStartFailed,
+    /// `CreateContainerError`: the runtime could not create the container.
+    ContainerCreateFailed,
+    /// `PreStartHookError` / `PreCreateHookError`: the kubelet's own hook before the container.
+    KubeletHookFailed,
+    /// The container exited non-zero (the exit code and the kubelet's reason are the evidence).
+    NonZeroExit,
+    /// Evicted because the node ran low on memory.
+    NodeLowOnMemory,
+    /// Evicted because the node ran low on disk (ephemeral storage, nodefs, imagefs).
+    NodeLowOnDisk,
+    /// Evicted for exceeding its own ephemeral storage limit (containers or an emptyDir).
+    EphemeralStorageExceeded,
+    /// Evicted, for a reason the message gives.
+    Evicted,
+    /// `DeadlineExceeded`: `activeDeadlineSeconds` passed.
+    DeadlineExceeded,
+    /// The node shut down and terminated the pod.
+    NodeShutdown,
+    /// The node refused the pod at admission (`OutOfcpu`, `NodeAffinity`, ...).
+    RejectedByNode,
+    /// `SchedulingGated`: `spec.schedulingGates` hold the pod back from the scheduler.
+    SchedulingGated,
+    /// Nodes carry taints the pod does not tolerate.
+    UntoleratedTaint,
+    /// No node matches the pod's node selector or affinity.
+    NodeSelectorMismatch,
+    /// The scheduler found no node for the pod (its message says which filters failed).
+    NoFittingNode,
+    /// A Lost claim: its PersistentVolume is gone.
+    VolumeLost,
+    /// Nothing in the catalogue matched and the cluster gave no reason.
     Unknown,
 }
 
@@ -59,20 +111,81 @@ impl Cause {
             Cause::InsufficientCpu => "insufficient cpu on nodes",
             Cause::InsufficientMemory => "insufficient memory on nodes",
             Cause::CertificateInvalid => "certificate invalid",
+            Cause::ReadinessProbeFailed => "readiness probe failing",
+            Cause::SandboxFailed => "pod sandbox creation failed",
+            Cause::NetworkNotReady => "node network plugin not ready",
+            Cause::MissingSecretKey => "missing key in Secret",
+            Cause::MissingConfigMapKey => "missing key in ConfigMap",
+            Cause::InvalidContainerConfig => "invalid container configuration",
+            Cause::CommandNotFound => "command not found in image",
+            Cause::InvalidImageName => "invalid image name",
+            Cause::ImageNeverPulled => "image not on node, pull policy Never",
+            Cause::ImageInspectFailed => "image inspection failed",
+            Cause::ContainerStartFailed => "container runtime could not start the container",
+            Cause::ContainerCreateFailed => "container runtime could not create the container",
+            Cause::KubeletHookFailed => "kubelet internal container hook failed",
+            Cause::NonZeroExit => "exited with an error",
+            Cause::NodeLowOnMemory => "evicted: node low on memory",
+            Cause::NodeLowOnDisk => "evicted: node low on disk",
+            Cause::EphemeralStorageExceeded => "evicted: ephemeral storage limit exceeded",
+            Cause::Evicted => "evicted by the kubelet",
+            Cause::DeadlineExceeded => "active deadline exceeded",
+            Cause::NodeShutdown => "node shut down",
+            Cause::RejectedByNode => "rejected by the node",
+            Cause::SchedulingGated => "held by scheduling gates",
+            Cause::UntoleratedTaint => "untolerated node taints",
+            Cause::NodeSelectorMismatch => "no node matches selector or affinity",
+            Cause::NoFittingNode => "no node fits the pod",
+            Cause::VolumeLost => "bound volume is gone",
             Cause::Unknown => "unknown",
         }
     }
 }
 
 /// One row of the catalogue: a cause and the (case-insensitive) pattern that reveals it. Named
-/// captures `host`, `port`, `name` are carried into the diagnosis.
+/// captures `host`, `port`, `name` (or `missing`, which wins) are carried into the diagnosis.
 struct Pattern {
     cause: Cause,
     regex: &'static str,
 }
 
-/// The catalogue, most specific first.
+/// The catalogue, most specific first. Lines of events read `Reason: message`, so a row may match
+/// an event's reason (`^FailedMount:`).
 const CATALOGUE: &[Pattern] = &[
+    // What the kubelet reports about probes, sandboxes and evictions quotes other errors (a probe's
+    // "connection refused", a CNI plugin's "Unauthorized"): those rows come first.
+    Pattern {
+        cause: Cause::ReadinessProbeFailed,
+        regex: r"Readiness probe (?:failed|errored)",
+    },
+    Pattern {
+        cause: Cause::SandboxFailed,
+        regex: r"Failed to create pod sandbox|^FailedCreatePodSandBox:",
+    },
+    Pattern {
+        cause: Cause::NetworkNotReady,
+        regex: r"network is not ready|NetworkPluginNotReady|cni plugin not initialized",
+    },
+    Pattern {
+        cause: Cause::NodeLowOnMemory,
+        regex: r"The node was low on resource: memory",
+    },
+    Pattern {
+        cause: Cause::NodeLowOnDisk,
+        regex: r"The node was low on resource: (?:ephemeral-storage|nodefs|imagefs)|The node had condition: \[DiskPressure\]",
+    },
+    Pattern {
+        cause: Cause::EphemeralStorageExceeded,
+        regex: r"ephemeral local storage usage exceeds|exceeded its local ephemeral storage limit|Usage of EmptyDir volume .* exceeds the limit",
+    },
+    Pattern {
+        cause: Cause::DeadlineExceeded,
+        regex: r"Pod was active on the node longer than the specified deadline",
+    },
+    Pattern {
+        cause: Cause::NodeShutdown,
+        regex: r"in response to imminent node shutdown|node is shutting down",
+    },
     Pattern {
         cause: Cause::OutOfMemory,
         regex: r"OOMKilled|out of memory|OutOfMemoryError|Cannot allocate memory|heap out of memory|\bMemoryError\b|memory limit exceeded",
@@ -80,6 +193,14 @@ const CATALOGUE: &[Pattern] = &[
     Pattern {
         cause: Cause::NoSpaceLeft,
         regex: r"no space left on device|ENOSPC|disk quota exceeded|could not extend file",
+    },
+    Pattern {
+        cause: Cause::MissingSecretKey,
+        regex: r"couldn't find (?P<missing>key \S+ in Secret [a-z0-9.-]+/[a-z0-9.-]+)",
+    },
+    Pattern {
+        cause: Cause::MissingConfigMapKey,
+        regex: r"couldn't find (?P<missing>key \S+ in ConfigMap [a-z0-9.-]+/[a-z0-9.-]+)",
     },
     Pattern {
         cause: Cause::MissingConfigMap,
@@ -107,7 +228,7 @@ const CATALOGUE: &[Pattern] = &[
     },
     Pattern {
         cause: Cause::MountFailed,
-        regex: r"MountVolume\.\w+ failed|Unable to attach or mount volumes|timed out waiting for the condition",
+        regex: r"MountVolume\.\w+ failed|Unable to attach or mount volumes|timed out waiting for the condition|AttachVolume\.Attach failed|^Failed(?:Mount|AttachVolume|MapVolume):",
     },
     Pattern {
         cause: Cause::ImageUnauthorized,
@@ -115,7 +236,7 @@ const CATALOGUE: &[Pattern] = &[
     },
     Pattern {
         cause: Cause::ImageNotFound,
-        regex: r"manifest unknown|not found: manifest|repository does not exist|name unknown|failed to resolve reference .*: not found|InvalidImageName",
+        regex: r"manifest unknown|not found: manifest|repository does not exist|name unknown|failed to resolve reference .*: not found",
     },
     Pattern {
         cause: Cause::RegistryTimeout,
@@ -124,6 +245,10 @@ const CATALOGUE: &[Pattern] = &[
     Pattern {
         cause: Cause::ConnectionRefused,
         regex: r"(?:(?:dial tcp|connect to|connecting to|connect\(\)|at|to)\s+(?P<host>[A-Za-z0-9_.-]+):(?P<port>\d{2,5})\b.{0,80}?)?(?:connection refused|ECONNREFUSED)(?:.{0,80}?\b(?P<host2>[A-Za-z0-9_.-]+):(?P<port2>\d{2,5})\b)?",
+    },
+    Pattern {
+        cause: Cause::CommandNotFound,
+        regex: r#"exec: "(?P<missing>[^"]+)": (?:stat [^:]+: no such file or directory|executable file not found in \$PATH)"#,
     },
     Pattern {
         cause: Cause::DnsFailure,
@@ -140,6 +265,18 @@ const CATALOGUE: &[Pattern] = &[
     Pattern {
         cause: Cause::InsufficientCpu,
         regex: r"Insufficient cpu",
+    },
+    Pattern {
+        cause: Cause::UntoleratedTaint,
+        regex: r"untolerated taint|had taints? that the pod didn't tolerate",
+    },
+    Pattern {
+        cause: Cause::NodeSelectorMismatch,
+        regex: r"didn't match Pod's node affinity/selector|didn't match node selector",
+    },
+    Pattern {
+        cause: Cause::NoFittingNode,
+        regex: r"^FailedScheduling:|\d+/\d+ nodes are available",
     },
 ];
 
@@ -189,8 +326,11 @@ pub struct Evidence<'a> {
     pub logs: &'a str,
     /// The previous instance's log tail (after a restart).
     pub previous_logs: &'a str,
-    /// Messages of the object's events, newest last.
+    /// The object's events as `Reason: message`, oldest first.
     pub events: &'a [String],
+    /// Its Warning events only, as `Reason: message`, oldest first: quoted when nothing in the
+    /// catalogue matches.
+    pub warnings: &'a [String],
 }
 
 /// Matches one text against the catalogue; the first row that matches any line wins, scanning
@@ -206,23 +346,31 @@ pub fn match_text(text: &str, source: Source) -> Option<Diagnosis> {
                 .and_then(|p| p.parse().ok());
             Some(Diagnosis {
                 cause: *cause,
-                evidence: crate::text::truncate(&crate::text::redact(line.trim()), 300),
+                evidence: quote(line),
                 source,
                 endpoint: host.zip(port),
-                missing: text_of("name"),
+                missing: text_of("missing").or_else(|| text_of("name")),
             })
         })
     })
 }
 
+/// A line of evidence as shown: trimmed, secrets redacted, at most 300 characters.
+fn quote(line: &str) -> String {
+    crate::text::truncate(&crate::text::redact(line.trim()), 300)
+}
+
 /// The diagnosis of a problem. The status itself is the strongest evidence (an OOM kill is an
-/// OOM kill); then the previous instance's logs (they show why it died), the current logs, and
-/// the events.
+/// OOM kill, a waiting reason names itself); then the previous instance's logs (they show why it
+/// died), the current logs, the status message and the events. When nothing in the catalogue
+/// matches, the cause is what the status says (an eviction, an exit code), and the evidence the
+/// newest Warning event, then the newest event, then the status: never a bare problem name.
 pub fn diagnose(problem: &Problem, evidence: &Evidence<'_>) -> Diagnosis {
     if let Some(status) = status_diagnosis(problem) {
         return status;
     }
     let events = evidence.events.join("\n");
+    let events_match = || match_text(&events, Source::Events);
     let from_texts = match &problem.kind {
         // Pull, config, scheduling and claim problems are explained by events, not logs.
         ProblemKind::ImagePull { message, .. } => {
@@ -230,82 +378,232 @@ pub fn diagnose(problem: &Problem, evidence: &Evidence<'_>) -> Diagnosis {
             match_text(&text, Source::Events)
         }
         ProblemKind::CreateConfigError { message, .. } => {
-            match_text(&format!("{message}\n{events}"), Source::Events)
+            match_text(message, Source::Status).or_else(events_match)
+        }
+        ProblemKind::NotStarted { message, .. } | ProblemKind::PodFailed { message, .. } => {
+            match_text(message.as_deref().unwrap_or_default(), Source::Status).or_else(events_match)
         }
         ProblemKind::Unschedulable { message } => {
             match_text(&format!("{events}\n{message}"), Source::Events)
         }
-        ProblemKind::StuckCreating { .. }
+        ProblemKind::NotReady { .. }
+        | ProblemKind::StuckCreating { .. }
         | ProblemKind::ClaimPending { .. }
-        | ProblemKind::ClaimLost => match_text(&events, Source::Events),
+        | ProblemKind::ClaimLost => events_match(),
+        ProblemKind::ContainerFailed { message, .. } => match_text(evidence.logs, Source::Logs)
+            .or_else(|| match_text(message.as_deref().unwrap_or_default(), Source::Status))
+            .or_else(events_match),
+        ProblemKind::CrashLoopBackOff { message, .. } => {
+            match_text(evidence.previous_logs, Source::PreviousLogs)
+                .or_else(|| match_text(evidence.logs, Source::Logs))
+                .or_else(|| match_text(message.as_deref().unwrap_or_default(), Source::Status))
+                .or_else(events_match)
+        }
         _ => match_text(evidence.previous_logs, Source::PreviousLogs)
             .or_else(|| match_text(evidence.logs, Source::Logs))
-            .or_else(|| match_text(&events, Source::Events)),
+            .or_else(events_match),
     };
-    from_texts.unwrap_or_else(|| Diagnosis {
-        cause: Cause::Unknown,
-        evidence: fallback_evidence(problem),
-        source: Source::Status,
-        endpoint: None,
-        missing: None,
-    })
+    from_texts.unwrap_or_else(|| fallback(problem, evidence))
 }
 
 fn status_diagnosis(problem: &Problem) -> Option<Diagnosis> {
+    let from_status = |cause, evidence| {
+        Some(Diagnosis {
+            cause,
+            evidence,
+            source: Source::Status,
+            endpoint: None,
+            missing: None,
+        })
+    };
     match &problem.kind {
         ProblemKind::OomKilled {
             container,
             restart_count,
             ..
-        } => Some(Diagnosis {
-            cause: Cause::OutOfMemory,
-            evidence: format!(
-                "container {container} was OOMKilled (exit 137, restart {restart_count})"
-            ),
-            source: Source::Status,
-            endpoint: None,
-            missing: None,
-        }),
-        ProblemKind::NoReadyEndpoints { selected_pods, .. } => Some(Diagnosis {
-            cause: Cause::ConnectionRefused,
-            evidence: format!(
+        } => from_status(
+            Cause::OutOfMemory,
+            format!("container {container} was OOMKilled (exit 137, restart {restart_count})"),
+        ),
+        ProblemKind::NoReadyEndpoints { selected_pods, .. } => from_status(
+            Cause::ConnectionRefused,
+            format!(
                 "{selected_pods} selected pods, none ready: connections to this Service are refused"
             ),
-            source: Source::Status,
-            endpoint: None,
-            missing: None,
-        }),
-        ProblemKind::Certificate { issue, .. } => Some(Diagnosis {
-            cause: Cause::CertificateInvalid,
-            evidence: issue.describe(),
-            source: Source::Status,
-            endpoint: None,
-            missing: None,
-        }),
+        ),
+        ProblemKind::Certificate { issue, .. } => {
+            from_status(Cause::CertificateInvalid, issue.describe())
+        }
+        // The image reasons say exactly what is wrong; the message names the image.
+        ProblemKind::NotStarted {
+            reason, message, ..
+        } => {
+            let cause = match reason {
+                StartFailure::InvalidImageName => Cause::InvalidImageName,
+                StartFailure::ErrImageNeverPull => Cause::ImageNeverPulled,
+                StartFailure::ImageInspectError => Cause::ImageInspectFailed,
+                _ => return None,
+            };
+            from_status(
+                cause,
+                message
+                    .as_deref()
+                    .map_or_else(|| reason.as_str().to_string(), quote),
+            )
+        }
+        ProblemKind::SchedulingGated {
+            gates,
+            message,
+            seconds,
+        } => from_status(
+            Cause::SchedulingGated,
+            format!(
+                "{} (gates: {}; {})",
+                message
+                    .as_deref()
+                    .unwrap_or("Scheduling is blocked due to non-empty scheduling gates"),
+                if gates.is_empty() {
+                    "-".to_string()
+                } else {
+                    gates.join(", ")
+                },
+                seconds.map_or_else(|| "age unknown".to_string(), |s| format!("for {s}s")),
+            ),
+        ),
         _ => None,
     }
 }
 
-fn fallback_evidence(problem: &Problem) -> String {
-    match &problem.kind {
+/// The diagnosis when nothing in the catalogue matched.
+fn fallback(problem: &Problem, evidence: &Evidence<'_>) -> Diagnosis {
+    let newest_event = evidence
+        .warnings
+        .last()
+        .or(evidence.events.last())
+        .map(|line| quote(line));
+    let (cause, text, source) = match &problem.kind {
+        ProblemKind::NotStarted {
+            reason, message, ..
+        } => {
+            let cause = match reason {
+                StartFailure::RunContainerError => Cause::ContainerStartFailed,
+                StartFailure::CreateContainerError => Cause::ContainerCreateFailed,
+                _ => Cause::KubeletHookFailed,
+            };
+            let text = message
+                .as_deref()
+                .map_or_else(|| reason.as_str().to_string(), quote);
+            (cause, text, Source::Status)
+        }
+        ProblemKind::CreateConfigError { message, .. } => (
+            Cause::InvalidContainerConfig,
+            quote(message),
+            Source::Status,
+        ),
+        ProblemKind::ContainerFailed {
+            container,
+            exit_code,
+            reason,
+            message,
+            ..
+        } => (
+            Cause::NonZeroExit,
+            quote(&format!(
+                "container {container} exited with code {exit_code} ({}){}",
+                reason.as_deref().unwrap_or("no reason"),
+                message
+                    .as_ref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            )),
+            Source::Status,
+        ),
+        ProblemKind::PodFailed { reason, message } => {
+            let cause = match reason.as_str() {
+                "Evicted" => Cause::Evicted,
+                "DeadlineExceeded" => Cause::DeadlineExceeded,
+                "Shutdown" | "Terminated" | "NodeShutdown" => Cause::NodeShutdown,
+                _ => Cause::RejectedByNode,
+            };
+            let text = quote(&format!("{reason}: {}", message.as_deref().unwrap_or("")));
+            (cause, text, Source::Status)
+        }
+        ProblemKind::Unschedulable { message } => {
+            (Cause::NoFittingNode, quote(message), Source::Status)
+        }
+        ProblemKind::ClaimLost => (
+            Cause::VolumeLost,
+            newest_event.clone().unwrap_or_else(|| {
+                "phase Lost: the claim's PersistentVolume no longer exists".to_string()
+            }),
+            if newest_event.is_some() {
+                Source::Events
+            } else {
+                Source::Status
+            },
+        ),
         ProblemKind::CrashLoopBackOff {
             container,
             exit_code,
             message,
             ..
-        } => format!(
-            "container {container} keeps exiting (code {}){}",
-            exit_code.map_or("?".to_string(), |c| c.to_string()),
-            message
-                .as_ref()
-                .map(|m| format!(": {m}"))
-                .unwrap_or_default()
+        } => (
+            Cause::Unknown,
+            quote(&format!(
+                "container {container} keeps exiting (code {}){}",
+                exit_code.map_or("?".to_string(), |c| c.to_string()),
+                message
+                    .as_ref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            )),
+            Source::Status,
         ),
         ProblemKind::ImagePull {
             message, reason, ..
-        } => message.clone().unwrap_or_else(|| reason.clone()),
-        ProblemKind::CreateConfigError { message, .. } => message.clone(),
-        ProblemKind::Unschedulable { message } => message.clone(),
+        } => (
+            Cause::Unknown,
+            quote(message.as_deref().unwrap_or(reason)),
+            Source::Status,
+        ),
+        other => match newest_event {
+            Some(line) => (Cause::Unknown, line, Source::Events),
+            None => (Cause::Unknown, silent_status(other), Source::Status),
+        },
+    };
+    Diagnosis {
+        cause,
+        evidence: text,
+        source,
+        endpoint: None,
+        missing: None,
+    }
+}
+
+/// What the status shows of a problem no event explains.
+fn silent_status(kind: &ProblemKind) -> String {
+    let age =
+        |seconds: &Option<i64>| seconds.map_or_else(|| "age unknown".into(), |s| format!("{s}s"));
+    match kind {
+        ProblemKind::StuckCreating { seconds } => format!(
+            "containers not started {} after scheduling; no event says why",
+            age(seconds)
+        ),
+        ProblemKind::ClaimPending {
+            seconds,
+            storage_class,
+        } => format!(
+            "Pending for {} (StorageClass {}); no event says why",
+            age(seconds),
+            storage_class.as_deref().unwrap_or("default")
+        ),
+        ProblemKind::NotReady {
+            container,
+            running_seconds,
+        } => format!(
+            "container {container} running for {} but not ready; no failed probe reported",
+            age(running_seconds)
+        ),
         other => other.name().to_string(),
     }
 }
@@ -499,7 +797,7 @@ mod tests {
             &Evidence {
                 logs: "starting up\n",
                 previous_logs: "booting\ndial tcp db:5432: connect: connection refused\nexiting\n",
-                events: &[],
+                ..Evidence::default()
             },
         );
         assert_eq!(diagnosis.cause, Cause::ConnectionRefused);
@@ -509,5 +807,220 @@ mod tests {
         let unknown = diagnose(&problem, &Evidence::default());
         assert_eq!(unknown.cause, Cause::Unknown);
         assert!(unknown.evidence.contains("code 1"), "{}", unknown.evidence);
+    }
+    #[test]
+    fn kubelet_messages_that_quote_other_errors_keep_their_own_cause() {
+        // A readiness probe's "connection refused" is the pod's own port, not a dependency.
+        assert_eq!(
+            cause_of(
+                "Unhealthy: Readiness probe failed: Get \"http://10.244.1.5:8080/ready\": dial tcp 10.244.1.5:8080: connect: connection refused"
+            ),
+            Cause::ReadinessProbeFailed
+        );
+        // A CNI plugin's "Unauthorized" is not an image pull.
+        assert_eq!(
+            cause_of(
+                "FailedCreatePodSandBox: Failed to create pod sandbox: rpc error: code = Unknown desc = failed to setup network for sandbox \"9f1e\": plugin type=\"calico\" failed (add): error getting ClusterInformation: connection is unauthorized: Unauthorized"
+            ),
+            Cause::SandboxFailed
+        );
+    }
+
+    #[test]
+    fn evictions_and_pod_failures() {
+        for (line, cause) in [
+            (
+                "The node was low on resource: memory. Threshold quantity: 100Mi, available: 85212Ki. Container app was using 1532Mi, request is 512Mi, has larger consumption of its request. ",
+                Cause::NodeLowOnMemory,
+            ),
+            (
+                "The node was low on resource: ephemeral-storage. Threshold quantity: 4Gi, available: 3Gi. ",
+                Cause::NodeLowOnDisk,
+            ),
+            (
+                "Pod ephemeral local storage usage exceeds the total limit of containers 1Gi. ",
+                Cause::EphemeralStorageExceeded,
+            ),
+            (
+                "Usage of EmptyDir volume \"cache\" exceeds the limit \"500Mi\". ",
+                Cause::EphemeralStorageExceeded,
+            ),
+            (
+                "Pod was active on the node longer than the specified deadline",
+                Cause::DeadlineExceeded,
+            ),
+            (
+                "Pod was terminated in response to imminent node shutdown.",
+                Cause::NodeShutdown,
+            ),
+        ] {
+            assert_eq!(cause_of(line), cause, "{line}");
+        }
+    }
+
+    #[test]
+    fn missing_keys_commands_and_scheduling_filters() {
+        let key = match_text(
+            "Failed: Error: couldn't find key password in Secret default/db-creds",
+            Source::Events,
+        )
+        .unwrap();
+        assert_eq!(key.cause, Cause::MissingSecretKey);
+        assert_eq!(
+            key.missing.as_deref(),
+            Some("key password in Secret default/db-creds")
+        );
+        assert_eq!(
+            cause_of("couldn't find key APP_MODE in ConfigMap shop/web-config"),
+            Cause::MissingConfigMapKey
+        );
+        let command = match_text(
+            "failed to create containerd task: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: \"gunicorn\": executable file not found in $PATH: unknown",
+            Source::Status,
+        )
+        .unwrap();
+        assert_eq!(command.cause, Cause::CommandNotFound);
+        assert_eq!(command.missing.as_deref(), Some("gunicorn"));
+        assert_eq!(
+            cause_of(
+                "0/3 nodes are available: 3 node(s) had untolerated taint {node.kubernetes.io/disk-pressure: }. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+            ),
+            Cause::UntoleratedTaint
+        );
+        assert_eq!(
+            cause_of(
+                "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+            ),
+            Cause::NodeSelectorMismatch
+        );
+        assert_eq!(
+            cause_of(
+                "0/3 nodes are available: 3 node(s) didn't have free ports for the requested pod ports."
+            ),
+            Cause::NoFittingNode
+        );
+    }
+
+    fn problem(kind: ProblemKind) -> Problem {
+        Problem {
+            namespace: "shop".into(),
+            object_kind: "Pod",
+            object_name: "web-1".into(),
+            uid: "u".into(),
+            kind,
+        }
+    }
+
+    #[test]
+    fn an_event_no_row_knows_is_quoted_the_newest_warning_first() {
+        let stuck = problem(ProblemKind::StuckCreating { seconds: Some(30) });
+        let events = [
+            "Scheduled: Successfully assigned shop/web-1 to node-2".to_string(),
+            "FailedSync: error determining status: rpc error: code = Unknown desc = Error: No such container: 4c1d".to_string(),
+            "Pulling: Pulling image \"app:1\"".to_string(),
+        ];
+        let diagnosis = diagnose(
+            &stuck,
+            &Evidence {
+                events: &events,
+                warnings: &events[1..2],
+                ..Evidence::default()
+            },
+        );
+        assert_eq!(diagnosis.cause, Cause::Unknown);
+        assert_eq!(diagnosis.source, Source::Events);
+        assert_eq!(diagnosis.evidence, events[1]);
+
+        let silent = diagnose(&stuck, &Evidence::default());
+        assert_eq!(
+            silent.evidence,
+            "containers not started 30s after scheduling; no event says why"
+        );
+        let pending = diagnose(
+            &problem(ProblemKind::ClaimPending {
+                seconds: Some(600),
+                storage_class: Some("fast".into()),
+            }),
+            &Evidence::default(),
+        );
+        assert_eq!(
+            pending.evidence,
+            "Pending for 600s (StorageClass fast); no event says why"
+        );
+    }
+
+    #[test]
+    fn what_the_status_names_is_the_cause_when_no_row_matches() {
+        let exited = diagnose(
+            &problem(ProblemKind::ContainerFailed {
+                container: "migrate".into(),
+                init: false,
+                exit_code: 1,
+                reason: Some("Error".into()),
+                message: None,
+            }),
+            &Evidence {
+                logs: "applying 0042_orders\n",
+                ..Evidence::default()
+            },
+        );
+        assert_eq!(
+            (exited.cause, exited.evidence.as_str()),
+            (
+                Cause::NonZeroExit,
+                "container migrate exited with code 1 (Error)"
+            )
+        );
+        let out_of_space = diagnose(
+            &problem(ProblemKind::ContainerFailed {
+                container: "backup".into(),
+                init: false,
+                exit_code: 1,
+                reason: Some("Error".into()),
+                message: None,
+            }),
+            &Evidence {
+                logs: "pg_dump: error: could not write to output file: No space left on device\n",
+                ..Evidence::default()
+            },
+        );
+        assert_eq!(out_of_space.cause, Cause::NoSpaceLeft);
+        assert_eq!(out_of_space.source, Source::Logs);
+
+        for (reason, cause) in [
+            (StartFailure::RunContainerError, Cause::ContainerStartFailed),
+            (
+                StartFailure::CreateContainerError,
+                Cause::ContainerCreateFailed,
+            ),
+            (StartFailure::PreStartHookError, Cause::KubeletHookFailed),
+            (StartFailure::InvalidImageName, Cause::InvalidImageName),
+            (StartFailure::ErrImageNeverPull, Cause::ImageNeverPulled),
+            (StartFailure::ImageInspectError, Cause::ImageInspectFailed),
+        ] {
+            let diagnosis = diagnose(
+                &problem(ProblemKind::NotStarted {
+                    container: "app".into(),
+                    init: false,
+                    reason,
+                    message: Some("the kubelet's message".into()),
+                }),
+                &Evidence::default(),
+            );
+            assert_eq!(diagnosis.cause, cause, "{reason:?}");
+            assert_eq!(diagnosis.evidence, "the kubelet's message");
+        }
+        let evicted = diagnose(
+            &problem(ProblemKind::PodFailed {
+                reason: "Evicted".into(),
+                message: Some("Pod was evicted by the eviction API".into()),
+            }),
+            &Evidence::default(),
+        );
+        assert_eq!(evicted.cause, Cause::Evicted);
+        assert_eq!(
+            evicted.evidence,
+            "Evicted: Pod was evicted by the eviction API"
+        );
     }
 }

@@ -262,7 +262,27 @@ fn report(reason: impl Into<String>) -> Plan {
     }
 }
 
-/// Decides what to do about one problem.
+/// Decides what to do about one problem. Only the catalogue's fixes act; every other problem is
+/// reported (an Event, a metric, a row of `health`):
+///
+/// | problem                                  | action                                           |
+/// |------------------------------------------|--------------------------------------------------|
+/// | OOMKilled (or a crash loop out of memory)| RaiseMemory (rails: ceiling, LimitRange, raises)  |
+/// | CrashLoopBackOff, no space left          | RaiseStorage                                      |
+/// | CrashLoopBackOff, connection refused     | RestartDependency (only if it is down)            |
+/// | CrashLoopBackOff, other (workload pod)   | EvictPod; missing object/key, command, DNS, permission: Report |
+/// | ImagePullBackOff / ErrImagePull          | DeletePod, Alert after retries of a permanent error |
+/// | CreateContainerConfigError               | Report                                            |
+/// | NotStarted (RunContainerError, CreateContainerError, PreStartHookError, PreCreateHookError, ErrImageNeverPull, ImageInspectError, InvalidImageName) | Report |
+/// | NotReady (readiness probe failing)       | Report                                            |
+/// | ContainerFailed (exited non-zero, not restarted) | Report                                    |
+/// | Evicted / PodFailed                      | Report                                            |
+/// | Unschedulable, SchedulingGated           | Report                                            |
+/// | StuckCreating, ClaimPending              | Report                                            |
+/// | ClaimLost                                | Alert                                             |
+/// | NoReadyEndpoints                         | Report                                            |
+/// | DependencyDown                           | RestartDependency                                 |
+/// | Certificate                              | RenewCertificate (cert-manager), else Report/Alert |
 pub fn plan(s: &Situation<'_>, rails: &Rails) -> Plan {
     let cause = s.diagnosis.cause;
     match &s.problem.kind {
@@ -279,6 +299,9 @@ pub fn plan(s: &Situation<'_>, rails: &Rails) -> Plan {
             },
             Cause::MissingConfigMap
             | Cause::MissingSecret
+            | Cause::MissingConfigMapKey
+            | Cause::MissingSecretKey
+            | Cause::CommandNotFound
             | Cause::PermissionDenied
             | Cause::DnsFailure => report(format!("{}: a restart cannot fix this", cause.as_str())),
             _ if s.workload.is_none() => {
@@ -303,9 +326,29 @@ pub fn plan(s: &Situation<'_>, rails: &Rails) -> Plan {
             Plan::DeletePod
         }
         ProblemKind::CreateConfigError { .. } => report(format!(
-            "{}: create it, then the kubelet retries by itself",
+            "{}: the kubelet retries by itself once the configuration is right",
             cause.as_str()
         )),
+        ProblemKind::NotStarted { reason, .. } => report(format!(
+            "{} ({}): no fix in the catalogue; the kubelet keeps retrying",
+            reason.as_str(),
+            cause.as_str()
+        )),
+        ProblemKind::NotReady { .. } => report(format!(
+            "not ready ({}): its endpoints get no traffic; the kubelet keeps probing, a restart would not make it ready",
+            cause.as_str()
+        )),
+        ProblemKind::ContainerFailed { .. } => report(format!(
+            "container failed ({}): its controller decides on a retry (a Job's backoffLimit)",
+            cause.as_str()
+        )),
+        ProblemKind::PodFailed { .. } => report(format!(
+            "pod failed ({}): its controller replaces it; the failed pod stays until deleted",
+            cause.as_str()
+        )),
+        ProblemKind::SchedulingGated { .. } => report(
+            "held by scheduling gates: whoever set them (a queue controller) must remove them",
+        ),
         ProblemKind::Unschedulable { .. } => report(format!(
             "unschedulable ({}): needs capacity or smaller requests",
             cause.as_str()
@@ -928,5 +971,92 @@ mod tests {
         }];
         s.stored_storage_fixes = &capped;
         assert!(matches!(plan(&s, &Rails::default()), Plan::Alert { .. }));
+    }
+    /// The detections of issue 10 are reported, never acted on, whatever their cause: none of
+    /// the catalogue's fixes clearly applies.
+    #[test]
+    fn new_detections_are_reported_not_acted_on() {
+        let kinds = [
+            ProblemKind::NotStarted {
+                container: "app".into(),
+                init: false,
+                reason: crate::heal::detect::StartFailure::RunContainerError,
+                message: None,
+            },
+            ProblemKind::NotReady {
+                container: "app".into(),
+                running_seconds: Some(60),
+            },
+            ProblemKind::ContainerFailed {
+                container: "app".into(),
+                init: false,
+                exit_code: 1,
+                reason: Some("Error".into()),
+                message: None,
+            },
+            ProblemKind::PodFailed {
+                reason: "Evicted".into(),
+                message: None,
+            },
+            ProblemKind::SchedulingGated {
+                gates: vec!["kueue.x-k8s.io/admission".into()],
+                message: None,
+                seconds: Some(600),
+            },
+        ];
+        let workload = web();
+        for kind in kinds {
+            let problem = Problem {
+                kind,
+                ..oom_problem()
+            };
+            // Even with the causes that make a crash loop act.
+            for cause in [
+                Cause::OutOfMemory,
+                Cause::NoSpaceLeft,
+                Cause::ConnectionRefused,
+                Cause::Unknown,
+            ] {
+                let diagnosis = Diagnosis {
+                    endpoint: Some(("db".into(), 5432)),
+                    ..diagnosis(cause)
+                };
+                let decided = plan(
+                    &situation(&problem, &diagnosis, Some(&workload)),
+                    &Rails::default(),
+                );
+                assert!(
+                    matches!(decided, Plan::Report { .. }),
+                    "{} with {cause:?}: {decided:?}",
+                    problem.kind.name()
+                );
+            }
+        }
+        // A crash loop whose container's command is missing, or a key of its Secret: restarting
+        // it (evicting the pod) meets the same error.
+        let crashloop = Problem {
+            kind: ProblemKind::CrashLoopBackOff {
+                container: "app".into(),
+                init: false,
+                restart_count: 4,
+                exit_code: Some(128),
+                message: None,
+            },
+            ..oom_problem()
+        };
+        for cause in [
+            Cause::CommandNotFound,
+            Cause::MissingSecretKey,
+            Cause::MissingConfigMapKey,
+        ] {
+            let diagnosis = diagnosis(cause);
+            assert!(matches!(
+                plan(
+                    &situation(&crashloop, &diagnosis, Some(&workload)),
+                    &Rails::default()
+                ),
+                Plan::Report { .. }
+            ));
+        }
     }
 }
