@@ -345,8 +345,22 @@ fn raise_memory(
         }
         _ => &fix.value,
     };
+    for_each_fixed_container(pod_spec, fix, |container, name, _| {
+        if let Some(applied) = raise_container_memory(container, name, fix, target, mutation) {
+            mutation.applied.push(applied);
+        }
+    });
+}
+
+/// Calls `visit(container, name, list)` for every container of `pod_spec` a memory fix names:
+/// every regular container when the fix names none, else the one it names; init containers only
+/// when the fix names them (they rarely share the app's needs).
+fn for_each_fixed_container(
+    pod_spec: &mut Value,
+    fix: &Fix,
+    mut visit: impl FnMut(&mut Value, &str, &str),
+) {
     for list in ["containers", "initContainers"] {
-        // Init containers only when the fix names them: they rarely share the app's needs.
         if list == "initContainers" && fix.container.is_none() {
             continue;
         }
@@ -357,15 +371,8 @@ fn raise_memory(
             let name = target::str_at(container, &["name"])
                 .unwrap_or_default()
                 .to_string();
-            if fix
-                .container
-                .as_deref()
-                .is_some_and(|wanted| wanted != name)
-            {
-                continue;
-            }
-            if let Some(applied) = raise_container_memory(container, &name, fix, target, mutation) {
-                mutation.applied.push(applied);
+            if fix.container.as_deref().is_none_or(|wanted| wanted == name) {
+                visit(container, &name, list);
             }
         }
     }
@@ -411,37 +418,19 @@ fn raise_container_memory(
 /// where the incoming request equalled the incoming limit (as CREATE raised both together).
 /// Writes only exact live values; never raises past them.
 fn keep_live_memory(pod_spec: &mut Value, live_spec: &Value, fix: &Fix, mutation: &mut Mutation) {
-    for list in ["containers", "initContainers"] {
-        if list == "initContainers" && fix.container.is_none() {
-            continue;
+    for_each_fixed_container(pod_spec, fix, |container, name, list| {
+        let live = live_spec
+            .get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|live| target::str_at(live, &["name"]) == Some(name));
+        if let Some(live) = live
+            && let Some(kept) = keep_container_memory(container, live, name, fix)
+        {
+            mutation.kept.push(kept);
         }
-        let Some(containers) = pod_spec.get_mut(list).and_then(Value::as_array_mut) else {
-            continue;
-        };
-        let live_containers = live_spec.get(list).and_then(Value::as_array);
-        for container in containers {
-            let name = target::str_at(container, &["name"])
-                .unwrap_or_default()
-                .to_string();
-            if fix
-                .container
-                .as_deref()
-                .is_some_and(|wanted| wanted != name)
-            {
-                continue;
-            }
-            let Some(live) = live_containers
-                .into_iter()
-                .flatten()
-                .find(|live| target::str_at(live, &["name"]) == Some(name.as_str()))
-            else {
-                continue;
-            };
-            if let Some(kept) = keep_container_memory(container, live, &name, fix) {
-                mutation.kept.push(kept);
-            }
-        }
-    }
+    });
 }
 
 fn keep_container_memory(
