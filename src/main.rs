@@ -50,10 +50,7 @@ async fn main() -> ExitCode {
             clap_complete::generate(args.shell, &mut Cli::command(), name, &mut std::io::stdout());
             Ok(true)
         }
-        Command::Man => clap_mangen::Man::new(Cli::command())
-            .render(&mut std::io::stdout())
-            .context("writing the man page")
-            .map(|()| true),
+        Command::Man(args) => man(args.dir.as_deref()).map(|()| true),
     };
     // 0: done (and healthy); 1: `health` found problems; 2: an error.
     match result {
@@ -77,6 +74,21 @@ fn init_tracing(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// The man page on standard output, or a page per command in `dir`.
+fn man(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    match dir {
+        None => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .context("writing the man page"),
+        Some(dir) => {
+            clap_mangen::generate_to(Cli::command(), dir)
+                .with_context(|| format!("writing man pages into {}", dir.display()))?;
+            eprintln!("wrote the man pages into {}", dir.display());
+            Ok(())
+        }
     }
 }
 

@@ -95,8 +95,16 @@ pub enum Command {
     Unseal(UnsealArgs),
     /// Print a shell completion script, e.g. `source <(selfheal completions bash)`.
     Completions(CompletionsArgs),
-    /// Print the man page (roff), e.g. `selfheal man > /usr/local/share/man/man1/selfheal.1`.
-    Man,
+    /// Print the man page (roff), e.g. `selfheal man > selfheal.1`; `--dir` writes a page per
+    /// command (selfheal.1, selfheal-fixes.1, selfheal-fixes-forget.1, ...).
+    Man(ManArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ManArgs {
+    /// Write one page per command into this directory, e.g. /usr/local/share/man/man1.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
