@@ -47,7 +47,12 @@ async fn main() -> ExitCode {
                 .and_then(|name| name.to_str())
                 .unwrap_or("selfheal")
                 .to_string();
-            clap_complete::generate(args.shell, &mut Cli::command(), name, &mut std::io::stdout());
+            clap_complete::generate(
+                args.shell,
+                &mut Cli::command(),
+                name,
+                &mut std::io::stdout(),
+            );
             Ok(true)
         }
         Command::Man(args) => man(args.dir.as_deref()).map(|()| true),
@@ -108,11 +113,18 @@ async fn run_fixes(args: FixesArgs) -> anyhow::Result<()> {
 }
 
 async fn forget(args: ForgetArgs) -> anyhow::Result<()> {
-    let selector =
-        fixes::Selector::parse(&args.target, args.fix_type.as_deref(), args.container, args.claim)?;
+    let selector = fixes::Selector::parse(
+        &args.target,
+        args.fix_type.as_deref(),
+        args.container,
+        args.claim,
+    )?;
     let store = open_store(&args.store).await?;
     let removed = fixes::forget(&store, &selector).await?;
-    print!("{}", fixes::forget_report(&store.describe(), &selector, &removed));
+    print!(
+        "{}",
+        fixes::forget_report(&store.describe(), &selector, &removed)
+    );
     Ok(())
 }
 
@@ -129,31 +141,26 @@ async fn prune(args: PruneArgs) -> anyhow::Result<()> {
     let document = store.read_document().await?;
     let existing = fixes::existing_for(&client, &document).await?;
     let now = jiff::Timestamp::now();
-    let age = humanize(args.older_than);
+    let age = fixes::format_age(args.older_than);
     let stale = if args.apply {
         fixes::drop_stale(&store, &existing, now, args.older_than).await?
     } else {
         fixes::stale_fixes(&document, &existing, now, args.older_than)
     };
-    print!("{}", fixes::prune_report(&store.describe(), &stale, args.apply, &age));
+    print!(
+        "{}",
+        fixes::prune_report(&store.describe(), &stale, args.apply, &age)
+    );
     Ok(())
-}
-
-/// `30d`, `12h`, `90m` or seconds: the age as the user would write it.
-fn humanize(age: Duration) -> String {
-    let seconds = age.as_secs();
-    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
-        if seconds >= size && seconds % size == 0 {
-            return format!("{}{unit}", seconds / size);
-        }
-    }
-    format!("{seconds}s")
 }
 
 async fn export(args: ExportArgs) -> anyhow::Result<()> {
     let store = open_store(&args.store).await?;
     let document = store.read_document().await?;
-    print!("{}", fixes::export(&document, args.output == ExportFormat::Json)?);
+    print!(
+        "{}",
+        fixes::export(&document, args.output == ExportFormat::Json)?
+    );
     Ok(())
 }
 
@@ -171,7 +178,10 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
     let imported = fixes::parse_import(&text, &origin)?;
     let store = open_store(&args.store).await?;
     let report = fixes::import(&store, &imported).await?;
-    print!("{}", fixes::import_report(&store.describe(), &origin, &report));
+    print!(
+        "{}",
+        fixes::import_report(&store.describe(), &origin, &report)
+    );
     Ok(())
 }
 

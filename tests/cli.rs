@@ -285,16 +285,17 @@ fn fixes_forget_export_and_import_work_on_the_file_store() {
         dir.path().join("restored.yaml").to_str().unwrap(),
     ]));
     assert!(ok, "{err}");
-    assert!(out.contains("8 added, 0 raised, 0 unchanged, 0 skipped"), "{out}");
+    assert!(
+        out.contains("8 added, 0 raised, 0 unchanged, 0 skipped"),
+        "{out}"
+    );
 
-    let (ok, out, err) = run(selfheal().args([
-        "fixes",
-        "forget",
-        "no-slash",
-        "--fixes-file",
-        file,
-    ]));
-    assert!(!ok && out.is_empty() && err.contains("NAMESPACE/RESOURCE"), "{err}");
+    let (ok, out, err) =
+        run(selfheal().args(["fixes", "forget", "no-slash", "--fixes-file", file]));
+    assert!(
+        !ok && out.is_empty() && err.contains("NAMESPACE/RESOURCE"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -312,7 +313,10 @@ fn completions_for_each_shell_name_the_commands() {
 fn the_man_page_names_the_commands() {
     let (ok, page, err) = run(selfheal().arg("man"));
     assert!(ok, "{err}");
-    assert!(page.starts_with(".ie") || page.contains(".TH selfheal 1"), "{page}");
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH selfheal 1"),
+        "{page}"
+    );
     for command in ["serve", "fixes", "health", "heal", "unseal", "completions"] {
         assert!(
             page.contains(&format!("selfheal\\-{command}(1)")),
@@ -335,10 +339,16 @@ fn as_the_kubectl_plugin_help_says_kubectl_selfheal() {
     command.env("KUBECONFIG", "/nonexistent/kubeconfig");
     let (ok, help, err) = run(command.arg("--help"));
     assert!(ok, "{err}");
-    assert!(help.contains("Usage: kubectl selfheal [OPTIONS] <COMMAND>"), "{help}");
+    assert!(
+        help.contains("Usage: kubectl selfheal [OPTIONS] <COMMAND>"),
+        "{help}"
+    );
     let mut command = Command::new(&plugin);
     let (ok, help, _) = run(command.args(["health", "--help"]));
-    assert!(ok && help.contains("Usage: kubectl selfheal health"), "{help}");
+    assert!(
+        ok && help.contains("Usage: kubectl selfheal health"),
+        "{help}"
+    );
     let (_, _, err) = run(selfheal().arg("--help"));
     assert!(err.is_empty());
     let (_, help, _) = run(selfheal().arg("--help"));
@@ -399,12 +409,7 @@ contexts:
         .env("SELFHEAL_CONTEXT", "chosen"));
     assert!(!ok && err.contains(&format!("127.0.0.1:{chosen}")), "{err}");
     // A context the kubeconfig lacks is named.
-    let (ok, _, err) = run(selfheal().args([
-        "fixes",
-        "--kubeconfig",
-        kubeconfig,
-        "--context",
-        "nosuch",
-    ]));
+    let (ok, _, err) =
+        run(selfheal().args(["fixes", "--kubeconfig", kubeconfig, "--context", "nosuch"]));
     assert!(!ok && err.contains("nosuch"), "{err}");
 }

@@ -40,7 +40,12 @@ fn configmap_store(server: &FakeApiServer, yaml: &str) -> FixStore {
             "data": {"fixes.yaml": yaml},
         }),
     );
-    let store = ConfigMapStore::new(server.client(), NAMESPACE, "fixes", Arc::new(Metrics::new()));
+    let store = ConfigMapStore::new(
+        server.client(),
+        NAMESPACE,
+        "fixes",
+        Arc::new(Metrics::new()),
+    );
     FixStore::ConfigMap(Arc::new(store))
 }
 
@@ -68,7 +73,15 @@ fn values(yaml: &str) -> Vec<String> {
     let document = FixDocument::parse(yaml).unwrap();
     let mut values: Vec<String> = document
         .fixes()
-        .map(|f| format!("{}/{}/{}={}", f.resource, f.fix_type, f.target().unwrap_or("-"), f.value))
+        .map(|f| {
+            format!(
+                "{}/{}/{}={}",
+                f.resource,
+                f.fix_type,
+                f.target().unwrap_or("-"),
+                f.value
+            )
+        })
         .collect();
     values.sort();
     values
@@ -79,12 +92,16 @@ async fn forget_removes_what_matches_once_and_keeps_bad_entries() {
     let server = FakeApiServer::new();
     let store = configmap_store(&server, STORED);
 
-    let sidecar = Selector::parse("gitlab/web", Some("memory"), Some("sidecar".into()), None).unwrap();
+    let sidecar =
+        Selector::parse("gitlab/web", Some("memory"), Some("sidecar".into()), None).unwrap();
     let removed = fixes::forget(&store, &sidecar).await.unwrap();
     assert_eq!(removed.len(), 1);
     assert_eq!(removed[0].container.as_deref(), Some("sidecar"));
     let report = fixes::forget_report(&store.describe(), &sidecar, &removed);
-    assert!(report.starts_with("removed 1 fix from ConfigMap selfheal/fixes"), "{report}");
+    assert!(
+        report.starts_with("removed 1 fix from ConfigMap selfheal/fixes"),
+        "{report}"
+    );
     assert_eq!(
         values(&stored_yaml(&server)),
         ["db/storage/-=20Gi", "web/memory/app=2Gi"]
@@ -95,10 +112,12 @@ async fn forget_removes_what_matches_once_and_keeps_bad_entries() {
     let version = resource_version(&server);
     let again = fixes::forget(&store, &sidecar).await.unwrap();
     assert!(again.is_empty());
-    assert!(
-        fixes::forget_report(&store.describe(), &sidecar, &again).contains("nothing removed")
+    assert!(fixes::forget_report(&store.describe(), &sidecar, &again).contains("nothing removed"));
+    assert_eq!(
+        resource_version(&server),
+        version,
+        "nothing to remove writes nothing"
     );
-    assert_eq!(resource_version(&server), version, "nothing to remove writes nothing");
 
     // Without a type or container, every fix of the workload goes.
     let web = Selector::parse("gitlab/web", None, None, None).unwrap();
@@ -146,7 +165,10 @@ fixes:
         ],
         "the sidecar keeps its larger value"
     );
-    assert!(!yaml.contains("evil"), "a bad imported entry is never written: {yaml}");
+    assert!(
+        !yaml.contains("evil"),
+        "a bad imported entry is never written: {yaml}"
+    );
     assert_broken_entry_kept(&yaml);
 
     // The same import again changes nothing and writes nothing.
@@ -170,13 +192,25 @@ async fn export_then_import_into_an_empty_store_restores_every_fix() {
     let exported = fixes::export(&source.read_document().await.unwrap(), true).unwrap();
 
     let server = FakeApiServer::new();
-    let target = ConfigMapStore::new(server.client(), NAMESPACE, "fixes", Arc::new(Metrics::new()));
+    let target = ConfigMapStore::new(
+        server.client(),
+        NAMESPACE,
+        "fixes",
+        Arc::new(Metrics::new()),
+    );
     let target = FixStore::ConfigMap(Arc::new(target));
-    let report = fixes::import(&target, &fixes::parse_import(&exported, "export.json").unwrap())
-        .await
-        .unwrap();
+    let report = fixes::import(
+        &target,
+        &fixes::parse_import(&exported, "export.json").unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.added.len(), 3);
-    assert_eq!(report.skipped.len(), 1, "the broken entry is named, not imported");
+    assert_eq!(
+        report.skipped.len(),
+        1,
+        "the broken entry is named, not imported"
+    );
     assert_eq!(values(&stored_yaml(&server)), values(STORED));
 }
 
@@ -199,7 +233,10 @@ fn claim(namespace: &str, name: &str) -> Value {
 #[tokio::test]
 async fn prune_drops_only_fixes_of_absent_workloads_untouched_for_the_age() {
     let server = FakeApiServer::new();
-    server.put(&Collection::apps("gitlab", "deployments"), deployment("gitlab", "web"));
+    server.put(
+        &Collection::apps("gitlab", "deployments"),
+        deployment("gitlab", "web"),
+    );
     server.put(
         &Collection::core("gitlab", "persistentvolumeclaims"),
         claim("gitlab", "data-db"),
@@ -233,11 +270,16 @@ fixes:
         .collect();
     assert_eq!(names, ["gitlab/gone", "vanished/app"]);
     let report = fixes::prune_report(&store.describe(), &stale, false, "30d");
-    assert!(report.starts_with("would drop 2 fixes") && report.contains("--apply"), "{report}");
+    assert!(
+        report.starts_with("would drop 2 fixes") && report.contains("--apply"),
+        "{report}"
+    );
     assert_eq!(resource_version(&server), version);
 
     // Applied: exactly those go; the broken entry stays word for word.
-    let dropped = fixes::drop_stale(&store, &existing, now, month).await.unwrap();
+    let dropped = fixes::drop_stale(&store, &existing, now, month)
+        .await
+        .unwrap();
     assert_eq!(dropped, stale);
     let yaml = stored_yaml(&server);
     let left: Vec<String> = FixDocument::parse(&yaml)
@@ -248,5 +290,10 @@ fixes:
     assert_eq!(left, ["web", "data-db", "gone-lately", "undated"]);
     assert!(yaml.contains("4Gx"), "{yaml}");
     // A second run finds nothing.
-    assert!(fixes::drop_stale(&store, &existing, now, month).await.unwrap().is_empty());
+    assert!(
+        fixes::drop_stale(&store, &existing, now, month)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -346,13 +346,12 @@ async fn a_write_past_the_configmap_limit_is_refused_and_loses_nothing() {
         before,
         "the stored ConfigMap is untouched"
     );
-    assert_eq!(snapshot.current().len(), stored_fixes, "the snapshot keeps every fix");
-    assert!(
-        snapshot
-            .current()
-            .lookup("team", "one-too-many")
-            .is_empty()
+    assert_eq!(
+        snapshot.current().len(),
+        stored_fixes,
+        "the snapshot keeps every fix"
     );
+    assert!(snapshot.current().lookup("team", "one-too-many").is_empty());
     assert!(
         metrics
             .encode()

@@ -171,7 +171,10 @@ where
 pub type Existing = BTreeMap<String, BTreeSet<String>>;
 
 /// Reads which workloads exist in every namespace that holds a fix.
-pub async fn existing_for(client: &kube::Client, document: &FixDocument) -> anyhow::Result<Existing> {
+pub async fn existing_for(
+    client: &kube::Client,
+    document: &FixDocument,
+) -> anyhow::Result<Existing> {
     let namespaces: BTreeSet<&str> = document.fixes().map(|f| f.namespace.as_str()).collect();
     let mut existing = Existing::new();
     for namespace in namespaces {
@@ -218,7 +221,9 @@ pub async fn drop_stale(
 
 /// What `prune` prints.
 pub fn prune_report(store: &str, fixes: &[Fix], applied: bool, older_than: &str) -> String {
-    let rule = format!("no workload of that name exists and the fix was last raised over {older_than} ago");
+    let rule = format!(
+        "no workload of that name exists and the fix was last raised over {older_than} ago"
+    );
     if fixes.is_empty() {
         return format!("nothing to prune in {store} ({rule})\n");
     }
@@ -248,7 +253,11 @@ pub fn parse_age(text: &str) -> Result<Duration, String> {
             'h' => 3600,
             'd' => 86_400,
             'w' => 604_800,
-            _ => return Err(format!("{text:?}: unknown unit {c:?} (use s, m, h, d or w, e.g. 30d)")),
+            _ => {
+                return Err(format!(
+                    "{text:?}: unknown unit {c:?} (use s, m, h, d or w, e.g. 30d)"
+                ));
+            }
         };
         let value: u64 = number
             .parse()
@@ -264,6 +273,17 @@ pub fn parse_age(text: &str) -> Result<Duration, String> {
         return Err(format!("{text:?}: give a unit (s, m, h, d or w), e.g. 30d"));
     }
     Ok(Duration::from_secs(total))
+}
+
+/// An age as a person writes it, in the largest whole unit: `30d`, `36h`, `90m`, `45s`.
+pub fn format_age(age: Duration) -> String {
+    let seconds = age.as_secs();
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+        if seconds >= size && seconds.is_multiple_of(size) {
+            return format!("{}{unit}", seconds / size);
+        }
+    }
+    format!("{seconds}s")
 }
 
 /// What `import` did with each entry of the imported file.
@@ -291,7 +311,10 @@ pub async fn import(store: &FixStore, imported: &FixDocument) -> Result<ImportRe
             let mut report = ImportReport::default();
             for fix in &fixes {
                 let outcome = document.record(fix.clone());
-                let stored = document.get(&fix.key()).cloned().unwrap_or_else(|| fix.clone());
+                let stored = document
+                    .get(&fix.key())
+                    .cloned()
+                    .unwrap_or_else(|| fix.clone());
                 match outcome {
                     MergeOutcome::Added => report.added.push(stored),
                     MergeOutcome::Raised { from } => report.raised.push((stored, from)),
@@ -301,7 +324,11 @@ pub async fn import(store: &FixStore, imported: &FixDocument) -> Result<ImportRe
             report
         })
         .await?;
-    report.skipped = imported.problems().iter().map(ToString::to_string).collect();
+    report.skipped = imported
+        .problems()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     Ok(report)
 }
 
@@ -371,7 +398,14 @@ fn fix_table(fixes: &[Fix]) -> String {
         })
         .collect();
     crate::app::report::table(
-        &["NAMESPACE", "RESOURCE", "TYPE", "VALUE", "TARGET", "TIMESTAMP"],
+        &[
+            "NAMESPACE",
+            "RESOURCE",
+            "TYPE",
+            "VALUE",
+            "TARGET",
+            "TIMESTAMP",
+        ],
         &rows,
     )
 }
@@ -405,8 +439,7 @@ mod tests {
     fn a_selector_narrows_by_type_and_target() {
         let all = Selector::parse("gitlab/web", None, None, None).unwrap();
         let memory = Selector::parse("gitlab/web", Some("memory"), None, None).unwrap();
-        let sidecar =
-            Selector::parse("gitlab/web", None, Some("sidecar".into()), None).unwrap();
+        let sidecar = Selector::parse("gitlab/web", None, Some("sidecar".into()), None).unwrap();
         let app = fix("web", "memory", Some("app"), None);
         let side = fix("web", "memory", Some("sidecar"), None);
         let disk = fix("web", "storage", Some("data"), None);
@@ -419,7 +452,9 @@ mod tests {
     #[test]
     fn a_selector_names_what_is_wrong() {
         for bad in ["web", "/web", "gitlab/", "a/b/c"] {
-            let error = Selector::parse(bad, None, None, None).unwrap_err().to_string();
+            let error = Selector::parse(bad, None, None, None)
+                .unwrap_err()
+                .to_string();
             assert!(error.contains("NAMESPACE/RESOURCE"), "{bad}: {error}");
         }
         let error = Selector::parse("a/b", Some("cpu"), None, None)
@@ -437,10 +472,18 @@ mod tests {
         let undated = fix("web", "memory", None, None);
         assert!(is_stale(&old, false, now, month));
         assert!(!is_stale(&old, true, now, month), "the workload exists");
-        assert!(!is_stale(&recent, false, now, month), "raised within the age");
+        assert!(
+            !is_stale(&recent, false, now, month),
+            "raised within the age"
+        );
         assert!(!is_stale(&undated, false, now, month), "no timestamp: kept");
         let exactly: jiff::Timestamp = "2026-01-30T00:00:00Z".parse().unwrap();
-        assert!(is_stale(&fix("web", "memory", None, Some(&exactly.to_string())), false, now, month));
+        assert!(is_stale(
+            &fix("web", "memory", None, Some(&exactly.to_string())),
+            false,
+            now,
+            month
+        ));
     }
 
     #[test]
@@ -453,6 +496,9 @@ mod tests {
         for bad in ["", "30", "d", "3x", "99999999999999999999w"] {
             assert!(parse_age(bad).is_err(), "{bad}");
         }
+        for text in ["30d", "36h", "90m", "45s"] {
+            assert_eq!(format_age(parse_age(text).unwrap()), text);
+        }
     }
 
     #[test]
@@ -463,7 +509,10 @@ mod tests {
         .unwrap();
         let yaml = export(&document, false).unwrap();
         assert_eq!(FixDocument::parse(&yaml).unwrap().fixes().count(), 1);
-        assert!(yaml.contains("cpu"), "invalid entries are exported as stored");
+        assert!(
+            yaml.contains("cpu"),
+            "invalid entries are exported as stored"
+        );
         let json = export(&document, true).unwrap();
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(value["fixes"][0]["value"], "2Gi");

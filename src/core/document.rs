@@ -295,7 +295,10 @@ fixes:
         assert_eq!(rewritten.fixes().count(), 1);
         assert_eq!(rewritten.problems().len(), 1);
         assert!(doc.to_yaml().contains("value: 4Gx"), "{}", doc.to_yaml());
-        assert!(doc.remove_fixes(|fix| fix.resource == "gitlab-webservice").is_empty());
+        assert!(
+            doc.remove_fixes(|fix| fix.resource == "gitlab-webservice")
+                .is_empty()
+        );
     }
 
     #[test]

@@ -138,10 +138,7 @@ impl ConfigMapStore {
 
     /// Applies `change` to the stored document with optimistic concurrency; see the module
     /// documentation and `FixStore::update`.
-    pub async fn update<T>(
-        &self,
-        change: impl Fn(&mut FixDocument) -> T,
-    ) -> Result<T, StoreError> {
+    pub async fn update<T>(&self, change: impl Fn(&mut FixDocument) -> T) -> Result<T, StoreError> {
         for attempt in 0..MAX_CONFLICT_RETRIES {
             if attempt > 0 {
                 tokio::time::sleep(conflict_backoff(attempt)).await;

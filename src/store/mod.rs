@@ -275,11 +275,27 @@ mod tests {
         let watch = SizeWatch::default();
         let metrics = Metrics::new();
         assert!(!watch.observe("t", 1000, &metrics));
-        assert!(watch.observe("t", WARN_BYTES, &metrics), "crossing up warns");
-        assert!(!watch.observe("t", WARN_BYTES + 10, &metrics), "staying above does not");
-        assert!(metrics.encode().contains(&format!("selfheal_store_bytes {}", WARN_BYTES + 10)));
-        assert!(!watch.observe("t", WARN_BYTES - 1, &metrics), "going down does not");
-        assert!(watch.observe("t", CONFIGMAP_LIMIT_BYTES, &metrics), "a new crossing warns again");
+        assert!(
+            watch.observe("t", WARN_BYTES, &metrics),
+            "crossing up warns"
+        );
+        assert!(
+            !watch.observe("t", WARN_BYTES + 10, &metrics),
+            "staying above does not"
+        );
+        assert!(
+            metrics
+                .encode()
+                .contains(&format!("selfheal_store_bytes {}", WARN_BYTES + 10))
+        );
+        assert!(
+            !watch.observe("t", WARN_BYTES - 1, &metrics),
+            "going down does not"
+        );
+        assert!(
+            watch.observe("t", CONFIGMAP_LIMIT_BYTES, &metrics),
+            "a new crossing warns again"
+        );
     }
 
     #[test]
