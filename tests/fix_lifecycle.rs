@@ -297,3 +297,63 @@ fixes:
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forget_beside_concurrent_writers_loses_none_of_their_fixes() {
+    let server = FakeApiServer::new();
+    configmap_store(&server, STORED);
+    let stores: Vec<FixStore> = (0..4)
+        .map(|_| {
+            FixStore::ConfigMap(Arc::new(ConfigMapStore::new(
+                server.client(),
+                NAMESPACE,
+                "fixes",
+                Arc::new(Metrics::new()),
+            )))
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    for (w, store) in stores.iter().enumerate() {
+        for i in 0..5 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let fix = selfheal::core::fix::Fix::from_record(selfheal::core::fix::FixRecord {
+                    namespace: Some("team".into()),
+                    resource: Some(format!("app-{w}-{i}")),
+                    fix_type: Some("memory".into()),
+                    value: Some("1Gi".into()),
+                    ..Default::default()
+                })
+                .unwrap();
+                store.record(fix).await.map(|_| 0)
+            }));
+        }
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let web = Selector::parse("gitlab/web", None, None, None).unwrap();
+            fixes::forget(&store, &web)
+                .await
+                .map(|removed| removed.len())
+        }));
+    }
+    let mut forgotten = 0;
+    for task in tasks {
+        forgotten += task.await.unwrap().expect("every write lands");
+    }
+    assert_eq!(
+        forgotten, 2,
+        "the two fixes of gitlab/web are removed once in all"
+    );
+    let yaml = stored_yaml(&server);
+    let document = FixDocument::parse(&yaml).unwrap();
+    assert_eq!(
+        document.fixes().filter(|f| f.namespace == "team").count(),
+        20
+    );
+    assert!(document.fixes().all(|f| f.resource != "web"), "{yaml}");
+    assert_broken_entry_kept(&yaml);
+    assert!(
+        server.conflicts.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "the test must produce conflicting writes"
+    );
+}
