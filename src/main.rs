@@ -4,27 +4,58 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
+use anyhow::Context;
+use clap::{CommandFactory, FromArgMatches};
 use tracing_subscriber::EnvFilter;
 
-use selfheal::app::cli::{CertsArgs, Cli, Command, FixesArgs, LogFormat, OutputFormat};
-use selfheal::app::{list, oneshot, serve};
+use selfheal::app::cli::{
+    self, CertsArgs, Cli, Command, ExportArgs, ExportFormat, FixesAction, FixesArgs, ForgetArgs,
+    ImportArgs, LogFormat, OutputFormat, PruneArgs, StoreArgs,
+};
+use selfheal::app::{fixes, list, oneshot, serve};
 use selfheal::certs::generate as certs;
+use selfheal::store::FixStore;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv0 = std::env::args_os().next();
+    let matches = Cli::command()
+        .bin_name(cli::invoked_name(argv0.as_deref()))
+        .get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     init_tracing(cli.log_format);
+    serve::select_cluster(cli.cluster.clone());
     // One crypto provider for every TLS user in the process (the webhook server, the kube client).
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let _ = provider.as_ref().clone().install_default();
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args, provider).await.map(|()| true),
-        Command::Fixes(args) => print_fixes(args).await.map(|()| true),
+        Command::Fixes(args) => run_fixes(args).await.map(|()| true),
         Command::Certs(args) => make_certs(&args).map(|()| true),
         Command::Health(args) => oneshot::health(&args).await,
         Command::Heal(args) => oneshot::heal(&args).await.map(|()| true),
         Command::Unseal(args) => oneshot::unseal(&args, provider).await,
+        Command::Completions(args) => {
+            // The executable's own name: what the shell completes (also `kubectl-selfheal`).
+            let name = argv0
+                .as_deref()
+                .map(std::path::Path::new)
+                .and_then(std::path::Path::file_name)
+                .and_then(|name| name.to_str())
+                .unwrap_or("selfheal")
+                .to_string();
+            clap_complete::generate(
+                args.shell,
+                &mut Cli::command(),
+                name,
+                &mut std::io::stdout(),
+            );
+            Ok(true)
+        }
+        Command::Man(args) => man(args.dir.as_deref()).map(|()| true),
     };
     // 0: done (and healthy); 1: `health` found problems; 2: an error.
     match result {
@@ -32,6 +63,9 @@ async fn main() -> ExitCode {
         Ok(false) => ExitCode::from(1),
         Err(error) => {
             eprintln!("error: {error:#}");
+            if let Some(cluster) = serve::cluster_in_use() {
+                eprintln!("(cluster: {cluster})");
+            }
             ExitCode::from(2)
         }
     }
@@ -48,9 +82,111 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-async fn print_fixes(args: FixesArgs) -> anyhow::Result<()> {
+/// The man page on standard output, or a page per command in `dir`.
+fn man(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    match dir {
+        None => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .context("writing the man page"),
+        Some(dir) => {
+            clap_mangen::generate_to(Cli::command(), dir)
+                .with_context(|| format!("writing man pages into {}", dir.display()))?;
+            eprintln!("wrote the man pages into {}", dir.display());
+            Ok(())
+        }
+    }
+}
+
+async fn open_store(args: &StoreArgs) -> anyhow::Result<FixStore> {
     let metrics = Arc::new(selfheal::metrics::Metrics::new());
-    let store = serve::open_store(&args.store, metrics, Duration::from_secs(1)).await?;
+    serve::open_store(args, metrics, Duration::from_secs(1)).await
+}
+
+async fn run_fixes(args: FixesArgs) -> anyhow::Result<()> {
+    match args.action {
+        None => print_fixes(args).await,
+        Some(FixesAction::Forget(args)) => forget(args).await,
+        Some(FixesAction::Prune(args)) => prune(args).await,
+        Some(FixesAction::Export(args)) => export(args).await,
+        Some(FixesAction::Import(args)) => import(args).await,
+    }
+}
+
+async fn forget(args: ForgetArgs) -> anyhow::Result<()> {
+    let selector = fixes::Selector::parse(
+        &args.target,
+        args.fix_type.as_deref(),
+        args.container,
+        args.claim,
+    )?;
+    let store = open_store(&args.store).await?;
+    let removed = fixes::forget(&store, &selector).await?;
+    print!(
+        "{}",
+        fixes::forget_report(&store.describe(), &selector, &removed)
+    );
+    Ok(())
+}
+
+async fn prune(args: PruneArgs) -> anyhow::Result<()> {
+    let client = serve::kube_client()
+        .await
+        .context("prune reads which workloads exist from the cluster")?;
+    let store = serve::store_on(
+        &args.store,
+        Some(client.clone()),
+        Arc::new(selfheal::metrics::Metrics::new()),
+        Duration::from_secs(1),
+    );
+    let document = store.read_document().await?;
+    let existing = fixes::existing_for(&client, &document).await?;
+    let now = jiff::Timestamp::now();
+    let age = fixes::format_age(args.older_than);
+    let stale = if args.apply {
+        fixes::drop_stale(&store, &existing, now, args.older_than).await?
+    } else {
+        fixes::stale_fixes(&document, &existing, now, args.older_than)
+    };
+    print!(
+        "{}",
+        fixes::prune_report(&store.describe(), &stale, args.apply, &age)
+    );
+    Ok(())
+}
+
+async fn export(args: ExportArgs) -> anyhow::Result<()> {
+    let store = open_store(&args.store).await?;
+    let document = store.read_document().await?;
+    print!(
+        "{}",
+        fixes::export(&document, args.output == ExportFormat::Json)?
+    );
+    Ok(())
+}
+
+async fn import(args: ImportArgs) -> anyhow::Result<()> {
+    let (text, origin) = if args.file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("reading standard input")?;
+        (text, "standard input".to_string())
+    } else {
+        let text = std::fs::read_to_string(&args.file)
+            .with_context(|| format!("reading {}", args.file.display()))?;
+        (text, args.file.display().to_string())
+    };
+    let imported = fixes::parse_import(&text, &origin)?;
+    let store = open_store(&args.store).await?;
+    let report = fixes::import(&store, &imported).await?;
+    print!(
+        "{}",
+        fixes::import_report(&store.describe(), &origin, &report)
+    );
+    Ok(())
+}
+
+async fn print_fixes(args: FixesArgs) -> anyhow::Result<()> {
+    let store = open_store(&args.store).await?;
     let document = store.read_document().await?;
     let text = match args.output {
         OutputFormat::Table => list::to_table(&document),

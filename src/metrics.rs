@@ -23,7 +23,8 @@ pub struct FixTypeLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StoreErrorLabels {
     /// `document` (the whole store unreadable), `entry` (one bad fix), `write`, `watch`,
-    /// `deleted` (the ConfigMap vanished; the fixes in memory are kept).
+    /// `deleted` (the ConfigMap vanished; the fixes in memory are kept), `too_large` (the
+    /// apiserver refused a write past the 1 MiB ConfigMap limit; nothing stored changed).
     pub error: String,
 }
 
@@ -60,6 +61,8 @@ pub struct Metrics {
     pub patches_applied: Family<FixTypeLabels, Counter>,
     pub store_errors: Family<StoreErrorLabels, Counter>,
     pub fixes_loaded: Gauge,
+    /// Bytes of the stored `fixes.yaml` (a ConfigMap's data may hold at most 1 MiB).
+    pub store_bytes: Gauge,
     pub store_reloads: Counter,
     pub problems_detected: Family<ProblemLabels, Counter>,
     pub healing_actions: Family<ActionLabels, Counter>,
@@ -82,6 +85,12 @@ impl Metrics {
         let store_errors = Family::<StoreErrorLabels, Counter>::default();
         let fixes_loaded = Gauge::default();
         let store_reloads = Counter::default();
+        let store_bytes = Gauge::default();
+        registry.register(
+            "store_bytes",
+            "Bytes of the stored fixes.yaml; the apiserver refuses a ConfigMap whose data exceeds 1048576 bytes",
+            store_bytes.clone(),
+        );
         registry.register(
             "admission_reviews",
             "AdmissionReviews answered, by kind, operation and result",
@@ -168,6 +177,7 @@ impl Metrics {
             patches_applied,
             store_errors,
             fixes_loaded,
+            store_bytes,
             store_reloads,
         }
     }

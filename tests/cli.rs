@@ -229,3 +229,187 @@ fn health_of_a_healthy_dump_exits_zero_and_a_bad_dump_names_the_problem() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("items[0] (Pod)"), "{stderr}");
 }
+
+fn run(command: &mut Command) -> (bool, String, String) {
+    let output = command.output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn fixes_forget_export_and_import_work_on_the_file_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fixes.yaml");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/fixes.yaml"),
+        &file,
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+
+    let (ok, out, err) = run(selfheal().args([
+        "fixes",
+        "forget",
+        "gitlab/gitlab-webservice",
+        "--container",
+        "workhorse",
+        "--fixes-file",
+        file,
+    ]));
+    assert!(ok, "{err}");
+    assert!(out.starts_with("removed 1 fix from file"), "{out}");
+    assert!(out.contains("workhorse"), "{out}");
+    let (ok, out, _) = run(selfheal().args([
+        "fixes",
+        "forget",
+        "gitlab/gitlab-webservice",
+        "--container",
+        "workhorse",
+        "--fixes-file",
+        file,
+    ]));
+    assert!(ok && out.contains("nothing removed"), "{out}");
+
+    let (ok, exported, err) = run(selfheal().args(["fixes", "export", "--fixes-file", file]));
+    assert!(ok, "{err}");
+    let backup = dir.path().join("backup.yaml");
+    std::fs::write(&backup, &exported).unwrap();
+    let (ok, out, err) = run(selfheal().args([
+        "fixes",
+        "import",
+        backup.to_str().unwrap(),
+        "--fixes-file",
+        dir.path().join("restored.yaml").to_str().unwrap(),
+    ]));
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("8 added, 0 raised, 0 unchanged, 0 skipped"),
+        "{out}"
+    );
+
+    let (ok, out, err) =
+        run(selfheal().args(["fixes", "forget", "no-slash", "--fixes-file", file]));
+    assert!(
+        !ok && out.is_empty() && err.contains("NAMESPACE/RESOURCE"),
+        "{err}"
+    );
+}
+
+#[test]
+fn completions_for_each_shell_name_the_commands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (ok, out, err) = run(selfheal().args(["completions", shell]));
+        assert!(ok, "{shell}: {err}");
+        for command in ["serve", "fixes", "health", "forget", "prune"] {
+            assert!(out.contains(command), "{shell} completion lacks {command}");
+        }
+    }
+}
+
+#[test]
+fn the_man_page_names_the_commands() {
+    let (ok, page, err) = run(selfheal().arg("man"));
+    assert!(ok, "{err}");
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH selfheal 1"),
+        "{page}"
+    );
+    for command in ["serve", "fixes", "health", "heal", "unseal", "completions"] {
+        assert!(
+            page.contains(&format!("selfheal\\-{command}(1)")),
+            "the man page does not name {command}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, err) = run(selfheal().args(["man", "--dir", dir.path().to_str().unwrap()]));
+    assert!(ok, "{err}");
+    let forget = std::fs::read_to_string(dir.path().join("selfheal-fixes-forget.1")).unwrap();
+    assert!(forget.contains("\\-\\-container"), "{forget}");
+}
+
+#[test]
+fn as_the_kubectl_plugin_help_says_kubectl_selfheal() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("kubectl-selfheal");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_selfheal"), &plugin).unwrap();
+    let mut command = Command::new(&plugin);
+    command.env("KUBECONFIG", "/nonexistent/kubeconfig");
+    let (ok, help, err) = run(command.arg("--help"));
+    assert!(ok, "{err}");
+    assert!(
+        help.contains("Usage: kubectl selfheal [OPTIONS] <COMMAND>"),
+        "{help}"
+    );
+    let mut command = Command::new(&plugin);
+    let (ok, help, _) = run(command.args(["health", "--help"]));
+    assert!(
+        ok && help.contains("Usage: kubectl selfheal health"),
+        "{help}"
+    );
+    let (_, _, err) = run(selfheal().arg("--help"));
+    assert!(err.is_empty());
+    let (_, help, _) = run(selfheal().arg("--help"));
+    assert!(help.contains("Usage: selfheal "), "{help}");
+}
+
+#[test]
+fn kubeconfig_and_context_select_the_cluster_every_command_talks_to() {
+    // Two contexts on loopback ports where nothing listens: the error names the one chosen.
+    let (current, chosen) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1
+kind: Config
+current-context: current
+clusters:
+- name: current
+  cluster: {{server: 'https://127.0.0.1:{current}'}}
+- name: chosen
+  cluster: {{server: 'https://127.0.0.1:{chosen}'}}
+users:
+- name: someone
+  user: {{token: not-a-secret}}
+contexts:
+- name: current
+  context: {{cluster: current, user: someone}}
+- name: chosen
+  context: {{cluster: chosen, user: someone}}
+"
+        ),
+    )
+    .unwrap();
+    let kubeconfig = kubeconfig.to_str().unwrap();
+    for args in [
+        vec!["fixes"],
+        vec!["health"],
+        vec!["fixes", "forget", "a/b"],
+    ] {
+        let mut command = selfheal();
+        command
+            .args(&args)
+            .args(["--kubeconfig", kubeconfig, "--context", "chosen"]);
+        let (ok, _, err) = run(&mut command);
+        assert!(!ok, "{args:?}");
+        assert!(
+            err.contains(&format!("127.0.0.1:{chosen}")) && err.contains("context chosen"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains(&format!("127.0.0.1:{current}")), "{err}");
+    }
+    // The environment variables do the same.
+    let (ok, _, err) = run(selfheal()
+        .arg("fixes")
+        .env("SELFHEAL_KUBECONFIG", kubeconfig)
+        .env("SELFHEAL_CONTEXT", "chosen"));
+    assert!(!ok && err.contains(&format!("127.0.0.1:{chosen}")), "{err}");
+    // A context the kubeconfig lacks is named.
+    let (ok, _, err) =
+        run(selfheal().args(["fixes", "--kubeconfig", kubeconfig, "--context", "nosuch"]));
+    assert!(!ok && err.contains("nosuch"), "{err}");
+}

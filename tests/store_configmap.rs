@@ -279,3 +279,150 @@ async fn deleted_configmap_keeps_fixes_in_memory() {
     assert!(server.get(&configmaps(), "fixes").is_none());
     assert_eq!(snapshot.current().len(), 1);
 }
+
+fn events() -> Collection {
+    Collection {
+        prefix: "apis/events.k8s.io/v1".into(),
+        namespace: NAMESPACE.into(),
+        plural: "events".into(),
+    }
+}
+
+fn events_with_reason(server: &FakeApiServer, reason: &str) -> Vec<Value> {
+    server
+        .list(&events())
+        .into_iter()
+        .filter(|e| e["reason"] == reason && e["regarding"]["name"] == "fixes")
+        .collect()
+}
+
+/// A fix whose entry takes about `bytes` bytes of fixes.yaml.
+fn bulky_fix(resource: &str, bytes: usize) -> Fix {
+    let mut record = memory_fix("team", resource, "1Gi").to_record();
+    record.evidence = Some("x".repeat(bytes));
+    Fix::from_record(record).unwrap()
+}
+
+/// A fixes.yaml of bulky fixes, at least `bytes` long.
+fn document_of_at_least(bytes: usize) -> String {
+    let mut document = selfheal::core::document::FixDocument::default();
+    let mut i = 0;
+    while document.to_yaml().len() < bytes {
+        document.record(bulky_fix(&format!("app-{i}"), 16 * 1024));
+        i += 1;
+    }
+    document.to_yaml()
+}
+
+#[tokio::test]
+async fn a_write_past_the_configmap_limit_is_refused_and_loses_nothing() {
+    let server = FakeApiServer::new();
+    let full = document_of_at_least(selfheal::store::CONFIGMAP_LIMIT_BYTES - 8 * 1024);
+    assert!(full.len() <= selfheal::store::CONFIGMAP_LIMIT_BYTES);
+    let stored_fixes = selfheal::core::document::FixDocument::parse(&full)
+        .unwrap()
+        .fixes()
+        .count();
+    server.put(&configmaps(), fixes_configmap(&full));
+    let before = server.get(&configmaps(), "fixes").unwrap();
+    let (store, metrics) = open(&server);
+    let snapshot = store.snapshot();
+    let _sync = store.spawn_sync();
+    eventually("initial load", || snapshot.current().len() == stored_fixes).await;
+
+    let error = store
+        .record(bulky_fix("one-too-many", 16 * 1024))
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        matches!(error, selfheal::store::StoreError::TooLarge { .. })
+            && message.contains("Too long")
+            && message.contains("selfheal/fixes"),
+        "{message}"
+    );
+    assert_eq!(
+        server.get(&configmaps(), "fixes").unwrap(),
+        before,
+        "the stored ConfigMap is untouched"
+    );
+    assert_eq!(
+        snapshot.current().len(),
+        stored_fixes,
+        "the snapshot keeps every fix"
+    );
+    assert!(snapshot.current().lookup("team", "one-too-many").is_empty());
+    assert!(
+        metrics
+            .encode()
+            .contains("selfheal_store_errors_total{error=\"too_large\"} 1"),
+        "{}",
+        metrics.encode()
+    );
+    let full_events = events_with_reason(&server, "FixStoreFull");
+    assert_eq!(full_events.len(), 1, "{full_events:?}");
+    assert!(
+        full_events[0]["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nothing was written"),
+        "{full_events:?}"
+    );
+    assert_eq!(full_events[0]["type"], "Warning");
+
+    // A smaller fix still fits: the store is not stuck once full.
+    store
+        .record(memory_fix("team", "small", "1Gi"))
+        .await
+        .expect("a fix that fits is stored");
+}
+
+#[tokio::test]
+async fn crossing_80_percent_warns_once_with_an_event_and_sets_the_size_gauge() {
+    let server = FakeApiServer::new();
+    let (store, metrics) = open(&server);
+    store
+        .record(memory_fix("team", "small", "1Gi"))
+        .await
+        .unwrap();
+    let small = stored_yaml(&server).len();
+    assert!(
+        metrics
+            .encode()
+            .contains(&format!("selfheal_store_bytes {small}")),
+        "{}",
+        metrics.encode()
+    );
+    assert!(events_with_reason(&server, "FixStoreNearLimit").is_empty());
+
+    // One write crosses 80 % of 1 MiB, the next stays above it.
+    store
+        .record(bulky_fix("big", selfheal::store::WARN_BYTES))
+        .await
+        .unwrap();
+    let warned = events_with_reason(&server, "FixStoreNearLimit");
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert_eq!(warned[0]["type"], "Warning");
+    assert!(
+        warned[0]["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("1048576"),
+        "{warned:?}"
+    );
+    store
+        .record(memory_fix("team", "another", "1Gi"))
+        .await
+        .unwrap();
+    assert_eq!(
+        events_with_reason(&server, "FixStoreNearLimit").len(),
+        1,
+        "staying above the threshold does not warn again"
+    );
+    let size = stored_yaml(&server).len();
+    assert!(
+        metrics
+            .encode()
+            .contains(&format!("selfheal_store_bytes {size}"))
+    );
+}

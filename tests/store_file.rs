@@ -128,3 +128,49 @@ async fn a_file_that_is_not_yaml_is_never_overwritten() {
     assert!(error.to_string().contains("not valid YAML"), "{error}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "fixes: [oops\n");
 }
+
+#[tokio::test]
+async fn an_update_rewrites_atomically_keeps_bad_entries_and_sets_the_size_gauge() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fixes.yaml");
+    std::fs::write(
+        &path,
+        "fixes:\n- {namespace: gitlab, resource: a, type: storage, value: 1Gi}\n- {namespace: gitlab, resource: b, type: storage, value: 1Gx}\n",
+    )
+    .unwrap();
+    let (store, metrics) = open(&path);
+    let removed = store
+        .update(|document| document.remove_fixes(|fix| fix.resource == "a"))
+        .await
+        .unwrap();
+    assert_eq!(removed.len(), 1);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        !text.contains("resource: a\n") && text.contains("1Gx"),
+        "{text}"
+    );
+    assert!(
+        metrics
+            .encode()
+            .contains(&format!("selfheal_store_bytes {}", text.len())),
+        "{}",
+        metrics.encode()
+    );
+    assert_eq!(
+        store.snapshot().current().len(),
+        0,
+        "the removal is published at once"
+    );
+
+    // A change that changes nothing does not rewrite the file.
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let none = store
+        .update(|document| document.remove_fixes(|fix| fix.resource == "a"))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().modified().unwrap(),
+        modified
+    );
+}

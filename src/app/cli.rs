@@ -1,8 +1,11 @@
 //! Command-line interface. Every flag has an environment variable and a default that works on a
 //! workstation with no cluster.
+//!
+//! The binary is also a kubectl plugin: installed on the PATH as `kubectl-selfheal`, it runs as
+//! `kubectl selfheal ...`, and its help and usage say so (`invoked_name`).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -21,8 +24,51 @@ pub struct Cli {
     #[arg(long, env = "SELFHEAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Which cluster to talk to, as kubectl chooses it.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ClusterArgs {
+    /// The kubeconfig file to use (default: $KUBECONFIG, then ~/.kube/config, then the
+    /// in-cluster service account).
+    #[arg(long, env = "SELFHEAL_KUBECONFIG", value_name = "PATH", global = true)]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The kubeconfig context to use (default: the kubeconfig's current-context).
+    #[arg(long, env = "SELFHEAL_CONTEXT", value_name = "NAME", global = true)]
+    pub context: Option<String>,
+}
+
+impl ClusterArgs {
+    /// True when a kubeconfig or context was named: then a cluster that cannot be reached is an
+    /// error, never a silent fall-back to the fix file.
+    pub fn is_explicit(&self) -> bool {
+        self.kubeconfig.is_some() || self.context.is_some()
+    }
+}
+
+/// The name the program was invoked under, for help and usage: `kubectl selfheal` when run as the
+/// kubectl plugin `kubectl-selfheal` (kubectl's plugin naming: `-` separates words, `_` stands
+/// for `-`), else the file name (`selfheal`).
+pub fn invoked_name(argv0: Option<&std::ffi::OsStr>) -> String {
+    let file = argv0
+        .map(Path::new)
+        .and_then(Path::file_name)
+        .and_then(|name| name.to_str())
+        .filter(|name| !name.is_empty())
+        .unwrap_or("selfheal");
+    match file.strip_prefix("kubectl-") {
+        Some(plugin) if !plugin.is_empty() => {
+            let words: Vec<String> = plugin.split('-').map(|w| w.replace('_', "-")).collect();
+            format!("kubectl {}", words.join(" "))
+        }
+        _ => file.to_string(),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -36,7 +82,7 @@ pub enum Command {
     /// Run the admission webhook (HTTPS), the health/metrics endpoint (HTTP) and, when a cluster is
     /// configured, the watcher that detects, diagnoses and fixes.
     Serve(Box<ServeArgs>),
-    /// List the persisted fixes.
+    /// List the persisted fixes; forget, prune, export or import them.
     Fixes(FixesArgs),
     /// Generate a CA and a serving certificate for the webhook and print the caBundle.
     Certs(CertsArgs),
@@ -47,6 +93,25 @@ pub enum Command {
     /// Check every Vault server and unseal the sealed ones with the keys from a Secret (the
     /// CronJob operators know); `--alert-only` reports without unsealing. Exit 1 if any stays sealed.
     Unseal(UnsealArgs),
+    /// Print a shell completion script, e.g. `source <(selfheal completions bash)`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), e.g. `selfheal man > selfheal.1`; `--dir` writes a page per
+    /// command (selfheal.1, selfheal-fixes.1, selfheal-fixes-forget.1, ...).
+    Man(ManArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ManArgs {
+    /// Write one page per command into this directory, e.g. /usr/local/share/man/man1.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -322,14 +387,98 @@ pub enum OutputFormat {
     Json,
 }
 
+/// `selfheal fixes`: without a subcommand, the listing.
 #[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct FixesArgs {
+    #[command(subcommand)]
+    pub action: Option<FixesAction>,
+
     #[command(flatten)]
     pub store: StoreArgs,
 
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum FixesAction {
+    /// Remove the fixes of one workload (all of them, or those of one type, container or claim).
+    /// Says what it removed; running it again removes nothing and says so.
+    Forget(ForgetArgs),
+    /// Drop the fixes of workloads that are gone: no object of the fix's name exists in its
+    /// namespace now, and the fix was last raised more than --older-than ago. Prints what it
+    /// would drop; --apply drops it. Needs a cluster (to see which workloads exist).
+    Prune(PruneArgs),
+    /// Print the stored fixes.yaml as it is (YAML, or the same in JSON), e.g. as a backup.
+    Export(ExportArgs),
+    /// Merge the fixes of a file (from `export`, or any fixes.yaml) into the store: a value is
+    /// raised, never lowered, and nothing stored is removed. Entries that are not valid fixes are
+    /// named and skipped.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ForgetArgs {
+    /// The workload whose fixes to remove, as NAMESPACE/RESOURCE.
+    #[arg(value_name = "NAMESPACE/RESOURCE")]
+    pub target: String,
+
+    /// Only fixes of this type.
+    #[arg(long = "type", value_name = "TYPE", value_parser = ["memory", "storage"])]
+    pub fix_type: Option<String>,
+
+    /// Only the memory fix of this container.
+    #[arg(long)]
+    pub container: Option<String>,
+
+    /// Only the storage fix of this volume claim template.
+    #[arg(long)]
+    pub claim: Option<String>,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PruneArgs {
+    /// How long a fix must have gone unraised, its workload absent: 30d, 12h, 1d12h, 2w ...
+    #[arg(long, env = "SELFHEAL_PRUNE_OLDER_THAN", default_value = "30d", value_parser = crate::app::fixes::parse_age)]
+    pub older_than: std::time::Duration,
+
+    /// Drop the fixes (without it, only print what would be dropped).
+    #[arg(long)]
+    pub apply: bool,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = ExportFormat::Yaml)]
+    pub output: ExportFormat,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The file to import (YAML or JSON); `-` reads standard input.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -353,4 +502,27 @@ pub struct CertsArgs {
     /// Replace certificates that are already there.
     #[arg(long)]
     pub force: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn the_kubectl_plugin_names_itself_as_kubectl_does() {
+        let name = |argv0: &str| invoked_name(Some(OsStr::new(argv0)));
+        assert_eq!(name("/usr/local/bin/kubectl-selfheal"), "kubectl selfheal");
+        assert_eq!(name("kubectl-self_heal"), "kubectl self-heal");
+        assert_eq!(name("kubectl-selfheal-fixes"), "kubectl selfheal fixes");
+        assert_eq!(name("./target/debug/selfheal"), "selfheal");
+        assert_eq!(name("kubectl-"), "kubectl-");
+        assert_eq!(invoked_name(None), "selfheal");
+    }
+
+    #[test]
+    fn the_command_definitions_are_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -11,7 +11,7 @@ use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use rustls::crypto::CryptoProvider;
 
-use crate::app::cli::{ServeArgs, StoreArgs, StoreKind};
+use crate::app::cli::{ClusterArgs, ServeArgs, StoreArgs, StoreKind};
 use crate::certs::generate as certs;
 use crate::certs::selfcert::{self, SelfCertConfig};
 use crate::cluster::leader::{self, Leadership, LeaseConfig};
@@ -39,11 +39,13 @@ pub async fn open_store(
 }
 
 /// The cluster the store arguments ask for: required for `configmap`, tried for `auto`, none
-/// for `file`.
+/// for `file`. With `--kubeconfig` or `--context`, `auto` never falls back to the file: the named
+/// cluster must answer.
 pub async fn cluster_for_store(args: &StoreArgs) -> anyhow::Result<Option<kube::Client>> {
     match args.store {
         StoreKind::File => Ok(None),
         StoreKind::Configmap => Ok(Some(kube_client().await?)),
+        StoreKind::Auto if selected_cluster().is_explicit() => Ok(Some(kube_client().await?)),
         StoreKind::Auto => match kube_client().await {
             Ok(client) => Ok(Some(client)),
             Err(error) => {
@@ -74,14 +76,79 @@ pub fn store_on(
     }
 }
 
-/// The process's Kubernetes client. The client's own retry of 429/503/504 is off: a refusal
-/// (an eviction blocked by a PodDisruptionBudget answers 429) must reach the caller at once,
-/// which reports it and retries on its own schedule, instead of holding the call for minutes.
+/// The `--kubeconfig` / `--context` of this process, chosen once by `main` (`select_cluster`)
+/// and honoured by every `kube_client`, as `KUBECONFIG` is.
+static SELECTED: OnceLock<ClusterArgs> = OnceLock::new();
+
+/// The cluster a client was made for, for error messages.
+static IN_USE: OnceLock<String> = OnceLock::new();
+
+/// Chooses the kubeconfig and context of every later `kube_client`. The first call wins.
+pub fn select_cluster(cluster: ClusterArgs) {
+    let _ = SELECTED.set(cluster);
+}
+
+fn selected_cluster() -> ClusterArgs {
+    SELECTED.get().cloned().unwrap_or_default()
+}
+
+/// The cluster this process made a client for: its server, and the context when one was named
+/// or read from a kubeconfig (`https://10.0.0.1:6443 (context prod)`).
+pub fn cluster_in_use() -> Option<&'static str> {
+    IN_USE.get().map(String::as_str)
+}
+
+/// The process's Kubernetes client, for the cluster `select_cluster` chose (else as kubectl
+/// infers it: $KUBECONFIG, ~/.kube/config, in-cluster). The client's own retry of 429/503/504
+/// is off: a refusal (an eviction blocked by a PodDisruptionBudget answers 429) must reach the
+/// caller at once, which reports it and retries on its own schedule, instead of holding the call
+/// for minutes.
 pub async fn kube_client() -> anyhow::Result<kube::Client> {
-    let config = kube::Config::infer()
-        .await
-        .context("no Kubernetes configuration (in-cluster or kubeconfig)")?;
+    let (config, cluster) = kube_config(&selected_cluster()).await?;
+    let _ = IN_USE.set(cluster);
     client_from(config)
+}
+
+/// The configuration `cluster` names, and a description of it for messages.
+pub async fn kube_config(cluster: &ClusterArgs) -> anyhow::Result<(kube::Config, String)> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    if !cluster.is_explicit() {
+        let config = kube::Config::infer()
+            .await
+            .context("no Kubernetes configuration (in-cluster or kubeconfig)")?;
+        let description = config.cluster_url.to_string();
+        return Ok((config, description));
+    }
+    let options = KubeConfigOptions {
+        context: cluster.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let (kubeconfig, source) = match &cluster.kubeconfig {
+        Some(path) => (
+            Kubeconfig::read_from(path)
+                .with_context(|| format!("reading the kubeconfig {}", path.display()))?,
+            format!("kubeconfig {}", path.display()),
+        ),
+        None => (
+            Kubeconfig::read().context("reading the kubeconfig ($KUBECONFIG or ~/.kube/config)")?,
+            "the kubeconfig".to_string(),
+        ),
+    };
+    let context = cluster
+        .context
+        .clone()
+        .or_else(|| kubeconfig.current_context.clone());
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .with_context(|| match &context {
+            Some(name) => format!("context {name:?} of {source}"),
+            None => format!("{source} (it names no current-context: pass --context)"),
+        })?;
+    let description = match &context {
+        Some(name) => format!("{} (context {name})", config.cluster_url),
+        None => config.cluster_url.to_string(),
+    };
+    Ok((config, description))
 }
 
 /// The client `kube_client` builds, from an explicit configuration.

@@ -145,6 +145,22 @@ impl FixDocument {
     }
 }
 
+impl FixDocument {
+    /// Removes the valid fixes that `remove` selects and returns them, in document order.
+    /// Invalid entries are never removed: they stay, word for word, for a person to repair.
+    pub fn remove_fixes(&mut self, remove: impl Fn(&Fix) -> bool) -> Vec<Fix> {
+        let mut removed = Vec::new();
+        self.entries.retain(|entry| match entry {
+            Entry::Valid(fix) if remove(fix) => {
+                removed.push(fix.clone());
+                false
+            }
+            _ => true,
+        });
+        removed
+    }
+}
+
 fn parse_entry(raw: &Value) -> Result<Fix, String> {
     if !raw.is_mapping() {
         return Err(format!(
@@ -264,6 +280,25 @@ fixes:
         );
         assert_eq!(doc.to_yaml(), once);
         assert_eq!(doc.fixes().count(), 1);
+    }
+
+    #[test]
+    fn removing_fixes_keeps_invalid_entries_word_for_word() {
+        let text = format!(
+            "{KNOWN_SHAPE}  - namespace: gitlab\n    resource: gitlab-webservice\n    type: memory\n    value: 4Gx\n  - namespace: other\n    resource: app\n    type: memory\n    value: 1Gi\n"
+        );
+        let mut doc = FixDocument::parse(&text).unwrap();
+        let removed = doc.remove_fixes(|fix| fix.resource == "gitlab-webservice");
+        assert_eq!(removed.len(), 1);
+        assert_eq!(removed[0].value.as_str(), "4Gi");
+        let rewritten = FixDocument::parse(&doc.to_yaml()).unwrap();
+        assert_eq!(rewritten.fixes().count(), 1);
+        assert_eq!(rewritten.problems().len(), 1);
+        assert!(doc.to_yaml().contains("value: 4Gx"), "{}", doc.to_yaml());
+        assert!(
+            doc.remove_fixes(|fix| fix.resource == "gitlab-webservice")
+                .is_empty()
+        );
     }
 
     #[test]

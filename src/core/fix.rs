@@ -30,7 +30,8 @@ impl FixType {
         }
     }
 
-    fn parse(text: &str) -> Result<Self, FixError> {
+    /// The type named `text` (`memory`, `storage`).
+    pub fn parse(text: &str) -> Result<Self, FixError> {
         Self::ALL
             .into_iter()
             .find(|t| t.as_str() == text)

@@ -4,6 +4,12 @@
 //! Reads: a watch keeps the snapshot current (the admission path never calls the API).
 //! Writes: read, merge, replace with the read `resourceVersion`; a conflict means someone else
 //! wrote in between, so the write starts over from their version and no fix is lost.
+//!
+//! Size: the apiserver refuses a ConfigMap whose data passes 1 MiB (422 Invalid, "Too long").
+//! The stored size is the gauge `selfheal_store_bytes`; at 80 % a log line and a Warning Event
+//! `FixStoreNearLimit` say so, once per crossing. A refused write changes nothing stored nor in
+//! memory; it is logged, counted (`selfheal_store_errors_total{error="too_large"}`) and reported
+//! by a Warning Event `FixStoreFull`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,9 +24,10 @@ use kube::{Api, Client, Resource};
 use tokio::sync::Mutex;
 
 use crate::core::document::FixDocument;
-use crate::core::fix::Fix;
 use crate::metrics::Metrics;
-use crate::store::{FIXES_KEY, Recorded, Snapshot, StoreError, publish_document};
+use crate::store::{
+    FIXES_KEY, SizeWatch, Snapshot, StoreError, near_limit_message, publish_document,
+};
 
 /// How many times a write is retried after a conflicting concurrent update.
 const MAX_CONFLICT_RETRIES: usize = 16;
@@ -34,6 +41,7 @@ pub struct ConfigMapStore {
     recorder: Recorder,
     /// The problems last reported, so a resync does not repeat the same Event.
     last_reported: Mutex<Option<String>>,
+    size: SizeWatch,
 }
 
 impl ConfigMapStore {
@@ -50,6 +58,7 @@ impl ConfigMapStore {
             metrics,
             recorder: Recorder::new(client, reporter),
             last_reported: Mutex::new(None),
+            size: SizeWatch::default(),
         }
     }
 
@@ -91,6 +100,7 @@ impl ConfigMapStore {
 
     /// Publishes the fixes of one version of the ConfigMap.
     pub async fn apply(&self, configmap: &ConfigMap) {
+        self.observe_size(configmap).await;
         match parse(configmap) {
             Ok(document) => {
                 publish_document(&self.describe(), &document, &self.snapshot, &self.metrics);
@@ -126,45 +136,62 @@ impl ConfigMapStore {
         }
     }
 
-    /// Records `fix` with optimistic concurrency; see the module documentation.
-    pub async fn record(&self, fix: Fix) -> Result<Recorded, StoreError> {
+    /// Applies `change` to the stored document with optimistic concurrency; see the module
+    /// documentation and `FixStore::update`.
+    pub async fn update<T>(&self, change: impl Fn(&mut FixDocument) -> T) -> Result<T, StoreError> {
         for attempt in 0..MAX_CONFLICT_RETRIES {
             if attempt > 0 {
                 tokio::time::sleep(conflict_backoff(attempt)).await;
             }
-            let result = match self.api.get_opt(&self.name).await? {
-                None => {
-                    let mut document = FixDocument::default();
-                    let outcome = document.record(fix.clone());
-                    let recorded = Recorded::from_document(outcome, &document, &fix);
-                    let configmap = self.configmap(None, &document);
-                    self.api
-                        .create(&PostParams::default(), &configmap)
-                        .await
-                        .map(|_| recorded)
-                }
-                Some(current) => {
-                    let mut document = parse(&current).map_err(|source| StoreError::Document {
-                        origin: self.describe(),
-                        source,
-                    })?;
-                    let outcome = document.record(fix.clone());
-                    let recorded = Recorded::from_document(outcome, &document, &fix);
-                    if !recorded.outcome.changed() {
-                        return Ok(recorded);
-                    }
-                    let configmap = self.configmap(Some(current.metadata), &document);
+            let current = self.api.get_opt(&self.name).await?;
+            let mut document = match &current {
+                Some(configmap) => parse(configmap).map_err(|source| StoreError::Document {
+                    origin: self.describe(),
+                    source,
+                })?,
+                None => FixDocument::default(),
+            };
+            let before = document.to_yaml();
+            let result = change(&mut document);
+            let text = document.to_yaml();
+            if text == before {
+                return Ok(result);
+            }
+            let bytes = text.len();
+            let configmap = self.configmap(current.as_ref().map(|c| c.metadata.clone()), text);
+            let written = match &current {
+                None => self.api.create(&PostParams::default(), &configmap).await,
+                Some(_) => {
                     self.api
                         .replace(&self.name, &PostParams::default(), &configmap)
                         .await
-                        .map(|_| recorded)
                 }
             };
-            match result {
-                Ok(recorded) => return Ok(recorded),
+            match written {
+                Ok(stored) => {
+                    self.observe_size(&stored).await;
+                    return Ok(result);
+                }
                 // 409: someone else created or updated it first; start over from their version.
                 Err(kube::Error::Api(status)) if status.code == 409 => {
                     tracing::debug!(configmap = %self.describe(), attempt, "write conflict; retrying");
+                }
+                Err(kube::Error::Api(status)) if is_too_long(&status) => {
+                    let error = StoreError::TooLarge {
+                        configmap: self.describe(),
+                        bytes,
+                        message: status.message.clone(),
+                    };
+                    self.metrics.store_error("too_large");
+                    tracing::error!(configmap = %self.describe(), bytes, %error, "fix store full: write refused");
+                    self.publish(
+                        &current.unwrap_or(configmap),
+                        "FixStoreFull",
+                        &error.to_string(),
+                        "StoreFixes",
+                    )
+                    .await;
+                    return Err(error);
                 }
                 Err(error) => {
                     self.metrics.store_error("write");
@@ -179,8 +206,23 @@ impl ConfigMapStore {
         ))
     }
 
+    /// Sets the size gauge from a stored version, with a Warning Event when it has just crossed
+    /// 80 % of the limit.
+    async fn observe_size(&self, configmap: &ConfigMap) {
+        let bytes = data_bytes(configmap);
+        if self.size.observe(&self.describe(), bytes, &self.metrics) {
+            self.publish(
+                configmap,
+                "FixStoreNearLimit",
+                &near_limit_message(bytes),
+                "StoreFixes",
+            )
+            .await;
+        }
+    }
+
     /// The ConfigMap to write: the read metadata (with its resourceVersion) and the new data.
-    fn configmap(&self, metadata: Option<ObjectMeta>, document: &FixDocument) -> ConfigMap {
+    fn configmap(&self, metadata: Option<ObjectMeta>, text: String) -> ConfigMap {
         let metadata = metadata.unwrap_or_else(|| ObjectMeta {
             name: Some(self.name.clone()),
             namespace: Some(self.namespace.clone()),
@@ -195,10 +237,7 @@ impl ConfigMapStore {
                 managed_fields: None,
                 ..metadata
             },
-            data: Some(BTreeMap::from([(
-                FIXES_KEY.to_string(),
-                document.to_yaml(),
-            )])),
+            data: Some(BTreeMap::from([(FIXES_KEY.to_string(), text)])),
             ..ConfigMap::default()
         }
     }
@@ -210,11 +249,17 @@ impl ConfigMapStore {
             return;
         }
         *last = Some(note.to_string());
+        drop(last);
+        self.publish(configmap, reason, note, "LoadFixes").await;
+    }
+
+    /// A Warning Event on the ConfigMap.
+    async fn publish(&self, configmap: &ConfigMap, reason: &str, note: &str, action: &str) {
         let event = Event {
             type_: EventType::Warning,
             reason: reason.to_string(),
             note: Some(crate::text::truncate(note, 1000)),
-            action: "LoadFixes".to_string(),
+            action: action.to_string(),
             secondary: None,
         };
         if let Err(error) = self
@@ -225,6 +270,30 @@ impl ConfigMapStore {
             tracing::warn!(%error, "could not publish an Event on the fix ConfigMap");
         }
     }
+}
+
+/// Bytes of a ConfigMap's data as the apiserver counts them against its limit: the values of
+/// `data` and `binaryData` (keys are not counted).
+fn data_bytes(configmap: &ConfigMap) -> usize {
+    let text: usize = configmap
+        .data
+        .iter()
+        .flat_map(|data| data.values())
+        .map(String::len)
+        .sum();
+    let binary: usize = configmap
+        .binary_data
+        .iter()
+        .flat_map(|data| data.values())
+        .map(|bytes| bytes.0.len())
+        .sum();
+    text + binary
+}
+
+/// The apiserver's refusal of a ConfigMap past its size limit: 422 Invalid, "... is invalid: []:
+/// Too long: ..." (the wording after "Too long" differs between Kubernetes versions).
+fn is_too_long(status: &kube::core::Status) -> bool {
+    status.code == 422 && status.message.contains("Too long")
 }
 
 fn parse(configmap: &ConfigMap) -> Result<FixDocument, crate::core::document::DocumentError> {

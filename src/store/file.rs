@@ -2,7 +2,9 @@
 //!
 //! The file is polled (size and modification time), so edits by hand or by another process are
 //! picked up without a restart. Writes go to a temporary file renamed over the old one, so a
-//! reader never sees half a document.
+//! reader never sees half a document. The file has no size limit; its size is the gauge
+//! `selfheal_store_bytes` all the same, with the log line at 80 % of the ConfigMap limit, since a
+//! file store is often the rehearsal of a ConfigMap one.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,9 +13,8 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
 
 use crate::core::document::FixDocument;
-use crate::core::fix::Fix;
 use crate::metrics::Metrics;
-use crate::store::{Recorded, Snapshot, StoreError, publish_document};
+use crate::store::{SizeWatch, Snapshot, StoreError, publish_document};
 
 pub struct FileStore {
     path: PathBuf,
@@ -22,6 +23,7 @@ pub struct FileStore {
     metrics: Arc<Metrics>,
     /// Serialises writers in this process; also remembers the version last published.
     state: Mutex<Option<FileVersion>>,
+    size: SizeWatch,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +40,7 @@ impl FileStore {
             snapshot: Snapshot::default(),
             metrics,
             state: Mutex::new(None),
+            size: SizeWatch::default(),
         }
     }
 
@@ -58,7 +61,14 @@ impl FileStore {
             return Ok(());
         }
         *last = version;
-        let document = match self.read_document().await {
+        let document = match self.read_text().await {
+            Ok(text) => {
+                self.size.observe(&self.origin(), text.len(), &self.metrics);
+                self.parse(&text)
+            }
+            Err(error) => Err(error),
+        };
+        let document = match document {
             Ok(document) => document,
             Err(error) => {
                 self.metrics.store_error("document");
@@ -92,39 +102,44 @@ impl FileStore {
     }
 
     pub async fn read_document(&self) -> Result<FixDocument, StoreError> {
-        let text = match tokio::fs::read_to_string(&self.path).await {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(source) => {
-                return Err(StoreError::Read {
-                    path: self.origin(),
-                    source,
-                });
-            }
-        };
-        FixDocument::parse(&text).map_err(|source| StoreError::Document {
+        let text = self.read_text().await?;
+        self.parse(&text)
+    }
+
+    async fn read_text(&self) -> Result<String, StoreError> {
+        match tokio::fs::read_to_string(&self.path).await {
+            Ok(text) => Ok(text),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+            Err(source) => Err(StoreError::Read {
+                path: self.origin(),
+                source,
+            }),
+        }
+    }
+
+    fn parse(&self, text: &str) -> Result<FixDocument, StoreError> {
+        FixDocument::parse(text).map_err(|source| StoreError::Document {
             origin: self.origin(),
             source,
         })
     }
 
-    /// Records `fix` in the file. A file that is not valid YAML is never overwritten: fixing it
-    /// is left to a person, and the error says so.
-    pub async fn record(&self, fix: Fix) -> Result<Recorded, StoreError> {
+    /// Applies `change` to the file's document (see `FixStore::update`). A file that is not
+    /// valid YAML is never overwritten: fixing it is left to a person, and the error says so.
+    pub async fn update<T>(&self, change: impl Fn(&mut FixDocument) -> T) -> Result<T, StoreError> {
         let last = self.state.lock().await;
         let mut document = self.read_document().await?;
-        let outcome = document.record(fix.clone());
-        let recorded = Recorded::from_document(outcome.clone(), &document, &fix);
-        if outcome.changed() {
-            self.write_atomically(&document.to_yaml())
-                .await
-                .inspect_err(|_| {
-                    self.metrics.store_error("write");
-                })?;
+        let before = document.to_yaml();
+        let result = change(&mut document);
+        let text = document.to_yaml();
+        if text != before {
+            self.write_atomically(&text).await.inspect_err(|_| {
+                self.metrics.store_error("write");
+            })?;
         }
         drop(last);
         self.refresh().await?;
-        Ok(recorded)
+        Ok(result)
     }
 
     async fn write_atomically(&self, text: &str) -> Result<(), StoreError> {

@@ -3,12 +3,21 @@
 //!
 //! Data flows one way: backend → parsed document → `FixIndex` → `Snapshot` → webhook.
 //! A document that cannot be read never replaces a good snapshot.
+//!
+//! Every write is a read-modify-write of the whole document (`FixStore::update`): the ConfigMap
+//! with its `resourceVersion` (a conflict starts over from the other writer's version), the file
+//! under a lock and an atomic rename. A change that leaves the document as it was writes nothing.
+//! The snapshot changes only when the stored document does, so a refused write (the apiserver
+//! refuses a ConfigMap whose data passes 1 MiB) leaves both the snapshot and the stored fixes as
+//! they were.
 
 pub mod configmap;
 pub mod file;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use tracing::{info, warn};
 
 use arc_swap::ArcSwap;
 
@@ -22,6 +31,64 @@ pub use file::FileStore;
 
 /// Data key of the ConfigMap, and file name of the file store.
 pub const FIXES_KEY: &str = "fixes.yaml";
+
+/// The apiserver's limit on a ConfigMap's data: the values of `data` and `binaryData` together
+/// (`core.MaxSecretSize`, 1 MiB). A write past it is refused with 422 Invalid ("Too long").
+pub const CONFIGMAP_LIMIT_BYTES: usize = 1024 * 1024;
+
+/// The stored size at which a warning is raised: 80 % of the ConfigMap limit.
+pub const WARN_BYTES: usize = CONFIGMAP_LIMIT_BYTES * 8 / 10;
+
+/// Whether a stored size of `bytes` is at or past the warning threshold.
+pub fn near_limit(bytes: usize) -> bool {
+    bytes >= WARN_BYTES
+}
+
+/// Follows the stored size: sets the gauge and says when it crosses the warning threshold, once
+/// per crossing (not on every write).
+#[derive(Default)]
+pub(crate) struct SizeWatch {
+    above: AtomicBool,
+}
+
+impl SizeWatch {
+    /// Records a stored size of `bytes`. True when it has just crossed above the threshold.
+    pub(crate) fn observe(&self, origin: &str, bytes: usize, metrics: &Metrics) -> bool {
+        metrics
+            .store_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        let above = near_limit(bytes);
+        let was_above = self.above.swap(above, Ordering::AcqRel);
+        if above && !was_above {
+            warn!(
+                store = origin,
+                bytes,
+                limit = CONFIGMAP_LIMIT_BYTES,
+                "{}",
+                near_limit_message(bytes)
+            );
+        } else if was_above && !above {
+            info!(
+                store = origin,
+                bytes,
+                limit = CONFIGMAP_LIMIT_BYTES,
+                "the fix store is back below 80 % of the ConfigMap limit"
+            );
+        }
+        above && !was_above
+    }
+}
+
+/// What the warning at 80 % says, in the log and in the Event.
+pub fn near_limit_message(bytes: usize) -> String {
+    format!(
+        "fixes.yaml holds {bytes} bytes, {}% of the 1 MiB ({CONFIGMAP_LIMIT_BYTES} bytes) a \
+         ConfigMap may hold: past it the apiserver refuses every write and new fixes are not \
+         stored (the stored ones keep applying). Make room with `selfheal fixes prune` or \
+         `selfheal fixes forget`",
+        bytes * 100 / CONFIGMAP_LIMIT_BYTES
+    )
+}
 
 /// What recording a fix did, and the fix as stored afterwards (the larger of old and new).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +165,16 @@ pub enum StoreError {
     Kube(#[from] kube::Error),
     #[error("gave up writing ConfigMap {0} after {1} conflicting concurrent updates")]
     TooManyConflicts(String, usize),
+    #[error(
+        "ConfigMap {configmap}: the apiserver refused {bytes} bytes of fixes.yaml (a ConfigMap \
+         holds at most {CONFIGMAP_LIMIT_BYTES} bytes); nothing was written and the stored fixes \
+         are unchanged: {message}"
+    )]
+    TooLarge {
+        configmap: String,
+        bytes: usize,
+        message: String,
+    },
 }
 
 /// Logs and counts the bad entries of a document that was otherwise read.
@@ -167,9 +244,65 @@ impl FixStore {
     /// Records a fix durably. Idempotent: recording the same fix again returns `Unchanged` and
     /// writes nothing.
     pub async fn record(&self, fix: Fix) -> Result<Recorded, StoreError> {
+        self.update(move |document| {
+            let outcome = document.record(fix.clone());
+            Recorded::from_document(outcome, document, &fix)
+        })
+        .await
+    }
+
+    /// Applies `change` to the stored document and writes the result, with the backend's
+    /// concurrency control; see the module documentation. `change` may run more than once (once
+    /// per conflicting write), each time on the document as stored then; what it returns for the
+    /// document that was written (or left as it was) is returned.
+    pub async fn update<T>(
+        &self,
+        change: impl Fn(&mut FixDocument) -> T + Send + Sync,
+    ) -> Result<T, StoreError> {
         match self {
-            FixStore::File(store) => store.record(fix).await,
-            FixStore::ConfigMap(store) => store.record(fix).await,
+            FixStore::File(store) => store.update(change).await,
+            FixStore::ConfigMap(store) => store.update(change).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_size_warning_fires_once_per_crossing() {
+        let watch = SizeWatch::default();
+        let metrics = Metrics::new();
+        assert!(!watch.observe("t", 1000, &metrics));
+        assert!(
+            watch.observe("t", WARN_BYTES, &metrics),
+            "crossing up warns"
+        );
+        assert!(
+            !watch.observe("t", WARN_BYTES + 10, &metrics),
+            "staying above does not"
+        );
+        assert!(
+            metrics
+                .encode()
+                .contains(&format!("selfheal_store_bytes {}", WARN_BYTES + 10))
+        );
+        assert!(
+            !watch.observe("t", WARN_BYTES - 1, &metrics),
+            "going down does not"
+        );
+        assert!(
+            watch.observe("t", CONFIGMAP_LIMIT_BYTES, &metrics),
+            "a new crossing warns again"
+        );
+    }
+
+    #[test]
+    fn the_threshold_is_80_percent_of_one_mebibyte() {
+        assert_eq!(CONFIGMAP_LIMIT_BYTES, 1_048_576);
+        assert!(!near_limit(838_859));
+        assert!(near_limit(838_860));
+        assert!(near_limit_message(900_000).contains("85%"));
     }
 }

@@ -18,6 +18,10 @@
 //! - LimitRanger on Pod create: `default` / `defaultRequest` memory of `type: Container` items fill
 //!   containers that set none, then a container above `max.memory` is refused (403 Forbidden).
 //!
+//! - ConfigMap create and update: the values of `data` and `binaryData` together may hold at most
+//!   1 MiB (`core.MaxSecretSize`, 1048576 bytes; keys are not counted), else 422 Invalid on the
+//!   field path `[]` (ValidateConfigMap: `field.TooLong(field.NewPath(""), ...)`).
+//!
 //! Updates of the main resource keep the stored `status` of kinds with a status subresource.
 //!
 //! Objects are compared as sent (the real apiserver defaults both sides first; the fake defaults
@@ -226,15 +230,47 @@ pub fn validate_update(
         }
         ("api/v1", "persistentvolumeclaims") => claim_update(old, new),
         ("api/v1", "pods") => pod_update(old, new),
+        ("api/v1", "configmaps") => configmap_size(new),
         _ => Vec::new(),
     };
     invalid(collection, name, errors)
+}
+
+/// The apiserver's limit on the data of a ConfigMap (`core.MaxSecretSize`).
+pub const CONFIGMAP_DATA_LIMIT: usize = 1024 * 1024;
+
+/// ValidateConfigMap's size rule: the values of `data` plus the decoded values of `binaryData`.
+fn configmap_size(object: &Value) -> Vec<FieldError> {
+    use base64::Engine;
+    let text: usize = object["data"]
+        .as_object()
+        .map(|data| data.values().filter_map(Value::as_str).map(str::len).sum())
+        .unwrap_or(0);
+    let binary: usize = object["binaryData"]
+        .as_object()
+        .map(|data| {
+            data.values()
+                .filter_map(Value::as_str)
+                .map(|encoded| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(encoded)
+                        .map_or(encoded.len(), |bytes| bytes.len())
+                })
+                .sum()
+        })
+        .unwrap_or(0);
+    if text + binary > CONFIGMAP_DATA_LIMIT {
+        vec![FieldError::too_long("[]", CONFIGMAP_DATA_LIMIT)]
+    } else {
+        Vec::new()
+    }
 }
 
 /// Validation of a CREATE beyond admission.
 pub fn validate_create(collection: &Collection, name: &str, object: &Value) -> Result<(), Refusal> {
     let errors = match (collection.prefix.as_str(), collection.plural.as_str()) {
         ("apis/events.k8s.io/v1", "events") => super::events::validate(object),
+        ("api/v1", "configmaps") => configmap_size(object),
         _ => Vec::new(),
     };
     invalid(collection, name, errors)
