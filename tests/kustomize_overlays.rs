@@ -424,7 +424,7 @@ fn monitoring_component_adds_scrape_alerts_with_runbooks_and_dashboard() {
             assert_uses_exported_metrics(alert, rule["expr"].as_str().expect("expr"));
         }
     }
-    assert_eq!(alerts.len(), 8, "alerts: {alerts:?}");
+    assert_eq!(alerts.len(), 9, "alerts: {alerts:?}");
 
     // The dashboard: labelled for the Grafana sidecar, valid JSON, only exported metrics.
     let dashboard = find(&monitored, "ConfigMap", "selfheal-dashboard");
