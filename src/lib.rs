@@ -7,7 +7,7 @@
 //!        ↑                ↑              │
 //!   webhook (admission)   heal (DETECT → DIAGNOSE → PLAN → EXECUTE → PERSIST)
 //!        ↑                ↑
-//!   app (CLI commands: serve, health, heal, fixes, certs, unseal)
+//!   app (CLI: serve, health, heal, fixes [forget|prune|export|import], certs, unseal, completions, man)
 //! ```
 //!
 //! - **Admission half** (`webhook`): `mutate` is pure (object + fixes → JSON Patch); `target`

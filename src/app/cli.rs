@@ -169,7 +169,7 @@ pub struct HealthArgs {
     #[arg(long, short = 'n')]
     pub namespace: Option<String>,
 
-    /// Read `kubectl get pods,pvc,events -A -o json` output instead of a cluster.
+    /// Read `kubectl get pods,pvc,events,secrets,deployments,statefulsets,jobs,cronjobs,services,endpointslices,replicasets -A -o json` output instead of a cluster.
     #[arg(long)]
     pub from_file: Option<PathBuf>,
 
