@@ -380,12 +380,13 @@ async fn a_released_lease_is_taken_over_at_once_and_the_handover_loses_nothing()
     let (a, b) = leader_and_follower(server.client(), server.client(), &server).await;
     let stopped = Instant::now();
     a.shut_down().await;
+    // Released: no holder, unless b (polling) has already taken the released Lease over.
+    let holder = lease_holder(&server);
     assert!(
-        lease_holder(&server).is_null(),
-        "released: no holder ({:?})",
-        lease_holder(&server)
+        holder.is_null() || holder == "b",
+        "released: no holder, or already the follower ({holder:?})"
     );
-    // Failed after the old leader stopped and before the new one leads.
+    // Failed after the old leader stopped (and, most often, before the new one leads).
     oom(&server, "web");
     eventually("b takes over", || b.leadership.is_leader()).await;
     assert!(
