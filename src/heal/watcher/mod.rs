@@ -686,20 +686,21 @@ async fn probe_dependencies(context: Arc<Context>) {
     loop {
         ticker.tick().await;
         for target in &config.probes {
-            let error = match probe::probe(&context.client, target, Duration::from_secs(2)).await {
+            let failure = match probe::probe(&context.client, target, Duration::from_secs(2)).await
+            {
                 Ok(()) => {
                     outages.remove(target);
                     continue;
                 }
-                Err(error) => error,
+                Err(failure) => failure,
             };
             let now = Timestamp::now();
             let since = outages
                 .entry(target.clone())
                 .or_insert_with(|| now.round(jiff::Unit::Second).unwrap_or(now).to_string())
                 .clone();
-            tracing::warn!(%target, %error, %since, "dependency probe failed");
-            let finding = probe::finding(target, &error, &since);
+            tracing::warn!(%target, error = %failure, %since, "dependency probe failed");
+            let finding = probe::finding(target, &failure, &since);
             count_problem(&context.metrics, &finding);
             let index = context.store.snapshot().current();
             let view = ClusterView {
