@@ -1,0 +1,289 @@
+//! The recent Warning events about pods and claims, fed by one cluster-wide watch of `core/v1`
+//! Events with the field selector `type=Warning`, so the watcher reports a state the moment a
+//! Warning names it (`FailedMount` on a creating pod, `Unhealthy` readiness failures,
+//! `ProvisioningFailed` on a claim) instead of after the grace period.
+//!
+//! Events are kept whatever the order in which the pod and its events are seen (a kubelet emits
+//! `Unhealthy` before it turns the pod not ready), so detection finds them when the pod changes.
+//!
+//! Memory is bounded whatever the cluster does: only Warnings about pods and claims are kept,
+//! slimmed to what detection and diagnosis read (reason, message cut at `MESSAGE_LIMIT` bytes, the
+//! object reference, times); at most `per_object` events per object (the newest; an event the
+//! apiserver updates — same uid, a higher count — replaces itself); at most `max_objects`
+//! objects (the one warned longest ago goes first); an object's events go when it is deleted
+//! and expire `ttl` after its last Warning (the apiserver keeps events an hour by default).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use tokio::time::Instant;
+
+use crate::heal::detect::Warning;
+use crate::heal::inspect::ClusterView;
+
+/// The longest event message kept (the `events.k8s.io/v1` note limit).
+pub const MESSAGE_LIMIT: usize = 1024;
+
+/// Kinds whose Warnings detection reads.
+const KINDS: [&str; 2] = ["Pod", "PersistentVolumeClaim"];
+
+#[derive(Debug)]
+pub struct RecentWarnings {
+    max_objects: usize,
+    per_object: usize,
+    ttl: Duration,
+    /// Object uid → its recent Warnings, oldest first.
+    by_object: HashMap<String, Recent>,
+}
+
+#[derive(Debug)]
+struct Recent {
+    events: VecDeque<Event>,
+    updated: Instant,
+}
+
+impl RecentWarnings {
+    pub fn new(max_objects: usize, per_object: usize, ttl: Duration) -> Self {
+        Self {
+            max_objects: max_objects.max(1),
+            per_object: per_object.max(1),
+            ttl,
+            by_object: HashMap::new(),
+        }
+    }
+
+    /// Keeps `event` if it is a Warning about a pod or a claim with a uid; returns that uid.
+    pub fn record(&mut self, event: Event, now: Instant) -> Option<String> {
+        let uid = about_uid(&event)?.to_string();
+        if !self.by_object.contains_key(&uid) && self.by_object.len() >= self.max_objects {
+            let oldest = self
+                .by_object
+                .iter()
+                .min_by_key(|(_, recent)| recent.updated)
+                .map(|(uid, _)| uid.clone());
+            if let Some(oldest) = oldest {
+                self.by_object.remove(&oldest);
+            }
+        }
+        let recent = self.by_object.entry(uid.clone()).or_insert_with(|| Recent {
+            events: VecDeque::new(),
+            updated: now,
+        });
+        let event = slim(event);
+        recent
+            .events
+            .retain(|e| e.metadata.uid.is_none() || e.metadata.uid != event.metadata.uid);
+        recent.events.push_back(event);
+        while recent.events.len() > self.per_object {
+            recent.events.pop_front();
+        }
+        recent.updated = now;
+        Some(uid)
+    }
+
+    /// The event was deleted (its time to live passed).
+    pub fn remove(&mut self, event: &Event) {
+        let Some(uid) = about_uid(event) else {
+            return;
+        };
+        if let Some(recent) = self.by_object.get_mut(uid) {
+            recent
+                .events
+                .retain(|e| e.metadata.uid.is_none() || e.metadata.uid != event.metadata.uid);
+            if recent.events.is_empty() {
+                self.by_object.remove(uid);
+            }
+        }
+    }
+
+    /// The Warnings kept about the object with `uid`, oldest first.
+    pub fn events_of(&self, uid: &str) -> impl Iterator<Item = &Event> {
+        self.by_object
+            .get(uid)
+            .into_iter()
+            .flat_map(|recent| recent.events.iter())
+    }
+
+    /// The Warnings about the object of `kind` with `meta`, as detection reads them.
+    pub fn about(&self, kind: &str, meta: &ObjectMeta) -> Vec<Warning> {
+        let Some(uid) = meta.uid.as_deref() else {
+            return Vec::new();
+        };
+        if !self.by_object.contains_key(uid) {
+            return Vec::new();
+        }
+        let view = ClusterView {
+            events: self.events_of(uid).cloned().collect(),
+            ..ClusterView::default()
+        };
+        view.events_about(kind, meta).warnings
+    }
+
+    /// The object is gone.
+    pub fn forget_object(&mut self, uid: &str) {
+        self.by_object.remove(uid);
+    }
+
+    /// Drops everything (a re-list of the events begins).
+    pub fn clear(&mut self) {
+        self.by_object.clear();
+    }
+
+    /// Drops the objects not warned about for the time to live.
+    pub fn expire(&mut self, now: Instant) {
+        let ttl = self.ttl;
+        self.by_object
+            .retain(|_, recent| now.saturating_duration_since(recent.updated) < ttl);
+    }
+
+    /// Objects with kept Warnings.
+    pub fn len(&self) -> usize {
+        self.by_object.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_object.is_empty()
+    }
+}
+
+/// The uid of the pod or claim a Warning event is about.
+fn about_uid(event: &Event) -> Option<&str> {
+    let involved = &event.involved_object;
+    let kept_kind = involved.kind.as_deref().is_some_and(|k| KINDS.contains(&k));
+    (event.type_.as_deref() == Some("Warning") && kept_kind)
+        .then_some(involved.uid.as_deref())
+        .flatten()
+        .filter(|uid| !uid.is_empty())
+}
+
+/// What detection and diagnosis read of an event, and nothing else.
+fn slim(event: Event) -> Event {
+    let involved = event.involved_object;
+    Event {
+        involved_object: ObjectReference {
+            kind: involved.kind,
+            namespace: involved.namespace,
+            name: involved.name,
+            uid: involved.uid,
+            field_path: involved.field_path,
+            ..ObjectReference::default()
+        },
+        metadata: ObjectMeta {
+            uid: event.metadata.uid,
+            namespace: event.metadata.namespace,
+            creation_timestamp: event.metadata.creation_timestamp,
+            ..ObjectMeta::default()
+        },
+        type_: event.type_,
+        reason: event.reason,
+        message: event
+            .message
+            .map(|m| crate::text::truncate(&m, MESSAGE_LIMIT)),
+        count: event.count,
+        first_timestamp: event.first_timestamp,
+        last_timestamp: event.last_timestamp,
+        event_time: event.event_time,
+        series: event.series,
+        ..Event::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn warning(event_uid: &str, object_uid: &str, reason: &str, message: &str) -> Event {
+        serde_json::from_value(json!({
+            "metadata": {"name": format!("p.{event_uid}"), "namespace": "shop", "uid": event_uid,
+                "managedFields": [{"manager": "kubelet"}]},
+            "involvedObject": {"kind": "Pod", "namespace": "shop", "name": "p", "uid": object_uid,
+                "fieldPath": "spec.containers{app}"},
+            "type": "Warning", "reason": reason, "message": message,
+            "lastTimestamp": "2026-11-28T12:00:00Z", "count": 1,
+            "source": {"component": "kubelet", "host": "node-1"}}))
+        .unwrap()
+    }
+
+    fn meta(uid: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some("p".into()),
+            namespace: Some("shop".into()),
+            uid: Some(uid.into()),
+            ..ObjectMeta::default()
+        }
+    }
+
+    #[test]
+    fn only_warnings_about_pods_and_claims_are_kept_slim() {
+        let t0 = Instant::now();
+        let mut recent = RecentWarnings::new(10, 4, Duration::from_secs(3600));
+        let long = "x".repeat(5000);
+        assert_eq!(
+            recent.record(warning("e1", "pod-1", "Unhealthy", &long), t0),
+            Some("pod-1".into())
+        );
+        let mut normal = warning("e2", "pod-1", "Pulled", "pulled");
+        normal.type_ = Some("Normal".into());
+        assert_eq!(recent.record(normal, t0), None);
+        let mut about_node = warning("e3", "node-uid", "NodeNotReady", "down");
+        about_node.involved_object.kind = Some("Node".into());
+        assert_eq!(recent.record(about_node, t0), None);
+        let mut no_uid = warning("e4", "", "FailedMount", "m");
+        no_uid.involved_object.uid = None;
+        assert_eq!(recent.record(no_uid, t0), None);
+
+        assert_eq!(recent.len(), 1);
+        let kept: Vec<&Event> = recent.events_of("pod-1").collect();
+        assert_eq!(kept.len(), 1);
+        assert!(kept[0].metadata.managed_fields.is_none());
+        assert!(kept[0].source.is_none());
+        let message = kept[0].message.as_deref().unwrap();
+        assert!(message.ends_with('…') && message.len() <= MESSAGE_LIMIT + '…'.len_utf8());
+        let warnings = recent.about("Pod", &meta("pod-1"));
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings[0].reason, "Unhealthy");
+        assert_eq!(warnings[0].container.as_deref(), Some("app"));
+        assert!(recent.about("Pod", &meta("pod-2")).is_empty());
+    }
+
+    #[test]
+    fn memory_stays_bounded_per_object_and_in_objects() {
+        let t0 = Instant::now();
+        let mut recent = RecentWarnings::new(2, 2, Duration::from_secs(60));
+        for n in 0..5 {
+            recent.record(warning(&format!("e{n}"), "a", "FailedMount", "m"), t0);
+        }
+        // An updated event (same uid, higher count) replaces itself.
+        let mut again = warning("e4", "a", "FailedMount", "m");
+        again.count = Some(7);
+        recent.record(again, t0);
+        let kept: Vec<Option<i32>> = recent.events_of("a").map(|e| e.count).collect();
+        assert_eq!(kept, [Some(1), Some(7)]);
+
+        let later = t0 + Duration::from_secs(10);
+        recent.record(warning("b1", "b", "FailedMount", "m"), later);
+        recent.record(warning("c1", "c", "FailedMount", "m"), later);
+        assert_eq!(recent.len(), 2);
+        assert_eq!(
+            recent.events_of("a").count(),
+            0,
+            "the least recent goes first"
+        );
+
+        recent.remove(&warning("b1", "b", "FailedMount", "m"));
+        assert_eq!(recent.events_of("b").count(), 0);
+        recent.forget_object("c");
+        assert!(recent.is_empty());
+
+        recent.record(warning("d1", "d", "FailedMount", "m"), t0);
+        recent.record(warning("f1", "f", "FailedMount", "m"), later);
+        recent.expire(t0 + Duration::from_secs(60));
+        assert_eq!(recent.events_of("d").count(), 0, "expired");
+        assert_eq!(recent.events_of("f").count(), 1);
+        recent.clear();
+        assert!(recent.is_empty());
+    }
+}
