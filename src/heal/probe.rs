@@ -69,10 +69,13 @@ pub async fn probe(
     timeout: Duration,
 ) -> Result<(), ProbeFailure> {
     let services: Api<Service> = Api::namespaced(client.clone(), &target.namespace);
-    let service = services.get(&target.service).await.map_err(|e| ProbeFailure {
-        error: format!("Service {}/{}: {e}", target.namespace, target.service),
-        service_uid: None,
-    })?;
+    let service = services
+        .get(&target.service)
+        .await
+        .map_err(|e| ProbeFailure {
+            error: format!("Service {}/{}: {e}", target.namespace, target.service),
+            service_uid: None,
+        })?;
     let failure = |error: String| ProbeFailure {
         error,
         service_uid: service.metadata.uid.clone(),

@@ -566,7 +566,12 @@ impl Term {
             }
             let warned: Vec<Event> = subjects
                 .iter()
-                .flat_map(|s| self.warnings.events_of(&s.uid()).cloned().collect::<Vec<_>>())
+                .flat_map(|s| {
+                    self.warnings
+                        .events_of(&s.uid())
+                        .cloned()
+                        .collect::<Vec<_>>()
+                })
                 .collect();
             let context = self.context.clone();
             let claims = claims.clone();

@@ -191,7 +191,9 @@ mod tests {
         };
         assert!(creating.problems(&[], soon, &thresholds).is_empty());
         assert_eq!(
-            creating.problems(&[mount], soon, &thresholds)[0].kind.name(),
+            creating.problems(&[mount], soon, &thresholds)[0]
+                .kind
+                .name(),
             "StuckCreating"
         );
     }
