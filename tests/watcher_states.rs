@@ -159,15 +159,31 @@ fn not_acting(server: &FakeApiServer, uid: &str) -> Vec<String> {
         .collect()
 }
 
+/// The notes of the `NotActing` Events about the object with `uid`, once there is one (the
+/// metric is counted before the Event is written).
+async fn reported(server: &FakeApiServer, uid: &str) -> Vec<String> {
+    eventually("the NotActing Event", || {
+        !not_acting(server, uid).is_empty()
+    })
+    .await;
+    not_acting(server, uid)
+}
+
 /// Nothing was acted on: every action taken was a report, no fix was recorded, and the pods
 /// named are still there.
-fn assert_only_reported(server: &FakeApiServer, metrics: &Metrics, pod_names: &[&str]) {
-    let text = metrics.encode();
-    let actions: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with("selfheal_healing_actions_total{"))
-        .collect();
-    assert!(!actions.is_empty(), "{text}");
+async fn assert_only_reported(server: &FakeApiServer, metrics: &Metrics, pod_names: &[&str]) {
+    let actions_of = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("selfheal_healing_actions_total{"))
+            .map(String::from)
+            .collect()
+    };
+    // The action is counted once its Event is written.
+    eventually("an action is counted", || {
+        !actions_of(&metrics.encode()).is_empty()
+    })
+    .await;
+    let actions = actions_of(&metrics.encode());
     assert!(
         actions
             .iter()
@@ -227,7 +243,7 @@ async fn a_failed_mount_is_reported_when_its_warning_appears_not_after_the_grace
             .contains(&detected("StuckCreating", "missing Secret"))
     })
     .await;
-    let notes = not_acting(&server, "uid-web-5d4f8b7c9-mount");
+    let notes = reported(&server, "uid-web-5d4f8b7c9-mount").await;
     assert_eq!(notes.len(), 1, "{notes:?}");
     assert!(
         notes[0].contains("stuck creating: missing Secret"),
@@ -237,7 +253,8 @@ async fn a_failed_mount_is_reported_when_its_warning_appears_not_after_the_grace
         &server,
         &metrics,
         &["web-5d4f8b7c9-mount", "web-5d4f8b7c9-badnm"],
-    );
+    )
+    .await;
 
     // The kubelet repeats the Warning (same event, higher count): not a new report.
     let mut again = dump_item("Event", "web-5d4f8b7c9-mount.000000000000000c");
@@ -289,13 +306,13 @@ async fn a_failing_readiness_probe_is_reported_at_once_whichever_comes_first() {
             .contains(&detected("NotReady", "readiness probe failing"))
     })
     .await;
-    let notes = not_acting(&server, "uid-web-5d4f8b7c9-r8k2p");
+    let notes = reported(&server, "uid-web-5d4f8b7c9-r8k2p").await;
     assert_eq!(notes.len(), 1, "{notes:?}");
     assert!(
         notes[0].contains("not ready (readiness probe failing)"),
         "{notes:?}"
     );
-    assert_only_reported(&server, &metrics, &["web-5d4f8b7c9-r8k2p"]);
+    assert_only_reported(&server, &metrics, &["web-5d4f8b7c9-r8k2p"]).await;
     drop(running);
 }
 
@@ -319,14 +336,14 @@ async fn an_invalid_image_name_is_named_as_such_and_not_retried() {
             && !text.contains("problem=\"StuckCreating\""),
         "{text}"
     );
-    let notes = not_acting(&server, "uid-web-5d4f8b7c9-badnm");
+    let notes = reported(&server, "uid-web-5d4f8b7c9-badnm").await;
     assert_eq!(notes.len(), 1, "{notes:?}");
     assert!(
         notes[0].starts_with("InvalidImageName (invalid image name)"),
         "{notes:?}"
     );
     // An image pull failure would have the pod deleted for a new pull; a bad name is not pulled.
-    assert_only_reported(&server, &metrics, &["web-5d4f8b7c9-badnm"]);
+    assert_only_reported(&server, &metrics, &["web-5d4f8b7c9-badnm"]).await;
     drop(running);
 }
 
@@ -372,9 +389,40 @@ async fn a_gated_pod_is_looked_at_again_when_its_grace_ends_with_no_new_event() 
         "reported after the grace (times are in whole seconds), not before: {:?}",
         began.elapsed()
     );
-    let notes = not_acting(&server, "uid-batch-worker-gated");
+    let notes = reported(&server, "uid-batch-worker-gated").await;
     assert_eq!(notes.len(), 1, "{notes:?}");
     assert!(notes[0].contains("held by scheduling gates"), "{notes:?}");
-    assert_only_reported(&server, &metrics, &["batch-worker-gated"]);
+    assert_only_reported(&server, &metrics, &["batch-worker-gated"]).await;
+    drop(running);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_whose_provisioning_failed_is_reported_at_once_from_an_events_v1_event() {
+    let server = FakeApiServer::new();
+    let running = start(&server, Thresholds::default()).await;
+    let metrics = running.metrics.clone();
+    // Created a minute ago (the grace is 300 s); the CSI provisioner writes events.k8s.io/v1
+    // Events, which the watcher reads through core/v1 like every other.
+    server.put(
+        &Collection::core("shop", "persistentvolumeclaims"),
+        dump_item("PersistentVolumeClaim", "data-orders-0"),
+    );
+    server.put(
+        &Collection::new("apis/events.k8s.io/v1", "shop", "events"),
+        dump_item("Event", "data-orders-0.0000000000000010"),
+    );
+    eventually("the failed provisioning is reported", || {
+        metrics
+            .encode()
+            .contains(&detected("ClaimPending", "volume provisioning failed"))
+    })
+    .await;
+    let notes = reported(&server, "uid-data-orders-0").await;
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].contains("claim pending: volume provisioning failed"),
+        "{notes:?}"
+    );
+    assert_only_reported(&server, &metrics, &[]).await;
     drop(running);
 }
