@@ -428,7 +428,19 @@ impl Term {
         if !self.context.config.in_scope(namespace) {
             return;
         }
-        let Some(uid) = self.warnings.record(event, Instant::now()) else {
+        // When the Warnings kept are at their bound, those of tracked objects stay longest.
+        let tracked: HashSet<&str> = if self.warnings.is_full() {
+            self.tracked
+                .values()
+                .flat_map(|entries| entries.keys().map(String::as_str))
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        let recorded = self
+            .warnings
+            .record(event, Instant::now(), |uid| tracked.contains(uid));
+        let Some(uid) = recorded else {
             return;
         };
         let key = self

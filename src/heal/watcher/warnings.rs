@@ -10,7 +10,8 @@
 //! slimmed to what detection and diagnosis read (reason, message cut at `MESSAGE_LIMIT` bytes, the
 //! object reference, times); at most `per_object` events per object (the newest; an event the
 //! apiserver updates — same uid, a higher count — replaces itself); at most `max_objects`
-//! objects (the one warned longest ago goes first); an object's events go when it is deleted
+//! objects (when full, an object the watcher is not waiting on goes first, the one warned longest
+//! ago first); an object's events go when it is deleted
 //! and expire `ttl` after its last Warning (the apiserver keeps events an hour by default).
 
 use std::collections::{HashMap, VecDeque};
@@ -54,14 +55,25 @@ impl RecentWarnings {
         }
     }
 
+    /// Whether a Warning about a new object would push another one out.
+    pub fn is_full(&self) -> bool {
+        self.by_object.len() >= self.max_objects
+    }
+
     /// Keeps `event` if it is a Warning about a pod or a claim with a uid; returns that uid.
-    pub fn record(&mut self, event: Event, now: Instant) -> Option<String> {
+    /// When full, the objects `wanted` says the watcher waits on are pushed out last.
+    pub fn record(
+        &mut self,
+        event: Event,
+        now: Instant,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Option<String> {
         let uid = about_uid(&event)?.to_string();
-        if !self.by_object.contains_key(&uid) && self.by_object.len() >= self.max_objects {
+        if !self.by_object.contains_key(&uid) && self.is_full() {
             let oldest = self
                 .by_object
                 .iter()
-                .min_by_key(|(_, recent)| recent.updated)
+                .min_by_key(|(uid, recent)| (wanted(uid), recent.updated))
                 .map(|(uid, _)| uid.clone());
             if let Some(oldest) = oldest {
                 self.by_object.remove(&oldest);
@@ -222,18 +234,18 @@ mod tests {
         let mut recent = RecentWarnings::new(10, 4, Duration::from_secs(3600));
         let long = "x".repeat(5000);
         assert_eq!(
-            recent.record(warning("e1", "pod-1", "Unhealthy", &long), t0),
+            recent.record(warning("e1", "pod-1", "Unhealthy", &long), t0, |_| false),
             Some("pod-1".into())
         );
         let mut normal = warning("e2", "pod-1", "Pulled", "pulled");
         normal.type_ = Some("Normal".into());
-        assert_eq!(recent.record(normal, t0), None);
+        assert_eq!(recent.record(normal, t0, |_| false), None);
         let mut about_node = warning("e3", "node-uid", "NodeNotReady", "down");
         about_node.involved_object.kind = Some("Node".into());
-        assert_eq!(recent.record(about_node, t0), None);
+        assert_eq!(recent.record(about_node, t0, |_| false), None);
         let mut no_uid = warning("e4", "", "FailedMount", "m");
         no_uid.involved_object.uid = None;
-        assert_eq!(recent.record(no_uid, t0), None);
+        assert_eq!(recent.record(no_uid, t0, |_| false), None);
 
         assert_eq!(recent.len(), 1);
         let kept: Vec<&Event> = recent.events_of("pod-1").collect();
@@ -254,32 +266,45 @@ mod tests {
         let t0 = Instant::now();
         let mut recent = RecentWarnings::new(2, 2, Duration::from_secs(60));
         for n in 0..5 {
-            recent.record(warning(&format!("e{n}"), "a", "FailedMount", "m"), t0);
+            recent.record(
+                warning(&format!("e{n}"), "a", "FailedMount", "m"),
+                t0,
+                |_| false,
+            );
         }
         // An updated event (same uid, higher count) replaces itself.
         let mut again = warning("e4", "a", "FailedMount", "m");
         again.count = Some(7);
-        recent.record(again, t0);
+        recent.record(again, t0, |_| false);
         let kept: Vec<Option<i32>> = recent.events_of("a").map(|e| e.count).collect();
         assert_eq!(kept, [Some(1), Some(7)]);
 
         let later = t0 + Duration::from_secs(10);
-        recent.record(warning("b1", "b", "FailedMount", "m"), later);
-        recent.record(warning("c1", "c", "FailedMount", "m"), later);
+        recent.record(warning("b1", "b", "FailedMount", "m"), later, |_| false);
+        assert!(recent.is_full());
+        recent.record(warning("c1", "c", "FailedMount", "m"), later, |_| false);
         assert_eq!(recent.len(), 2);
         assert_eq!(
             recent.events_of("a").count(),
             0,
             "the least recent goes first"
         );
+        // ...unless the watcher waits on it.
+        let latest = later + Duration::from_secs(10);
+        recent.record(warning("g1", "g", "FailedMount", "m"), latest, |uid| {
+            uid == "b"
+        });
+        assert_eq!(recent.events_of("b").count(), 1);
+        assert_eq!(recent.events_of("c").count(), 0);
+        recent.forget_object("g");
 
         recent.remove(&warning("b1", "b", "FailedMount", "m"));
         assert_eq!(recent.events_of("b").count(), 0);
         recent.forget_object("c");
         assert!(recent.is_empty());
 
-        recent.record(warning("d1", "d", "FailedMount", "m"), t0);
-        recent.record(warning("f1", "f", "FailedMount", "m"), later);
+        recent.record(warning("d1", "d", "FailedMount", "m"), t0, |_| false);
+        recent.record(warning("f1", "f", "FailedMount", "m"), later, |_| false);
         recent.expire(t0 + Duration::from_secs(60));
         assert_eq!(recent.events_of("d").count(), 0, "expired");
         assert_eq!(recent.events_of("f").count(), 1);
