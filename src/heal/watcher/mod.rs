@@ -2,8 +2,8 @@
 //! Secrets feed a work queue; workers diagnose and fix through the same loop as `selfheal heal`.
 //!
 //! **Leadership.** The watches live only for a leadership term: each term starts with a fresh
-//! list of every pod, claim, Secret and Warning event, so whatever failed during a handover (or while no replica
-//! ran) is examined by the new leader. When the term ends (Lease lost, local deadline passed, or
+//! list of every pod, claim, Secret and Warning event, so whatever failed during a handover (or
+//! while no replica ran) is examined by the new leader. When the term ends (Lease lost, local deadline passed, or
 //! released on shutdown) everything of the term is dropped at once, in-flight handlings included:
 //! a replica that may no longer lead stops acting. Followers keep no caches.
 //!
@@ -26,8 +26,8 @@
 //! **Warnings.** A state a Warning event explains (a pod creating with `FailedMount`, a
 //! container failing its readiness probe, a claim with `ProvisioningFailed`) is reported as soon
 //! as the Warning is seen, not after the grace period kept for states nothing explains. One
-//! cluster-wide watch of `core/v1` Events with the field selector `type=Warning` (served by the
-//! apiserver's index, so Normal events never cross the wire) feeds [`warnings::RecentWarnings`]:
+//! cluster-wide watch of `core/v1` Events with the field selector `type=Warning` (filtered by the
+//! apiserver, so Normal events never cross the wire) feeds [`warnings::RecentWarnings`]:
 //! a few recent Warnings per pod or claim, bounded in objects, size and age. A new Warning about
 //! a tracked object makes its workload due; detection (`detect::pod_problems_with`,
 //! `claim_problem_with`) reads them, and the worker's view carries them so the diagnosis quotes
@@ -35,8 +35,9 @@
 //! per pod per check and still see a Warning late.
 //!
 //! **Memory.** Only objects with a problem or a pending check are held; they, their dedup
-//! entries, their Warnings and their certificate-expiry series go when the object is deleted or
-//! missing from a re-list, and dedup, Warning and rate-limit entries expire.
+//! entries and their certificate-expiry series go when the object is deleted or missing from a
+//! re-list, and dedup and rate-limit entries expire. Warnings are bounded on their own (see
+//! [`warnings`]): they go when their object is deleted, and expire.
 
 mod handled;
 mod queue;
@@ -129,7 +130,8 @@ const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(300);
 const HOUSEKEEPING: Duration = Duration::from_secs(60);
 /// How long work waits for the first list of claims.
 const CLAIMS_WAIT: Duration = Duration::from_secs(10);
-/// Pods and claims whose recent Warning events are kept, at most.
+/// Pods and claims whose recent Warning events are kept, at most (with `WARNINGS_PER_OBJECT`:
+/// about 3 MB of kubelet Warnings, 11 MB if every message has the longest length kept).
 const WARNED_OBJECTS: usize = 2048;
 /// Recent Warning events kept per object (the newest).
 const WARNINGS_PER_OBJECT: usize = 4;
@@ -578,12 +580,7 @@ impl Term {
             }
             let warned: Vec<Event> = subjects
                 .iter()
-                .flat_map(|s| {
-                    self.warnings
-                        .events_of(&s.uid())
-                        .cloned()
-                        .collect::<Vec<_>>()
-                })
+                .flat_map(|s| self.warnings.events_of(&s.uid()))
                 .collect();
             let context = self.context.clone();
             let claims = claims.clone();

@@ -6,23 +6,26 @@
 //! Events are kept whatever the order in which the pod and its events are seen (a kubelet emits
 //! `Unhealthy` before it turns the pod not ready), so detection finds them when the pod changes.
 //!
-//! Memory is bounded whatever the cluster does: only Warnings about pods and claims are kept,
-//! slimmed to what detection and diagnosis read (reason, message cut at `MESSAGE_LIMIT` bytes, the
-//! object reference, times); at most `per_object` events per object (the newest; an event the
-//! apiserver updates — same uid, a higher count — replaces itself); at most `max_objects`
-//! objects (when full, an object the watcher is not waiting on goes first, the one warned longest
-//! ago first); an object's events go when it is deleted
-//! and expire `ttl` after its last Warning (the apiserver keeps events an hour by default).
+//! Memory is bounded whatever the cluster does: only Warnings about pods and claims are kept, and
+//! of each only what detection and diagnosis read (reason, message cut at `MESSAGE_LIMIT` bytes,
+//! the object reference, when it was last seen: 192 bytes and its text, about 400 bytes for a
+//! kubelet Warning, where an `Event` takes 1000 bytes before any text). At most `per_object`
+//! events per object (the newest; an event the apiserver updates — same uid, a higher count —
+//! replaces itself); at most `max_objects` objects (when full, an object the watcher is not
+//! waiting on goes first, the one warned longest ago first). An object's events go when it is
+//! deleted and expire `ttl` after its last Warning (the apiserver keeps events an hour by
+//! default).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
+use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event, ObjectReference};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use tokio::time::Instant;
 
 use crate::heal::detect::Warning;
-use crate::heal::inspect::ClusterView;
+use crate::heal::inspect::{self, ClusterView};
 
 /// The longest event message kept (the `events.k8s.io/v1` note limit).
 pub const MESSAGE_LIMIT: usize = 1024;
@@ -41,8 +44,69 @@ pub struct RecentWarnings {
 
 #[derive(Debug)]
 struct Recent {
-    events: VecDeque<Event>,
+    events: VecDeque<Kept>,
     updated: Instant,
+}
+
+/// What is kept of one Warning event.
+#[derive(Debug)]
+struct Kept {
+    /// The event's own uid: the apiserver updates an event in place (a higher count).
+    uid: Option<String>,
+    kind: Option<String>,
+    namespace: Option<String>,
+    name: Option<String>,
+    field_path: Option<String>,
+    reason: Option<String>,
+    message: Option<String>,
+    last_seen: Option<Timestamp>,
+}
+
+impl Kept {
+    fn new(event: Event) -> Self {
+        let last_seen = inspect::event_seen(&event);
+        let involved = event.involved_object;
+        Self {
+            uid: event.metadata.uid,
+            kind: involved.kind,
+            namespace: involved.namespace.or(event.metadata.namespace),
+            name: involved.name,
+            field_path: involved.field_path,
+            reason: event.reason,
+            message: event
+                .message
+                .map(|m| crate::text::truncate(&m, MESSAGE_LIMIT)),
+            last_seen,
+        }
+    }
+
+    fn is(&self, event_uid: Option<&str>) -> bool {
+        self.uid.is_some() && self.uid.as_deref() == event_uid
+    }
+
+    /// As a `core/v1` Event about the object with `object_uid`.
+    fn to_event(&self, object_uid: &str) -> Event {
+        Event {
+            metadata: ObjectMeta {
+                uid: self.uid.clone(),
+                namespace: self.namespace.clone(),
+                ..ObjectMeta::default()
+            },
+            involved_object: ObjectReference {
+                kind: self.kind.clone(),
+                namespace: self.namespace.clone(),
+                name: self.name.clone(),
+                uid: Some(object_uid.to_string()),
+                field_path: self.field_path.clone(),
+                ..ObjectReference::default()
+            },
+            type_: Some("Warning".into()),
+            reason: self.reason.clone(),
+            message: self.message.clone(),
+            event_time: self.last_seen.map(MicroTime),
+            ..Event::default()
+        }
+    }
 }
 
 impl RecentWarnings {
@@ -83,11 +147,9 @@ impl RecentWarnings {
             events: VecDeque::new(),
             updated: now,
         });
-        let event = slim(event);
-        recent
-            .events
-            .retain(|e| e.metadata.uid.is_none() || e.metadata.uid != event.metadata.uid);
-        recent.events.push_back(event);
+        let kept = Kept::new(event);
+        recent.events.retain(|k| !k.is(kept.uid.as_deref()));
+        recent.events.push_back(kept);
         while recent.events.len() > self.per_object {
             recent.events.pop_front();
         }
@@ -103,19 +165,21 @@ impl RecentWarnings {
         if let Some(recent) = self.by_object.get_mut(uid) {
             recent
                 .events
-                .retain(|e| e.metadata.uid.is_none() || e.metadata.uid != event.metadata.uid);
+                .retain(|k| !k.is(event.metadata.uid.as_deref()));
             if recent.events.is_empty() {
                 self.by_object.remove(uid);
             }
         }
     }
 
-    /// The Warnings kept about the object with `uid`, oldest first.
-    pub fn events_of(&self, uid: &str) -> impl Iterator<Item = &Event> {
+    /// The Warnings kept about the object with `uid`, oldest first, as `core/v1` Events.
+    pub fn events_of(&self, uid: &str) -> Vec<Event> {
         self.by_object
             .get(uid)
             .into_iter()
             .flat_map(|recent| recent.events.iter())
+            .map(|kept| kept.to_event(uid))
+            .collect()
     }
 
     /// The Warnings about the object of `kind` with `meta`, as detection reads them.
@@ -127,7 +191,7 @@ impl RecentWarnings {
             return Vec::new();
         }
         let view = ClusterView {
-            events: self.events_of(uid).cloned().collect(),
+            events: self.events_of(uid),
             ..ClusterView::default()
         };
         view.events_about(kind, meta).warnings
@@ -168,38 +232,6 @@ fn about_uid(event: &Event) -> Option<&str> {
         .then_some(involved.uid.as_deref())
         .flatten()
         .filter(|uid| !uid.is_empty())
-}
-
-/// What detection and diagnosis read of an event, and nothing else.
-fn slim(event: Event) -> Event {
-    let involved = event.involved_object;
-    Event {
-        involved_object: ObjectReference {
-            kind: involved.kind,
-            namespace: involved.namespace,
-            name: involved.name,
-            uid: involved.uid,
-            field_path: involved.field_path,
-            ..ObjectReference::default()
-        },
-        metadata: ObjectMeta {
-            uid: event.metadata.uid,
-            namespace: event.metadata.namespace,
-            creation_timestamp: event.metadata.creation_timestamp,
-            ..ObjectMeta::default()
-        },
-        type_: event.type_,
-        reason: event.reason,
-        message: event
-            .message
-            .map(|m| crate::text::truncate(&m, MESSAGE_LIMIT)),
-        count: event.count,
-        first_timestamp: event.first_timestamp,
-        last_timestamp: event.last_timestamp,
-        event_time: event.event_time,
-        series: event.series,
-        ..Event::default()
-    }
 }
 
 #[cfg(test)]
@@ -248,7 +280,7 @@ mod tests {
         assert_eq!(recent.record(no_uid, t0, |_| false), None);
 
         assert_eq!(recent.len(), 1);
-        let kept: Vec<&Event> = recent.events_of("pod-1").collect();
+        let kept = recent.events_of("pod-1");
         assert_eq!(kept.len(), 1);
         assert!(kept[0].metadata.managed_fields.is_none());
         assert!(kept[0].source.is_none());
@@ -258,6 +290,11 @@ mod tests {
         assert_eq!(warnings.len(), 1);
         assert_eq!(warnings[0].reason, "Unhealthy");
         assert_eq!(warnings[0].container.as_deref(), Some("app"));
+        assert_eq!(
+            warnings[0].last_seen,
+            Some("2026-11-28T12:00:00Z".parse().unwrap()),
+            "when it was last seen is kept (a Warning older than the running container is old news)"
+        );
         assert!(recent.about("Pod", &meta("pod-2")).is_empty());
     }
 
@@ -273,11 +310,14 @@ mod tests {
             );
         }
         // An updated event (same uid, higher count) replaces itself.
-        let mut again = warning("e4", "a", "FailedMount", "m");
-        again.count = Some(7);
+        let again = warning("e4", "a", "FailedMount", "m again");
         recent.record(again, t0, |_| false);
-        let kept: Vec<Option<i32>> = recent.events_of("a").map(|e| e.count).collect();
-        assert_eq!(kept, [Some(1), Some(7)]);
+        let kept: Vec<Option<String>> = recent
+            .events_of("a")
+            .into_iter()
+            .map(|e| e.message)
+            .collect();
+        assert_eq!(kept, [Some("m".into()), Some("m again".into())]);
 
         let later = t0 + Duration::from_secs(10);
         recent.record(warning("b1", "b", "FailedMount", "m"), later, |_| false);
@@ -285,7 +325,7 @@ mod tests {
         recent.record(warning("c1", "c", "FailedMount", "m"), later, |_| false);
         assert_eq!(recent.len(), 2);
         assert_eq!(
-            recent.events_of("a").count(),
+            recent.events_of("a").len(),
             0,
             "the least recent goes first"
         );
@@ -294,20 +334,20 @@ mod tests {
         recent.record(warning("g1", "g", "FailedMount", "m"), latest, |uid| {
             uid == "b"
         });
-        assert_eq!(recent.events_of("b").count(), 1);
-        assert_eq!(recent.events_of("c").count(), 0);
+        assert_eq!(recent.events_of("b").len(), 1);
+        assert_eq!(recent.events_of("c").len(), 0);
         recent.forget_object("g");
 
         recent.remove(&warning("b1", "b", "FailedMount", "m"));
-        assert_eq!(recent.events_of("b").count(), 0);
+        assert_eq!(recent.events_of("b").len(), 0);
         recent.forget_object("c");
         assert!(recent.is_empty());
 
         recent.record(warning("d1", "d", "FailedMount", "m"), t0, |_| false);
         recent.record(warning("f1", "f", "FailedMount", "m"), later, |_| false);
         recent.expire(t0 + Duration::from_secs(60));
-        assert_eq!(recent.events_of("d").count(), 0, "expired");
-        assert_eq!(recent.events_of("f").count(), 1);
+        assert_eq!(recent.events_of("d").len(), 0, "expired");
+        assert_eq!(recent.events_of("f").len(), 1);
         recent.clear();
         assert!(recent.is_empty());
     }
