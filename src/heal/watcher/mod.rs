@@ -131,7 +131,7 @@ const HOUSEKEEPING: Duration = Duration::from_secs(60);
 /// How long work waits for the first list of claims.
 const CLAIMS_WAIT: Duration = Duration::from_secs(10);
 /// Pods and claims whose recent Warning events are kept, at most (with `WARNINGS_PER_OBJECT`:
-/// about 3 MB of kubelet Warnings, 11 MB if every message has the longest length kept).
+/// about 3 MB of kubelet Warnings, 12 MB if every message has the longest length kept).
 const WARNED_OBJECTS: usize = 2048;
 /// Recent Warning events kept per object (the newest).
 const WARNINGS_PER_OBJECT: usize = 4;
