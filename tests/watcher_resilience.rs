@@ -380,10 +380,12 @@ async fn a_released_lease_is_taken_over_at_once_and_the_handover_loses_nothing()
     let (a, b) = leader_and_follower(server.client(), server.client(), &server).await;
     let stopped = Instant::now();
     a.shut_down().await;
+    // Released: no holder, or already the follower, which polls every 100 ms and may take it
+    // before this line runs on a busy machine (the time check below proves the release).
+    let holder = lease_holder(&server);
     assert!(
-        lease_holder(&server).is_null(),
-        "released: no holder ({:?})",
-        lease_holder(&server)
+        holder.is_null() || holder == "b",
+        "released by a: {holder:?}"
     );
     // Failed after the old leader stopped and before the new one leads.
     oom(&server, "web");
