@@ -95,6 +95,7 @@ fn rbac_grants_only_what_the_code_uses() {
         grants("ClusterRole"),
         [
             "/events:list",
+            "/events:watch",
             "/limitranges:list",
             "/limitranges:watch",
             "/namespaces:get",

@@ -289,6 +289,26 @@ async fn a_rate_limited_image_pull_retry_happens_when_the_backoff_ends_with_no_n
     drop(running);
 }
 
+/// A Service `shop/db` on 127.0.0.1:`port` and its Deployment (with `labels`), whose pod is
+/// not ready.
+fn put_dependency(server: &FakeApiServer, port: u16, labels: Value) {
+    server.put(
+        &Collection::core("shop", "services"),
+        json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "db", "namespace": "shop"},
+        "spec": {"clusterIP": "127.0.0.1", "selector": {"app": "db"}, "ports": [{"port": port}]}}),
+    );
+    server.put(&Collection::apps("shop", "deployments"), json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "db", "namespace": "shop", "labels": labels},
+        "spec": {"selector": {"matchLabels": {"app": "db"}}, "template": {"metadata": {"labels": {"app": "db"}},
+            "spec": {"containers": [{"name": "db", "image": "postgres:16"}]}}}}));
+    server.put(&Collection::core("shop", "pods"), json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "db-5d4c3b2a1-aaaaa", "namespace": "shop", "labels": {"app": "db", "pod-template-hash": "5d4c3b2a1"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "db-5d4c3b2a1", "uid": "rs", "controller": true}]},
+        "spec": {"containers": [{"name": "db", "image": "postgres:16"}]},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]}}));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_dependency_probe_restarts_the_not_ready_workload_once_per_outage() {
     let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -297,18 +317,7 @@ async fn a_failing_dependency_probe_restarts_the_not_ready_workload_once_per_out
         .unwrap()
         .port();
     let server = FakeApiServer::new();
-    server.put(&Collection::core("shop", "services"), json!({"apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "db", "namespace": "shop"},
-        "spec": {"clusterIP": "127.0.0.1", "selector": {"app": "db"}, "ports": [{"port": closed_port}]}}));
-    server.put(&Collection::apps("shop", "deployments"), json!({"apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "db", "namespace": "shop"},
-        "spec": {"selector": {"matchLabels": {"app": "db"}}, "template": {"metadata": {"labels": {"app": "db"}},
-            "spec": {"containers": [{"name": "db", "image": "postgres:16"}]}}}}));
-    server.put(&Collection::core("shop", "pods"), json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "db-5d4c3b2a1-aaaaa", "namespace": "shop", "labels": {"app": "db", "pod-template-hash": "5d4c3b2a1"},
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "db-5d4c3b2a1", "uid": "rs", "controller": true}]},
-        "spec": {"containers": [{"name": "db", "image": "postgres:16"}]},
-        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]}}));
+    put_dependency(&server, closed_port, json!({}));
     let probe = format!("shop/db:{closed_port}");
     let running = start(
         &server,
@@ -343,5 +352,51 @@ async fn a_failing_dependency_probe_restarts_the_not_ready_workload_once_per_out
         "the same outage restarts it once"
     );
     assert!(metrics.encode().contains("problem=\"DependencyDown\""));
+    drop(running);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_dependency_probe_is_reported_on_the_service_itself() {
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = FakeApiServer::new();
+    // The workload behind it opted out: the refusal is an Event about the Service.
+    put_dependency(&server, closed_port, json!({"selfheal.io/ignore": "true"}));
+    let service_uid = server
+        .get(&Collection::core("shop", "services"), "db")
+        .unwrap()["metadata"]["uid"]
+        .clone();
+    let probe = format!("shop/db:{closed_port}");
+    let running = start(
+        &server,
+        RateLimiter::new(Duration::ZERO, Duration::ZERO),
+        watcher_config(vec![probe.as_str()], Duration::from_millis(100)),
+    )
+    .await;
+    let about_service = || {
+        server
+            .list(&Collection::new("apis/events.k8s.io/v1", "shop", "events"))
+            .into_iter()
+            .filter(|e| e["reason"] == "NotActing")
+            .map(|e| e["regarding"].clone())
+            .collect::<Vec<Value>>()
+    };
+    eventually("the refusal is reported", || !about_service().is_empty()).await;
+    let regarding = &about_service()[0];
+    assert_eq!(
+        (&regarding["kind"], &regarding["name"], &regarding["uid"]),
+        (&json!("Service"), &json!("db"), &service_uid),
+        "kubectl describe service db shows it"
+    );
+    assert!(
+        server
+            .get(&Collection::apps("shop", "deployments"), "db")
+            .unwrap()["spec"]["template"]["metadata"]["annotations"]
+            .is_null(),
+        "not restarted"
+    );
     drop(running);
 }

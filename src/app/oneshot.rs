@@ -13,7 +13,7 @@ use crate::core::index::FixIndex;
 use crate::core::quantity::ByteQuantity;
 use crate::heal::detect::Thresholds;
 use crate::heal::execute::{DEFAULT_WINDOW, Executor, MAX_BACKOFF};
-use crate::heal::inspect::{self, ClusterView, Finding};
+use crate::heal::inspect::{self, ClusterView, Finding, UnreadableItem};
 use crate::heal::plan::Rails;
 use crate::heal::ratelimit::RateLimiter;
 use crate::heal::run as heal;
@@ -104,6 +104,9 @@ pub async fn health(args: &HealthArgs) -> anyhow::Result<bool> {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
             let view = ClusterView::from_dump(&text).with_context(|| path.display().to_string())?;
+            if let Some(summary) = unreadable_summary(&view.unreadable) {
+                eprint!("{summary}");
+            }
             let findings =
                 inspect::findings(&view, &Default::default(), now, &Thresholds::default());
             match &args.namespace {
@@ -122,6 +125,22 @@ pub async fn health(args: &HealthArgs) -> anyhow::Result<bool> {
     };
     print_findings(&findings, args.output);
     Ok(findings.is_empty())
+}
+
+/// The items of a dump that were skipped, one a line, for stderr (the warning log may be
+/// silenced by `SELFHEAL_LOG`; this summary is not). `None` when every item was read.
+fn unreadable_summary(unreadable: &[UnreadableItem]) -> Option<String> {
+    if unreadable.is_empty() {
+        return None;
+    }
+    let mut summary = format!(
+        "{} item(s) of the dump could not be read and were not checked:\n",
+        unreadable.len()
+    );
+    for item in unreadable {
+        summary.push_str(&format!("  {item}\n"));
+    }
+    Some(summary)
 }
 
 fn print_findings(findings: &[Finding], format: ReportFormat) {
@@ -207,4 +226,33 @@ pub async fn heal(args: &HealArgs) -> anyhow::Result<()> {
         ),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skipped_items_are_summarised_one_a_line() {
+        assert_eq!(unreadable_summary(&[]), None);
+        let item = |index: usize, name: &str| UnreadableItem {
+            index,
+            kind: "Pod".into(),
+            name: name.into(),
+            field: "status.containerStatuses[0].restartCount".into(),
+            error: "invalid type: string \"three\", expected i32".into(),
+        };
+        let summary = unreadable_summary(&[item(0, "shop/a"), item(7, "shop/b")]).unwrap();
+        let lines: Vec<&str> = summary.lines().collect();
+        assert_eq!(
+            lines[0],
+            "2 item(s) of the dump could not be read and were not checked:"
+        );
+        assert_eq!(
+            lines[1],
+            "  items[0] (Pod) shop/a: field status.containerStatuses[0].restartCount: invalid type: string \"three\", expected i32"
+        );
+        assert!(lines[2].starts_with("  items[7] (Pod) shop/b: "));
+        assert_eq!(lines.len(), 3);
+    }
 }

@@ -1,7 +1,9 @@
 //! Optional TCP probes of named dependencies (`namespace/service:port`): the Service's cluster IP
 //! is looked up through the API and connected to, so a probe needs no DNS and sees what callers
 //! see. A failed probe becomes a `DependencyDown` problem, healed like a caller's "connection
-//! refused": the not-ready workload behind the Service is restarted, never anything else.
+//! refused": the not-ready workload behind the Service is restarted, never anything else. The
+//! finding is about the Service itself (its uid, read by the probe), so its Events show in
+//! `kubectl describe service`.
 
 use std::time::Duration;
 
@@ -46,44 +48,71 @@ impl std::fmt::Display for ProbeTarget {
     }
 }
 
+/// A failed probe: why, and the uid of the probed Service when it could be read (the subject of
+/// the finding's Events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeFailure {
+    pub error: String,
+    pub service_uid: Option<String>,
+}
+
+impl std::fmt::Display for ProbeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.error)
+    }
+}
+
 /// Connects to the Service's cluster IP and port within `timeout`.
-pub async fn probe(client: &Client, target: &ProbeTarget, timeout: Duration) -> Result<(), String> {
+pub async fn probe(
+    client: &Client,
+    target: &ProbeTarget,
+    timeout: Duration,
+) -> Result<(), ProbeFailure> {
     let services: Api<Service> = Api::namespaced(client.clone(), &target.namespace);
     let service = services
         .get(&target.service)
         .await
-        .map_err(|e| format!("Service {}/{}: {e}", target.namespace, target.service))?;
+        .map_err(|e| ProbeFailure {
+            error: format!("Service {}/{}: {e}", target.namespace, target.service),
+            service_uid: None,
+        })?;
+    let failure = |error: String| ProbeFailure {
+        error,
+        service_uid: service.metadata.uid.clone(),
+    };
     let ip = service
         .spec
-        .and_then(|s| s.cluster_ip)
-        .filter(|ip| !ip.is_empty() && ip != "None")
+        .as_ref()
+        .and_then(|s| s.cluster_ip.as_deref())
+        .filter(|ip| !ip.is_empty() && *ip != "None")
         .ok_or_else(|| {
-            format!(
+            failure(format!(
                 "Service {}/{} has no cluster IP (headless?)",
                 target.namespace, target.service
-            )
+            ))
         })?;
     let address = format!("{ip}:{}", target.port);
     match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&address)).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(error)) => Err(format!("connect {address}: {error}")),
-        Err(_) => Err(format!(
+        Ok(Err(error)) => Err(failure(format!("connect {address}: {error}"))),
+        Err(_) => Err(failure(format!(
             "connect {address}: no answer within {}s",
             timeout.as_secs()
-        )),
+        ))),
     }
 }
 
-/// The finding for a failed probe. `since`: when this outage started (it names the restart, so
-/// one outage restarts the dependency once).
-pub fn finding(target: &ProbeTarget, error: &str, since: &str) -> Finding {
+/// The finding for a failed probe, about the Service (by its uid, so `kubectl describe` shows
+/// its Events; none when the Service could not be read). `since`: when this outage started (it
+/// names the restart, so one outage restarts the dependency once).
+pub fn finding(target: &ProbeTarget, failure: &ProbeFailure, since: &str) -> Finding {
     let host = format!("{}.{}", target.service, target.namespace);
     Finding {
         problem: Problem {
             namespace: target.namespace.clone(),
             object_kind: "Service",
             object_name: target.service.clone(),
-            uid: format!("probe:{target}"),
+            uid: failure.service_uid.clone().unwrap_or_default(),
             kind: ProblemKind::DependencyDown {
                 endpoint: format!("{host}:{}", target.port),
                 since: since.to_string(),
@@ -91,7 +120,7 @@ pub fn finding(target: &ProbeTarget, error: &str, since: &str) -> Finding {
         },
         diagnosis: Diagnosis {
             cause: Cause::ConnectionRefused,
-            evidence: format!("probe of {target} failed: {error}"),
+            evidence: format!("probe of {target} failed: {}", failure.error),
             source: Source::Status,
             endpoint: Some((host, target.port)),
             missing: None,
@@ -123,5 +152,29 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn the_finding_is_about_the_service_itself() {
+        let target: ProbeTarget = "shop/db:5432".parse().unwrap();
+        let failure = ProbeFailure {
+            error: "connect 10.0.0.5:5432: Connection refused".into(),
+            service_uid: Some("svc-uid".into()),
+        };
+        let found = finding(&target, &failure, "2026-11-28T12:00:00Z");
+        assert_eq!(
+            (
+                found.problem.object_kind,
+                found.problem.object_name.as_str(),
+                found.problem.uid.as_str()
+            ),
+            ("Service", "db", "svc-uid")
+        );
+        assert!(found.diagnosis.evidence.ends_with("Connection refused"));
+        let unread = ProbeFailure {
+            service_uid: None,
+            ..failure
+        };
+        assert_eq!(finding(&target, &unread, "t").problem.uid, "");
     }
 }

@@ -2,8 +2,8 @@
 //! Secrets feed a work queue; workers diagnose and fix through the same loop as `selfheal heal`.
 //!
 //! **Leadership.** The watches live only for a leadership term: each term starts with a fresh
-//! list of every pod, claim and Secret, so whatever failed during a handover (or while no replica
-//! ran) is examined by the new leader. When the term ends (Lease lost, local deadline passed, or
+//! list of every pod, claim, Secret and Warning event, so whatever failed during a handover (or
+//! while no replica ran) is examined by the new leader. When the term ends (Lease lost, local deadline passed, or
 //! released on shutdown) everything of the term is dropped at once, in-flight handlings included:
 //! a replica that may no longer lead stops acting. Followers keep no caches.
 //!
@@ -23,17 +23,31 @@
 //!   event is needed for any of them;
 //! - level-based: the worker judges the object as last seen, at the time it runs.
 //!
+//! **Warnings.** A state a Warning event explains (a pod creating with `FailedMount`, a
+//! container failing its readiness probe, a claim with `ProvisioningFailed`) is reported as soon
+//! as the Warning is seen, not after the grace period kept for states nothing explains. One
+//! cluster-wide watch of `core/v1` Events with the field selector `type=Warning` (filtered by the
+//! apiserver, so Normal events never cross the wire) feeds [`warnings::RecentWarnings`]:
+//! a few recent Warnings per pod or claim, bounded in objects, size and age. A new Warning about
+//! a tracked object makes its workload due; detection (`detect::pod_problems_with`,
+//! `claim_problem_with`) reads them, and the worker's view carries them so the diagnosis quotes
+//! them. This costs one watch connection; polling each pending pod's events would cost a list
+//! per pod per check and still see a Warning late.
+//!
 //! **Memory.** Only objects with a problem or a pending check are held; they, their dedup
 //! entries and their certificate-expiry series go when the object is deleted or missing from a
-//! re-list, and dedup and rate-limit entries expire.
+//! re-list, and dedup and rate-limit entries expire. Warnings are bounded on their own (see
+//! [`warnings`]): they go when their object is deleted, and expire.
 
 mod handled;
 mod queue;
 mod subject;
+mod warnings;
 
 pub use handled::{Handled, problem_key};
 pub use queue::WorkQueue;
 pub use subject::Subject;
+pub use warnings::RecentWarnings;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -53,7 +67,7 @@ use crate::cluster::leader::Leadership;
 use crate::cluster::limits::LimitSnapshot;
 use crate::heal::detect::{Problem, Thresholds};
 use crate::heal::execute::Executor;
-use crate::heal::inspect::{self, ClusterView, Finding};
+use crate::heal::inspect::{self, ClusterView, Finding, Logs};
 use crate::heal::plan::Rails;
 use crate::heal::probe::{self, ProbeTarget};
 use crate::heal::run::{self, Scope};
@@ -116,6 +130,13 @@ const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(300);
 const HOUSEKEEPING: Duration = Duration::from_secs(60);
 /// How long work waits for the first list of claims.
 const CLAIMS_WAIT: Duration = Duration::from_secs(10);
+/// Pods and claims whose recent Warning events are kept, at most (with `WARNINGS_PER_OBJECT`:
+/// about 3 MB of kubelet Warnings, 12 MB if every message has the longest length kept).
+const WARNED_OBJECTS: usize = 2048;
+/// Recent Warning events kept per object (the newest).
+const WARNINGS_PER_OBJECT: usize = 4;
+/// How long an object's Warnings are kept after its last one (the apiserver's default event TTL).
+const WARNING_TTL: Duration = Duration::from_secs(3600);
 /// Deadline of one API call the watcher makes itself.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -172,6 +193,10 @@ enum Seen {
     ListStarted(&'static str),
     Listed(Subject),
     ListDone(&'static str),
+    /// A Warning event, new, updated or listed.
+    Warned(Box<Event>),
+    /// A Warning event was deleted (its time to live passed).
+    WarningGone(Box<Event>),
 }
 
 fn seen<K>(event: watcher::Event<K>, kind: &'static str, wrap: impl Fn(K) -> Subject) -> Seen {
@@ -181,6 +206,17 @@ fn seen<K>(event: watcher::Event<K>, kind: &'static str, wrap: impl Fn(K) -> Sub
         watcher::Event::Init => Seen::ListStarted(kind),
         watcher::Event::InitApply(object) => Seen::Listed(wrap(object)),
         watcher::Event::InitDone => Seen::ListDone(kind),
+    }
+}
+
+fn seen_warning(event: watcher::Event<Event>) -> Seen {
+    match event {
+        watcher::Event::Apply(event) | watcher::Event::InitApply(event) => {
+            Seen::Warned(Box::new(event))
+        }
+        watcher::Event::Delete(event) => Seen::WarningGone(Box::new(event)),
+        watcher::Event::Init => Seen::ListStarted("Event"),
+        watcher::Event::InitDone => Seen::ListDone("Event"),
     }
 }
 
@@ -197,6 +233,8 @@ struct Term {
     working: HashMap<tokio::task::Id, (String, Vec<Problem>)>,
     /// Secrets whose certificate expiry is exported, with their UIDs.
     exported: HashMap<SecretLabels, String>,
+    /// Recent Warning events about pods and claims.
+    warnings: RecentWarnings,
 }
 
 /// Watches and works the queue for one leadership term; returns only if the watches end.
@@ -238,7 +276,19 @@ async fn lead(context: Arc<Context>) {
     } else {
         futures::stream::pending().boxed()
     };
-    let mut events = futures::stream::select(futures::stream::select(pods, claims), secrets);
+    let warnings = watcher(
+        Api::<Event>::all(client.clone()),
+        watcher::Config::default()
+            .fields("type=Warning")
+            .page_size(500),
+    )
+    .default_backoff()
+    .map(|event| event.map(seen_warning))
+    .boxed();
+    let mut events = futures::stream::select(
+        futures::stream::select(pods, claims),
+        futures::stream::select(secrets, warnings),
+    );
 
     let mut term = Term {
         context: context.clone(),
@@ -249,6 +299,7 @@ async fn lead(context: Arc<Context>) {
         listing: HashMap::new(),
         working: HashMap::new(),
         exported: HashMap::new(),
+        warnings: RecentWarnings::new(WARNED_OBJECTS, WARNINGS_PER_OBJECT, WARNING_TTL),
     };
     let mut workers: JoinSet<Worked> = JoinSet::new();
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
@@ -299,6 +350,7 @@ async fn lead(context: Arc<Context>) {
             () = sleep_until(wake), if wake.is_some() => {}
             _ = housekeeping.tick() => {
                 term.handled.expire(Instant::now());
+                term.warnings.expire(Instant::now());
                 context.executor.limiter().expire(std::time::Instant::now());
             }
         }
@@ -332,6 +384,11 @@ impl Term {
                 self.observe(subject);
             }
             Seen::Deleted(subject) => self.deleted(&subject),
+            Seen::Warned(event) => self.warned(*event),
+            Seen::WarningGone(event) => self.warnings.remove(&event),
+            // A re-list of the events replaces what was kept.
+            Seen::ListStarted("Event") => self.warnings.clear(),
+            Seen::ListDone("Event") => {}
             Seen::ListStarted(kind) => {
                 self.listing.insert(kind, HashSet::new());
             }
@@ -361,9 +418,47 @@ impl Term {
         self.reschedule(&key);
     }
 
+    /// A Warning event: kept if it is about a pod or a claim in scope; the workload of a
+    /// tracked object it is about is due at once.
+    fn warned(&mut self, event: Event) {
+        let namespace = event
+            .involved_object
+            .namespace
+            .as_deref()
+            .or(event.metadata.namespace.as_deref())
+            .unwrap_or_default();
+        if !self.context.config.in_scope(namespace) {
+            return;
+        }
+        // When the Warnings kept are at their bound, those of tracked objects stay longest.
+        let tracked: HashSet<&str> = if self.warnings.is_full() {
+            self.tracked
+                .values()
+                .flat_map(|entries| entries.keys().map(String::as_str))
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        let recorded = self
+            .warnings
+            .record(event, Instant::now(), |uid| tracked.contains(uid));
+        let Some(uid) = recorded else {
+            return;
+        };
+        let key = self
+            .tracked
+            .iter()
+            .find(|(_, entries)| entries.contains_key(&uid))
+            .map(|(key, _)| key.clone());
+        if let Some(key) = key {
+            self.reschedule(&key);
+        }
+    }
+
     fn deleted(&mut self, subject: &Subject) {
         let uid = subject.uid();
         self.handled.forget_object(&uid);
+        self.warnings.forget_object(&uid);
         if let Subject::Secret(secret) = subject {
             let labels = secret_labels(secret);
             self.context.metrics.certificate_expiry.remove(&labels);
@@ -412,8 +507,9 @@ impl Term {
 
     /// Problems of a subject that are in scope and not yet handled, at `now`.
     fn fresh(&mut self, subject: &Subject, now: Timestamp, at: Instant) -> Vec<Problem> {
+        let warnings = self.warnings.about(subject.kind(), subject.meta());
         subject
-            .problems(now, &self.context.config.thresholds)
+            .problems(&warnings, now, &self.context.config.thresholds)
             .into_iter()
             .filter(|p| self.context.config.in_scope(&p.namespace))
             .filter(|p| !self.handled.contains(p, at))
@@ -482,11 +578,15 @@ impl Term {
                 self.reschedule(&key);
                 continue;
             }
+            let warned: Vec<Event> = subjects
+                .iter()
+                .flat_map(|s| self.warnings.events_of(&s.uid()))
+                .collect();
             let context = self.context.clone();
             let claims = claims.clone();
             let task_key = (key.clone(), wanted.clone());
             let task = workers.spawn(async move {
-                let handling = work(&context, subjects, &wanted, &claims, now);
+                let handling = work(&context, subjects, warned, &wanted, &claims, now);
                 let results = tokio::time::timeout(context.config.handle_timeout, handling)
                     .await
                     .ok();
@@ -623,9 +723,12 @@ fn secret_labels(secret: &Secret) -> SecretLabels {
 }
 
 /// Diagnoses and fixes the `wanted` problems of `subjects` (the rest of the view is context).
+/// The view holds the subjects' events (listed now) and the Warnings kept about them (`warned`,
+/// in case the list fails or lags), so the diagnosis quotes what detection saw.
 async fn work(
     context: &Context,
     subjects: Vec<Subject>,
+    warned: Vec<Event>,
     wanted: &[Problem],
     claims: &Store<PersistentVolumeClaim>,
     now: Timestamp,
@@ -647,9 +750,18 @@ async fn work(
     for uid in &uids {
         view.events.extend(events_of(&context.client, uid).await);
     }
+    for event in warned {
+        let listed = view
+            .events
+            .iter()
+            .any(|e| e.metadata.uid.is_some() && e.metadata.uid == event.metadata.uid);
+        if !listed {
+            view.events.push(event);
+        }
+    }
     let wanted_keys: HashSet<String> = wanted.iter().map(problem_key).collect();
     let mut seen = HashSet::new();
-    let findings: Vec<Finding> = inspect::diagnose_view(&context.client, &view, now)
+    let findings: Vec<Finding> = diagnose(context, &mut view, wanted, now)
         .await
         .into_iter()
         .filter(|f| wanted_keys.contains(&problem_key(&f.problem)))
@@ -672,6 +784,26 @@ async fn work(
     .await
 }
 
+/// The findings of `view` with the watcher's grace periods (those detection used), knowing the
+/// Jobs behind the `wanted` problems' pods and the logs their diagnoses need.
+async fn diagnose(
+    context: &Context,
+    view: &mut ClusterView,
+    wanted: &[Problem],
+    now: Timestamp,
+) -> Vec<Finding> {
+    let troubled: Vec<&str> = wanted.iter().map(|p| p.uid.as_str()).collect();
+    let learned = inspect::learn_unknown_jobs(&context.client, view, &troubled).await;
+    view.owners.extend(learned);
+    let logs = if wanted.iter().any(inspect::wants_logs) {
+        let problems: Vec<&Problem> = wanted.iter().collect();
+        inspect::fetch_logs(&context.client, &problems).await
+    } else {
+        Logs::new()
+    };
+    inspect::findings(view, &logs, now, &context.config.thresholds)
+}
+
 /// Probes every configured dependency every `probe_interval`; a failing one is healed like a
 /// caller's "connection refused" (its outage start names the restart, so one outage restarts
 /// it at most once). Runs beside the queue: a slow probe delays only the probes.
@@ -686,20 +818,21 @@ async fn probe_dependencies(context: Arc<Context>) {
     loop {
         ticker.tick().await;
         for target in &config.probes {
-            let error = match probe::probe(&context.client, target, Duration::from_secs(2)).await {
+            let failure = match probe::probe(&context.client, target, Duration::from_secs(2)).await
+            {
                 Ok(()) => {
                     outages.remove(target);
                     continue;
                 }
-                Err(error) => error,
+                Err(failure) => failure,
             };
             let now = Timestamp::now();
             let since = outages
                 .entry(target.clone())
                 .or_insert_with(|| now.round(jiff::Unit::Second).unwrap_or(now).to_string())
                 .clone();
-            tracing::warn!(%target, %error, %since, "dependency probe failed");
-            let finding = probe::finding(target, &error, &since);
+            tracing::warn!(%target, error = %failure, %since, "dependency probe failed");
+            let finding = probe::finding(target, &failure, &since);
             count_problem(&context.metrics, &finding);
             let index = context.store.snapshot().current();
             let view = ClusterView {

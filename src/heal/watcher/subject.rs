@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
 
 use crate::core::owners;
-use crate::heal::detect::{self, Problem, Thresholds};
+use crate::heal::detect::{self, Problem, Thresholds, Warning};
 
 /// One watched object, as last seen.
 #[derive(Debug, Clone)]
@@ -16,7 +16,7 @@ pub enum Subject {
 }
 
 impl Subject {
-    fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+    pub fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
         match self {
             Subject::Pod(pod) => &pod.metadata,
             Subject::Claim(claim) => &claim.metadata,
@@ -55,11 +55,18 @@ impl Subject {
         }
     }
 
-    /// Its problems at `now`.
-    pub fn problems(&self, now: Timestamp, thresholds: &Thresholds) -> Vec<Problem> {
+    /// Its problems at `now`, knowing the Warning events about it (`warnings`): a pod still
+    /// creating, a container not ready or a Pending claim is a problem at once when a Warning
+    /// says why, after its grace period otherwise.
+    pub fn problems(
+        &self,
+        warnings: &[Warning],
+        now: Timestamp,
+        thresholds: &Thresholds,
+    ) -> Vec<Problem> {
         match self {
-            Subject::Pod(pod) => detect::pod_problems(pod, now, thresholds),
-            Subject::Claim(claim) => detect::claim_problem(claim, now, thresholds)
+            Subject::Pod(pod) => detect::pod_problems_with(pod, warnings, now, thresholds),
+            Subject::Claim(claim) => detect::claim_problem_with(claim, warnings, now, thresholds)
                 .into_iter()
                 .collect(),
             Subject::Secret(secret) => detect::secret_problem(
@@ -73,33 +80,13 @@ impl Subject {
         }
     }
 
-    /// When a problem that is not there yet can first appear by the passing of time alone:
-    /// a scheduled pod that has not started becomes stuck, a Pending claim overdue, a
-    /// certificate expiring soon.
+    /// When a problem that is not there yet can first appear by the passing of time alone
+    /// (`detect::pod_grace_ends`, `detect::claim_grace_ends`; a certificate entering the
+    /// expiry window).
     pub fn recheck_at(&self, thresholds: &Thresholds) -> Option<Timestamp> {
         match self {
-            Subject::Pod(pod) => {
-                let status = pod.status.as_ref()?;
-                if status.phase.as_deref() != Some("Pending") {
-                    return None;
-                }
-                let scheduled = status
-                    .conditions
-                    .iter()
-                    .flatten()
-                    .find(|c| c.type_ == "PodScheduled" && c.status == "True")?
-                    .last_transition_time
-                    .as_ref()?
-                    .0;
-                Some(scheduled + jiff::SignedDuration::from_secs(thresholds.stuck_creating_seconds))
-            }
-            Subject::Claim(claim) => {
-                if claim.status.as_ref()?.phase.as_deref() != Some("Pending") {
-                    return None;
-                }
-                let created = claim.metadata.creation_timestamp.as_ref()?.0;
-                Some(created + jiff::SignedDuration::from_secs(thresholds.claim_pending_seconds))
-            }
+            Subject::Pod(pod) => detect::pod_grace_ends(pod, thresholds),
+            Subject::Claim(claim) => detect::claim_grace_ends(claim, thresholds),
             Subject::Secret(secret) => {
                 let cert = secret.data.as_ref()?.get("tls.crt")?;
                 let validity = crate::certs::check::validity(&cert.0).ok()?;
@@ -137,34 +124,77 @@ mod tests {
     }
 
     #[test]
-    fn a_scheduled_pod_is_looked_at_again_when_it_can_be_stuck() {
+    fn every_time_based_state_is_looked_at_again_when_it_can_first_be_true() {
+        let thresholds = Thresholds::default();
+        let due: Timestamp = "2026-11-28T12:05:00Z".parse().unwrap();
+        let before: Timestamp = "2026-11-28T12:04:59Z".parse().unwrap();
+        let cases = [
+            (
+                "StuckCreating",
+                pod(json!({"metadata": {"name": "p", "namespace": "shop", "uid": "u"},
+                    "status": {"phase": "Pending", "conditions": [
+                        {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-11-28T12:00:00Z"}]}})),
+            ),
+            (
+                "NotReady",
+                pod(json!({"metadata": {"name": "p", "namespace": "shop", "uid": "u"},
+                    "status": {"phase": "Running", "containerStatuses": [{"name": "app", "ready": false,
+                        "restartCount": 0, "image": "web:1", "imageID": "", "started": true,
+                        "state": {"running": {"startedAt": "2026-11-28T12:00:00Z"}}}]}})),
+            ),
+            (
+                "SchedulingGated",
+                pod(json!({"metadata": {"name": "p", "namespace": "shop", "uid": "u"},
+                    "spec": {"containers": [], "schedulingGates": [{"name": "example.com/quota"}]},
+                    "status": {"phase": "Pending", "conditions": [
+                        {"type": "PodScheduled", "status": "False", "reason": "SchedulingGated",
+                         "lastTransitionTime": "2026-11-28T12:00:00Z"}]}})),
+            ),
+            (
+                "ClaimPending",
+                Subject::Claim(Box::new(serde_json::from_value(json!({
+                    "metadata": {"name": "data", "namespace": "shop", "uid": "c", "creationTimestamp": "2026-11-28T12:00:00Z"},
+                    "status": {"phase": "Pending"}})).unwrap())),
+            ),
+        ];
+        for (name, subject) in cases {
+            assert_eq!(subject.recheck_at(&thresholds), Some(due), "{name}");
+            assert!(
+                subject.problems(&[], before, &thresholds).is_empty(),
+                "{name}"
+            );
+            let found = subject.problems(&[], due, &thresholds);
+            assert_eq!(found[0].kind.name(), name);
+        }
+
+        let running = pod(
+            json!({"metadata": {"name": "p", "namespace": "shop"}, "status": {"phase": "Running"}}),
+        );
+        assert_eq!(running.recheck_at(&thresholds), None);
+    }
+
+    #[test]
+    fn a_warning_makes_a_creating_pod_a_problem_at_once() {
         let thresholds = Thresholds::default();
         let creating = pod(
             json!({"metadata": {"name": "p", "namespace": "shop", "uid": "u"},
             "status": {"phase": "Pending", "conditions": [
                 {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-11-28T12:00:00Z"}]}}),
         );
-        let due: Timestamp = "2026-11-28T12:05:00Z".parse().unwrap();
-        assert_eq!(creating.recheck_at(&thresholds), Some(due));
-        let before = "2026-11-28T12:04:59Z".parse().unwrap();
-        assert!(creating.problems(before, &thresholds).is_empty());
+        let soon: Timestamp = "2026-11-28T12:00:30Z".parse().unwrap();
+        let mount = Warning {
+            reason: "FailedMount".into(),
+            message: "MountVolume.SetUp failed for volume \"config\" : configmap \"web\" not found"
+                .into(),
+            container: None,
+            last_seen: Some("2026-11-28T12:00:20Z".parse().unwrap()),
+        };
+        assert!(creating.problems(&[], soon, &thresholds).is_empty());
         assert_eq!(
-            creating.problems(due, &thresholds)[0].kind.name(),
+            creating.problems(&[mount], soon, &thresholds)[0]
+                .kind
+                .name(),
             "StuckCreating"
         );
-
-        let claim = Subject::Claim(Box::new(serde_json::from_value(json!({
-            "metadata": {"name": "data", "namespace": "shop", "uid": "c", "creationTimestamp": "2026-11-28T12:00:00Z"},
-            "status": {"phase": "Pending"}})).unwrap()));
-        assert_eq!(claim.recheck_at(&thresholds), Some(due));
-        assert_eq!(
-            claim.problems(due, &thresholds)[0].kind.name(),
-            "ClaimPending"
-        );
-
-        let running = pod(
-            json!({"metadata": {"name": "p", "namespace": "shop"}, "status": {"phase": "Running"}}),
-        );
-        assert_eq!(running.recheck_at(&thresholds), None);
     }
 }
