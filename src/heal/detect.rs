@@ -425,7 +425,10 @@ pub fn pod_grace_ends(pod: &Pod, thresholds: &Thresholds) -> Option<Timestamp> {
             .collect(),
         _ => Vec::new(),
     };
-    starts.into_iter().min().map(|start| start + grace)
+    starts
+        .into_iter()
+        .filter_map(|start| start.checked_add(grace).ok())
+        .min()
 }
 
 /// When a Pending claim's grace period ends (`None` for a claim not Pending, or of unknown age:
@@ -438,7 +441,9 @@ pub fn claim_grace_ends(
         return None;
     }
     let created = claim.metadata.creation_timestamp.as_ref()?.0;
-    Some(created + jiff::SignedDuration::from_secs(thresholds.claim_pending_seconds))
+    created
+        .checked_add(jiff::SignedDuration::from_secs(thresholds.claim_pending_seconds))
+        .ok()
 }
 
 /// What a container's problem depends on besides its status.
@@ -1317,5 +1322,26 @@ mod tests {
             claim_grace_ends(&claim, &thresholds),
             at("2026-11-28T12:03:00Z")
         );
+    }
+
+    #[test]
+    fn a_start_at_the_end_of_time_has_no_grace_end_and_no_panic() {
+        let thresholds = Thresholds::default();
+        let last = "9999-12-30T21:59:00Z";
+        let started = running_not_ready(last);
+        assert_eq!(pod_grace_ends(&started, &thresholds), None);
+        assert!(pod_problems(&started, now(), &thresholds).is_empty());
+        let gated = pod(
+            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "SchedulingGated", "lastTransitionTime": last}]}),
+        );
+        assert_eq!(pod_grace_ends(&gated, &thresholds), None);
+        let claim: PersistentVolumeClaim = serde_json::from_value(json!({
+            "metadata": {"name": "data", "creationTimestamp": last},
+            "status": {"phase": "Pending"}
+        }))
+        .unwrap();
+        assert_eq!(claim_grace_ends(&claim, &thresholds), None);
+        assert_eq!(claim_problem(&claim, now(), &thresholds), None);
     }
 }

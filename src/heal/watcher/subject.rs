@@ -90,9 +90,10 @@ impl Subject {
             Subject::Secret(secret) => {
                 let cert = secret.data.as_ref()?.get("tls.crt")?;
                 let validity = crate::certs::check::validity(&cert.0).ok()?;
-                let window =
-                    jiff::SignedDuration::from_hours(thresholds.certificate_window_days * 24);
-                Some(validity.not_after - window)
+                let window = jiff::SignedDuration::from_secs(
+                    thresholds.certificate_window_days.saturating_mul(24 * 3600),
+                );
+                validity.not_after.checked_sub(window).ok()
             }
         }
     }
