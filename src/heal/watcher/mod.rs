@@ -532,7 +532,7 @@ impl Term {
             } else {
                 tracked
                     .subject
-                    .recheck_at(&self.context.config.thresholds)
+                    .recheck_at(now, &self.context.config.thresholds)
                     .filter(|t| *t > now)
                     .and_then(|t| at.checked_add(t.duration_since(now).unsigned_abs()))
             };

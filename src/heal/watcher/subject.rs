@@ -82,10 +82,10 @@ impl Subject {
 
     /// When a problem that is not there yet can first appear by the passing of time alone
     /// (`detect::pod_grace_ends`, `detect::claim_grace_ends`; a certificate entering the
-    /// expiry window).
-    pub fn recheck_at(&self, thresholds: &Thresholds) -> Option<Timestamp> {
+    /// expiry window), after `now`.
+    pub fn recheck_at(&self, now: Timestamp, thresholds: &Thresholds) -> Option<Timestamp> {
         match self {
-            Subject::Pod(pod) => detect::pod_grace_ends(pod, thresholds),
+            Subject::Pod(pod) => detect::pod_grace_ends(pod, now, thresholds),
             Subject::Claim(claim) => detect::claim_grace_ends(claim, thresholds),
             Subject::Secret(secret) => {
                 let cert = secret.data.as_ref()?.get("tls.crt")?;
@@ -159,7 +159,7 @@ mod tests {
             ),
         ];
         for (name, subject) in cases {
-            assert_eq!(subject.recheck_at(&thresholds), Some(due), "{name}");
+            assert_eq!(subject.recheck_at(before, &thresholds), Some(due), "{name}");
             assert!(
                 subject.problems(&[], before, &thresholds).is_empty(),
                 "{name}"
@@ -171,7 +171,7 @@ mod tests {
         let running = pod(
             json!({"metadata": {"name": "p", "namespace": "shop"}, "status": {"phase": "Running"}}),
         );
-        assert_eq!(running.recheck_at(&thresholds), None);
+        assert_eq!(running.recheck_at(before, &thresholds), None);
     }
 
     #[test]
