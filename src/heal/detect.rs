@@ -445,7 +445,9 @@ pub fn claim_grace_ends(
     }
     let created = claim.metadata.creation_timestamp.as_ref()?.0;
     created
-        .checked_add(jiff::SignedDuration::from_secs(thresholds.claim_pending_seconds))
+        .checked_add(jiff::SignedDuration::from_secs(
+            thresholds.claim_pending_seconds,
+        ))
         .ok()
 }
 
