@@ -207,6 +207,8 @@ pub enum VaultError {
     },
     #[error("{address}: still sealed after {sent} shares; stopped")]
     StillSealed { address: String, sent: u32 },
+    #[error("{address}: this replica no longer leads; stopped after {sent} shares")]
+    NoLongerLeading { address: String, sent: u32 },
     #[error("https Vault addresses need --vault-ca-file: {0}")]
     Tls(String),
 }
@@ -370,6 +372,22 @@ impl VaultClient {
         keys: &[UnsealKey],
         abandoned: Option<&UnsealAttempt>,
     ) -> Result<UnsealOutcome, VaultError> {
+        self.unseal_while(address, keys, abandoned, &|| true).await
+    }
+
+    /// [`VaultClient::unseal`], sending each write (a reset, a share) only while `may_write`
+    /// says so (this replica still leads): the walk stops before the first write it forbids.
+    pub async fn unseal_while(
+        &self,
+        address: &str,
+        keys: &[UnsealKey],
+        abandoned: Option<&UnsealAttempt>,
+        may_write: &(dyn Fn() -> bool + Sync),
+    ) -> Result<UnsealOutcome, VaultError> {
+        let stopped = |sent| VaultError::NoLongerLeading {
+            address: address.to_string(),
+            sent,
+        };
         let mut status = self.seal_status(address).await?;
         if !status.initialized {
             return Err(VaultError::NotInitialized {
@@ -393,6 +411,9 @@ impl VaultClient {
                 });
             }
             // An abandoned attempt: its shares are unknown, start afresh.
+            if !may_write() {
+                return Err(stopped(0));
+            }
             let value = self
                 .call(
                     address,
@@ -405,6 +426,9 @@ impl VaultClient {
         }
         let mut sent = 0;
         for key in keys.iter().take(status.t as usize) {
+            if !may_write() {
+                return Err(stopped(sent));
+            }
             let value = self
                 .call(
                     address,
@@ -506,27 +530,44 @@ pub async fn check_all(
     unseal: bool,
 ) -> Result<Vec<VaultReport>, kube::Error> {
     let mut partials = PartialUnseals::new(OPERATOR_HOLD_OFF);
+    let actions = VaultActions {
+        unseal,
+        dry_run: false,
+    };
     check_all_with(
         vault,
         client,
         targets,
-        unseal,
+        actions,
+        None,
         &mut partials,
         Instant::now(),
     )
     .await
 }
 
+/// What a check may change at the servers besides reading their status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VaultActions {
+    /// Unseal sealed servers (else only report them).
+    pub unseal: bool,
+    /// Say what an unseal would send and send nothing; publish no Event.
+    pub dry_run: bool,
+}
+
 /// [`check_all`] with the partial unseals seen at earlier polls: a partial unseal is reset only
 /// when `partials` has seen it unchanged for the whole hold-off ([`judge_partial`]), as of `now`.
+/// With `leadership`, every write (a reset, a share) is sent only while this replica leads.
 pub async fn check_all_with(
     vault: &VaultClient,
     client: &kube::Client,
     targets: &VaultTargets,
-    unseal: bool,
+    actions: VaultActions,
+    leadership: Option<&crate::cluster::leader::Leadership>,
     partials: &mut PartialUnseals,
     now: Instant,
 ) -> Result<Vec<VaultReport>, kube::Error> {
+    let may_write = || leadership.is_none_or(|l| l.is_leader());
     let mut reports = Vec::new();
     let mut keys: Option<Result<Vec<UnsealKey>, String>> = None;
     for address in discover(client, targets).await? {
@@ -547,7 +588,7 @@ pub async fn check_all_with(
             reports.push(report("unsealed", "unsealed".into()));
             continue;
         }
-        if !unseal {
+        if !actions.unseal {
             reports.push(report(
                 "sealed",
                 format!(
@@ -570,15 +611,36 @@ pub async fn check_all_with(
             }
             None => None,
         };
+        if actions.dry_run {
+            let reset = abandoned
+                .map(|(attempt, unchanged_for)| {
+                    format!(
+                        "reset the unseal left at {}/{} shares for {}s and ",
+                        attempt.progress,
+                        status.t,
+                        unchanged_for.as_secs()
+                    )
+                })
+                .unwrap_or_default();
+            reports.push(report(
+                "sealed",
+                format!(
+                    "sealed; dry run: would {reset}send {} shares from Secret {}/{}",
+                    status.t, targets.namespace, targets.keys_secret
+                ),
+            ));
+            continue;
+        }
         if keys.is_none() {
             keys = Some(read_keys(client, targets).await);
         }
         let outcome = match keys.as_ref() {
             Some(Ok(keys)) => vault
-                .unseal(
+                .unseal_while(
                     &address,
                     keys,
                     abandoned.as_ref().map(|(attempt, _)| attempt),
+                    &may_write,
                 )
                 .await
                 .map_err(|e| e.to_string()),
@@ -650,12 +712,13 @@ async fn read_keys(
 /// configured) and a log line; `selfheal_vault_sealed` follows every check, and the series of a
 /// server that is no longer discovered is removed. A partial unseal is reset only once
 /// [`judge_partial`] calls it abandoned; while an operator is at work selfheal says so
-/// (`VaultUnsealInProgress`) and sends nothing.
+/// (`VaultUnsealInProgress`) and sends nothing. Every write (a reset, a share, an Event) is made
+/// only while this replica leads; in a dry run none is made and the log says what would be.
 pub async fn keep_unsealed(
     vault: VaultClient,
     client: kube::Client,
     targets: VaultTargets,
-    unseal: bool,
+    actions: VaultActions,
     leadership: crate::cluster::leader::Leadership,
     metrics: Arc<crate::metrics::Metrics>,
     interval: Duration,
@@ -667,6 +730,7 @@ pub async fn keep_unsealed(
             instance: std::env::var("POD_NAME").ok(),
         },
     );
+    let mut statefulset_uid: Option<String> = None;
     let mut last_state: BTreeMap<String, &'static str> = BTreeMap::new();
     let mut partials = PartialUnseals::new(OPERATOR_HOLD_OFF);
     let mut ticker = tokio::time::interval(interval);
@@ -680,7 +744,8 @@ pub async fn keep_unsealed(
             &vault,
             &client,
             &targets,
-            unseal,
+            actions,
+            Some(&leadership),
             &mut partials,
             Instant::now(),
         )
@@ -741,14 +806,23 @@ pub async fn keep_unsealed(
                         "VaultUnsealFailed",
                     ),
                 };
+                let note =
+                    crate::text::truncate(&format!("{}: {}", report.address, report.detail), 1000);
+                if actions.dry_run {
+                    tracing::info!(reason, %note, "dry run: would publish a Vault Event on the StatefulSet");
+                    continue;
+                }
+                if !leadership.is_leader() {
+                    continue;
+                }
+                if statefulset_uid.is_none() {
+                    statefulset_uid = read_uid(&client, &targets.namespace, statefulset).await;
+                }
                 let event = kube::runtime::events::Event {
                     type_,
                     reason: reason.into(),
-                    note: Some(crate::text::truncate(
-                        &format!("{}: {}", report.address, report.detail),
-                        1000,
-                    )),
-                    action: "CheckVault".into(),
+                    action: format!("CheckVault-{:016x}", fingerprint(&note)),
+                    note: Some(note),
                     secondary: None,
                 };
                 let reference = k8s_openapi::api::core::v1::ObjectReference {
@@ -756,14 +830,54 @@ pub async fn keep_unsealed(
                     kind: Some("StatefulSet".into()),
                     namespace: Some(targets.namespace.clone()),
                     name: Some(statefulset.clone()),
+                    uid: statefulset_uid.clone(),
                     ..Default::default()
                 };
-                if let Err(error) = recorder.publish(&event, &reference).await {
-                    tracing::warn!(%error, "could not publish a Vault Event");
+                let publish = recorder.publish(&event, &reference);
+                match tokio::time::timeout(crate::heal::execute::CALL_TIMEOUT, publish).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => tracing::warn!(%error, "could not publish a Vault Event"),
+                    Err(_) => tracing::warn!("could not publish a Vault Event in time"),
                 }
             }
         }
     }
+}
+
+/// The uid of the Vault StatefulSet, for the Events' reference (`kubectl describe` matches on
+/// it); `None` (and a warning) when it cannot be read in time, to be tried at the next Event.
+async fn read_uid(client: &kube::Client, namespace: &str, name: &str) -> Option<String> {
+    let api: kube::Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        kube::Api::namespaced(client.clone(), namespace);
+    match tokio::time::timeout(
+        crate::heal::execute::CALL_TIMEOUT,
+        api.get_metadata_opt(name),
+    )
+    .await
+    {
+        Ok(Ok(Some(found))) => found.metadata.uid,
+        Ok(Ok(None)) => {
+            tracing::warn!(%namespace, statefulset = %name, "the Vault StatefulSet does not exist; its Events carry no uid");
+            None
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%namespace, statefulset = %name, %error, "could not read the Vault StatefulSet; its Events carry no uid");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(%namespace, statefulset = %name, "reading the Vault StatefulSet timed out; its Events carry no uid");
+            None
+        }
+    }
+}
+
+/// A fingerprint of an Event's note, carried in its action: the Recorder counts a repeat of the
+/// same note in one series, and a new note (another failure) is a new Event.
+fn fingerprint(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The servers known from the last poll that this poll no longer found.

@@ -604,6 +604,68 @@ async fn a_tenants_log_line_cannot_restart_a_protected_or_ignored_dependency() {
     }
 }
 
+/// A pod in a namespace labelled `selfheal.io/ignore=true` makes selfheal act nowhere, not even
+/// on a dependency in a namespace that is not opted out.
+#[tokio::test]
+async fn a_pod_of_an_ignored_namespace_restarts_no_dependency_elsewhere() {
+    let c = cluster();
+    c.server.put(
+        &Collection::core("", "namespaces"),
+        json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "tenant", "labels": {"selfheal.io/ignore": "true"}}}),
+    );
+    c.create(Collection::apps(NS, "deployments"), deployment("db", "1Gi"))
+        .await;
+    c.server.put(&Collection::core(NS, "services"), json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "db", "namespace": NS}, "spec": {"selector": {"app": "db"}, "ports": [{"port": 5432}]}}));
+    let unready = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]});
+    c.server.put(
+        &Collection::core(NS, "pods"),
+        pod("db", "d0wn0", "1Gi", unready),
+    );
+    let crashing = json!({"phase": "Running", "containerStatuses": [{"name": "app", "ready": false, "restartCount": 6,
+        "image": "x", "imageID": "", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}]});
+    let mut caller = pod("web", "t3n4n", "512Mi", crashing);
+    caller["metadata"]["namespace"] = json!("tenant");
+    c.server.put(&Collection::core("tenant", "pods"), caller);
+    c.server.set_log(
+        "tenant",
+        "web-5d4c3b2a1-t3n4n",
+        "app",
+        true,
+        "FATAL: dial tcp db.shop.svc.cluster.local:5432: connect: connection refused\n",
+    );
+    let before = c.deployment("db");
+
+    let handled = c.heal(false, &Rails::default()).await;
+    let web = handled
+        .iter()
+        .find(|h| h.finding.problem.object_name.starts_with("web"))
+        .unwrap();
+    assert_eq!(
+        web.finding.diagnosis.endpoint,
+        Some(("db.shop.svc.cluster.local".into(), 5432)),
+        "the diagnosis names the dependency"
+    );
+    assert_eq!(
+        (web.outcome.action, web.outcome.result),
+        ("Report", "reported"),
+        "{:?}",
+        web.outcome
+    );
+    assert!(
+        format!("{:?}", web.plan).contains("namespace tenant is labelled selfheal.io/ignore=true"),
+        "{:?}",
+        web.plan
+    );
+    assert_eq!(
+        c.deployment("db"),
+        before,
+        "the dependency is not restarted"
+    );
+}
+
 #[tokio::test]
 async fn protected_namespaces_and_opted_out_pods_are_left_alone() {
     let c = cluster();

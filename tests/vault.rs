@@ -422,7 +422,7 @@ async fn the_leader_keeps_vault_unsealed_and_says_so_with_an_event() {
         client(),
         server.client(),
         targets(vec![address.clone()], Some("vault")),
-        true,
+        actions(true, false),
         leadership,
         metrics.clone(),
         Duration::from_millis(50),
@@ -480,6 +480,10 @@ fn vault_statefulset() -> Value {
             "template": {"metadata": {"labels": {"app.kubernetes.io/name": "vault"}}, "spec": {"containers": []}}}})
 }
 
+fn actions(unseal: bool, dry_run: bool) -> vault::VaultActions {
+    vault::VaultActions { unseal, dry_run }
+}
+
 fn seconds_after(start: Instant, seconds: u64) -> Instant {
     start + Duration::from_secs(seconds)
 }
@@ -495,7 +499,8 @@ async fn poll(
         &client(),
         &server.client(),
         &targets(vec![address.to_string()], None),
-        true,
+        actions(true, false),
+        None,
         partials,
         now,
     )
@@ -626,7 +631,7 @@ async fn the_watcher_says_an_operator_is_at_work_and_sends_nothing() {
         client(),
         server.client(),
         targets(vec![address.clone()], Some("vault")),
-        true,
+        actions(true, false),
         leadership,
         metrics.clone(),
         Duration::from_millis(50),
@@ -670,7 +675,7 @@ async fn the_metric_series_of_a_server_no_longer_discovered_is_removed() {
         client(),
         server.client(),
         targets(vec![], Some("vault")),
-        false,
+        actions(false, false),
         leadership,
         metrics.clone(),
         Duration::from_millis(50),
@@ -692,6 +697,159 @@ async fn the_metric_series_of_a_server_no_longer_discovered_is_removed() {
         metrics.encode().contains(&series("vault-0")),
         "the other server's series stays"
     );
+    keeper.abort();
+    campaign.abort();
+}
+
+#[tokio::test]
+async fn a_walk_sends_nothing_once_this_replica_no_longer_leads() {
+    let (address, vault) = start(sealed(3)).await;
+    let allowed = std::sync::atomic::AtomicU32::new(0);
+    // Leads for the first write only.
+    let leading = || allowed.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 1;
+    let outcome = client()
+        .unseal_while(
+            &address,
+            &keys(&["share-1", "share-2", "share-3"]),
+            None,
+            &leading,
+        )
+        .await;
+    assert!(
+        matches!(outcome, Err(VaultError::NoLongerLeading { sent: 1, .. })),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        vault.lock().unwrap().unseal_requests,
+        1,
+        "one share, then none"
+    );
+    assert!(vault.lock().unwrap().sealed);
+
+    let mut half = sealed(2);
+    half.submit("someone-elses-share");
+    let (address, vault) = start(half).await;
+    let abandoned = UnsealAttempt {
+        progress: 1,
+        nonce: "attempt-1".into(),
+    };
+    let outcome = client()
+        .unseal_while(
+            &address,
+            &keys(&["share-4", "share-5"]),
+            Some(&abandoned),
+            &|| false,
+        )
+        .await;
+    assert!(
+        matches!(outcome, Err(VaultError::NoLongerLeading { sent: 0, .. })),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        vault.lock().unwrap().unseal_requests,
+        0,
+        "not even the reset"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_sends_no_share_and_publishes_no_event() {
+    let (sealed_address, sealed_vault) = start(sealed(3)).await;
+    let mut open = sealed(3);
+    open.sealed = false;
+    let (open_address, _) = start(open).await;
+    let server = FakeApiServer::new();
+    server.put(&Collection::core("vault", "secrets"), keys_secret());
+    server.put(
+        &Collection::apps("vault", "statefulsets"),
+        vault_statefulset(),
+    );
+    let metrics = Arc::new(selfheal::metrics::Metrics::new());
+    let (leadership, campaign) = lead(&server, &metrics);
+    let keeper = tokio::spawn(vault::keep_unsealed(
+        client(),
+        server.client(),
+        targets(
+            vec![sealed_address.clone(), open_address.clone()],
+            Some("vault"),
+        ),
+        actions(true, true),
+        leadership,
+        metrics.clone(),
+        Duration::from_millis(50),
+    ));
+    // The servers are handled in order: the second one's metric is set after the first one's
+    // Event would have been published.
+    support::eventually("the second server was checked", || {
+        metrics.encode().contains(&format!(
+            "selfheal_vault_sealed{{address=\"{open_address}\"}} 0"
+        ))
+    })
+    .await;
+    assert!(
+        metrics.encode().contains(&format!(
+            "selfheal_vault_sealed{{address=\"{sealed_address}\"}} 1"
+        )),
+        "still sealed"
+    );
+    assert_eq!(
+        sealed_vault.lock().unwrap().unseal_requests,
+        0,
+        "no share sent"
+    );
+    let events = Collection::new("apis/events.k8s.io/v1", "vault", "events");
+    assert_eq!(server.list(&events), Vec::<Value>::new(), "no Event");
+    keeper.abort();
+    campaign.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_events_name_the_statefulsets_uid_and_each_failure_is_its_own_event() {
+    let (first, _) = start(sealed(3)).await;
+    let (second, _) = start(sealed(3)).await;
+    let server = FakeApiServer::new();
+    // No key Secret: both servers fail to unseal, each with its own note.
+    server.put(
+        &Collection::apps("vault", "statefulsets"),
+        vault_statefulset(),
+    );
+    let uid = server
+        .get(&Collection::apps("vault", "statefulsets"), "vault")
+        .unwrap()["metadata"]["uid"]
+        .clone();
+    assert!(uid.is_string());
+    let metrics = Arc::new(selfheal::metrics::Metrics::new());
+    let (leadership, campaign) = lead(&server, &metrics);
+    let keeper = tokio::spawn(vault::keep_unsealed(
+        client(),
+        server.client(),
+        targets(vec![first.clone(), second.clone()], Some("vault")),
+        actions(true, false),
+        leadership,
+        metrics.clone(),
+        Duration::from_millis(50),
+    ));
+    let events = Collection::new("apis/events.k8s.io/v1", "vault", "events");
+    let failed = || -> Vec<Value> {
+        server
+            .list(&events)
+            .into_iter()
+            .filter(|e| e["reason"] == "VaultUnsealFailed")
+            .collect()
+    };
+    support::eventually("a VaultUnsealFailed Event per server", || {
+        failed().len() == 2
+    })
+    .await;
+    for (event, address) in failed().iter().zip([&first, &second]) {
+        assert_eq!(event["regarding"]["uid"], uid, "{event}");
+        assert!(
+            event["note"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(address.as_str())),
+            "{event}"
+        );
+    }
     keeper.abort();
     campaign.abort();
 }

@@ -1,6 +1,6 @@
 //! The watcher when the cluster misbehaves, against the in-process test API server: a leader
 //! killed mid-incident, a released Lease, a leader that cannot renew, a hung API call, a
-//! PodDisruptionBudget refusal, a watch that expires and forces a re-list.
+//! PodDisruptionBudget refusal, a watch that expires and forces a re-list, a log read that hangs.
 //!
 //! Faults are injected by wrapping the test API server's router (each replica may get its own
 //! wrapper), never by changing the server.
@@ -635,5 +635,37 @@ async fn pods_of_one_workload_are_handled_one_after_the_other() {
         faults.hung.load(Ordering::SeqCst),
         1,
         "the second pod of web waits for the first handling"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_log_read_delays_a_finding_by_one_call_timeout_not_the_handling_deadline() {
+    let server = setup(&["api"]);
+    let faults = Faults::new();
+    faults.hang(
+        Method::GET,
+        "/api/v1/namespaces/shop/pods/api-5d4c3b2a1-x1/log",
+    );
+    let replica = Replica::start("only", faults.client(&server));
+    eventually("leading", || replica.leadership.is_leader()).await;
+    server.put(&Collection::core("shop", "pods"), crash_looping("api"));
+    eventually("the log read hangs", || {
+        faults.hung.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    let hung = Instant::now();
+    // The handling deadline is 60 s; one API call's timeout is 5 s.
+    while faults.evictions.load(Ordering::SeqCst) == 0 {
+        assert!(
+            hung.elapsed() < Duration::from_secs(10),
+            "no eviction {:?} after the log read hung",
+            hung.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        faults.hung.load(Ordering::SeqCst),
+        1,
+        "after a timed-out current log, the previous log is not read"
     );
 }

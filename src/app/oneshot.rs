@@ -184,13 +184,20 @@ async fn check_no_leader(client: &kube::Client, args: &HealArgs) -> anyhow::Resu
     }
 }
 
+/// The rails of `selfheal heal`: the protected namespaces, and with `-n X` X as the only watched
+/// namespace, so that no action (a dependency restart named by a log line) leaves X.
+fn heal_rails(args: &HealArgs, protected: Vec<String>) -> anyhow::Result<Rails> {
+    Ok(Rails {
+        protected_namespaces: protected,
+        watch_namespaces: args.namespace.iter().cloned().collect(),
+        ..args.rails.rails()?
+    })
+}
+
 /// Runs `selfheal heal`.
 pub async fn heal(args: &HealArgs) -> anyhow::Result<()> {
     let protected = args.protected.with_own(&args.store.namespace);
-    let rails = Rails {
-        protected_namespaces: protected.clone(),
-        ..args.rails.rails()?
-    };
+    let rails = heal_rails(args, protected.clone())?;
     let client = serve::kube_client().await?;
     check_no_leader(&client, args).await?;
     let metrics = Arc::new(Metrics::new());
@@ -231,6 +238,41 @@ pub async fn heal(args: &HealArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn heal_args(args: &[&str]) -> HealArgs {
+        use clap::Parser;
+        let cli = crate::app::cli::Cli::try_parse_from(
+            std::iter::once("selfheal")
+                .chain(std::iter::once("heal"))
+                .chain(args.iter().copied()),
+        )
+        .unwrap();
+        match cli.command {
+            crate::app::cli::Command::Heal(args) => args,
+            _ => unreachable!("heal was parsed"),
+        }
+    }
+
+    #[test]
+    fn heal_in_one_namespace_acts_in_no_other() {
+        let none = std::collections::BTreeMap::new();
+        let target = |namespace| crate::heal::plan::TargetFacts {
+            kind: "Deployment",
+            namespace,
+            name: "db",
+            labels: &none,
+            namespace_labels: &none,
+            ready_replicas: Some(0),
+        };
+        let one = heal_rails(&heal_args(&["-n", "shop"]), Vec::new()).unwrap();
+        assert_eq!(one.watch_namespaces, vec!["shop".to_string()]);
+        assert!(crate::heal::plan::admit_target(&target("shop"), &one).is_ok());
+        let refusal = crate::heal::plan::admit_target(&target("platform"), &one).unwrap_err();
+        assert_eq!(refusal.rail, crate::heal::plan::Rail::UnwatchedNamespace);
+        let all = heal_rails(&heal_args(&[]), Vec::new()).unwrap();
+        assert!(all.watch_namespaces.is_empty());
+        assert!(crate::heal::plan::admit_target(&target("platform"), &all).is_ok());
+    }
 
     #[test]
     fn skipped_items_are_summarised_one_a_line() {

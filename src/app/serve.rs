@@ -375,12 +375,19 @@ fn start_watcher(
     let mut tasks = Vec::new();
     if args.vault.configured() {
         let vault = args.vault.client(provider)?;
-        tracing::info!(auto_unseal = args.vault_auto_unseal, "watching Vault");
+        tracing::info!(
+            auto_unseal = args.vault_auto_unseal,
+            dry_run = args.dry_run,
+            "watching Vault"
+        );
         tasks.push(AbortOnDrop(tokio::spawn(crate::vault::keep_unsealed(
             vault,
             client.clone(),
             args.vault.targets(),
-            args.vault_auto_unseal,
+            crate::vault::VaultActions {
+                unseal: args.vault_auto_unseal,
+                dry_run: args.dry_run,
+            },
             leadership.clone(),
             metrics.clone(),
             Duration::from_secs(30),

@@ -399,8 +399,10 @@ pub fn pod_problems_with(
 /// When a problem of `pod` that is not there yet can first appear by the passing of time alone:
 /// the end of the grace period of a scheduled pod whose containers have not started, of a running
 /// container that is not ready, of a pod held by scheduling gates. `None` when time alone changes
-/// nothing (a Warning event or a status change does; the watcher looks again then).
-pub fn pod_grace_ends(pod: &Pod, thresholds: &Thresholds) -> Option<Timestamp> {
+/// nothing (a Warning event or a status change does; the watcher looks again then). Each
+/// container and condition has its own grace end: the earliest one after `now` is returned, so
+/// a second container that went unready later is looked at when its own grace ends.
+pub fn pod_grace_ends(pod: &Pod, now: Timestamp, thresholds: &Thresholds) -> Option<Timestamp> {
     let status = pod.status.as_ref()?;
     let grace = jiff::SignedDuration::from_secs(thresholds.stuck_creating_seconds);
     let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
@@ -425,7 +427,11 @@ pub fn pod_grace_ends(pod: &Pod, thresholds: &Thresholds) -> Option<Timestamp> {
             .collect(),
         _ => Vec::new(),
     };
-    starts.into_iter().min().map(|start| start + grace)
+    starts
+        .into_iter()
+        .filter_map(|start| start.checked_add(grace).ok())
+        .filter(|end| *end > now)
+        .min()
 }
 
 /// When a Pending claim's grace period ends (`None` for a claim not Pending, or of unknown age:
@@ -438,7 +444,11 @@ pub fn claim_grace_ends(
         return None;
     }
     let created = claim.metadata.creation_timestamp.as_ref()?.0;
-    Some(created + jiff::SignedDuration::from_secs(thresholds.claim_pending_seconds))
+    created
+        .checked_add(jiff::SignedDuration::from_secs(
+            thresholds.claim_pending_seconds,
+        ))
+        .ok()
 }
 
 /// What a container's problem depends on besides its status.
@@ -1285,7 +1295,7 @@ mod tests {
         let thresholds = Thresholds::default();
         let at = |t: &str| -> Option<Timestamp> { Some(t.parse().unwrap()) };
         let young = running_not_ready("2026-11-28T11:59:00Z");
-        let ends = pod_grace_ends(&young, &thresholds);
+        let ends = pod_grace_ends(&young, now(), &thresholds);
         assert_eq!(ends, at("2026-11-28T12:04:00Z"));
         let just_before = ends.unwrap() - jiff::SignedDuration::from_secs(1);
         assert!(pod_problems(&young, just_before, &thresholds).is_empty());
@@ -1300,14 +1310,14 @@ mod tests {
             "reason": "SchedulingGated", "lastTransitionTime": "2026-11-28T11:58:00Z"}]}),
         );
         assert_eq!(
-            pod_grace_ends(&gated, &thresholds),
+            pod_grace_ends(&gated, now(), &thresholds),
             at("2026-11-28T12:03:00Z")
         );
         let unschedulable = pod(
             json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
             "reason": "Unschedulable", "lastTransitionTime": "2026-11-28T11:58:00Z"}]}),
         );
-        assert_eq!(pod_grace_ends(&unschedulable, &thresholds), None);
+        assert_eq!(pod_grace_ends(&unschedulable, now(), &thresholds), None);
         let claim: PersistentVolumeClaim = serde_json::from_value(json!({
             "metadata": {"name": "data", "creationTimestamp": "2026-11-28T11:58:00Z"},
             "status": {"phase": "Pending"}
@@ -1317,5 +1327,56 @@ mod tests {
             claim_grace_ends(&claim, &thresholds),
             at("2026-11-28T12:03:00Z")
         );
+    }
+
+    #[test]
+    fn each_unready_container_has_its_own_grace_end() {
+        let thresholds = Thresholds::default();
+        let at = |t: &str| -> Timestamp { t.parse().unwrap() };
+        let two = pod(json!({
+            "phase": "Running",
+            "containerStatuses": [
+                {"name": "a", "ready": false, "started": true, "restartCount": 0, "image": "a:1",
+                 "imageID": "", "state": {"running": {"startedAt": "2026-11-28T11:50:00Z"}}},
+                {"name": "b", "ready": false, "started": true, "restartCount": 0, "image": "b:1",
+                 "imageID": "", "state": {"running": {"startedAt": "2026-11-28T11:51:40Z"}}}
+            ]
+        }));
+        let before = at("2026-11-28T11:52:00Z");
+        assert_eq!(
+            pod_grace_ends(&two, before, &thresholds),
+            Some(at("2026-11-28T11:55:00Z"))
+        );
+        let a_due = at("2026-11-28T11:55:00Z");
+        assert_eq!(
+            pod_grace_ends(&two, a_due, &thresholds),
+            Some(at("2026-11-28T11:56:40Z")),
+            "once a's grace has ended, b's is still to come"
+        );
+        assert_eq!(
+            pod_grace_ends(&two, at("2026-11-28T11:56:40Z"), &thresholds),
+            None
+        );
+    }
+
+    #[test]
+    fn a_start_at_the_end_of_time_has_no_grace_end_and_no_panic() {
+        let thresholds = Thresholds::default();
+        let last = "9999-12-30T21:59:00Z";
+        let started = running_not_ready(last);
+        assert_eq!(pod_grace_ends(&started, now(), &thresholds), None);
+        assert!(pod_problems(&started, now(), &thresholds).is_empty());
+        let gated = pod(
+            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "SchedulingGated", "lastTransitionTime": last}]}),
+        );
+        assert_eq!(pod_grace_ends(&gated, now(), &thresholds), None);
+        let claim: PersistentVolumeClaim = serde_json::from_value(json!({
+            "metadata": {"name": "data", "creationTimestamp": last},
+            "status": {"phase": "Pending"}
+        }))
+        .unwrap();
+        assert_eq!(claim_grace_ends(&claim, &thresholds), None);
+        assert_eq!(claim_problem(&claim, now(), &thresholds), None);
     }
 }

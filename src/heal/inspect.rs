@@ -23,6 +23,7 @@ use serde::Serialize;
 use crate::core::owners::{self, Workload};
 use crate::heal::detect::{self, Problem, ProblemKind, Thresholds, Warning};
 use crate::heal::diagnose::{self, Diagnosis, Evidence};
+use crate::heal::execute::CALL_TIMEOUT;
 
 /// Lines of log read per container instance.
 pub const LOG_TAIL_LINES: i64 = 100;
@@ -537,11 +538,14 @@ pub async fn learn_unknown_jobs(client: &Client, view: &ClusterView, troubled: &
     let mut learned = Owners::new();
     for (namespace, name) in view.unknown_jobs(troubled) {
         let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
-        match jobs.get_metadata_opt(&name).await {
-            Ok(Some(job)) => learn(&mut learned, "Job", &job.metadata),
-            Ok(None) => {}
-            Err(error) => {
+        match tokio::time::timeout(CALL_TIMEOUT, jobs.get_metadata_opt(&name)).await {
+            Ok(Ok(Some(job))) => learn(&mut learned, "Job", &job.metadata),
+            Ok(Ok(None)) => {}
+            Ok(Err(error)) => {
                 tracing::warn!(%namespace, job = %name, %error, "could not read the Job behind a pod; its owner is resolved by naming convention");
+            }
+            Err(_) => {
+                tracing::warn!(%namespace, job = %name, timeout_seconds = CALL_TIMEOUT.as_secs(), "reading the Job behind a pod timed out; its owner is resolved by naming convention");
             }
         }
     }
@@ -727,6 +731,9 @@ pub async fn gather(client: &Client, namespace: Option<&str>) -> Result<ClusterV
 
 /// Reads the log tails the diagnoses of `problems` need. A log that cannot be read (the
 /// container never started) is left empty: the diagnosis falls back to events and status.
+/// Reads the current and previous logs of the containers whose problems want them. Each read has
+/// its own `CALL_TIMEOUT`: a read that fails or times out (a kubelet hanging on a sick node)
+/// contributes no log evidence, and after a timed-out current log the previous one is not tried.
 pub async fn fetch_logs(client: &Client, problems: &[&Problem]) -> Logs {
     let mut logs = Logs::new();
     for problem in problems.iter().filter(|p| wants_logs(p)) {
@@ -741,12 +748,11 @@ pub async fn fetch_logs(client: &Client, problems: &[&Problem]) -> Logs {
             limit_bytes: Some(LOG_LIMIT_BYTES),
             ..LogParams::default()
         };
-        let current = pods
-            .logs(&problem.object_name, &read(false))
-            .await
-            .unwrap_or_default();
-        let previous = pods
-            .logs(&problem.object_name, &read(true))
+        let Some(current) = log_within_timeout(&pods, problem, container, &read(false)).await
+        else {
+            continue;
+        };
+        let previous = log_within_timeout(&pods, problem, container, &read(true))
             .await
             .unwrap_or_default();
         logs.insert(
@@ -755,6 +761,30 @@ pub async fn fetch_logs(client: &Client, problems: &[&Problem]) -> Logs {
         );
     }
     logs
+}
+
+/// One log read bounded by `CALL_TIMEOUT`: the text (empty when the API refuses it, e.g. no
+/// previous instance), or `None` when it timed out.
+async fn log_within_timeout(
+    pods: &Api<Pod>,
+    problem: &Problem,
+    container: &str,
+    params: &LogParams,
+) -> Option<String> {
+    match tokio::time::timeout(CALL_TIMEOUT, pods.logs(&problem.object_name, params)).await {
+        Ok(read) => Some(read.unwrap_or_default()),
+        Err(_) => {
+            tracing::warn!(
+                namespace = %problem.namespace,
+                pod = %problem.object_name,
+                container,
+                previous = params.previous,
+                timeout_seconds = CALL_TIMEOUT.as_secs(),
+                "reading the log timed out; diagnosed without log evidence"
+            );
+            None
+        }
+    }
 }
 
 #[cfg(test)]

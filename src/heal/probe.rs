@@ -12,6 +12,7 @@ use kube::{Api, Client};
 
 use crate::heal::detect::{Problem, ProblemKind};
 use crate::heal::diagnose::{Cause, Diagnosis, Source};
+use crate::heal::execute::CALL_TIMEOUT;
 use crate::heal::inspect::Finding;
 
 /// One dependency to probe.
@@ -69,13 +70,21 @@ pub async fn probe(
     timeout: Duration,
 ) -> Result<(), ProbeFailure> {
     let services: Api<Service> = Api::namespaced(client.clone(), &target.namespace);
-    let service = services
-        .get(&target.service)
-        .await
-        .map_err(|e| ProbeFailure {
-            error: format!("Service {}/{}: {e}", target.namespace, target.service),
-            service_uid: None,
-        })?;
+    let service = match tokio::time::timeout(CALL_TIMEOUT, services.get(&target.service)).await {
+        Ok(read) => {
+            read.map_err(|e| format!("Service {}/{}: {e}", target.namespace, target.service))
+        }
+        Err(_) => Err(format!(
+            "Service {}/{}: the API did not answer within {}s",
+            target.namespace,
+            target.service,
+            CALL_TIMEOUT.as_secs()
+        )),
+    }
+    .map_err(|error| ProbeFailure {
+        error,
+        service_uid: None,
+    })?;
     let failure = |error: String| ProbeFailure {
         error,
         service_uid: service.metadata.uid.clone(),

@@ -1,8 +1,10 @@
 //! The loop DETECT → DIAGNOSE → FIX → PERSIST over a cluster view, shared by the one-shot
 //! `selfheal heal` and the watcher inside `selfheal serve`.
 
+use std::collections::{BTreeMap, HashMap};
+
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::ListParams;
 use kube::{Api, Client};
@@ -170,6 +172,7 @@ pub async fn heal(
     now: Timestamp,
 ) -> Vec<Handled> {
     let classes = expandable_classes(client).await;
+    let mut namespace_opt_outs: HashMap<String, Option<String>> = HashMap::new();
     let mut handled = Vec::new();
     for finding in findings {
         let pod = view
@@ -208,14 +211,20 @@ pub async fn heal(
                 .attempts(&execute::attempts_key(&finding)),
             now,
         };
-        let opted_out = finding
-            .labels
-            .get(OPT_OUT_LABEL)
-            .is_some_and(|v| v == "true");
-        let plan = if opted_out {
+        let namespace_opt_out = match namespace_opt_outs.get(&namespace) {
+            Some(known) => known.clone(),
+            None => {
+                let read = namespace_opt_out(client, &namespace).await;
+                namespace_opt_outs.insert(namespace.clone(), read.clone());
+                read
+            }
+        };
+        let plan = if opted_out(&finding.labels) {
             Plan::Report {
                 reason: format!("labelled {OPT_OUT_LABEL}=true: no automatic action"),
             }
+        } else if let Some(reason) = namespace_opt_out {
+            Plan::Report { reason }
         } else {
             plan::plan(&situation, rails)
         };
@@ -227,6 +236,35 @@ pub async fn heal(
         });
     }
     handled
+}
+
+fn opted_out(labels: &BTreeMap<String, String>) -> bool {
+    labels.get(OPT_OUT_LABEL).is_some_and(|v| v == "true")
+}
+
+/// Why nothing may be done for a pod of `namespace` (one GET of the Namespace within
+/// `CALL_TIMEOUT`): the namespace is labelled `selfheal.io/ignore=true`, or its labels cannot be
+/// read, so that an opted-out namespace can never make selfheal act, not even on a dependency
+/// elsewhere. A namespace the API does not know has no labels.
+async fn namespace_opt_out(client: &Client, namespace: &str) -> Option<String> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    match tokio::time::timeout(CALL_TIMEOUT, api.get_opt(namespace)).await {
+        Ok(Ok(found)) => found
+            .and_then(|n| n.metadata.labels)
+            .filter(opted_out)
+            .map(|_| {
+                format!(
+                    "namespace {namespace} is labelled {OPT_OUT_LABEL}=true: no automatic action"
+                )
+            }),
+        Ok(Err(error)) => Some(format!(
+            "the labels of namespace {namespace} could not be read ({error}): no automatic action"
+        )),
+        Err(_) => Some(format!(
+            "the labels of namespace {namespace} could not be read within {}s: no automatic action",
+            CALL_TIMEOUT.as_secs()
+        )),
+    }
 }
 
 /// The StorageClasses that allow volume expansion (none when they cannot be listed within

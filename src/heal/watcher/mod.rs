@@ -532,9 +532,9 @@ impl Term {
             } else {
                 tracked
                     .subject
-                    .recheck_at(&self.context.config.thresholds)
+                    .recheck_at(now, &self.context.config.thresholds)
                     .filter(|t| *t > now)
-                    .map(|t| at + t.duration_since(now).unsigned_abs())
+                    .and_then(|t| at.checked_add(t.duration_since(now).unsigned_abs()))
             };
             if let Some(next) = next {
                 earliest = Some(earliest.map_or(next, |e| e.min(next)));

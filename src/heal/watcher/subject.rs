@@ -82,17 +82,18 @@ impl Subject {
 
     /// When a problem that is not there yet can first appear by the passing of time alone
     /// (`detect::pod_grace_ends`, `detect::claim_grace_ends`; a certificate entering the
-    /// expiry window).
-    pub fn recheck_at(&self, thresholds: &Thresholds) -> Option<Timestamp> {
+    /// expiry window), after `now`.
+    pub fn recheck_at(&self, now: Timestamp, thresholds: &Thresholds) -> Option<Timestamp> {
         match self {
-            Subject::Pod(pod) => detect::pod_grace_ends(pod, thresholds),
+            Subject::Pod(pod) => detect::pod_grace_ends(pod, now, thresholds),
             Subject::Claim(claim) => detect::claim_grace_ends(claim, thresholds),
             Subject::Secret(secret) => {
                 let cert = secret.data.as_ref()?.get("tls.crt")?;
                 let validity = crate::certs::check::validity(&cert.0).ok()?;
-                let window =
-                    jiff::SignedDuration::from_hours(thresholds.certificate_window_days * 24);
-                Some(validity.not_after - window)
+                let window = jiff::SignedDuration::from_secs(
+                    thresholds.certificate_window_days.saturating_mul(24 * 3600),
+                );
+                validity.not_after.checked_sub(window).ok()
             }
         }
     }
@@ -158,7 +159,7 @@ mod tests {
             ),
         ];
         for (name, subject) in cases {
-            assert_eq!(subject.recheck_at(&thresholds), Some(due), "{name}");
+            assert_eq!(subject.recheck_at(before, &thresholds), Some(due), "{name}");
             assert!(
                 subject.problems(&[], before, &thresholds).is_empty(),
                 "{name}"
@@ -170,7 +171,7 @@ mod tests {
         let running = pod(
             json!({"metadata": {"name": "p", "namespace": "shop"}, "status": {"phase": "Running"}}),
         );
-        assert_eq!(running.recheck_at(&thresholds), None);
+        assert_eq!(running.recheck_at(before, &thresholds), None);
     }
 
     #[test]
