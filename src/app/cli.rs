@@ -183,8 +183,9 @@ pub struct HealArgs {
     /// Namespace, workload name or `app.kubernetes.io/name` to heal (default: everything).
     pub component: Option<String>,
 
-    /// Only this namespace (default: all namespaces). Not `--namespace`: that is selfheal's own
-    /// namespace (the store's, shared with `serve`).
+    /// Only this namespace (default: all namespaces): problems are looked for here and actions
+    /// never change anything outside it. Not `--namespace`: that is selfheal's own namespace (the
+    /// store's, shared with `serve`).
     #[arg(id = "only_namespace", long = "only-namespace", short = 'n')]
     pub namespace: Option<String>,
 
