@@ -189,7 +189,8 @@ pub fn controller_of(meta: &ObjectMeta) -> Option<(String, String)> {
 
 /// A claim created by a StatefulSet is named `<template>-<statefulset>-<ordinal>`. Returns every
 /// way of reading `claim_name` so, as (template, statefulset) pairs; where the claim names its
-/// StatefulSet as owner, only the matching reading.
+/// StatefulSet as owner, only the matching reading. Readings without that owner are guesses: the
+/// webhook believes one only for a fix that names its template as `claim`.
 pub fn statefulset_claim_readings<'a>(
     claim_name: &'a str,
     owner_statefulset: Option<&str>,

@@ -302,13 +302,21 @@ fn claim_fixes<'i>(request: &Request<'_>, index: &'i FixIndex) -> Vec<&'i Fix> {
                 Some(("StatefulSet", owner)) => Some(owner),
                 _ => None,
             };
+            // A reading the owner reference confirms takes the StatefulSet's fixes for any
+            // claim template; an unconfirmed one (`data-keycloak-postgresql-0` could be a claim
+            // of `postgresql`) only a fix that names this very template.
+            let confirmed = owner.is_some();
             for (template, statefulset) in owners::statefulset_claim_readings(name, owner) {
                 found.extend(
                     index
                         .lookup(request.namespace, statefulset)
                         .iter()
                         .filter(storage)
-                        .filter(|fix| fix.claim.as_deref().is_none_or(|c| c == template)),
+                        .filter(|fix| {
+                            fix.claim
+                                .as_deref()
+                                .map_or(confirmed, |claim| claim == template)
+                        }),
                 );
             }
             found
