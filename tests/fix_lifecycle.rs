@@ -102,6 +102,15 @@ async fn forget_removes_what_matches_once_and_keeps_bad_entries() {
         report.starts_with("removed 1 fix from ConfigMap selfheal/fixes"),
         "{report}"
     );
+    // A memory fix: its values stay in Job templates and bare Pods, and the old manifest is
+    // refused there.
+    assert!(
+        report.contains("warning: the values these fixes raised stay live")
+            && report.contains("Job pod templates and bare Pods")
+            && report.contains("refused by the apiserver")
+            && !report.contains("volumeClaimTemplates"),
+        "{report}"
+    );
     assert_eq!(
         values(&stored_yaml(&server)),
         ["db/storage/-=20Gi", "web/memory/app=2Gi"]
@@ -273,6 +282,10 @@ fixes:
     assert!(
         report.starts_with("would drop 2 fixes") && report.contains("--apply"),
         "{report}"
+    );
+    assert!(
+        report.contains("refused by the apiserver"),
+        "prune warns about the values left live: {report}"
     );
     assert_eq!(resource_version(&server), version);
 

@@ -120,12 +120,24 @@ fn rows() -> Vec<Row> {
             // resolves it to itself; the webhook lists both names.
             what: "Pod → Job without a controller",
             pod: pod(
+                "migrate-29412345-k2j4h",
+                Some(("Job", "migrate-29412345")),
+                json!({}),
+            ),
+            intermediate: Some(("Job", job("migrate-29412345", None, false))),
+            webhook: &["migrate", "migrate-29412345"],
+            healing: Some(("Job", "migrate-29412345")),
+        },
+        Row {
+            // A date is not a scheduled minute (2015..2100): the webhook does not guess a CronJob.
+            what: "Pod → dated Job",
+            pod: pod(
                 "migrate-20240101-k2j4h",
                 Some(("Job", "migrate-20240101")),
                 json!({}),
             ),
             intermediate: Some(("Job", job("migrate-20240101", None, false))),
-            webhook: &["migrate", "migrate-20240101"],
+            webhook: &["migrate-20240101"],
             healing: Some(("Job", "migrate-20240101")),
         },
         Row {

@@ -280,6 +280,53 @@ async fn deleted_configmap_keeps_fixes_in_memory() {
     assert_eq!(snapshot.current().len(), 1);
 }
 
+#[tokio::test]
+async fn a_record_after_the_configmap_was_deleted_re_creates_every_fix() {
+    let server = FakeApiServer::new();
+    server.put(
+        &configmaps(),
+        fixes_configmap("fixes:\n- {namespace: gitlab, resource: a, type: memory, value: 2Gi}\n- {namespace: gitlab, resource: b, type: memory, value: 3Gi}\n"),
+    );
+    let (store, metrics) = open(&server);
+    let snapshot = store.snapshot();
+    let _sync = store.spawn_sync();
+    eventually("initial load", || snapshot.current().len() == 2).await;
+    let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(server.client(), NAMESPACE);
+    api.delete("fixes", &Default::default()).await.unwrap();
+    eventually("the deletion is seen", || {
+        metrics
+            .encode()
+            .contains("selfheal_store_errors_total{error=\"deleted\"} 1")
+    })
+    .await;
+
+    store
+        .record(memory_fix("gitlab", "c", "4Gi"))
+        .await
+        .unwrap();
+
+    let stored = stored_yaml(&server);
+    for resource in ["resource: a", "resource: b", "resource: c"] {
+        assert!(
+            stored.contains(resource),
+            "{resource} missing from {stored}"
+        );
+    }
+    eventually("the snapshot holds all three", || {
+        let current = snapshot.current();
+        ["a", "b", "c"]
+            .iter()
+            .all(|resource| current.lookup("gitlab", resource).len() == 1)
+    })
+    .await;
+    assert_eq!(snapshot.current().len(), 3);
+    eventually("a FixStoreRecreated Event", || {
+        events_with_reason(&server, "FixStoreRecreated").len() == 1
+    })
+    .await;
+}
+
 fn events() -> Collection {
     Collection {
         prefix: "apis/events.k8s.io/v1".into(),

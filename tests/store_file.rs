@@ -113,6 +113,7 @@ async fn missing_file_is_an_empty_store_and_record_creates_it() {
     let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name())
+        .filter(|name| name != "fixes.yaml.lock")
         .collect();
     assert_eq!(leftovers.len(), 1, "no temporary files left: {leftovers:?}");
 }
@@ -173,4 +174,29 @@ async fn an_update_rewrites_atomically_keeps_bad_entries_and_sets_the_size_gauge
         std::fs::metadata(&path).unwrap().modified().unwrap(),
         modified
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_with_their_own_store_on_one_file_lose_no_fix() {
+    // Each FileStore stands for one process (`selfheal heal`, `selfheal fixes import`): they
+    // share nothing but the file.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fixes.yaml");
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let (store, _) = open(&path);
+            tokio::spawn(async move {
+                for n in 0..8 {
+                    let resource = format!("w{writer}-{n}");
+                    store.record(storage_fix(&resource, "2Gi")).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let (store, _) = open(&path);
+    let document = store.read_document().await.unwrap();
+    assert_eq!(document.fixes().count(), 32, "{}", document.to_yaml());
 }

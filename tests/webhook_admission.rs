@@ -194,6 +194,49 @@ async fn claims_are_raised_on_create() {
     assert_eq!(named["spec"]["resources"]["requests"]["storage"], "50Gi");
 }
 
+/// The storage request a claim `name` of namespace gitlab (8Gi asked, `owner` as its
+/// controller StatefulSet if any) is admitted with, under the fixes of `fixes_yaml`.
+async fn admitted_claim_size(fixes_yaml: &str, name: &str, owner: Option<&str>) -> Value {
+    let state = support::state_with_document(
+        &selfheal::core::document::FixDocument::parse(fixes_yaml).unwrap(),
+    );
+    let mut review = read_json("pvc-create-statefulset-claim.json");
+    review["request"]["name"] = json!(name);
+    review["request"]["object"]["metadata"]["name"] = json!(name);
+    if let Some(owner) = owner {
+        review["request"]["object"]["metadata"]["ownerReferences"] = json!([{
+            "apiVersion": "apps/v1", "kind": "StatefulSet", "name": owner,
+            "uid": "3d1f0c2a-1b2c-4d5e-8f90-123456789abc", "controller": true,
+        }]);
+    }
+    let (_, claim) = admit(&state, &review).await;
+    claim["spec"]["resources"]["requests"]["storage"].clone()
+}
+
+#[tokio::test]
+async fn a_claim_reading_no_owner_confirms_needs_the_fix_to_name_the_template() {
+    let unnamed =
+        "fixes:\n- {namespace: gitlab, resource: postgresql, type: storage, value: 20Gi}\n";
+    // `data-keycloak-postgresql-0` reads as template `data` of `keycloak-postgresql` or as
+    // template `data-keycloak` of `postgresql`: without an owner, the fix of `postgresql`
+    // that names no claim must not guess the second reading.
+    assert_eq!(
+        admitted_claim_size(unnamed, "data-keycloak-postgresql-0", None).await,
+        "8Gi"
+    );
+    // The owner reference confirms the reading: the fix applies to its claims.
+    assert_eq!(
+        admitted_claim_size(unnamed, "data-keycloak-postgresql-0", Some("postgresql")).await,
+        "20Gi"
+    );
+    // A fix naming the template is believed without an owner.
+    let named = "fixes:\n- {namespace: gitlab, resource: postgresql, type: storage, claim: data-keycloak, value: 20Gi}\n";
+    assert_eq!(
+        admitted_claim_size(named, "data-keycloak-postgresql-0", None).await,
+        "20Gi"
+    );
+}
+
 #[tokio::test]
 async fn daemonset_update_and_cronjob_and_its_job() {
     let (_, ds) = admit_twice("daemonset-update.json").await;

@@ -104,7 +104,31 @@ pub fn forget_report(store: &str, selector: &Selector, removed: &[Fix]) -> Strin
         plural(removed.len(), "fix", "fixes")
     );
     out.push_str(&fix_table(removed));
+    out.push_str(&values_left_live(removed));
     out
+}
+
+/// What removing `fixes` does not undo: the values they raised stay in fields the apiserver does
+/// not let change, and a manifest with the old value is refused there once no fix restores it.
+fn values_left_live(fixes: &[Fix]) -> String {
+    let has = |fix_type: FixType| fixes.iter().any(|fix| fix.fix_type == fix_type);
+    let mut places = Vec::new();
+    if has(FixType::Memory) {
+        places.push("memory limits in Job pod templates and bare Pods");
+    }
+    if has(FixType::Storage) {
+        places.push("PersistentVolumeClaim sizes and StatefulSet volumeClaimTemplates");
+    }
+    if places.is_empty() {
+        return String::new();
+    }
+    format!(
+        "warning: the values these fixes raised stay live where they cannot change ({}); \
+         re-applying the manifest from before the fix there will be refused by the apiserver \
+         now that no fix keeps the live value. Raise the value in the manifest, or delete and \
+         re-create the object.\n",
+        places.join("; ")
+    )
 }
 
 /// Whether a fix is stale: no object named like its resource exists in its namespace, and it
@@ -234,6 +258,7 @@ pub fn prune_report(store: &str, fixes: &[Fix], applied: bool, older_than: &str)
         format!("would drop {count} from {store} ({rule}); run again with --apply to drop them:\n")
     };
     out.push_str(&fix_table(fixes));
+    out.push_str(&values_left_live(fixes));
     out
 }
 
@@ -433,6 +458,26 @@ mod tests {
             _ => record.claim = target.map(str::to_string),
         }
         Fix::from_record(record).unwrap()
+    }
+
+    #[test]
+    fn removing_a_fix_warns_where_its_values_stay_live() {
+        let storage = values_left_live(&[fix("db", "storage", Some("data"), None)]);
+        assert!(
+            storage.contains("PersistentVolumeClaim sizes and StatefulSet volumeClaimTemplates")
+                && storage.contains("refused by the apiserver")
+                && !storage.contains("Job pod templates"),
+            "{storage}"
+        );
+        let both = values_left_live(&[
+            fix("web", "memory", None, None),
+            fix("db", "storage", None, None),
+        ]);
+        assert!(
+            both.contains("Job pod templates and bare Pods; PersistentVolumeClaim"),
+            "{both}"
+        );
+        assert_eq!(values_left_live(&[]), "");
     }
 
     #[test]

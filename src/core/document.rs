@@ -259,6 +259,26 @@ fixes:
     }
 
     #[test]
+    fn an_out_of_range_value_is_an_entry_problem_not_a_panic() {
+        let text = format!(
+            "{KNOWN_SHAPE}  - namespace: gitlab\n    resource: sidekiq\n    type: memory\n    value: 1e11Ei\n"
+        );
+        let doc = FixDocument::parse(&text).unwrap();
+        let fixes: Vec<_> = doc.fixes().collect();
+        assert_eq!(fixes.len(), 1);
+        assert_eq!(fixes[0].resource, "gitlab-webservice");
+        let problems = doc.problems();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].resource.as_deref(), Some("sidekiq"));
+        assert!(problems[0].message.contains("1e11Ei"), "{}", problems[0]);
+        assert!(
+            problems[0].message.contains("larger than 1Ei"),
+            "{}",
+            problems[0]
+        );
+    }
+
+    #[test]
     fn unknown_fields_are_an_entry_problem() {
         let text = format!("{KNOWN_SHAPE}    colour: blue\n");
         let doc = FixDocument::parse(&text).unwrap();

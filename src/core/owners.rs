@@ -189,7 +189,8 @@ pub fn controller_of(meta: &ObjectMeta) -> Option<(String, String)> {
 
 /// A claim created by a StatefulSet is named `<template>-<statefulset>-<ordinal>`. Returns every
 /// way of reading `claim_name` so, as (template, statefulset) pairs; where the claim names its
-/// StatefulSet as owner, only the matching reading.
+/// StatefulSet as owner, only the matching reading. Readings without that owner are guesses: the
+/// webhook believes one only for a fix that names its template as `claim`.
 pub fn statefulset_claim_readings<'a>(
     claim_name: &'a str,
     owner_statefulset: Option<&str>,
@@ -215,10 +216,20 @@ fn deployment_of_replicaset_name<'a>(replicaset: &'a str, hash: &str) -> Option<
         .filter(|stem| !stem.is_empty())
 }
 
-/// A CronJob's scheduled Jobs are named `<cronjob>-<scheduled time in minutes since the epoch>`.
+/// Scheduled times a CronJob stamp is believed from, in minutes since the epoch: 2015-01-01
+/// (before CronJobs existed) to 2100-01-01. The range leaves out numbers that are something else,
+/// notably dates such as `20261128` (about 20.3 million): Job `api-20261128` is not CronJob `api`.
+const CRONJOB_STAMPS: std::ops::RangeInclusive<u64> = 23_667_840..=68_374_080;
+
+/// A CronJob's scheduled Jobs are named `<cronjob>-<scheduled time in minutes since the epoch>`
+/// (see [`CRONJOB_STAMPS`] for which numbers count as such a time).
 fn cronjob_of_job_name(job: &str) -> Option<&str> {
     let (stem, stamp) = job.rsplit_once('-')?;
-    let is_stamp = stamp.len() >= 8 && stamp.bytes().all(|b| b.is_ascii_digit());
+    let is_stamp = !stamp.starts_with('0')
+        && stamp.bytes().all(|b| b.is_ascii_digit())
+        && stamp
+            .parse::<u64>()
+            .is_ok_and(|minutes| CRONJOB_STAMPS.contains(&minutes));
     (is_stamp && !stem.is_empty()).then_some(stem)
 }
 
@@ -281,6 +292,26 @@ mod tests {
             unconfirmed_via: Some((via.0.into(), via.1.into())),
             ..Identity::of(kind, name)
         })
+    }
+
+    #[test]
+    fn only_plausible_scheduled_minutes_name_a_cronjob() {
+        for (job, cronjob) in [
+            ("backup-29412345", Some("backup")),
+            ("backup-23667840", Some("backup")),
+            ("backup-68374080", Some("backup")),
+            ("api-20261128", None),
+            ("api-20150101", None),
+            ("backup-23667839", None),
+            ("backup-68374081", None),
+            ("backup-029412345", None),
+            ("backup-99999999999999999999999", None),
+            ("backup-1234", None),
+            ("-29412345", None),
+            ("backup", None),
+        ] {
+            assert_eq!(cronjob_of_job_name(job), cronjob, "{job}");
+        }
     }
 
     #[test]

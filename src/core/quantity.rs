@@ -39,12 +39,16 @@ impl ByteQuantity {
         let text = text.trim();
         let parsed = ParsedQuantity::try_from(text)
             .map_err(|_| QuantityError::Unparsable(text.to_string()))?;
-        if parsed <= ParsedQuantity::default() {
-            return Err(QuantityError::NotPositive(text.to_string()));
-        }
+        // Bounds are checked on the f64 byte count, never with `ParsedQuantity`'s own comparison:
+        // that one rescales both sides in `rust_decimal` and panics on overflow (`100000000000Ei`).
+        // Within 1 byte ..= 1 EiB every rescaling fits, so comparing two `ByteQuantity`s is safe.
         let bytes = parsed
             .to_bytes_f64()
-            .ok_or_else(|| QuantityError::TooLarge(text.to_string()))?;
+            .filter(|bytes| !bytes.is_nan())
+            .ok_or_else(|| QuantityError::Unparsable(text.to_string()))?;
+        if bytes <= 0.0 {
+            return Err(QuantityError::NotPositive(text.to_string()));
+        }
         if bytes > MAX_BYTES as f64 {
             return Err(QuantityError::TooLarge(text.to_string()));
         }
@@ -58,8 +62,10 @@ impl ByteQuantity {
     }
 
     /// A whole number of bytes, written with the largest binary suffix that divides it
-    /// (`805306368` → `768Mi`, `4294967296` → `4Gi`).
+    /// (`805306368` → `768Mi`, `4294967296` → `4Gi`). More than 1 EiB is held to 1 EiB, the
+    /// largest value [`ByteQuantity::parse`] accepts, so every `ByteQuantity` compares safely.
     pub fn from_bytes(bytes: u128) -> Self {
+        let bytes = bytes.min(MAX_BYTES);
         const SUFFIXES: [(u128, &str); 4] = [
             (1 << 40, "Ti"),
             (1 << 30, "Gi"),
@@ -174,7 +180,50 @@ mod tests {
             ByteQuantity::parse("2048Pi"),
             Err(QuantityError::TooLarge(_))
         ));
+        assert!(matches!(
+            ByteQuantity::parse("1025Pi"),
+            Err(QuantityError::TooLarge(_))
+        ));
         let message = ByteQuantity::parse("lots").unwrap_err().to_string();
         assert!(message.contains("\"lots\""), "{message}");
+    }
+
+    #[test]
+    fn values_whose_rescaling_overflows_are_too_large_not_a_panic() {
+        // `kube_quantity` reads neither `1Ei` nor `1E` (its float parser takes the `E` for an
+        // exponent), so the values that reach the overflow are written with an exponent.
+        for text in [
+            "1e11Ei",
+            "1e11E",
+            "8e10E",
+            "1e20Ki",
+            "-1e11Ei",
+            "100000000000Ei",
+        ] {
+            let error = ByteQuantity::parse(text).unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    QuantityError::TooLarge(_)
+                        | QuantityError::NotPositive(_)
+                        | QuantityError::Unparsable(_)
+                ),
+                "{text}: {error}"
+            );
+            assert!(error.to_string().contains(text), "{error}");
+        }
+        assert!(matches!(
+            ByteQuantity::parse("1e11Ei"),
+            Err(QuantityError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn the_largest_values_still_compare() {
+        let max = ByteQuantity::parse("1024Pi").unwrap();
+        let smallest = ByteQuantity::parse("1000000000n").unwrap();
+        assert!(smallest < max);
+        assert_eq!(ByteQuantity::from_bytes(u128::MAX), max);
+        assert!(ByteQuantity::from_bytes(u128::MAX) > smallest);
     }
 }

@@ -5,6 +5,11 @@
 //! Writes: read, merge, replace with the read `resourceVersion`; a conflict means someone else
 //! wrote in between, so the write starts over from their version and no fix is lost.
 //!
+//! Deleted: the fixes last read stay in memory (the snapshot keeps serving them), and the next
+//! write re-creates the ConfigMap from them plus its change, with a log line and a Warning Event
+//! `FixStoreRecreated`; a `kubectl delete` therefore neither drops a fix nor hides that it
+//! happened. A process that never read the ConfigMap (a one-shot command) starts empty.
+//!
 //! Size: the apiserver refuses a ConfigMap whose data passes 1 MiB (422 Invalid, "Too long").
 //! The stored size is the gauge `selfheal_store_bytes`; at 80 % a log line and a Warning Event
 //! `FixStoreNearLimit` say so, once per crossing. A refused write changes nothing stored nor in
@@ -41,6 +46,8 @@ pub struct ConfigMapStore {
     recorder: Recorder,
     /// The problems last reported, so a resync does not repeat the same Event.
     last_reported: Mutex<Option<String>>,
+    /// The last document read or written successfully; seeds a ConfigMap that was deleted.
+    last_good: std::sync::Mutex<Option<FixDocument>>,
     size: SizeWatch,
 }
 
@@ -58,6 +65,7 @@ impl ConfigMapStore {
             metrics,
             recorder: Recorder::new(client, reporter),
             last_reported: Mutex::new(None),
+            last_good: std::sync::Mutex::new(None),
             size: SizeWatch::default(),
         }
     }
@@ -104,6 +112,7 @@ impl ConfigMapStore {
         match parse(configmap) {
             Ok(document) => {
                 publish_document(&self.describe(), &document, &self.snapshot, &self.metrics);
+                self.remember(&document);
                 let problems: Vec<String> = document
                     .problems()
                     .iter()
@@ -145,13 +154,23 @@ impl ConfigMapStore {
             }
             let current = self.api.get_opt(&self.name).await?;
             let mut document = match &current {
-                Some(configmap) => parse(configmap).map_err(|source| StoreError::Document {
-                    origin: self.describe(),
-                    source,
-                })?,
-                None => FixDocument::default(),
+                Some(configmap) => {
+                    let document = parse(configmap).map_err(|source| StoreError::Document {
+                        origin: self.describe(),
+                        source,
+                    })?;
+                    self.remember(&document);
+                    document
+                }
+                None => self.last_good().unwrap_or_default(),
             };
-            let before = document.to_yaml();
+            let seeded = current.is_none() && document.fixes().next().is_some();
+            // A re-created ConfigMap is written even when `change` itself changes nothing.
+            let before = if seeded {
+                String::new()
+            } else {
+                document.to_yaml()
+            };
             let result = change(&mut document);
             let text = document.to_yaml();
             if text == before {
@@ -169,7 +188,11 @@ impl ConfigMapStore {
             };
             match written {
                 Ok(stored) => {
+                    self.remember(&document);
                     self.observe_size(&stored).await;
+                    if seeded {
+                        self.report_recreated(&stored).await;
+                    }
                     return Ok(result);
                 }
                 // 409: someone else created or updated it first; start over from their version.
@@ -204,6 +227,24 @@ impl ConfigMapStore {
             self.describe(),
             MAX_CONFLICT_RETRIES,
         ))
+    }
+
+    fn remember(&self, document: &FixDocument) {
+        if let Ok(mut last) = self.last_good.lock() {
+            *last = Some(document.clone());
+        }
+    }
+
+    fn last_good(&self) -> Option<FixDocument> {
+        self.last_good.lock().ok().and_then(|last| last.clone())
+    }
+
+    /// The ConfigMap was absent and has been written again from the fixes last read.
+    async fn report_recreated(&self, stored: &ConfigMap) {
+        let note = "the fix ConfigMap was deleted; re-created it from the fixes last read so none is lost (delete fixes with `selfheal fixes forget`)";
+        tracing::warn!(configmap = %self.describe(), "{note}");
+        self.publish(stored, "FixStoreRecreated", note, "StoreFixes")
+            .await;
     }
 
     /// Sets the size gauge from a stored version, with a Warning Event when it has just crossed

@@ -2,7 +2,9 @@
 //!
 //! The file is polled (size and modification time), so edits by hand or by another process are
 //! picked up without a restart. Writes go to a temporary file renamed over the old one, so a
-//! reader never sees half a document. The file has no size limit; its size is the gauge
+//! reader never sees half a document. Writers, in this process or in others (`selfheal heal` and
+//! `selfheal fixes import` on the same file), take an advisory lock on the sidecar file
+//! `<file>.lock` around read, change and rename, so no update is lost. The file has no size limit; its size is the gauge
 //! `selfheal_store_bytes` all the same, with the log line at 80 % of the ConfigMap limit, since a
 //! file store is often the rehearsal of a ConfigMap one.
 
@@ -128,6 +130,7 @@ impl FileStore {
     /// valid YAML is never overwritten: fixing it is left to a person, and the error says so.
     pub async fn update<T>(&self, change: impl Fn(&mut FixDocument) -> T) -> Result<T, StoreError> {
         let last = self.state.lock().await;
+        let lock = self.lock_exclusively().await?;
         let mut document = self.read_document().await?;
         let before = document.to_yaml();
         let result = change(&mut document);
@@ -137,9 +140,35 @@ impl FileStore {
                 self.metrics.store_error("write");
             })?;
         }
+        drop(lock);
         drop(last);
         self.refresh().await?;
         Ok(result)
+    }
+
+    /// Waits for the exclusive advisory lock on `<file>.lock`, which other processes writing the
+    /// same file take too; it is released when the returned file is dropped.
+    async fn lock_exclusively(&self) -> Result<std::fs::File, StoreError> {
+        let mut path = self.path.clone().into_os_string();
+        path.push(".lock");
+        let path = PathBuf::from(path);
+        let error = |source| StoreError::Write {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(parent).await.map_err(error)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(error)?;
+        tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+            .await
+            .map_err(|join| error(std::io::Error::other(join)))?
+            .map_err(error)
     }
 
     async fn write_atomically(&self, text: &str) -> Result<(), StoreError> {
@@ -147,9 +176,6 @@ impl FileStore {
             path: self.origin(),
             source,
         };
-        if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(parent).await.map_err(error)?;
-        }
         let mut temporary = self.path.clone().into_os_string();
         temporary.push(format!(".tmp-{}", std::process::id()));
         tokio::fs::write(&temporary, text).await.map_err(error)?;

@@ -12,6 +12,7 @@
 //! value from before the fix gets the live value back, so the apiserver accepts it (see
 //! [`keeps_live`] for the exact rule).
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde_json::{Map, Value};
@@ -264,7 +265,9 @@ pub fn mutate_with_old_object(
             &["metadata", "annotations", APPLIED_ANNOTATION],
             Value::String(note.to_string()),
         ),
-        _ => annotate(&mut changed, mutation.applied.iter().chain(&mutation.kept)),
+        // Nothing raised and no live note: nothing new to say, the note is left as sent.
+        None if mutation.applied.is_empty() => {}
+        _ => annotate(&mut changed, live_note, &mutation.applied, &mutation.kept),
     }
     mutation.patch = json_patch::diff(object, &changed);
     mutation
@@ -302,13 +305,21 @@ fn claim_fixes<'i>(request: &Request<'_>, index: &'i FixIndex) -> Vec<&'i Fix> {
                 Some(("StatefulSet", owner)) => Some(owner),
                 _ => None,
             };
+            // A reading the owner reference confirms takes the StatefulSet's fixes for any
+            // claim template; an unconfirmed one (`data-keycloak-postgresql-0` could be a claim
+            // of `postgresql`) only a fix that names this very template.
+            let confirmed = owner.is_some();
             for (template, statefulset) in owners::statefulset_claim_readings(name, owner) {
                 found.extend(
                     index
                         .lookup(request.namespace, statefulset)
                         .iter()
                         .filter(storage)
-                        .filter(|fix| fix.claim.as_deref().is_none_or(|c| c == template)),
+                        .filter(|fix| {
+                            fix.claim
+                                .as_deref()
+                                .map_or(confirmed, |claim| claim == template)
+                        }),
                 );
             }
             found
@@ -628,8 +639,21 @@ fn raise_claim_spec(
 }
 
 /// Records what was applied in the object's annotation (creating `annotations` if missing).
-fn annotate<'a>(object: &mut Value, applied: impl Iterator<Item = &'a Applied>) {
-    let mut lines: Vec<String> = applied.map(Applied::to_string).collect();
+/// Writes the applied-fixes note: the live note's lines, then the kept values it does not
+/// describe yet, then what was raised now; a later line replaces an earlier one about the same
+/// field (same fix type and place), so the note says where each field stands.
+fn annotate(object: &mut Value, live_note: Option<&str>, applied: &[Applied], kept: &[Applied]) {
+    let mut lines: BTreeMap<String, String> = BTreeMap::new();
+    for line in live_note.into_iter().flat_map(|note| note.split("; ")) {
+        lines.insert(note_line_field(line), line.to_string());
+    }
+    for line in kept.iter().map(Applied::to_string) {
+        lines.entry(note_line_field(&line)).or_insert(line);
+    }
+    for line in applied.iter().map(Applied::to_string) {
+        lines.insert(note_line_field(&line), line);
+    }
+    let mut lines: Vec<String> = lines.into_values().filter(|l| !l.is_empty()).collect();
     lines.sort();
     lines.dedup();
     set_at(
@@ -637,6 +661,17 @@ fn annotate<'a>(object: &mut Value, applied: impl Iterator<Item = &'a Applied>) 
         &["metadata", "annotations", APPLIED_ANNOTATION],
         Value::String(lines.join("; ")),
     );
+}
+
+/// The field a note line is about: `memory container app` of
+/// `memory=4Gi container app (was 2Gi, fix web)`; a line in any other form is its own field.
+fn note_line_field(line: &str) -> String {
+    let field = line.split_once('=').and_then(|(fix_type, rest)| {
+        let (_, place) = rest.split_once(' ')?;
+        let (place, _) = place.split_once(" (was ")?;
+        Some(format!("{fix_type} {place}"))
+    });
+    field.unwrap_or_else(|| line.to_string())
 }
 
 /// Sets `value` at `path`, creating missing (or null) parent objects.
@@ -751,11 +786,11 @@ mod tests {
             patched["metadata"]["labels"],
             expected["metadata"]["labels"]
         );
+        // Only live values given back, and the live Job had no note: none is invented.
         assert!(
-            patched["metadata"]["annotations"][APPLIED_ANNOTATION]
-                .as_str()
-                .unwrap()
-                .contains("memory=512Mi container c (was 128Mi, fix backup)")
+            patched["metadata"].get("annotations").is_none(),
+            "{}",
+            patched["metadata"]
         );
         // A request that was below the limit was not raised at CREATE: it is not touched now.
         let partial = update(
@@ -767,6 +802,64 @@ mod tests {
         let container = &partial["spec"]["template"]["spec"]["containers"][0]["resources"];
         assert_eq!(container["limits"]["memory"], "512Mi");
         assert_eq!(container["requests"]["memory"], "64Mi");
+    }
+
+    fn with_note(mut object: Value, note: &str) -> Value {
+        object["metadata"]["annotations"] = json!({ APPLIED_ANNOTATION: note });
+        object
+    }
+
+    fn note(object: &Value) -> &str {
+        object["metadata"]["annotations"][APPLIED_ANNOTATION]
+            .as_str()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn an_update_that_only_keeps_live_values_keeps_the_live_note() {
+        let fixes =
+            index("fixes:\n  - {namespace: ns, resource: backup, type: memory, value: 512Mi}\n");
+        let live_note = "memory=512Mi container c (was 128Mi, fix backup)";
+        let live = with_note(job("512Mi", "512Mi", "old"), live_note);
+        let incoming = with_note(job("128Mi", "128Mi", "new"), "written by hand");
+        let patched = update(WorkloadKind::Job, &incoming, &live, &fixes);
+        assert_eq!(note(&patched), live_note);
+    }
+
+    fn deployment(note: Option<&str>, limits: [&str; 2]) -> Value {
+        let mut object = json!({"metadata": {"name": "web"},
+        "spec": {"template": {"spec": {"containers": [
+            {"name": "a", "image": "i", "resources": {"limits": {"memory": limits[0]}}},
+            {"name": "b", "image": "i", "resources": {"limits": {"memory": limits[1]}}},
+        ]}}}});
+        if let Some(text) = note {
+            object = with_note(object, text);
+        }
+        object
+    }
+
+    #[test]
+    fn an_update_that_raises_merges_its_lines_into_the_live_note() {
+        let fixes = index("fixes:\n  - {namespace: ns, resource: web, type: memory, value: 2Gi}\n");
+        let live_note = "memory=1Gi container a (was 512Mi, fix web); memory=1Gi container z (was 256Mi, fix web)";
+        let live = deployment(Some(live_note), ["1Gi", "2Gi"]);
+        // The incoming object carries no note (a replace with the original manifest).
+        let patched = update(
+            WorkloadKind::Deployment,
+            &deployment(None, ["1Gi", "2Gi"]),
+            &live,
+            &fixes,
+        );
+        assert_eq!(
+            note(&patched),
+            "memory=1Gi container z (was 256Mi, fix web); memory=2Gi container a (was 1Gi, fix web)"
+        );
+        // Nothing raised on an UPDATE: the note the user sent is left alone.
+        let unchanged = deployment(Some("by hand"), ["2Gi", "2Gi"]);
+        assert_eq!(
+            update(WorkloadKind::Deployment, &unchanged, &live, &fixes),
+            unchanged
+        );
     }
 
     #[test]
