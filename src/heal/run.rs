@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::ListParams;
 use kube::{Api, Client};
@@ -214,7 +214,7 @@ pub async fn heal(
         let namespace_opt_out = match namespace_opt_outs.get(&namespace) {
             Some(known) => known.clone(),
             None => {
-                let read = namespace_opt_out(client, &namespace).await;
+                let read = namespace_opt_out(executor, &namespace).await;
                 namespace_opt_outs.insert(namespace.clone(), read.clone());
                 read
             }
@@ -242,27 +242,17 @@ fn opted_out(labels: &BTreeMap<String, String>) -> bool {
     labels.get(OPT_OUT_LABEL).is_some_and(|v| v == "true")
 }
 
-/// Why nothing may be done for a pod of `namespace` (one GET of the Namespace within
-/// `CALL_TIMEOUT`): the namespace is labelled `selfheal.io/ignore=true`, or its labels cannot be
-/// read, so that an opted-out namespace can never make selfheal act, not even on a dependency
-/// elsewhere. A namespace the API does not know has no labels.
-async fn namespace_opt_out(client: &Client, namespace: &str) -> Option<String> {
-    let api: Api<Namespace> = Api::all(client.clone());
-    match tokio::time::timeout(CALL_TIMEOUT, api.get_opt(namespace)).await {
-        Ok(Ok(found)) => found
-            .and_then(|n| n.metadata.labels)
-            .filter(opted_out)
-            .map(|_| {
-                format!(
-                    "namespace {namespace} is labelled {OPT_OUT_LABEL}=true: no automatic action"
-                )
-            }),
-        Ok(Err(error)) => Some(format!(
-            "the labels of namespace {namespace} could not be read ({error}): no automatic action"
-        )),
-        Err(_) => Some(format!(
-            "the labels of namespace {namespace} could not be read within {}s: no automatic action",
-            CALL_TIMEOUT.as_secs()
+/// Why nothing may be done for a pod of `namespace` (one read of the Namespace, within the
+/// executor's call timeout): the namespace is labelled `selfheal.io/ignore=true`, or its labels
+/// cannot be read, so that an opted-out namespace can never make selfheal act, not even on a
+/// dependency elsewhere. A namespace the API does not know has no labels.
+async fn namespace_opt_out(executor: &Executor, namespace: &str) -> Option<String> {
+    match executor.namespace_labels(namespace).await {
+        Ok(labels) => opted_out(&labels).then(|| {
+            format!("namespace {namespace} is labelled {OPT_OUT_LABEL}=true: no automatic action")
+        }),
+        Err(error) => Some(format!(
+            "the labels of namespace {namespace} could not be read ({error:#}): no automatic action"
         )),
     }
 }

@@ -267,7 +267,12 @@ impl Executor {
     }
 
     /// The labels of `namespace`. A namespace the API does not know has none.
-    async fn namespace_labels(&self, namespace: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    /// The labels of `namespace` (none for a namespace the API does not know), read within the
+    /// call timeout.
+    pub async fn namespace_labels(
+        &self,
+        namespace: &str,
+    ) -> anyhow::Result<BTreeMap<String, String>> {
         let api: Api<Namespace> = Api::all(self.client.clone());
         let found = self
             .within(
