@@ -1092,6 +1092,62 @@ async fn a_raise_capped_at_the_limitrange_maximum_passes_the_limitranger() {
 }
 
 #[tokio::test]
+async fn a_raise_never_breaks_the_limitranges_limit_to_request_ratio() {
+    let server = FakeApiServer::new();
+    let limit_range = json!({"apiVersion": "v1", "kind": "LimitRange",
+        "metadata": {"name": "ratio"},
+        "spec": {"limits": [{"type": "Container", "maxLimitRequestRatio": {"memory": "2"}}]}});
+    let document = FixDocument::parse(&format!(
+        "fixes:\n  - namespace: {NS}\n    resource: web-1\n    type: memory\n    value: 4Gi\n    timestamp: 2026-11-28T00:00:00Z\n"
+    ))
+    .unwrap();
+    let state = support::state_with_document(&document);
+    let pods = api(&server, "", "v1", "Pod", "pods");
+    let with_request = |name: &str| {
+        let mut pod = pod("300Mi");
+        pod["metadata"]["name"] = json!(name);
+        pod["spec"]["containers"][0]["resources"]["requests"] = json!({"memory": "256Mi"});
+        pod
+    };
+
+    // The rule itself: a limit more than twice the request is refused, as the LimitRanger does.
+    server.put(&Collection::core(NS, "limitranges"), limit_range);
+    let mut too_far = with_request("by-hand");
+    too_far["spec"]["containers"][0]["resources"]["limits"]["memory"] = json!("1Gi");
+    let status = refusal(pods.create(&PostParams::default(), &object(too_far)).await);
+    assert!(
+        status.message.contains(
+            "memory max limit to request ratio per Container is 2, but provided ratio is 4.000000"
+        ),
+        "{}",
+        status.message
+    );
+
+    // selfheal's webhook, with the LimitRanges watched as `serve` does: the 4Gi fix is held to
+    // twice the request, and the pod is accepted.
+    support::install_webhook(&server, state.clone());
+    let watch = tokio::spawn(selfheal::cluster::limits::keep_current(
+        server.client(),
+        state.limits.clone(),
+    ));
+    support::eventually("the ratio is seen", || {
+        state.limits.memory_ratio(NS).is_some()
+    })
+    .await;
+    let created = json_of(
+        &pods
+            .create(&PostParams::default(), &object(with_request("web-1")))
+            .await
+            .expect("accepted"),
+    );
+    assert_eq!(
+        created["spec"]["containers"][0]["resources"]["limits"]["memory"],
+        "512Mi"
+    );
+    watch.abort();
+}
+
+#[tokio::test]
 async fn limitranges_that_exist_at_start_up_are_published_when_the_list_ends() {
     let server = FakeApiServer::new();
     server.put(

@@ -79,6 +79,7 @@ fn cluster() -> Cluster {
                 namespace: &collection.namespace,
                 object: &original,
                 memory_cap: None,
+                memory_ratio: None,
             };
             let policy = Policy {
                 protected_namespaces: vec!["kube-system".into(), "selfheal".into()],

@@ -14,22 +14,35 @@ use kube::{Api, Client};
 
 use crate::core::quantity::ByteQuantity;
 
-/// Per namespace, the smallest container memory maximum of its LimitRanges.
+/// Per namespace, the smallest container memory maximum of its LimitRanges, and the smallest
+/// container memory `maxLimitRequestRatio`.
 #[derive(Debug, Clone, Default)]
-pub struct LimitSnapshot(Arc<ArcSwap<BTreeMap<String, ByteQuantity>>>);
+pub struct LimitSnapshot {
+    maxima: Arc<ArcSwap<BTreeMap<String, ByteQuantity>>>,
+    ratios: Arc<ArcSwap<BTreeMap<String, f64>>>,
+}
 
 impl LimitSnapshot {
     pub fn memory_max(&self, namespace: &str) -> Option<ByteQuantity> {
-        self.0.load().get(namespace).cloned()
+        self.maxima.load().get(namespace).cloned()
+    }
+
+    /// The namespace's container memory `maxLimitRequestRatio`, if a LimitRange sets one.
+    pub fn memory_ratio(&self, namespace: &str) -> Option<f64> {
+        self.ratios.load().get(namespace).copied()
     }
 
     /// Every namespace's maximum, as of now (an atomic load, no copy).
     pub fn current(&self) -> Arc<BTreeMap<String, ByteQuantity>> {
-        self.0.load_full()
+        self.maxima.load_full()
     }
 
     pub fn publish(&self, maxima: BTreeMap<String, ByteQuantity>) {
-        self.0.store(Arc::new(maxima));
+        self.maxima.store(Arc::new(maxima));
+    }
+
+    pub fn publish_ratios(&self, ratios: BTreeMap<String, f64>) {
+        self.ratios.store(Arc::new(ratios));
     }
 }
 
@@ -43,6 +56,45 @@ pub fn memory_max(ranges: &[LimitRange]) -> Option<ByteQuantity> {
         .filter_map(|item| item.max.as_ref()?.get("memory"))
         .filter_map(|q| ByteQuantity::parse(&q.0).ok())
         .min()
+}
+
+/// The smallest container memory `maxLimitRequestRatio` of a namespace's LimitRanges (a plain
+/// number or a quantity such as `1500m`; an unreadable one is ignored).
+pub fn memory_ratio(ranges: &[LimitRange]) -> Option<f64> {
+    ranges
+        .iter()
+        .filter_map(|r| r.spec.as_ref())
+        .flat_map(|spec| spec.limits.iter())
+        .filter(|item| item.type_ == "Container")
+        .filter_map(|item| item.max_limit_request_ratio.as_ref()?.get("memory"))
+        .filter_map(|q| ratio_value(&q.0))
+        .reduce(f64::min)
+}
+
+/// A ratio quantity as a number: `2`, `1.5` or `1500m`.
+fn ratio_value(text: &str) -> Option<f64> {
+    let (number, scale) = match text.strip_suffix('m') {
+        Some(milli) => (milli, 1000.0),
+        None => (text, 1.0),
+    };
+    let value = number.parse::<f64>().ok()? / scale;
+    (value.is_finite() && value >= 1.0).then_some(value)
+}
+
+/// Per namespace ratios of a set of LimitRanges (all namespaces).
+pub fn ratios<'a>(ranges: impl IntoIterator<Item = &'a LimitRange>) -> BTreeMap<String, f64> {
+    let mut by_namespace: BTreeMap<String, Vec<LimitRange>> = BTreeMap::new();
+    for range in ranges {
+        let namespace = range.metadata.namespace.clone().unwrap_or_default();
+        by_namespace
+            .entry(namespace)
+            .or_default()
+            .push(range.clone());
+    }
+    by_namespace
+        .into_iter()
+        .filter_map(|(namespace, ranges)| Some((namespace, memory_ratio(&ranges)?)))
+        .collect()
 }
 
 /// Per namespace maxima of a set of LimitRanges (all namespaces).
@@ -76,7 +128,9 @@ pub async fn keep_current(client: Client, snapshot: LimitSnapshot) {
             // published when the list ends (`InitDone`), not only when an object changes:
             // otherwise the LimitRanges that exist at start-up stay invisible until one changes.
             Ok(event) if publishes(&event) => {
-                snapshot.publish(maxima(cache.state().iter().map(|r| r.as_ref())));
+                let ranges = cache.state();
+                snapshot.publish(maxima(ranges.iter().map(|r| r.as_ref())));
+                snapshot.publish_ratios(ratios(ranges.iter().map(|r| r.as_ref())));
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "LimitRange watch error; retrying"),
@@ -96,6 +150,34 @@ fn publishes<K>(event: &watcher::Event<K>) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_smallest_memory_ratio_per_namespace() {
+        let range = |ns: &str, ratio: &str| -> LimitRange {
+            serde_json::from_value(json!({
+                "metadata": {"name": "r", "namespace": ns},
+                "spec": {"limits": [
+                    {"type": "Container", "maxLimitRequestRatio": {"memory": ratio, "cpu": "10"}},
+                    {"type": "Pod", "maxLimitRequestRatio": {"memory": "1"}}
+                ]}
+            }))
+            .unwrap()
+        };
+        let ranges = [
+            range("a", "4"),
+            range("a", "1500m"),
+            range("b", "2"),
+            range("c", "x"),
+        ];
+        let by_namespace = ratios(ranges.iter());
+        assert_eq!(by_namespace.get("a"), Some(&1.5));
+        assert_eq!(by_namespace.get("b"), Some(&2.0));
+        assert_eq!(
+            by_namespace.get("c"),
+            None,
+            "an unreadable ratio is ignored"
+        );
+    }
 
     #[test]
     fn the_smallest_container_maximum_per_namespace() {

@@ -243,6 +243,7 @@ fn decide(
             namespace,
             object: &object,
             memory_cap: memory_cap.as_ref(),
+            memory_ratio: state.limits.memory_ratio(namespace),
         },
         old_object.as_ref(),
         &snapshot,

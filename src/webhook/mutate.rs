@@ -46,6 +46,10 @@ pub struct Request<'a> {
     /// The namespace's LimitRange maximum for container memory: no fix raises past it, or the
     /// apiserver would reject the object after the webhook.
     pub memory_cap: Option<&'a ByteQuantity>,
+    /// The namespace's LimitRange `maxLimitRequestRatio` for container memory: a limit is never
+    /// raised past `request × ratio` where the request stays as it is, or the LimitRanger would
+    /// refuse the pod.
+    pub memory_ratio: Option<f64>,
 }
 
 /// Namespaces whose objects are never changed (selfheal's own and kube-system at least).
@@ -228,7 +232,13 @@ pub fn mutate_with_old_object(
     {
         if memory_allowed {
             for fix in &memory_fixes {
-                raise_memory(pod_spec, fix, request.memory_cap, &mut mutation);
+                raise_memory(
+                    pod_spec,
+                    fix,
+                    request.memory_cap,
+                    request.memory_ratio,
+                    &mut mutation,
+                );
             }
         } else if memory_kept
             && let Some(live_spec) = live.and_then(|live| live.pointer(&pointer(path)))
@@ -335,6 +345,7 @@ fn raise_memory(
     pod_spec: &mut Value,
     fix: &Fix,
     cap: Option<&ByteQuantity>,
+    ratio: Option<f64>,
     mutation: &mut Mutation,
 ) {
     let pod_level = pod_spec.pointer("/resources/limits/memory").is_some()
@@ -357,7 +368,8 @@ fn raise_memory(
         _ => &fix.value,
     };
     for_each_fixed_container(pod_spec, fix, |container, name, _| {
-        if let Some(applied) = raise_container_memory(container, name, fix, target, mutation) {
+        if let Some(applied) = raise_container_memory(container, name, fix, target, ratio, mutation)
+        {
             mutation.applied.push(applied);
         }
     });
@@ -394,6 +406,7 @@ fn raise_container_memory(
     name: &str,
     fix: &Fix,
     target: &ByteQuantity,
+    ratio: Option<f64>,
     mutation: &mut Mutation,
 ) -> Option<Applied> {
     let resources = container.get_mut("resources")?;
@@ -407,9 +420,33 @@ fn raise_container_memory(
     if limit >= *target {
         return None;
     }
-    let request_equals_limit = target::str_at(resources, &["requests", "memory"])
-        .and_then(|text| ByteQuantity::parse(text).ok())
-        .is_some_and(|request| request == limit);
+    let request = target::str_at(resources, &["requests", "memory"])
+        .and_then(|text| ByteQuantity::parse(text).ok());
+    let request_equals_limit = request.as_ref() == Some(&limit);
+    let ratio_cap = if request_equals_limit {
+        None
+    } else {
+        request
+            .as_ref()
+            .zip(ratio)
+            .and_then(|(request, ratio)| ratio_limit(request, ratio))
+    };
+    let target = match ratio_cap {
+        Some(allowed) if allowed < *target => {
+            mutation.warnings.push(format!(
+                "selfheal: container {name}: memory fix {} of {} capped at {allowed}, the namespace's LimitRange maxLimitRequestRatio {} times its request",
+                fix.resource,
+                fix.value,
+                ratio.unwrap_or_default()
+            ));
+            if limit >= allowed {
+                return None;
+            }
+            allowed
+        }
+        _ => target.clone(),
+    };
+    let target = &target;
     let new_value = Value::String(target.as_str().to_string());
     set_at(resources, &["limits", "memory"], new_value.clone());
     if request_equals_limit {
@@ -422,6 +459,19 @@ fn raise_container_memory(
         from: limit_text,
         to: target.as_str().to_string(),
     })
+}
+
+/// The largest limit a LimitRange `maxLimitRequestRatio` allows for `request`, rounded down to a
+/// whole MiB; `None` for a ratio that is not a finite number of at least 1.
+fn ratio_limit(request: &ByteQuantity, ratio: f64) -> Option<ByteQuantity> {
+    if !ratio.is_finite() || ratio < 1.0 {
+        return None;
+    }
+    const MIB: u128 = 1 << 20;
+    let allowed = (request.bytes() as f64 * ratio).floor();
+    // `as` saturates: an allowance past u128 is held to 1 EiB by `from_bytes`.
+    let allowed = allowed as u128;
+    Some(ByteQuantity::from_bytes(allowed - allowed % MIB))
 }
 
 /// On UPDATE of an immutable pod spec (a Pod's, a Job's template): gives each container the fix
@@ -749,6 +799,7 @@ mod tests {
                 namespace: "ns",
                 object,
                 memory_cap: None,
+                memory_ratio: None,
             },
             Some(live),
             fixes,
@@ -889,6 +940,62 @@ mod tests {
         );
     }
 
+    fn create_with_ratio(object: &Value, fixes: &FixIndex, ratio: Option<f64>) -> Mutation {
+        mutate(
+            &Request {
+                kind: WorkloadKind::Deployment,
+                operation: Operation::Create,
+                namespace: "ns",
+                object,
+                memory_cap: None,
+                memory_ratio: ratio,
+            },
+            fixes,
+            &Policy {
+                protected_namespaces: vec![],
+            },
+        )
+    }
+
+    fn with_request(limit: &str, request: &str) -> Value {
+        json!({"metadata": {"name": "web"},
+            "spec": {"template": {"spec": {"containers": [{"name": "a", "image": "i",
+                "resources": {"limits": {"memory": limit}, "requests": {"memory": request}}}]}}}})
+    }
+
+    #[test]
+    fn a_limit_never_passes_the_limitranges_ratio_to_its_request() {
+        let fixes = index("fixes:\n  - {namespace: ns, resource: web, type: memory, value: 4Gi}\n");
+        let resources = |mutation: &Mutation, object: &Value| {
+            let mut patched = object.clone();
+            json_patch::patch(&mut patched, &mutation.patch).unwrap();
+            patched["spec"]["template"]["spec"]["containers"][0]["resources"].clone()
+        };
+        // Request 256Mi, ratio 2: the limit goes to 512Mi, not 4Gi, and the user is told why.
+        let object = with_request("300Mi", "256Mi");
+        let capped = create_with_ratio(&object, &fixes, Some(2.0));
+        assert_eq!(resources(&capped, &object)["limits"]["memory"], "512Mi");
+        assert_eq!(resources(&capped, &object)["requests"]["memory"], "256Mi");
+        assert!(
+            capped
+                .warnings
+                .iter()
+                .any(|w| w.contains("maxLimitRequestRatio"))
+        );
+        // Already at the ratio's allowance: nothing is raised (and nothing lowered).
+        let at_allowance = with_request("512Mi", "256Mi");
+        let unchanged = create_with_ratio(&at_allowance, &fixes, Some(2.0));
+        assert!(unchanged.patch.0.is_empty());
+        // Request equal to the limit: both rise together, the ratio stays 1.
+        let guaranteed = with_request("256Mi", "256Mi");
+        let both = create_with_ratio(&guaranteed, &fixes, Some(2.0));
+        assert_eq!(resources(&both, &guaranteed)["limits"]["memory"], "4Gi");
+        assert_eq!(resources(&both, &guaranteed)["requests"]["memory"], "4Gi");
+        // No ratio in the namespace: the full fix.
+        let free = create_with_ratio(&object, &fixes, None);
+        assert_eq!(resources(&free, &object)["limits"]["memory"], "4Gi");
+    }
+
     fn claim(storage: &str, label: &str) -> Value {
         json!({"metadata": {"name": "data", "labels": {"l": label}},
             "spec": {"resources": {"requests": {"storage": storage}}}})
@@ -928,6 +1035,7 @@ mod tests {
             namespace: "ns",
             object: &object,
             memory_cap: None,
+            memory_ratio: None,
         };
         let policy = Policy {
             protected_namespaces: vec![],

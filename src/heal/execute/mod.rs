@@ -347,6 +347,7 @@ impl Executor {
                 object: &original,
                 // The planner already capped the fix by the namespace's LimitRange.
                 memory_cap: None,
+                memory_ratio: None,
             };
             let index = FixIndex::new([fix.clone()]);
             let mutation = mutate::mutate(

@@ -522,6 +522,37 @@ pub fn limit_ranger_validate(
             }
         }
     }
+    // maxLimitRequestRatio: limit / request may not exceed the ratio (the apiserver's wording).
+    for item in container_items(limit_ranges) {
+        let Some(ratio_text) = item["maxLimitRequestRatio"]["memory"].as_str() else {
+            continue;
+        };
+        let Some(ratio) =
+            quantity(&item["maxLimitRequestRatio"]["memory"]).and_then(|q| q.to_bytes_f64())
+        else {
+            continue;
+        };
+        for list in ["containers", "initContainers"] {
+            for container in pod["spec"][list].as_array().into_iter().flatten() {
+                let limit = quantity(&container["resources"]["limits"]["memory"])
+                    .and_then(|q| q.to_bytes_f64());
+                let request = quantity(&container["resources"]["requests"]["memory"])
+                    .and_then(|q| q.to_bytes_f64());
+                match (limit, request) {
+                    (Some(_), None) | (Some(_), Some(0.0)) => problems.push(format!(
+                        "memory max limit to request ratio per Container is {ratio_text}, but no request is specified or request is 0"
+                    )),
+                    (Some(limit), Some(request)) if limit / request > ratio => {
+                        problems.push(format!(
+                            "memory max limit to request ratio per Container is {ratio_text}, but provided ratio is {:.6}",
+                            limit / request
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
     if problems.is_empty() {
         return Ok(());
     }
