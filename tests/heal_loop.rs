@@ -44,6 +44,11 @@ impl Drop for Cluster {
 
 /// A fake cluster whose API server runs selfheal's admission decision on every write.
 fn cluster() -> Cluster {
+    cluster_with_ratio(None)
+}
+
+/// The same, with a LimitRange memory `maxLimitRequestRatio` known to the webhook.
+fn cluster_with_ratio(memory_ratio: Option<f64>) -> Cluster {
     let server = FakeApiServer::new();
     let metrics = Arc::new(Metrics::new());
     let store = FixStore::ConfigMap(Arc::new(ConfigMapStore::new(
@@ -79,7 +84,7 @@ fn cluster() -> Cluster {
                 namespace: &collection.namespace,
                 object: &original,
                 memory_cap: None,
-                memory_ratio: None,
+                memory_ratio,
             };
             let policy = Policy {
                 protected_namespaces: vec!["kube-system".into(), "selfheal".into()],
@@ -782,6 +787,65 @@ async fn the_namespace_limitrange_caps_a_memory_raise() {
         fix.value.as_str(),
         "640Mi",
         "768Mi would exceed the LimitRange maximum"
+    );
+}
+
+#[tokio::test]
+async fn a_rolled_template_obeys_the_limitranges_limit_to_request_ratio() {
+    // The webhook knows the ratio (as `serve`'s LimitRange watch makes it), and so must the
+    // executor, or the two would fight over the template.
+    let c = cluster_with_ratio(Some(5.0));
+    c.create(
+        Collection::apps(NS, "deployments"),
+        deployment("web", "512Mi"),
+    )
+    .await;
+    c.server.put(
+        &Collection::core(NS, "pods"),
+        pod("web", "a1b2c", "512Mi", oom_status(2)),
+    );
+    // Request 128Mi and a ratio of 5: the template may reach 640Mi, not the planned 768Mi.
+    let limits = selfheal::cluster::limits::LimitSnapshot::default();
+    limits.publish_ratios([(NS.to_string(), 5.0)].into_iter().collect());
+    let executor = Executor::new(
+        c.server.client(),
+        c.store.clone(),
+        Arc::new(RateLimiter::new(
+            Duration::from_secs(300),
+            Duration::from_secs(3600),
+        )),
+        Arc::new(Metrics::new()),
+        false,
+    )
+    .with_limits(limits);
+    let document = c.store.read_document().await.unwrap();
+    let index = FixIndex::new(document.fixes().cloned());
+    let scope = Scope {
+        protected: vec!["kube-system".into(), "selfheal".into()],
+        ..Scope::default()
+    };
+    let handled = heal::run_once(
+        &c.server.client(),
+        &executor,
+        &Rails::default(),
+        &index,
+        &scope,
+        jiff::Timestamp::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        handled[0].outcome.result, "done",
+        "{:?}",
+        handled[0].outcome
+    );
+    assert_eq!(
+        container_limit(
+            &c.deployment("web"),
+            "/spec/template/spec/containers/0/resources/limits/memory"
+        ),
+        "640Mi",
+        "768Mi would be refused by the LimitRanger (ratio 5 over a 128Mi request)"
     );
 }
 

@@ -215,7 +215,26 @@ pub async fn heal(args: &HealArgs) -> anyhow::Result<()> {
         protected,
     };
     let limiter = Arc::new(RateLimiter::new(DEFAULT_WINDOW, MAX_BACKOFF));
-    let executor = Executor::new(client.clone(), store, limiter, metrics, args.dry_run);
+    let limits = match tokio::time::timeout(
+        crate::heal::execute::CALL_TIMEOUT,
+        crate::cluster::limits::read_once(client.clone()),
+    )
+    .await
+    {
+        Ok(Ok(limits)) => limits,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "LimitRanges could not be listed; raises are capped by the planner only");
+            Default::default()
+        }
+        Err(_) => {
+            tracing::warn!(
+                "LimitRanges could not be listed in time; raises are capped by the planner only"
+            );
+            Default::default()
+        }
+    };
+    let executor =
+        Executor::new(client.clone(), store, limiter, metrics, args.dry_run).with_limits(limits);
     let handled = heal::run_once(
         &client,
         &executor,

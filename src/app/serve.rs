@@ -364,13 +364,16 @@ fn start_watcher(
         ..WatcherConfig::new(scope, rails, limits)
     };
     let limiter = Arc::new(RateLimiter::new(DEFAULT_WINDOW, MAX_BACKOFF));
-    let executor = Arc::new(Executor::new(
-        client.clone(),
-        store.clone(),
-        limiter,
-        metrics.clone(),
-        args.dry_run,
-    ));
+    let executor = Arc::new(
+        Executor::new(
+            client.clone(),
+            store.clone(),
+            limiter,
+            metrics.clone(),
+            args.dry_run,
+        )
+        .with_limits(config.limits.clone()),
+    );
     tracing::info!(dry_run = args.dry_run, "watcher started");
     let mut tasks = Vec::new();
     if args.vault.configured() {

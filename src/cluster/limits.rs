@@ -115,6 +115,18 @@ pub fn maxima<'a>(
         .collect()
 }
 
+/// The LimitRange rules of every namespace as of one list (for one-shot commands).
+pub async fn read_once(client: Client) -> Result<LimitSnapshot, kube::Error> {
+    let ranges = Api::<LimitRange>::all(client)
+        .list(&kube::api::ListParams::default())
+        .await?
+        .items;
+    let snapshot = LimitSnapshot::default();
+    snapshot.publish(maxima(ranges.iter()));
+    snapshot.publish_ratios(ratios(ranges.iter()));
+    Ok(snapshot)
+}
+
 /// Watches LimitRanges in every namespace and keeps `snapshot` current until dropped.
 pub async fn keep_current(client: Client, snapshot: LimitSnapshot) {
     let (cache, writer) = reflector::store::<LimitRange>();

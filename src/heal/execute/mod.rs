@@ -34,6 +34,7 @@ use serde_json::json;
 
 pub use dependency::service_of_host;
 
+use crate::cluster::limits::LimitSnapshot;
 use crate::core::fix::Fix;
 use crate::core::index::FixIndex;
 use crate::core::owners::Workload;
@@ -104,6 +105,9 @@ pub struct Executor {
     limiter: Arc<RateLimiter>,
     metrics: Arc<Metrics>,
     call_timeout: Duration,
+    /// The namespaces' LimitRange rules, so a template the executor raises obeys them exactly as
+    /// the webhook does (none: the planner's cap only).
+    limits: Option<LimitSnapshot>,
     pub dry_run: bool,
 }
 
@@ -126,8 +130,15 @@ impl Executor {
             limiter,
             metrics,
             call_timeout: CALL_TIMEOUT,
+            limits: None,
             dry_run,
         }
+    }
+
+    /// Raises templates within the namespaces' LimitRange maximum and limit-to-request ratio.
+    pub fn with_limits(mut self, limits: LimitSnapshot) -> Self {
+        self.limits = Some(limits);
+        self
     }
 
     /// Bounds every API call, fix store write and Event by `timeout` instead of
@@ -340,14 +351,17 @@ impl Executor {
         let original = serde_json::to_value(original)?;
         let mut changed = original.clone();
         if let Some(fix) = fix {
+            // The planner already capped the fix at the LimitRange maximum; the ratio depends on
+            // each container's request, so the webhook's rule applies it here too.
+            let limits = self.limits.as_ref();
+            let memory_cap = limits.and_then(|l| l.memory_max(&workload.namespace));
             let request = Request {
                 kind,
                 operation: Operation::Update,
                 namespace: &workload.namespace,
                 object: &original,
-                // The planner already capped the fix by the namespace's LimitRange.
-                memory_cap: None,
-                memory_ratio: None,
+                memory_cap: memory_cap.as_ref(),
+                memory_ratio: limits.and_then(|l| l.memory_ratio(&workload.namespace)),
             };
             let index = FixIndex::new([fix.clone()]);
             let mutation = mutate::mutate(
