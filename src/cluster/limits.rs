@@ -83,24 +83,21 @@ fn ratio_value(text: &str) -> Option<f64> {
 
 /// Per namespace ratios of a set of LimitRanges (all namespaces).
 pub fn ratios<'a>(ranges: impl IntoIterator<Item = &'a LimitRange>) -> BTreeMap<String, f64> {
-    let mut by_namespace: BTreeMap<String, Vec<LimitRange>> = BTreeMap::new();
-    for range in ranges {
-        let namespace = range.metadata.namespace.clone().unwrap_or_default();
-        by_namespace
-            .entry(namespace)
-            .or_default()
-            .push(range.clone());
-    }
-    by_namespace
-        .into_iter()
-        .filter_map(|(namespace, ranges)| Some((namespace, memory_ratio(&ranges)?)))
-        .collect()
+    per_namespace(ranges, memory_ratio)
 }
 
 /// Per namespace maxima of a set of LimitRanges (all namespaces).
 pub fn maxima<'a>(
     ranges: impl IntoIterator<Item = &'a LimitRange>,
 ) -> BTreeMap<String, ByteQuantity> {
+    per_namespace(ranges, memory_max)
+}
+
+/// `rule` over each namespace's LimitRanges, for the namespaces where it has an answer.
+fn per_namespace<'a, T>(
+    ranges: impl IntoIterator<Item = &'a LimitRange>,
+    rule: impl Fn(&[LimitRange]) -> Option<T>,
+) -> BTreeMap<String, T> {
     let mut by_namespace: BTreeMap<String, Vec<LimitRange>> = BTreeMap::new();
     for range in ranges {
         let namespace = range.metadata.namespace.clone().unwrap_or_default();
@@ -111,7 +108,7 @@ pub fn maxima<'a>(
     }
     by_namespace
         .into_iter()
-        .filter_map(|(namespace, ranges)| Some((namespace, memory_max(&ranges)?)))
+        .filter_map(|(namespace, ranges)| Some((namespace, rule(&ranges)?)))
         .collect()
 }
 
