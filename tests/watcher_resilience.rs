@@ -69,6 +69,10 @@ impl Faults {
     fn hang(&self, method: Method, path: &str) {
         self.hang.lock().unwrap().push((method, path.into()));
     }
+
+    fn stop_hanging(&self) {
+        self.hang.lock().unwrap().clear();
+    }
 }
 
 fn failure(code: StatusCode, reason: &str, message: &str) -> Response {
@@ -667,5 +671,35 @@ async fn a_hung_log_read_delays_a_finding_by_one_call_timeout_not_the_handling_d
         faults.hung.load(Ordering::SeqCst),
         1,
         "after a timed-out current log, the previous log is not read"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_oom_is_handled_at_once_while_an_earlier_failure_backs_off() {
+    let server = setup(&["web"]);
+    let faults = Faults::new();
+    faults.hang(Method::GET, "/apis/apps/v1/namespaces/shop/deployments/web");
+    let mut hasty = config(false);
+    hasty.handle_timeout = Duration::from_millis(500);
+    let a = Replica::start_with("a", faults.client(&server), hasty, Duration::from_secs(300));
+    eventually("a leads", || a.leadership.is_leader()).await;
+    oom(&server, "web");
+    eventually("the first handling hangs", || {
+        faults.hung.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    // Past the 500 ms deadline the handling has failed and backs off for 5 s.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    faults.stop_hanging();
+    // The container is OOM killed again (restart 2): a new occurrence, handled now.
+    let mut again = pod("web", true);
+    again["status"]["containerStatuses"][0]["restartCount"] = json!(2);
+    let written = Instant::now();
+    server.put(&Collection::core("shop", "pods"), again);
+    eventually("the new OOM is fixed", || raised(&server, "web")).await;
+    assert!(
+        written.elapsed() < Duration::from_millis(3000),
+        "the new occurrence waited for the old failure's 5 s backoff: {:?}",
+        written.elapsed()
     );
 }

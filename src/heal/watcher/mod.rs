@@ -406,8 +406,8 @@ impl Term {
         }
         let key = subject.work_key();
         let uid = subject.uid();
+        let not_before = self.carried_backoff(&key, &uid, &subject);
         let entries = self.tracked.entry(key.clone()).or_default();
-        let not_before = entries.get(&uid).and_then(|t| t.not_before);
         entries.insert(
             uid,
             Tracked {
@@ -416,6 +416,26 @@ impl Term {
             },
         );
         self.reschedule(&key);
+    }
+
+    /// The backoff an object keeps when it is seen again: only while it has no problem the earlier
+    /// sighting did not have. A new occurrence (a new OOM kill, a new restart) is handled at once,
+    /// not after the backoff of an earlier one that failed.
+    fn carried_backoff(&mut self, key: &str, uid: &str, subject: &Subject) -> Option<Instant> {
+        let previous = self.tracked.get(key)?.get(uid)?;
+        let not_before = previous.not_before?;
+        let previous = previous.subject.clone();
+        let (now, at) = (Timestamp::now(), Instant::now());
+        let before: HashSet<String> = self
+            .fresh(&previous, now, at)
+            .iter()
+            .map(problem_key)
+            .collect();
+        let new_problem = self
+            .fresh(subject, now, at)
+            .iter()
+            .any(|problem| !before.contains(&problem_key(problem)));
+        (!new_problem).then_some(not_before)
     }
 
     /// A Warning event: kept if it is about a pod or a claim in scope; the workload of a
