@@ -539,16 +539,41 @@ fn keep_live_claims(
     fix: &Fix,
     mutation: &mut Mutation,
 ) {
+    for_each_fixed_claim(kind, object, fix, |spec, name| {
+        let live_spec = match kind {
+            WorkloadKind::StatefulSet => live
+                .pointer("/spec/volumeClaimTemplates")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find(|live| target::str_at(live, &["metadata", "name"]) == Some(name))
+                .and_then(|live| live.get("spec")),
+            _ => live.get("spec"),
+        };
+        if let Some(live_spec) = live_spec
+            && let Some(kept) = keep_claim_spec(spec, live_spec, name, fix)
+        {
+            mutation.kept.push(kept);
+        }
+    });
+}
+
+/// Calls `visit(spec, claim_name)` for every claim spec of `object` a storage fix names: a
+/// claim's own spec, or each of a StatefulSet's `volumeClaimTemplates` (only the one the fix
+/// names, when it names one).
+fn for_each_fixed_claim(
+    kind: WorkloadKind,
+    object: &mut Value,
+    fix: &Fix,
+    mut visit: impl FnMut(&mut Value, &str),
+) {
     match kind {
         WorkloadKind::PersistentVolumeClaim => {
             let name = target::str_at(object, &["metadata", "name"])
                 .unwrap_or_default()
                 .to_string();
-            if let Some(spec) = object.get_mut("spec")
-                && let Some(live_spec) = live.get("spec")
-                && let Some(kept) = keep_claim_spec(spec, live_spec, &name, fix)
-            {
-                mutation.kept.push(kept);
+            if let Some(spec) = object.get_mut("spec") {
+                visit(spec, &name);
             }
         }
         WorkloadKind::StatefulSet => {
@@ -558,9 +583,6 @@ fn keep_live_claims(
             else {
                 return;
             };
-            let live_templates = live
-                .pointer("/spec/volumeClaimTemplates")
-                .and_then(Value::as_array);
             for claim in templates {
                 let name = target::str_at(claim, &["metadata", "name"])
                     .unwrap_or_default()
@@ -568,16 +590,8 @@ fn keep_live_claims(
                 if fix.claim.as_deref().is_some_and(|wanted| wanted != name) {
                     continue;
                 }
-                let live_spec = live_templates
-                    .into_iter()
-                    .flatten()
-                    .find(|live| target::str_at(live, &["metadata", "name"]) == Some(name.as_str()))
-                    .and_then(|live| live.get("spec"));
-                if let Some(spec) = claim.get_mut("spec")
-                    && let Some(live_spec) = live_spec
-                    && let Some(kept) = keep_claim_spec(spec, live_spec, &name, fix)
-                {
-                    mutation.kept.push(kept);
+                if let Some(spec) = claim.get_mut("spec") {
+                    visit(spec, &name);
                 }
             }
         }
@@ -610,40 +624,11 @@ fn keep_claim_spec(
 }
 
 fn raise_claims(kind: WorkloadKind, object: &mut Value, fix: &Fix, mutation: &mut Mutation) {
-    match kind {
-        WorkloadKind::PersistentVolumeClaim => {
-            let name = target::str_at(object, &["metadata", "name"])
-                .unwrap_or_default()
-                .to_string();
-            if let Some(spec) = object.get_mut("spec")
-                && let Some(applied) = raise_claim_spec(spec, &name, fix, mutation)
-            {
-                mutation.applied.push(applied);
-            }
+    for_each_fixed_claim(kind, object, fix, |spec, name| {
+        if let Some(applied) = raise_claim_spec(spec, name, fix, mutation) {
+            mutation.applied.push(applied);
         }
-        WorkloadKind::StatefulSet => {
-            let Some(templates) = object
-                .pointer_mut("/spec/volumeClaimTemplates")
-                .and_then(Value::as_array_mut)
-            else {
-                return;
-            };
-            for claim in templates {
-                let name = target::str_at(claim, &["metadata", "name"])
-                    .unwrap_or_default()
-                    .to_string();
-                if fix.claim.as_deref().is_some_and(|wanted| wanted != name) {
-                    continue;
-                }
-                if let Some(spec) = claim.get_mut("spec")
-                    && let Some(applied) = raise_claim_spec(spec, &name, fix, mutation)
-                {
-                    mutation.applied.push(applied);
-                }
-            }
-        }
-        _ => {}
-    }
+    });
 }
 
 /// Raises `resources.requests.storage` of a claim spec. A claim whose storage limit is below
