@@ -118,8 +118,13 @@ fn cluster_with_ratio(memory_ratio: Option<f64>) -> Cluster {
 
 impl Cluster {
     async fn heal(&self, dry_run: bool, rails: &Rails) -> Vec<Handled> {
-        let client = self.server.client();
         let executor = if dry_run { &self.dry } else { &self.live };
+        self.heal_with(executor, rails).await
+    }
+
+    /// One `heal` run through `executor`.
+    async fn heal_with(&self, executor: &Executor, rails: &Rails) -> Vec<Handled> {
+        let client = self.server.client();
         let document = self.store.read_document().await.unwrap();
         let index = FixIndex::new(document.fixes().cloned());
         let scope = Scope {
@@ -818,22 +823,7 @@ async fn a_rolled_template_obeys_the_limitranges_limit_to_request_ratio() {
         false,
     )
     .with_limits(limits);
-    let document = c.store.read_document().await.unwrap();
-    let index = FixIndex::new(document.fixes().cloned());
-    let scope = Scope {
-        protected: vec!["kube-system".into(), "selfheal".into()],
-        ..Scope::default()
-    };
-    let handled = heal::run_once(
-        &c.server.client(),
-        &executor,
-        &Rails::default(),
-        &index,
-        &scope,
-        jiff::Timestamp::now(),
-    )
-    .await
-    .unwrap();
+    let handled = c.heal_with(&executor, &Rails::default()).await;
     assert_eq!(
         handled[0].outcome.result, "done",
         "{:?}",
