@@ -274,19 +274,7 @@ async fn health_and_heal_resolve_every_row_from_the_api() {
     let client = server.client();
     let view = inspect::gather(&client, Some(NS)).await.expect("gather");
     let findings = inspect::diagnose_view(&client, &view, jiff::Timestamp::now()).await;
-    for row in rows() {
-        let uid = row.pod["metadata"]["uid"].as_str().unwrap();
-        let finding = findings
-            .iter()
-            .find(|f| f.problem.uid == uid)
-            .unwrap_or_else(|| panic!("{}: no finding", row.what));
-        assert_eq!(
-            resolved(finding.workload.as_ref()),
-            expected(&row),
-            "{}",
-            row.what
-        );
-    }
+    every_row_resolves(&findings);
 }
 
 #[test]
@@ -306,19 +294,7 @@ fn health_from_a_dump_resolves_every_row() {
         jiff::Timestamp::now(),
         &Thresholds::default(),
     );
-    for row in rows() {
-        let uid = row.pod["metadata"]["uid"].as_str().unwrap();
-        let finding = findings
-            .iter()
-            .find(|f| f.problem.uid == uid)
-            .unwrap_or_else(|| panic!("{}: no finding", row.what));
-        assert_eq!(
-            resolved(finding.workload.as_ref()),
-            expected(&row),
-            "{}",
-            row.what
-        );
-    }
+    every_row_resolves(&findings);
 }
 
 #[test]
@@ -361,4 +337,21 @@ async fn healthy_pods_cost_no_job_reads() {
         0,
         "only the Jobs behind pods with a finding are read"
     );
+}
+
+/// Every row's pod has a finding whose workload is the row's expected fix target.
+fn every_row_resolves(findings: &[inspect::Finding]) {
+    for row in rows() {
+        let uid = row.pod["metadata"]["uid"].as_str().unwrap();
+        let finding = findings
+            .iter()
+            .find(|f| f.problem.uid == uid)
+            .unwrap_or_else(|| panic!("{}: no finding", row.what));
+        assert_eq!(
+            resolved(finding.workload.as_ref()),
+            expected(&row),
+            "{}",
+            row.what
+        );
+    }
 }
