@@ -6,7 +6,7 @@
 //!
 //! Run: cargo build --release && cargo bench --bench watcher
 
-#[path = "../tests/support/fake_apiserver.rs"]
+#[path = "../tests/it/support/fake_apiserver.rs"]
 #[allow(dead_code)]
 mod fake_apiserver;
 

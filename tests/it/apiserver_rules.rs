@@ -2,7 +2,7 @@
 //! for everything selfheal touches: one test per rule, driven through a kube `Client` as selfheal
 //! and kubectl talk to a real apiserver.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 

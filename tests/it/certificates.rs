@@ -1,7 +1,7 @@
 //! Certificates in TLS Secrets: detection of every kind of bad certificate (rcgen makes them),
 //! and renewal through cert-manager's Certificate status, checked against the test API server.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! Lease, says who holds it and how to override, and acts when told to or when the Lease is free.
 //! The binary talks HTTP to the test API server on a loopback port through a kubeconfig.
 
-mod support;
+use crate::support;
 
 use std::process::Output;
 

@@ -12,7 +12,7 @@
 //! "Now" is 12:00:00; states with a grace period started at most a minute before unless the row
 //! says otherwise, so a row that is found proves it was reported at once.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

@@ -14,7 +14,7 @@
 //! apply`'s three-way strategic merge patch and as a forced server-side apply: every request
 //! accepted (or refused exactly as without selfheal), the raised value kept, no second rollout.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::sync::Arc;

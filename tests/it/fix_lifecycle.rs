@@ -2,7 +2,7 @@
 //! the ConfigMap on the in-process test API server, and the file. Every change goes through the
 //! store's write path; entries that are not valid fixes are kept word for word.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

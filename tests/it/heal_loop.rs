@@ -2,7 +2,7 @@
 //! the server's admission hook: DETECT → DIAGNOSE → FIX → PERSIST, then a second run that must
 //! change nothing.
 
-mod support;
+use crate::support;
 
 use support::eventually;
 

@@ -10,7 +10,7 @@
 //! Claims (`<template>-<statefulset>-<n>` → StatefulSet) are resolved by the webhook only: the
 //! healing half records a storage fix under the claim's own name, which the webhook matches too.
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::fake_apiserver::{Collection, FakeApiServer};

@@ -5,7 +5,7 @@
 //! cannot pass by never acting). Also the refusals the cluster makes: an eviction refused by a
 //! PodDisruptionBudget, a client retrying a 429, an API call that never answers.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -14,7 +14,7 @@
 //! manifest completed with what the apiserver added (as a user fixing the patch would), which
 //! must be accepted with the raised value kept.
 
-mod support;
+use crate::support;
 
 use kube::api::{Api, DynamicObject, PostParams};
 use serde_json::{Value, json};

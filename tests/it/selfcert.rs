@@ -2,7 +2,7 @@
 //! certificate, the caBundle is written, rotation keeps the old CA trusted, and a rotation by
 //! another replica reaches the server without a restart.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

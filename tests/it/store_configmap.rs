@@ -1,7 +1,7 @@
 //! The ConfigMap store against the in-process test API server: the snapshot follows edits,
 //! concurrent writers lose nothing, and a malformed ConfigMap keeps the last good fixes.
 
-mod support;
+use crate::support;
 
 use support::eventually;
 

@@ -1,7 +1,7 @@
 //! The file store: edits are picked up without a restart, a broken file keeps the last good
 //! fixes, writes are atomic and idempotent.
 
-mod support;
+use crate::support;
 
 use support::eventually;
 

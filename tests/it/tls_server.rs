@@ -1,7 +1,7 @@
 //! A real HTTPS server on 127.0.0.1 with rcgen certificates: requests succeed, the certificate
 //! files are rotated, and the next handshakes get the new certificate with no request failing.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! The Vault unseal walk against a test Vault server started here: a real threshold, progress,
 //! reset and a nonce per attempt, on 127.0.0.1.
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,6 @@
 //! The watcher and leader election, running against the in-process test API server.
 
-mod support;
+use crate::support;
 
 use support::eventually;
 

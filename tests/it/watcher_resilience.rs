@@ -5,7 +5,7 @@
 //! Faults are injected by wrapping the test API server's router (each replica may get its own
 //! wrapper), never by changing the server.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::Mutex;

@@ -7,7 +7,7 @@
 //! The pods and events are those of `tests/data/cluster-dump-states.json` (written as the
 //! kubelet and the scheduler write them), moved in time so that the dump's "now" is now.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! `tests/data/`. Every returned patch is applied to the object that was sent, the result is
 //! checked, and the result is sent again: the second answer must carry no patch.
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::{admit, patch_of, read_json, state_with_test_fixes};

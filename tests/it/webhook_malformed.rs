@@ -1,7 +1,7 @@
 //! Requests that are not usable AdmissionReviews get HTTP 400 with a JSON error naming the
 //! problem; objects of unexpected shape are allowed unchanged; nothing panics the server.
 
-mod support;
+use crate::support;
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};

@@ -1,0 +1,29 @@
+//! Every integration test in one crate (one link of the library instead of one per file).
+//! Each module is one area; `support` holds the test API server and shared helpers.
+
+mod support;
+
+mod apiserver_rules;
+mod certificates;
+mod cli;
+mod cli_heal_leader;
+mod detect_states;
+mod e2e_cluster;
+mod fix_lifecycle;
+mod gitops_examples;
+mod heal_loop;
+mod identity;
+mod kustomize_overlays;
+mod manifests;
+mod rails;
+mod reapply;
+mod selfcert;
+mod store_configmap;
+mod store_file;
+mod tls_server;
+mod vault;
+mod watcher;
+mod watcher_resilience;
+mod watcher_states;
+mod webhook_admission;
+mod webhook_malformed;
