@@ -1,8 +1,10 @@
 //! Domain types and pure rules, with no Kubernetes I/O: the fix model and its merge rule, byte
-//! quantities, the `fixes.yaml` document, the lookup index, and the owner chain.
+//! quantities, the `fixes.yaml` document, the lookup index, the owner chain, and targeting (which
+//! objects selfheal may change).
 
 pub mod document;
 pub mod fix;
 pub mod index;
 pub mod owners;
 pub mod quantity;
+pub mod targeting;
