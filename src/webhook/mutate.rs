@@ -12,19 +12,17 @@
 //! value from before the fix gets the live value back, so the apiserver accepts it (see
 //! [`keeps_live`] for the exact rule).
 
-use std::collections::BTreeMap;
-use std::fmt;
-
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::core::fix::{Fix, FixType};
 use crate::core::index::FixIndex;
 use crate::core::owners;
 use crate::core::quantity::ByteQuantity;
+use crate::core::raise::{self, MemoryCaps, for_each_fixed_container, write_note};
+use crate::core::workload::{pointer, set_at};
 use crate::webhook::target::{self, WorkloadKind};
 
-/// Annotation written on every object the webhook changed, listing what it applied.
-pub const APPLIED_ANNOTATION: &str = "selfheal.io/applied-fixes";
+pub use crate::core::raise::{APPLIED_ANNOTATION, Applied};
 /// Label that opts an object out: `selfheal.io/ignore: "true"`.
 pub const OPT_OUT_LABEL: &str = "selfheal.io/ignore";
 
@@ -104,28 +102,6 @@ impl Skip {
             Skip::NoMatchingFix => "no_matching_fix",
             Skip::UnsupportedOperation => "unsupported_operation",
         }
-    }
-}
-
-/// One change made to the object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Applied {
-    pub fix_type: FixType,
-    /// The fix's `resource`.
-    pub resource: String,
-    /// `container app` or `claim data`.
-    pub place: String,
-    pub from: String,
-    pub to: String,
-}
-
-impl fmt::Display for Applied {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}={} {} (was {}, fix {})",
-            self.fix_type, self.to, self.place, self.from, self.resource
-        )
     }
 }
 
@@ -231,14 +207,14 @@ pub fn mutate_with_old_object(
         && let Some(pod_spec) = changed.pointer_mut(&pointer(path))
     {
         if memory_allowed {
+            let caps = MemoryCaps {
+                max: request.memory_cap.cloned(),
+                ratio: request.memory_ratio,
+            };
             for fix in &memory_fixes {
-                raise_memory(
-                    pod_spec,
-                    fix,
-                    request.memory_cap,
-                    request.memory_ratio,
-                    &mut mutation,
-                );
+                let raised = raise::raise_pod_spec(pod_spec, fix, &caps);
+                mutation.applied.extend(raised.applied);
+                mutation.warnings.extend(raised.warnings);
             }
         } else if memory_kept
             && let Some(live_spec) = live.and_then(|live| live.pointer(&pointer(path)))
@@ -277,7 +253,7 @@ pub fn mutate_with_old_object(
         ),
         // Nothing raised and no live note: nothing new to say, the note is left as sent.
         None if mutation.applied.is_empty() => {}
-        _ => annotate(&mut changed, live_note, &mutation.applied, &mutation.kept),
+        _ => write_note(&mut changed, live_note, &mutation.applied, &mutation.kept),
     }
     mutation.patch = json_patch::diff(object, &changed);
     mutation
@@ -336,142 +312,6 @@ fn claim_fixes<'i>(request: &Request<'_>, index: &'i FixIndex) -> Vec<&'i Fix> {
         }
         _ => Vec::new(),
     }
-}
-
-/// Raises memory limits in a pod spec to `fix.value`. Never lowers a value, never adds a limit
-/// to a container that has none (it is unbounded already), and keeps `requests == limits` where
-/// they were equal so a Guaranteed pod stays Guaranteed.
-fn raise_memory(
-    pod_spec: &mut Value,
-    fix: &Fix,
-    cap: Option<&ByteQuantity>,
-    ratio: Option<f64>,
-    mutation: &mut Mutation,
-) {
-    let pod_level = pod_spec.pointer("/resources/limits/memory").is_some()
-        || pod_spec.pointer("/resources/requests/memory").is_some();
-    if pod_level {
-        mutation.warnings.push(format!(
-            "selfheal: memory fix {} not applied: the pod sets pod-level memory resources",
-            fix.resource
-        ));
-        return;
-    }
-    let target = match cap {
-        Some(cap) if *cap < fix.value => {
-            mutation.warnings.push(format!(
-                "selfheal: memory fix {} of {} capped at the namespace's LimitRange maximum {cap}",
-                fix.resource, fix.value
-            ));
-            cap
-        }
-        _ => &fix.value,
-    };
-    for_each_fixed_container(pod_spec, fix, |container, name, _| {
-        if let Some(applied) = raise_container_memory(container, name, fix, target, ratio, mutation)
-        {
-            mutation.applied.push(applied);
-        }
-    });
-}
-
-/// Calls `visit(container, name, list)` for every container of `pod_spec` a memory fix names:
-/// every regular container when the fix names none, else the one it names; init containers only
-/// when the fix names them (they rarely share the app's needs).
-fn for_each_fixed_container(
-    pod_spec: &mut Value,
-    fix: &Fix,
-    mut visit: impl FnMut(&mut Value, &str, &str),
-) {
-    for list in ["containers", "initContainers"] {
-        if list == "initContainers" && fix.container.is_none() {
-            continue;
-        }
-        let Some(containers) = pod_spec.get_mut(list).and_then(Value::as_array_mut) else {
-            continue;
-        };
-        for container in containers {
-            let name = target::str_at(container, &["name"])
-                .unwrap_or_default()
-                .to_string();
-            if fix.container.as_deref().is_none_or(|wanted| wanted == name) {
-                visit(container, &name, list);
-            }
-        }
-    }
-}
-
-fn raise_container_memory(
-    container: &mut Value,
-    name: &str,
-    fix: &Fix,
-    target: &ByteQuantity,
-    ratio: Option<f64>,
-    mutation: &mut Mutation,
-) -> Option<Applied> {
-    let resources = container.get_mut("resources")?;
-    let limit_text = target::str_at(resources, &["limits", "memory"])?.to_string();
-    let Ok(limit) = ByteQuantity::parse(&limit_text) else {
-        mutation.warnings.push(format!(
-            "selfheal: container {name}: memory limit {limit_text:?} is unreadable; left unchanged"
-        ));
-        return None;
-    };
-    if limit >= *target {
-        return None;
-    }
-    let request = target::str_at(resources, &["requests", "memory"])
-        .and_then(|text| ByteQuantity::parse(text).ok());
-    let request_equals_limit = request.as_ref() == Some(&limit);
-    let ratio_cap = if request_equals_limit {
-        None
-    } else {
-        request
-            .as_ref()
-            .zip(ratio)
-            .and_then(|(request, ratio)| ratio_limit(request, ratio))
-    };
-    let target = match ratio_cap {
-        Some(allowed) if allowed < *target => {
-            mutation.warnings.push(format!(
-                "selfheal: container {name}: memory fix {} of {} capped at {allowed}, the namespace's LimitRange maxLimitRequestRatio {} times its request",
-                fix.resource,
-                fix.value,
-                ratio.unwrap_or_default()
-            ));
-            if limit >= allowed {
-                return None;
-            }
-            allowed
-        }
-        _ => target.clone(),
-    };
-    let target = &target;
-    let new_value = Value::String(target.as_str().to_string());
-    set_at(resources, &["limits", "memory"], new_value.clone());
-    if request_equals_limit {
-        set_at(resources, &["requests", "memory"], new_value);
-    }
-    Some(Applied {
-        fix_type: FixType::Memory,
-        resource: fix.resource.clone(),
-        place: format!("container {name}"),
-        from: limit_text,
-        to: target.as_str().to_string(),
-    })
-}
-
-/// The largest limit a LimitRange `maxLimitRequestRatio` allows for `request`, rounded down to a
-/// whole MiB; `None` for a ratio that is not a finite number of at least 1.
-fn ratio_limit(request: &ByteQuantity, ratio: f64) -> Option<ByteQuantity> {
-    if !ratio.is_finite() || ratio < 1.0 {
-        return None;
-    }
-    const MIB: u128 = 1 << 20;
-    let allowed = (request.bytes() as f64 * ratio).floor();
-    // `as` saturates: an allowance past u128 is held to 1 EiB by `from_bytes`.
-    let allowed = allowed as u128;
-    Some(ByteQuantity::from_bytes(allowed - allowed % MIB))
 }
 
 /// On UPDATE of an immutable pod spec (a Pod's, a Job's template): gives each container the fix
@@ -671,73 +511,6 @@ fn raise_claim_spec(
         from: request_text,
         to: fix.value.as_str().to_string(),
     })
-}
-
-/// Records what was applied in the object's annotation (creating `annotations` if missing).
-/// Writes the applied-fixes note: the live note's lines, then the kept values it does not
-/// describe yet, then what was raised now; a later line replaces an earlier one about the same
-/// field (same fix type and place), so the note says where each field stands.
-fn annotate(object: &mut Value, live_note: Option<&str>, applied: &[Applied], kept: &[Applied]) {
-    let mut lines: BTreeMap<String, String> = BTreeMap::new();
-    for line in live_note.into_iter().flat_map(|note| note.split("; ")) {
-        lines.insert(note_line_field(line), line.to_string());
-    }
-    for line in kept.iter().map(Applied::to_string) {
-        lines.entry(note_line_field(&line)).or_insert(line);
-    }
-    for line in applied.iter().map(Applied::to_string) {
-        lines.insert(note_line_field(&line), line);
-    }
-    let mut lines: Vec<String> = lines.into_values().filter(|l| !l.is_empty()).collect();
-    lines.sort();
-    lines.dedup();
-    set_at(
-        object,
-        &["metadata", "annotations", APPLIED_ANNOTATION],
-        Value::String(lines.join("; ")),
-    );
-}
-
-/// The field a note line is about: `memory container app` of
-/// `memory=4Gi container app (was 2Gi, fix web)`; a line in any other form is its own field.
-fn note_line_field(line: &str) -> String {
-    let field = line.split_once('=').and_then(|(fix_type, rest)| {
-        let (_, place) = rest.split_once(' ')?;
-        let (place, _) = place.split_once(" (was ")?;
-        Some(format!("{fix_type} {place}"))
-    });
-    field.unwrap_or_else(|| line.to_string())
-}
-
-/// Sets `value` at `path`, creating missing (or null) parent objects.
-fn set_at(root: &mut Value, path: &[&str], value: Value) {
-    let Some((last, parents)) = path.split_last() else {
-        return;
-    };
-    let mut node = root;
-    for segment in parents {
-        let Some(map) = as_object(node) else {
-            return;
-        };
-        node = map
-            .entry(segment.to_string())
-            .or_insert_with(|| Value::Object(Map::new()));
-    }
-    if let Some(map) = as_object(node) {
-        map.insert(last.to_string(), value);
-    }
-}
-
-/// The node as an object, turning `null` into `{}`; `None` for any other non-object.
-fn as_object(node: &mut Value) -> Option<&mut Map<String, Value>> {
-    if node.is_null() {
-        *node = Value::Object(Map::new());
-    }
-    node.as_object_mut()
-}
-
-fn pointer(path: &[&str]) -> String {
-    path.iter().map(|segment| format!("/{segment}")).collect()
 }
 
 #[cfg(test)]
