@@ -12,14 +12,16 @@
 //! value from before the fix gets the live value back, so the apiserver accepts it (see
 //! [`keeps_live`] for the exact rule).
 
+mod memory;
+mod note;
+mod storage;
+
 use serde_json::Value;
 
-use crate::core::fix::{Fix, FixType};
 use crate::core::index::FixIndex;
-use crate::core::owners;
 use crate::core::quantity::ByteQuantity;
-use crate::core::raise::{self, MemoryCaps, for_each_fixed_container, write_note};
-use crate::core::workload::{pointer, set_at};
+use crate::core::raise::MemoryCaps;
+use crate::core::workload::pointer;
 use crate::webhook::target::{self, WorkloadKind};
 
 pub use crate::core::raise::{APPLIED_ANNOTATION, Applied};
@@ -188,8 +190,8 @@ pub fn mutate_with_old_object(
         return Mutation::skip(Skip::NoMatchingFix);
     }
 
-    let memory_fixes = memory_fixes(request, index);
-    let claim_fixes = claim_fixes(request, index);
+    let memory_fixes = memory::memory_fixes(request, index);
+    let claim_fixes = storage::claim_fixes(request, index);
     if memory_fixes.is_empty() && claim_fixes.is_empty() {
         return Mutation::skip(Skip::NoMatchingFix);
     }
@@ -211,26 +213,22 @@ pub fn mutate_with_old_object(
                 max: request.memory_cap.cloned(),
                 ratio: request.memory_ratio,
             };
-            for fix in &memory_fixes {
-                let raised = raise::raise_pod_spec(pod_spec, fix, &caps);
-                mutation.applied.extend(raised.applied);
-                mutation.warnings.extend(raised.warnings);
-            }
+            memory::raise(pod_spec, &memory_fixes, &caps, &mut mutation);
         } else if memory_kept
             && let Some(live_spec) = live.and_then(|live| live.pointer(&pointer(path)))
         {
             for fix in &memory_fixes {
-                keep_live_memory(pod_spec, live_spec, fix, &mut mutation);
+                memory::keep_live_memory(pod_spec, live_spec, fix, &mut mutation);
             }
         }
     }
     if claims_allowed {
         for fix in &claim_fixes {
-            raise_claims(request.kind, &mut changed, fix, &mut mutation);
+            storage::raise_claims(request.kind, &mut changed, fix, &mut mutation);
         }
     } else if claims_kept && let Some(live) = live {
         for fix in &claim_fixes {
-            keep_live_claims(request.kind, &mut changed, live, fix, &mut mutation);
+            storage::keep_live_claims(request.kind, &mut changed, live, fix, &mut mutation);
         }
     }
     if mutation.applied.is_empty() && mutation.kept.is_empty() {
@@ -241,276 +239,9 @@ pub fn mutate_with_old_object(
         });
         return mutation;
     }
-    let live_note = live
-        .and_then(|live| target::str_at(live, &["metadata", "annotations", APPLIED_ANNOTATION]));
-    match live_note {
-        // Only live values were given back: the live object's note still describes them, and
-        // keeping it keeps the object equal to the live one in everything the user did not change.
-        Some(note) if mutation.applied.is_empty() => set_at(
-            &mut changed,
-            &["metadata", "annotations", APPLIED_ANNOTATION],
-            Value::String(note.to_string()),
-        ),
-        // Nothing raised and no live note: nothing new to say, the note is left as sent.
-        None if mutation.applied.is_empty() => {}
-        _ => write_note(&mut changed, live_note, &mutation.applied, &mutation.kept),
-    }
+    note::write(&mut changed, live, &mutation);
     mutation.patch = json_patch::diff(object, &changed);
     mutation
-}
-
-fn memory_fixes<'i>(request: &Request<'_>, index: &'i FixIndex) -> Vec<&'i Fix> {
-    if request.kind.pod_spec_path().is_none() {
-        return Vec::new();
-    }
-    target::fix_names(request.kind, request.object)
-        .iter()
-        .flat_map(|name| index.lookup(request.namespace, name))
-        .filter(|fix| fix.fix_type == FixType::Memory)
-        .collect()
-}
-
-/// Storage fixes for a claim (by its own name, or as a claim of a StatefulSet) or a StatefulSet.
-fn claim_fixes<'i>(request: &Request<'_>, index: &'i FixIndex) -> Vec<&'i Fix> {
-    let storage = |fix: &&Fix| fix.fix_type == FixType::Storage;
-    let name = target::str_at(request.object, &["metadata", "name"]).unwrap_or_default();
-    match request.kind {
-        WorkloadKind::StatefulSet => index
-            .lookup(request.namespace, name)
-            .iter()
-            .filter(storage)
-            .collect(),
-        WorkloadKind::PersistentVolumeClaim => {
-            let mut found: Vec<&Fix> = index
-                .lookup(request.namespace, name)
-                .iter()
-                .filter(storage)
-                .filter(|fix| fix.claim.is_none())
-                .collect();
-            let owner = match target::controller(request.object) {
-                Some(("StatefulSet", owner)) => Some(owner),
-                _ => None,
-            };
-            // A reading the owner reference confirms takes the StatefulSet's fixes for any
-            // claim template; an unconfirmed one (`data-keycloak-postgresql-0` could be a claim
-            // of `postgresql`) only a fix that names this very template.
-            let confirmed = owner.is_some();
-            for (template, statefulset) in owners::statefulset_claim_readings(name, owner) {
-                found.extend(
-                    index
-                        .lookup(request.namespace, statefulset)
-                        .iter()
-                        .filter(storage)
-                        .filter(|fix| {
-                            fix.claim
-                                .as_deref()
-                                .map_or(confirmed, |claim| claim == template)
-                        }),
-                );
-            }
-            found
-        }
-        _ => Vec::new(),
-    }
-}
-
-/// On UPDATE of an immutable pod spec (a Pod's, a Job's template): gives each container the fix
-/// names its live memory limit back where [`keeps_live`] says so, and its live memory request
-/// where the incoming request equalled the incoming limit (as CREATE raised both together).
-/// Writes only exact live values; never raises past them.
-fn keep_live_memory(pod_spec: &mut Value, live_spec: &Value, fix: &Fix, mutation: &mut Mutation) {
-    for_each_fixed_container(pod_spec, fix, |container, name, list| {
-        let live = live_spec
-            .get(list)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .find(|live| target::str_at(live, &["name"]) == Some(name));
-        if let Some(live) = live
-            && let Some(kept) = keep_container_memory(container, live, name, fix)
-        {
-            mutation.kept.push(kept);
-        }
-    });
-}
-
-fn keep_container_memory(
-    container: &mut Value,
-    live: &Value,
-    name: &str,
-    fix: &Fix,
-) -> Option<Applied> {
-    let quantity = |value: &Value, path: &[&str]| {
-        let text = target::str_at(value, path)?;
-        Some((text.to_string(), ByteQuantity::parse(text).ok()?))
-    };
-    let limit = ["resources", "limits", "memory"];
-    let request = ["resources", "requests", "memory"];
-    let (incoming_text, incoming) = quantity(container, &limit)?;
-    let (live_text, live_limit) = quantity(live, &limit)?;
-    if !keeps_live(&incoming, &live_limit, &fix.value) {
-        return None;
-    }
-    let incoming_request = quantity(container, &request);
-    let live_request = quantity(live, &request);
-    set_at(container, &limit, Value::String(live_text.clone()));
-    if let (Some((_, incoming_request)), Some((live_request_text, live_request))) =
-        (incoming_request, live_request)
-        && incoming_request == incoming
-        && keeps_live(&incoming_request, &live_request, &fix.value)
-    {
-        set_at(container, &request, Value::String(live_request_text));
-    }
-    Some(Applied {
-        fix_type: FixType::Memory,
-        resource: fix.resource.clone(),
-        place: format!("container {name}"),
-        from: incoming_text,
-        to: live_text,
-    })
-}
-
-/// On UPDATE of a claim or a StatefulSet: gives `resources.requests.storage` (of the claim, or
-/// of each claim template the fix names) its live value back where [`keeps_live`] says so.
-fn keep_live_claims(
-    kind: WorkloadKind,
-    object: &mut Value,
-    live: &Value,
-    fix: &Fix,
-    mutation: &mut Mutation,
-) {
-    for_each_fixed_claim(kind, object, fix, |spec, name| {
-        let live_spec = match kind {
-            WorkloadKind::StatefulSet => live
-                .pointer("/spec/volumeClaimTemplates")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .find(|live| target::str_at(live, &["metadata", "name"]) == Some(name))
-                .and_then(|live| live.get("spec")),
-            _ => live.get("spec"),
-        };
-        if let Some(live_spec) = live_spec
-            && let Some(kept) = keep_claim_spec(spec, live_spec, name, fix)
-        {
-            mutation.kept.push(kept);
-        }
-    });
-}
-
-/// Calls `visit(spec, claim_name)` for every claim spec of `object` a storage fix names: a
-/// claim's own spec, or each of a StatefulSet's `volumeClaimTemplates` (only the one the fix
-/// names, when it names one).
-fn for_each_fixed_claim(
-    kind: WorkloadKind,
-    object: &mut Value,
-    fix: &Fix,
-    mut visit: impl FnMut(&mut Value, &str),
-) {
-    match kind {
-        WorkloadKind::PersistentVolumeClaim => {
-            let name = target::str_at(object, &["metadata", "name"])
-                .unwrap_or_default()
-                .to_string();
-            if let Some(spec) = object.get_mut("spec") {
-                visit(spec, &name);
-            }
-        }
-        WorkloadKind::StatefulSet => {
-            let Some(templates) = object
-                .pointer_mut("/spec/volumeClaimTemplates")
-                .and_then(Value::as_array_mut)
-            else {
-                return;
-            };
-            for claim in templates {
-                let name = target::str_at(claim, &["metadata", "name"])
-                    .unwrap_or_default()
-                    .to_string();
-                if fix.claim.as_deref().is_some_and(|wanted| wanted != name) {
-                    continue;
-                }
-                if let Some(spec) = claim.get_mut("spec") {
-                    visit(spec, &name);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-fn keep_claim_spec(
-    spec: &mut Value,
-    live_spec: &Value,
-    claim_name: &str,
-    fix: &Fix,
-) -> Option<Applied> {
-    let path = ["resources", "requests", "storage"];
-    let incoming_text = target::str_at(spec, &path)?.to_string();
-    let live_text = target::str_at(live_spec, &path)?.to_string();
-    let incoming = ByteQuantity::parse(&incoming_text).ok()?;
-    let live = ByteQuantity::parse(&live_text).ok()?;
-    if !keeps_live(&incoming, &live, &fix.value) {
-        return None;
-    }
-    set_at(spec, &path, Value::String(live_text.clone()));
-    Some(Applied {
-        fix_type: FixType::Storage,
-        resource: fix.resource.clone(),
-        place: format!("claim {claim_name}"),
-        from: incoming_text,
-        to: live_text,
-    })
-}
-
-fn raise_claims(kind: WorkloadKind, object: &mut Value, fix: &Fix, mutation: &mut Mutation) {
-    for_each_fixed_claim(kind, object, fix, |spec, name| {
-        if let Some(applied) = raise_claim_spec(spec, name, fix, mutation) {
-            mutation.applied.push(applied);
-        }
-    });
-}
-
-/// Raises `resources.requests.storage` of a claim spec. A claim whose storage limit is below
-/// the new request is left alone (the apiserver would reject requests > limits).
-fn raise_claim_spec(
-    spec: &mut Value,
-    claim_name: &str,
-    fix: &Fix,
-    mutation: &mut Mutation,
-) -> Option<Applied> {
-    let request_text = target::str_at(spec, &["resources", "requests", "storage"])?.to_string();
-    let Ok(request) = ByteQuantity::parse(&request_text) else {
-        mutation.warnings.push(format!(
-            "selfheal: claim {claim_name}: storage request {request_text:?} is unreadable; left unchanged"
-        ));
-        return None;
-    };
-    if request >= fix.value {
-        return None;
-    }
-    if let Some(limit_text) = target::str_at(spec, &["resources", "limits", "storage"]) {
-        let below = ByteQuantity::parse(limit_text).map_or(true, |limit| limit < fix.value);
-        if below {
-            mutation.warnings.push(format!(
-                "selfheal: claim {claim_name}: storage fix {} exceeds its storage limit {limit_text}; left unchanged",
-                fix.value
-            ));
-            return None;
-        }
-    }
-    set_at(
-        spec,
-        &["resources", "requests", "storage"],
-        Value::String(fix.value.as_str().to_string()),
-    );
-    Some(Applied {
-        fix_type: FixType::Storage,
-        resource: fix.resource.clone(),
-        place: format!("claim {claim_name}"),
-        from: request_text,
-        to: fix.value.as_str().to_string(),
-    })
 }
 
 #[cfg(test)]
