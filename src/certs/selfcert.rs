@@ -22,7 +22,7 @@ use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 
 use crate::certs::generate as certs;
-use crate::webhook::tls::ReloadingCertResolver;
+use crate::certs::serving::ReloadingCertResolver;
 
 /// The PEM material kept in the Secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
