@@ -1,6 +1,7 @@
 //! Domain types and pure rules, with no Kubernetes I/O: the fix model and its merge rule, byte
 //! quantities, the `fixes.yaml` document, the lookup index, the owner chain, the kinds of
-//! workload and the memory raise rule both halves apply (`raise`).
+//! workload, the memory raise rule both halves apply (`raise`), and targeting (which objects
+//! selfheal may change).
 
 pub mod document;
 pub mod fix;
@@ -8,4 +9,5 @@ pub mod index;
 pub mod owners;
 pub mod quantity;
 pub mod raise;
+pub mod targeting;
 pub mod workload;
