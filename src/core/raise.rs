@@ -13,7 +13,12 @@
 //! - a pod that sets pod-level memory resources is left alone with a warning;
 //! - caps ([`MemoryCaps`]): never past the namespace's LimitRange maximum for container memory,
 //!   and never past `request × maxLimitRequestRatio` where the request stays as it is, or the
-//!   apiserver's LimitRanger would refuse the pod after the webhook.
+//!   apiserver's LimitRanger would refuse the pod after the webhook;
+//! - then never past what the cluster has left ([`MemoryCaps::room`], `core::headroom`): the
+//!   namespace's ResourceQuotas for the pods that exist at once, and the largest node. Where
+//!   part of the raise fits, the raise goes to the largest size that fits (whole MiB); where
+//!   nothing fits, the values stay. Either way a warning says why and [`Raised::held`] carries
+//!   the typed reason.
 //!
 //! # For the executor
 //!
@@ -26,8 +31,10 @@
 //!
 //! ```ignore
 //! let object = serde_json::to_value(&dynamic_object)?;
-//! let caps = MemoryCaps { max: limits.memory_max(ns), ratio: limits.memory_ratio(ns) };
+//! // The workload as read is the live one: its running pods are credited (core::headroom).
+//! let caps = facts.memory_caps(namespace, WorkloadKind::Deployment, &object, Some(&object));
 //! let raised = raise::raise_workload(WorkloadKind::Deployment, &object, &fix, &caps)?;
+//! if !raised.raised.held.is_empty() { /* FixHeldByQuota / FixHeldByNode: record as held */ }
 //! let patch = json_patch::diff(&object, &raised.object);
 //! ```
 
@@ -37,6 +44,7 @@ use std::fmt;
 use serde_json::Value;
 
 use crate::core::fix::{Fix, FixType};
+use crate::core::headroom::{self, Held, Room};
 use crate::core::quantity::ByteQuantity;
 use crate::core::workload::{self, WorkloadKind, set_at, str_at};
 
@@ -53,6 +61,9 @@ pub struct MemoryCaps {
     /// raised past `request × ratio` where the request stays as it is, or the LimitRanger would
     /// refuse the pod.
     pub ratio: Option<f64>,
+    /// What the cluster has left for the object's pods: its ResourceQuotas and the largest node
+    /// (`core::headroom`). `None`: nothing known, nothing held.
+    pub room: Option<Room>,
 }
 
 /// One field changed by a fix (or, on UPDATE, given its live value back).
@@ -85,6 +96,9 @@ pub struct Raised {
     /// For the client (an admission warning) or the audit trail: what could not be applied in
     /// full, and why.
     pub warnings: Vec<String>,
+    /// Raises a quota or the node capacity held below the fix (or left out entirely), and what
+    /// held them: one per fix.
+    pub held: Vec<Held>,
 }
 
 /// Raises the memory of the containers of `pod_spec` that `fix` names, within `caps` (the rule
@@ -103,108 +117,230 @@ pub fn raise_pod_spec(pod_spec: &mut Value, fix: &Fix, caps: &MemoryCaps) -> Rai
         ));
         return raised;
     }
-    let target = match &caps.max {
+    let mut target = match &caps.max {
         Some(cap) if *cap < fix.value => {
             raised.warnings.push(format!(
                 "selfheal: memory fix {} of {} capped at the namespace's LimitRange maximum {cap}",
                 fix.resource, fix.value
             ));
-            cap
+            cap.clone()
         }
-        _ => &fix.value,
+        _ => fix.value.clone(),
     };
-    for_each_fixed_container(pod_spec, fix, |container, name, _| {
-        if let Some(applied) =
-            raise_container(container, name, fix, target, caps.ratio, &mut raised)
-        {
-            raised.applied.push(applied);
+    let plan = plan(pod_spec, fix, caps.ratio, &mut raised);
+    if let Some(room) = caps.room.as_ref().filter(|room| !room.is_unbounded()) {
+        match hold(pod_spec, &plan, &target, room) {
+            None => {}
+            Some((fitting, held)) => {
+                let fitting = fitting.filter(|fitting| {
+                    plan.iter()
+                        .any(|planned| planned.raised_to(fitting).is_some())
+                });
+                raised.warnings.push(match &fitting {
+                    Some(fitting) => format!(
+                        "selfheal: memory fix {} of {} held at {fitting}: {held}",
+                        fix.resource, fix.value
+                    ),
+                    None => format!(
+                        "selfheal: memory fix {} of {} not applied: {held}",
+                        fix.resource, fix.value
+                    ),
+                });
+                raised.held.push(held);
+                match fitting {
+                    Some(fitting) => target = fitting,
+                    None => return raised,
+                }
+            }
         }
-    });
+    }
+    for planned in &plan {
+        if let Some(ratio_cap) = &planned.ratio_cap
+            && *ratio_cap < target
+            && planned.limit < target
+        {
+            raised.warnings.push(format!(
+                "selfheal: container {}: memory fix {} of {} capped at {ratio_cap}, the namespace's LimitRange maxLimitRequestRatio {} times its request",
+                planned.name,
+                fix.resource,
+                fix.value,
+                caps.ratio.unwrap_or_default()
+            ));
+        }
+        let Some(new_limit) = planned.raised_to(&target) else {
+            continue;
+        };
+        let Some(resources) = pod_spec
+            .get_mut(planned.list)
+            .and_then(|list| list.get_mut(planned.index))
+            .and_then(|container| container.get_mut("resources"))
+        else {
+            continue;
+        };
+        let new_value = Value::String(new_limit.as_str().to_string());
+        set_at(resources, &["limits", "memory"], new_value.clone());
+        if planned.request_equals_limit {
+            set_at(resources, &["requests", "memory"], new_value);
+        }
+        raised.applied.push(Applied {
+            fix_type: FixType::Memory,
+            resource: fix.resource.clone(),
+            place: format!("container {}", planned.name),
+            from: planned.limit_text.clone(),
+            to: new_limit.as_str().to_string(),
+        });
+    }
     raised
 }
 
-/// Calls `visit(container, name, list)` for every container of `pod_spec` a memory fix names:
-/// every regular container when the fix names none, else the one it names; init containers only
-/// when the fix names them (they rarely share the app's needs). `list` is `containers` or
-/// `initContainers`.
+/// A container a fix names, as read before raising it.
+struct Planned {
+    list: &'static str,
+    index: usize,
+    name: String,
+    limit_text: String,
+    limit: ByteQuantity,
+    request_equals_limit: bool,
+    /// `request × maxLimitRequestRatio` where the request stays as it is.
+    ratio_cap: Option<ByteQuantity>,
+}
+
+impl Planned {
+    /// The limit a raise to `target` gives the container, if it rises.
+    fn raised_to(&self, target: &ByteQuantity) -> Option<ByteQuantity> {
+        let capped = match &self.ratio_cap {
+            Some(ratio_cap) if ratio_cap < target => ratio_cap,
+            _ => target,
+        };
+        (*capped > self.limit).then(|| capped.clone())
+    }
+}
+
+/// The containers `fix` names that have a readable memory limit (an unreadable one is named in
+/// a warning and left alone; one without a limit is unbounded already).
+fn plan(pod_spec: &Value, fix: &Fix, ratio: Option<f64>, raised: &mut Raised) -> Vec<Planned> {
+    let mut plan = Vec::new();
+    for (list, index, name) in fixed_containers(pod_spec, fix) {
+        let Some(resources) = pod_spec
+            .get(list)
+            .and_then(|containers| containers.get(index))
+            .and_then(|container| container.get("resources"))
+        else {
+            continue;
+        };
+        let Some(limit_text) = str_at(resources, &["limits", "memory"]) else {
+            continue;
+        };
+        let Ok(limit) = ByteQuantity::parse(limit_text) else {
+            raised.warnings.push(format!(
+                "selfheal: container {name}: memory limit {limit_text:?} is unreadable; left unchanged"
+            ));
+            continue;
+        };
+        let request = str_at(resources, &["requests", "memory"])
+            .and_then(|text| ByteQuantity::parse(text).ok());
+        let request_equals_limit = request.as_ref() == Some(&limit);
+        let ratio_cap = if request_equals_limit {
+            None
+        } else {
+            request
+                .as_ref()
+                .zip(ratio)
+                .and_then(|(request, ratio)| ratio_limit(request, ratio))
+        };
+        plan.push(Planned {
+            list,
+            index,
+            name,
+            limit_text: limit_text.to_string(),
+            limit,
+            request_equals_limit,
+            ratio_cap,
+        });
+    }
+    plan
+}
+
+/// `None` when raising `plan` to `target` fits `room`; else the largest target that fits
+/// (`None`: not even the pod as it is) and what held it.
+fn hold(
+    pod_spec: &Value,
+    plan: &[Planned],
+    target: &ByteQuantity,
+    room: &Room,
+) -> Option<(Option<ByteQuantity>, Held)> {
+    let containers = headroom::containers_of(pod_spec);
+    let overhead = headroom::overhead_of(pod_spec);
+    let ceiling = target.bytes();
+    let fits = |bytes: u128| {
+        let candidate = if bytes == ceiling {
+            target.clone()
+        } else {
+            ByteQuantity::from_bytes(bytes)
+        };
+        let mut sized = containers.clone();
+        let mut largest_limit = 0;
+        for planned in plan {
+            let Some(new_limit) = planned.raised_to(&candidate) else {
+                continue;
+            };
+            let new_bytes = new_limit.bytes();
+            largest_limit = largest_limit.max(new_bytes);
+            if let Some(container) = sized
+                .iter_mut()
+                .find(|c| c.list == planned.list && c.index == planned.index)
+            {
+                container.limit = Some(new_bytes);
+                if planned.request_equals_limit {
+                    container.request = Some(new_bytes);
+                }
+            }
+        }
+        room.check(&headroom::pod_memory(&sized, overhead), largest_limit)
+    };
+    match headroom::largest_fitting(ceiling, fits) {
+        (_, None) => None,
+        (fitting, Some(breach)) => {
+            Some((fitting.map(ByteQuantity::from_bytes), room.explain(breach)))
+        }
+    }
+}
+
+/// `(list, index, name)` of every container of `pod_spec` a memory fix names: every regular
+/// container when the fix names none, else the one it names; init containers only when the fix
+/// names them (they rarely share the app's needs).
+fn fixed_containers(pod_spec: &Value, fix: &Fix) -> Vec<(&'static str, usize, String)> {
+    let mut found = Vec::new();
+    for list in ["containers", "initContainers"] {
+        if list == "initContainers" && fix.container.is_none() {
+            continue;
+        }
+        let containers = pod_spec.get(list).and_then(Value::as_array);
+        for (index, container) in containers.into_iter().flatten().enumerate() {
+            let name = str_at(container, &["name"]).unwrap_or_default();
+            if fix.container.as_deref().is_none_or(|wanted| wanted == name) {
+                found.push((list, index, name.to_string()));
+            }
+        }
+    }
+    found
+}
+
+/// Calls `visit(container, name, list)` for every container of `pod_spec` a memory fix names
+/// (see [`fixed_containers`]). `list` is `containers` or `initContainers`.
 pub fn for_each_fixed_container(
     pod_spec: &mut Value,
     fix: &Fix,
     mut visit: impl FnMut(&mut Value, &str, &str),
 ) {
-    for list in ["containers", "initContainers"] {
-        if list == "initContainers" && fix.container.is_none() {
-            continue;
-        }
-        let Some(containers) = pod_spec.get_mut(list).and_then(Value::as_array_mut) else {
-            continue;
-        };
-        for container in containers {
-            let name = str_at(container, &["name"]).unwrap_or_default().to_string();
-            if fix.container.as_deref().is_none_or(|wanted| wanted == name) {
-                visit(container, &name, list);
-            }
+    for (list, index, name) in fixed_containers(pod_spec, fix) {
+        if let Some(container) = pod_spec
+            .get_mut(list)
+            .and_then(|containers| containers.get_mut(index))
+        {
+            visit(container, &name, list);
         }
     }
-}
-
-fn raise_container(
-    container: &mut Value,
-    name: &str,
-    fix: &Fix,
-    target: &ByteQuantity,
-    ratio: Option<f64>,
-    raised: &mut Raised,
-) -> Option<Applied> {
-    let resources = container.get_mut("resources")?;
-    let limit_text = str_at(resources, &["limits", "memory"])?.to_string();
-    let Ok(limit) = ByteQuantity::parse(&limit_text) else {
-        raised.warnings.push(format!(
-            "selfheal: container {name}: memory limit {limit_text:?} is unreadable; left unchanged"
-        ));
-        return None;
-    };
-    if limit >= *target {
-        return None;
-    }
-    let request =
-        str_at(resources, &["requests", "memory"]).and_then(|text| ByteQuantity::parse(text).ok());
-    let request_equals_limit = request.as_ref() == Some(&limit);
-    let ratio_cap = if request_equals_limit {
-        None
-    } else {
-        request
-            .as_ref()
-            .zip(ratio)
-            .and_then(|(request, ratio)| ratio_limit(request, ratio))
-    };
-    let target = match ratio_cap {
-        Some(allowed) if allowed < *target => {
-            raised.warnings.push(format!(
-                "selfheal: container {name}: memory fix {} of {} capped at {allowed}, the namespace's LimitRange maxLimitRequestRatio {} times its request",
-                fix.resource,
-                fix.value,
-                ratio.unwrap_or_default()
-            ));
-            if limit >= allowed {
-                return None;
-            }
-            allowed
-        }
-        _ => target.clone(),
-    };
-    let new_value = Value::String(target.as_str().to_string());
-    set_at(resources, &["limits", "memory"], new_value.clone());
-    if request_equals_limit {
-        set_at(resources, &["requests", "memory"], new_value);
-    }
-    Some(Applied {
-        fix_type: FixType::Memory,
-        resource: fix.resource.clone(),
-        place: format!("container {name}"),
-        from: limit_text,
-        to: target.as_str().to_string(),
-    })
 }
 
 /// The largest limit a LimitRange `maxLimitRequestRatio` allows for `request`, rounded down to a
@@ -398,6 +534,7 @@ mod tests {
         let caps = MemoryCaps {
             max: Some(q("3Gi")),
             ratio: Some(2.0),
+            room: None,
         };
         let raised =
             raise_workload(WorkloadKind::Deployment, &object, &fix("4Gi", None), &caps).unwrap();
@@ -473,6 +610,64 @@ mod tests {
                 ["limits"]["memory"],
             "2Gi"
         );
+    }
+
+    fn room(object: &Value, quota_mib: u128, used_mib: u128) -> Room {
+        let quota = headroom::QuotaFacts {
+            namespace: "ns".into(),
+            name: "mem".into(),
+            hard: [
+                ("limits.memory".to_string(), quota_mib << 20),
+                ("requests.memory".to_string(), quota_mib << 20),
+            ]
+            .into(),
+            used: [("limits.memory".to_string(), used_mib << 20)].into(),
+            scopes: Vec::new(),
+        };
+        let demand = headroom::pods_at_once(WorkloadKind::Deployment, object, None);
+        Room::new(&object["spec"]["template"]["spec"], demand, &[quota], None)
+    }
+
+    #[test]
+    fn a_raise_is_held_to_what_the_quota_leaves_for_every_pod_at_once() {
+        let object =
+            deployment(json!([{"name": "a", "resources": {"limits": {"memory": "256Mi"}}}]));
+        let caps = MemoryCaps {
+            room: Some(room(&object, 768, 0)),
+            ..MemoryCaps::default()
+        };
+        let raised =
+            raise_workload(WorkloadKind::Deployment, &object, &fix("1Gi", None), &caps).unwrap();
+        // 1 replica + 1 surge at once: 2 × 384Mi = 768Mi.
+        assert_eq!(memory(&raised.object, 0).0, "384Mi");
+        assert_eq!(raised.raised.held.len(), 1);
+        assert_eq!(raised.raised.held[0].reason(), "FixHeldByQuota");
+        let warning = raised.raised.warnings.join("\n");
+        assert!(
+            warning.contains("memory fix web of 1Gi held at 384Mi: ResourceQuota mem has 768Mi of limits.memory left (hard 768Mi, used 0) for 2 pods at once (1 replica + 1 surge)"),
+            "{warning}"
+        );
+        // Nothing left: the value stays, and the warning says so.
+        let full = MemoryCaps {
+            room: Some(room(&object, 768, 768)),
+            ..MemoryCaps::default()
+        };
+        let held =
+            raise_workload(WorkloadKind::Deployment, &object, &fix("1Gi", None), &full).unwrap();
+        assert_eq!(held.object, object);
+        assert!(
+            held.raised.warnings[0].contains("not applied: ResourceQuota mem"),
+            "{held:?}"
+        );
+        // Room for the whole fix: the fix's own value, exactly.
+        let wide = MemoryCaps {
+            room: Some(room(&object, 4096, 0)),
+            ..MemoryCaps::default()
+        };
+        let free =
+            raise_workload(WorkloadKind::Deployment, &object, &fix("1Gi", None), &wide).unwrap();
+        assert_eq!(memory(&free.object, 0).0, "1Gi");
+        assert!(free.raised.held.is_empty() && free.raised.warnings.is_empty());
     }
 
     #[test]

@@ -212,6 +212,7 @@ pub fn mutate_with_old_object(
             let caps = MemoryCaps {
                 max: request.memory_cap.cloned(),
                 ratio: request.memory_ratio,
+                room: None,
             };
             memory::raise(pod_spec, &memory_fixes, &caps, &mut mutation);
         } else if memory_kept
