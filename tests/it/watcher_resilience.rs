@@ -723,3 +723,43 @@ async fn a_new_oom_is_handled_at_once_while_an_earlier_failure_backs_off() {
         written.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_to_four_workloads_are_handled_at_once_not_five() {
+    let apps = ["w1", "w2", "w3", "w4", "w5", "w6"];
+    let server = setup(&apps);
+    // Every handling hangs when it reads its Deployment to roll it, so none finishes.
+    let held = server.hold_requests(
+        Some(Method::GET),
+        "/apis/apps/v1/namespaces/shop/deployments/",
+    );
+    let replica = Replica::start("only", server.client());
+    eventually("leading", || replica.leadership.is_leader()).await;
+    let gauge = |name: &str| observe::metric(&replica.metrics.encode(), name).unwrap_or(-1.0);
+    for app in &apps[..5] {
+        oom(&server, app);
+    }
+    eventually("four handlings are in flight at once", || {
+        assert!(held.held() <= 4, "{} handlings in flight", held.held());
+        held.held() == 4
+    })
+    .await;
+    // A sixth failing workload makes the loop publish its gauges again: the fifth still waits
+    // (two keys queued, not one), so a fifth worker was not started.
+    oom(&server, apps[5]);
+    eventually("the sixth is tracked", || {
+        gauge("selfheal_watcher_tracked_objects") == 6.0
+    })
+    .await;
+    assert_eq!(
+        gauge("selfheal_watcher_queue_keys"),
+        2.0,
+        "of six failing workloads, four are worked and two wait"
+    );
+    assert_eq!(held.held(), 4);
+    // Released, every handling finishes and the waiting ones follow.
+    drop(held);
+    for app in apps {
+        eventually("every workload is fixed", || raised(&server, app)).await;
+    }
+}
