@@ -15,6 +15,7 @@ mod heal_loop;
 mod identity;
 mod kustomize_overlays;
 mod manifests;
+mod observe;
 mod rails;
 mod reapply;
 mod selfcert;
