@@ -191,6 +191,9 @@ fn admission_reviews_carry_what_the_apiserver_sends() {
         name: "migrate".into(),
         old: Some(job()),
         dry_run: true,
+        subresource: String::new(),
+        user: support::fake_apiserver::UserInfo::admin(),
+        field_manager: None,
     };
     let review = support::admission_review(&attributes, &job());
     let request = &review["request"];
@@ -1198,4 +1201,685 @@ async fn the_main_resource_cannot_change_the_status() {
         "the status write through the main resource is ignored"
     );
     assert_eq!(replaced["spec"]["resources"]["requests"]["storage"], "10Gi");
+}
+
+// --- defaulting before admission (issue 16, 1) ---
+
+/// Records the objects the mutating webhook is shown, and lets it change them.
+type Seen = Arc<Mutex<Vec<(String, Value)>>>;
+
+fn recording_webhook(server: &FakeApiServer, change: fn(&mut Value)) -> Seen {
+    let seen: Seen = Arc::default();
+    let record = seen.clone();
+    server.set_admission_with_old(Arc::new(
+        move |_: &Collection, operation: &str, _: Option<&Value>, object: &mut Value| {
+            record
+                .lock()
+                .unwrap()
+                .push((operation.to_string(), object.clone()));
+            change(object);
+        },
+    ));
+    seen
+}
+
+fn container_resources(object: &Value) -> Value {
+    object["spec"]["containers"][0]["resources"].clone()
+}
+
+#[tokio::test]
+async fn a_containers_requests_default_to_its_limits_before_any_webhook_sees_the_pod() {
+    let server = FakeApiServer::new();
+    let seen = recording_webhook(&server, |_| {});
+    let pods = api(&server, "", "v1", "Pod", "pods");
+    let created = json_of(
+        &pods
+            .create(&PostParams::default(), &object(pod("256Mi")))
+            .await
+            .unwrap(),
+    );
+    let shown = seen.lock().unwrap()[0].1.clone();
+    assert_eq!(
+        container_resources(&shown),
+        json!({"limits": {"memory": "256Mi"}, "requests": {"memory": "256Mi"}}),
+        "the webhook sees the defaulted request"
+    );
+    assert_eq!(container_resources(&created)["requests"]["memory"], "256Mi");
+    assert_eq!(created["spec"]["terminationGracePeriodSeconds"], 30);
+    assert_eq!(created["spec"]["restartPolicy"], "Always");
+
+    // A limit a webhook adds is defaulted into a request too (the dispatcher re-defaults).
+    let server = FakeApiServer::new();
+    recording_webhook(&server, |object| {
+        object["spec"]["containers"][0]["resources"] = json!({"limits": {"memory": "1Gi"}});
+    });
+    let mut bare = pod("256Mi");
+    bare["spec"]["containers"][0]["resources"] = json!({});
+    let created = json_of(
+        &api(&server, "", "v1", "Pod", "pods")
+            .create(&PostParams::default(), &object(bare))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        container_resources(&created),
+        json!({"limits": {"memory": "1Gi"}, "requests": {"memory": "1Gi"}})
+    );
+}
+
+#[tokio::test]
+async fn the_limitranger_defaults_before_the_webhook_and_judges_its_result_after() {
+    let server = FakeApiServer::new();
+    server.put(&Collection::core(NS, "limitranges"), json!({"apiVersion": "v1", "kind": "LimitRange",
+        "metadata": {"name": "limits"}, "spec": {"limits": [{"type": "Container",
+            "max": {"memory": "1Gi"}, "default": {"memory": "512Mi"}, "defaultRequest": {"memory": "256Mi"}}]}}));
+    let seen = recording_webhook(&server, |object| {
+        object["spec"]["containers"][0]["resources"]["limits"]["memory"] = json!("2Gi");
+    });
+    let mut bare = pod("1Gi");
+    bare["spec"]["containers"][0]["resources"] = json!({});
+    let status = refusal(
+        api(&server, "", "v1", "Pod", "pods")
+            .create(&PostParams::default(), &object(bare))
+            .await,
+    );
+    let shown = seen.lock().unwrap()[0].1.clone();
+    assert_eq!(
+        container_resources(&shown),
+        json!({"limits": {"memory": "512Mi"}, "requests": {"memory": "256Mi"}}),
+        "the LimitRange's defaults are in the object the webhook is shown"
+    );
+    assert_eq!(
+        shown["metadata"]["annotations"]["kubernetes.io/limit-ranger"],
+        "LimitRanger plugin set: memory request for container app; memory limit for container app"
+    );
+    assert_eq!((status.code, status.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        status.message,
+        "pods \"web-1\" is forbidden: maximum memory usage per Container is 1Gi, but limit is 2Gi",
+        "the maximum judges what the webhook made of the pod"
+    );
+}
+
+#[tokio::test]
+async fn a_limitrange_maximum_alone_is_also_its_default() {
+    let server = FakeApiServer::new();
+    let stored = server.put(&Collection::core(NS, "limitranges"), json!({"apiVersion": "v1", "kind": "LimitRange",
+        "metadata": {"name": "limits"}, "spec": {"limits": [{"type": "Container", "max": {"memory": "1Gi"}}]}}));
+    assert_eq!(
+        stored["spec"]["limits"][0]["default"],
+        json!({"memory": "1Gi"})
+    );
+    assert_eq!(
+        stored["spec"]["limits"][0]["defaultRequest"],
+        json!({"memory": "1Gi"})
+    );
+    let mut bare = pod("1Gi");
+    bare["spec"]["containers"][0]["resources"] = json!({});
+    let created = json_of(
+        &api(&server, "", "v1", "Pod", "pods")
+            .create(&PostParams::default(), &object(bare))
+            .await
+            .expect("the defaulted limit is the maximum"),
+    );
+    assert_eq!(
+        container_resources(&created),
+        json!({"limits": {"memory": "1Gi"}, "requests": {"memory": "1Gi"}})
+    );
+}
+
+#[tokio::test]
+async fn quantities_are_stored_in_their_canonical_form() {
+    let server = FakeApiServer::new();
+    let mut odd = pod("1024Mi");
+    odd["spec"]["containers"][0]["resources"]["requests"] =
+        json!({"memory": "0.5Gi", "cpu": "1000m"});
+    let created = json_of(
+        &api(&server, "", "v1", "Pod", "pods")
+            .create(&PostParams::default(), &object(odd))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        container_resources(&created),
+        json!({"limits": {"memory": "1Gi"}, "requests": {"memory": "512Mi", "cpu": "1"}})
+    );
+}
+
+#[tokio::test]
+async fn a_request_above_its_limit_is_invalid_in_pods_and_templates() {
+    let server = FakeApiServer::new();
+    let mut over = pod("1Gi");
+    over["spec"]["containers"][0]["resources"]["requests"] = json!({"memory": "2Gi"});
+    let status = refusal(
+        api(&server, "", "v1", "Pod", "pods")
+            .create(&PostParams::default(), &object(over))
+            .await,
+    );
+    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        status.message,
+        "Pod \"web-1\" is invalid: spec.containers[0].resources.requests: Invalid value: \"2Gi\": must be less than or equal to memory limit"
+    );
+    let deployments = api(&server, "apps", "v1", "Deployment", "deployments");
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "app:1",
+                "resources": {"requests": {"memory": "512Mi"}, "limits": {"memory": "512Mi"}}}]}}}});
+    deployments
+        .create(&PostParams::default(), &object(deployment))
+        .await
+        .unwrap();
+    let status = refusal(
+        deployments
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [
+                    {"name": "app", "resources": {"limits": {"memory": "256Mi"}}}]}}}})),
+            )
+            .await,
+    );
+    assert_eq!(
+        status.message,
+        "Deployment.apps \"web\" is invalid: spec.template.spec.containers[0].resources.requests: Invalid value: \"512Mi\": must be less than or equal to memory limit"
+    );
+}
+
+#[tokio::test]
+async fn a_created_pod_gets_the_registrys_status_and_a_generated_name_after_admission() {
+    let server = FakeApiServer::new();
+    let seen = recording_webhook(&server, |_| {});
+    let mut made = pod("256Mi");
+    made["metadata"] = json!({"generateName": "web-7d9f8c6b5-", "labels": {"app": "web"}});
+    made["status"] = json!({"phase": "Running"});
+    let created = json_of(
+        &api(&server, "", "v1", "Pod", "pods")
+            .create(&PostParams::default(), &object(made))
+            .await
+            .unwrap(),
+    );
+    let shown = seen.lock().unwrap()[0].1.clone();
+    assert!(
+        shown["metadata"]["name"].is_null(),
+        "a mutating webhook sees no name yet: {}",
+        shown["metadata"]
+    );
+    let name = created["metadata"]["name"].as_str().unwrap();
+    let suffix = name.strip_prefix("web-7d9f8c6b5-").expect("the prefix");
+    assert_eq!(suffix.len(), 5);
+    assert!(
+        suffix
+            .chars()
+            .all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)),
+        "{name}"
+    );
+    assert_eq!(
+        created["status"],
+        json!({"phase": "Pending", "qosClass": "Burstable"}),
+        "the status sent on CREATE is replaced"
+    );
+}
+
+#[tokio::test]
+async fn a_claim_is_held_to_the_limitranges_storage_bounds_and_gets_the_default_class() {
+    let server = FakeApiServer::new();
+    server.put(
+        &Collection::core(NS, "limitranges"),
+        json!({"apiVersion": "v1", "kind": "LimitRange",
+        "metadata": {"name": "storage"}, "spec": {"limits": [{"type": "PersistentVolumeClaim",
+            "min": {"storage": "1Gi"}, "max": {"storage": "5Gi"}}]}}),
+    );
+    server.put(
+        &Collection::new("apis/storage.k8s.io/v1", "", "storageclasses"),
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "provisioner": "x",
+            "metadata": {"name": "fast", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}}),
+    );
+    let claims = api(
+        &server,
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+    );
+    let status = refusal(
+        claims
+            .create(&PostParams::default(), &object(claim("10Gi")))
+            .await,
+    );
+    assert_eq!(
+        status.message,
+        "persistentvolumeclaims \"data\" is forbidden: maximum storage usage per PersistentVolumeClaim is 5Gi, but request is 10Gi"
+    );
+    let created = json_of(
+        &claims
+            .create(&PostParams::default(), &object(claim("3Gi")))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(created["spec"]["storageClassName"], "fast");
+    // An expansion is judged too.
+    let collection = Collection::core(NS, "persistentvolumeclaims");
+    let mut bound = server.get(&collection, "data").unwrap();
+    bound["status"] = json!({"phase": "Bound"});
+    server.put(&collection, bound);
+    let status = refusal(
+        claims
+            .patch(
+                "data",
+                &PatchParams::default(),
+                &merge(json!({"spec": {"resources": {"requests": {"storage": "6Gi"}}}})),
+            )
+            .await,
+    );
+    assert_eq!(
+        status.message,
+        "persistentvolumeclaims \"data\" is forbidden: maximum storage usage per PersistentVolumeClaim is 5Gi, but request is 6Gi"
+    );
+}
+
+// --- ResourceQuota (issue 14, 5) ---
+
+fn quota(name: &str, hard: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": name}, "spec": {"hard": hard}})
+}
+
+fn quotas() -> Collection {
+    Collection::core(NS, "resourcequotas")
+}
+
+fn pod_named(name: &str, limit: &str, request: &str) -> Value {
+    let mut pod = pod(limit);
+    pod["metadata"]["name"] = json!(name);
+    pod["spec"]["containers"][0]["resources"]["requests"] = json!({"memory": request});
+    pod
+}
+
+#[tokio::test]
+async fn a_pod_over_the_quota_is_refused_with_the_apiservers_wording() {
+    let server = FakeApiServer::new();
+    server.put(
+        &quotas(),
+        quota(
+            "mem",
+            json!({"limits.memory": "768Mi", "requests.memory": "768Mi"}),
+        ),
+    );
+    assert_eq!(
+        server.get(&quotas(), "mem").unwrap()["status"],
+        json!({"hard": {"limits.memory": "768Mi", "requests.memory": "768Mi"},
+            "used": {"limits.memory": "0", "requests.memory": "0"}}),
+        "the controller writes hard and used at once"
+    );
+    let pods = api(&server, "", "v1", "Pod", "pods");
+    let mut raised = pod_named("x", "1Gi", "256Mi");
+    raised["metadata"] = json!({"generateName": "quota-7d9f8c6b5-"});
+    let status = refusal(pods.create(&PostParams::default(), &object(raised)).await);
+    assert_eq!((status.code, status.reason.as_str()), (403, "Forbidden"));
+    let message = status
+        .message
+        .strip_prefix("pods \"quota-7d9f8c6b5-")
+        .expect("the generated name");
+    assert_eq!(
+        &message[5..],
+        "\" is forbidden: exceeded quota: mem, requested: limits.memory=1Gi, used: limits.memory=0, limited: limits.memory=768Mi"
+    );
+
+    pods.create(
+        &PostParams::default(),
+        &object(pod_named("a", "512Mi", "256Mi")),
+    )
+    .await
+    .expect("fits");
+    assert_eq!(
+        server.get(&quotas(), "mem").unwrap()["status"]["used"],
+        json!({"limits.memory": "512Mi", "requests.memory": "256Mi"})
+    );
+    let status = refusal(
+        pods.create(
+            &PostParams::default(),
+            &object(pod_named("b", "600Mi", "600Mi")),
+        )
+        .await,
+    );
+    assert_eq!(
+        status.message,
+        "pods \"b\" is forbidden: exceeded quota: mem, requested: limits.memory=600Mi,requests.memory=600Mi, used: limits.memory=512Mi,requests.memory=256Mi, limited: limits.memory=768Mi,requests.memory=768Mi"
+    );
+    // A dry run is judged, not billed; a deleted pod frees its share.
+    pods.create(
+        &PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        },
+        &object(pod_named("c", "256Mi", "256Mi")),
+    )
+    .await
+    .expect("fits");
+    assert_eq!(
+        server.get(&quotas(), "mem").unwrap()["status"]["used"]["limits.memory"],
+        "512Mi"
+    );
+    server.remove(&Collection::core(NS, "pods"), "a");
+    assert_eq!(
+        server.get(&quotas(), "mem").unwrap()["status"]["used"],
+        json!({"limits.memory": "0", "requests.memory": "0"})
+    );
+}
+
+#[tokio::test]
+async fn a_pod_that_states_no_resource_a_quota_tracks_is_refused() {
+    let server = FakeApiServer::new();
+    server.put(
+        &quotas(),
+        quota(
+            "mem",
+            json!({"limits.memory": "1Gi", "requests.memory": "1Gi", "pods": "10"}),
+        ),
+    );
+    let mut bare = pod("1Gi");
+    bare["spec"]["containers"][0]["resources"] = json!({});
+    let status = refusal(
+        api(&server, "", "v1", "Pod", "pods")
+            .create(&PostParams::default(), &object(bare))
+            .await,
+    );
+    assert_eq!(
+        status.message,
+        "pods \"web-1\" is forbidden: failed quota: mem: must specify limits.memory,requests.memory"
+    );
+}
+
+#[tokio::test]
+async fn scoped_quotas_count_only_the_pods_their_scopes_select() {
+    let server = FakeApiServer::new();
+    let mut best_effort = quota("best-effort", json!({"pods": "1"}));
+    best_effort["spec"]["scopes"] = json!(["BestEffort"]);
+    server.put(&quotas(), best_effort);
+    let mut high = quota("high", json!({"limits.memory": "512Mi"}));
+    high["spec"]["scopeSelector"] = json!({"matchExpressions": [
+        {"scopeName": "PriorityClass", "operator": "In", "values": ["high"]}]});
+    server.put(&quotas(), high);
+    let mut terminating = quota("jobs", json!({"limits.memory": "256Mi"}));
+    terminating["spec"]["scopes"] = json!(["Terminating"]);
+    server.put(&quotas(), terminating);
+    let pods = api(&server, "", "v1", "Pod", "pods");
+
+    // A burstable pod without a class and without a deadline: no quota applies.
+    pods.create(
+        &PostParams::default(),
+        &object(pod_named("plain", "1Gi", "1Gi")),
+    )
+    .await
+    .expect("no quota selects it");
+    let mut urgent = pod_named("urgent", "1Gi", "1Gi");
+    urgent["spec"]["priorityClassName"] = json!("high");
+    let status = refusal(pods.create(&PostParams::default(), &object(urgent)).await);
+    assert_eq!(
+        status.message,
+        "pods \"urgent\" is forbidden: exceeded quota: high, requested: limits.memory=1Gi, used: limits.memory=0, limited: limits.memory=512Mi"
+    );
+    let mut batch = pod_named("batch", "512Mi", "512Mi");
+    batch["spec"]["activeDeadlineSeconds"] = json!(60);
+    let status = refusal(pods.create(&PostParams::default(), &object(batch)).await);
+    assert!(
+        status.message.contains("exceeded quota: jobs"),
+        "{}",
+        status.message
+    );
+    let mut free = pod("1Gi");
+    free["metadata"]["name"] = json!("free-1");
+    free["spec"]["containers"][0]["resources"] = json!({});
+    pods.create(&PostParams::default(), &object(free.clone()))
+        .await
+        .expect("one best-effort pod");
+    free["metadata"]["name"] = json!("free-2");
+    let status = refusal(pods.create(&PostParams::default(), &object(free)).await);
+    assert_eq!(
+        status.message,
+        "pods \"free-2\" is forbidden: exceeded quota: best-effort, requested: pods=1, used: pods=1, limited: pods=1"
+    );
+    assert_eq!(
+        server.get(&quotas(), "high").unwrap()["status"]["used"],
+        json!({"limits.memory": "0"}),
+        "the unscoped pod is not billed to a scoped quota"
+    );
+}
+
+#[tokio::test]
+async fn claims_are_billed_for_storage_per_class_and_for_their_growth() {
+    let server = FakeApiServer::new();
+    server.put(
+        &quotas(),
+        quota(
+            "storage",
+            json!({"requests.storage": "4Gi", "fast.storageclass.storage.k8s.io/requests.storage": "2Gi",
+                "persistentvolumeclaims": "5"}),
+        ),
+    );
+    let claims = api(
+        &server,
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+    );
+    let mut fast = claim("3Gi");
+    fast["metadata"]["name"] = json!("cache");
+    fast["spec"]["storageClassName"] = json!("fast");
+    let status = refusal(claims.create(&PostParams::default(), &object(fast)).await);
+    assert_eq!(
+        status.message,
+        "persistentvolumeclaims \"cache\" is forbidden: exceeded quota: storage, requested: fast.storageclass.storage.k8s.io/requests.storage=3Gi, used: fast.storageclass.storage.k8s.io/requests.storage=0, limited: fast.storageclass.storage.k8s.io/requests.storage=2Gi"
+    );
+    claims
+        .create(&PostParams::default(), &object(claim("3Gi")))
+        .await
+        .expect("no class: only requests.storage");
+    assert_eq!(
+        server.get(&quotas(), "storage").unwrap()["status"]["used"],
+        json!({"requests.storage": "3Gi", "fast.storageclass.storage.k8s.io/requests.storage": "0",
+            "persistentvolumeclaims": "1"})
+    );
+    let collection = Collection::core(NS, "persistentvolumeclaims");
+    let mut bound = server.get(&collection, "data").unwrap();
+    bound["status"] = json!({"phase": "Bound"});
+    server.put(&collection, bound);
+    let status = refusal(
+        claims
+            .patch(
+                "data",
+                &PatchParams::default(),
+                &merge(json!({"spec": {"resources": {"requests": {"storage": "5Gi"}}}})),
+            )
+            .await,
+    );
+    assert_eq!(
+        status.message,
+        "persistentvolumeclaims \"data\" is forbidden: exceeded quota: storage, requested: requests.storage=2Gi, used: requests.storage=3Gi, limited: requests.storage=4Gi"
+    );
+}
+
+#[tokio::test]
+async fn terminal_pods_and_object_counts_follow_the_quota_controller() {
+    let server = FakeApiServer::new();
+    server.put(
+        &quotas(),
+        quota(
+            "counts",
+            json!({"count/configmaps": "1", "limits.memory": "1Gi"}),
+        ),
+    );
+    let maps: Api<ConfigMap> = Api::namespaced(server.client(), NS);
+    maps.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "a"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let status = refusal(
+        maps.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "b"}})).unwrap(),
+        )
+        .await,
+    );
+    assert_eq!(
+        status.message,
+        "configmaps \"b\" is forbidden: exceeded quota: counts, requested: count/configmaps=1, used: count/configmaps=1, limited: count/configmaps=1"
+    );
+    let pods = Collection::core(NS, "pods");
+    let mut done = pod_named("done", "1Gi", "1Gi");
+    done["status"] = json!({"phase": "Running"});
+    server.put(&pods, done.clone());
+    assert_eq!(
+        server.get(&quotas(), "counts").unwrap()["status"]["used"]["limits.memory"],
+        "1Gi"
+    );
+    done["status"]["phase"] = json!("Failed");
+    server.put(&pods, done);
+    assert_eq!(
+        server.get(&quotas(), "counts").unwrap()["status"]["used"]["limits.memory"],
+        "0",
+        "a terminal pod uses no compute quota"
+    );
+}
+
+// --- the request log and status subresources (issue 16: "written through the status subresource") ---
+
+#[tokio::test]
+async fn the_request_log_records_method_path_query_patch_type_and_user() {
+    let server = FakeApiServer::new();
+    let deployments = Collection::apps(NS, "deployments");
+    server.put(&deployments, json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "app:1"}]}}}}));
+    let api = api(&server, "apps", "v1", "Deployment", "deployments");
+    api.get("web").await.unwrap();
+    api.patch(
+        "web",
+        &PatchParams::apply("ci").force(),
+        &Patch::Apply(
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"replicas": 2}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let as_controller =
+        support::fake_apiserver::UserInfo::service_account("kube-system", "replicaset-controller");
+    Api::<Pod>::namespaced(server.client_as(&as_controller), NS)
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap();
+
+    let log = server.request_log();
+    assert_eq!(log.len(), 3);
+    assert_eq!(
+        (
+            log[0].method.as_str(),
+            log[0].path.as_str(),
+            log[0].is_write()
+        ),
+        (
+            "GET",
+            "/apis/apps/v1/namespaces/shop/deployments/web",
+            false
+        )
+    );
+    assert_eq!(log[1].method, axum::http::Method::PATCH);
+    assert_eq!(
+        log[1].patch_type,
+        Some(support::fake_apiserver::patches::PatchType::Apply)
+    );
+    assert_eq!(
+        log[1].query.get("fieldManager").map(String::as_str),
+        Some("ci")
+    );
+    assert_eq!(log[1].query.get("force").map(String::as_str), Some("true"));
+    assert_eq!(log[1].body.as_ref().unwrap()["spec"]["replicas"], 2);
+    assert_eq!(log[1].code, 200);
+    assert_eq!(log[1].user, "kubernetes-admin");
+    assert_eq!(
+        log[2].user,
+        "system:serviceaccount:kube-system:replicaset-controller"
+    );
+    assert_eq!(
+        log[2].query.get("labelSelector").map(String::as_str),
+        Some("app=web")
+    );
+    assert_eq!(server.writes_to(&deployments).len(), 1);
+    assert_eq!(
+        server.writes_to(&Collection::apps("", "deployments")).len(),
+        1,
+        "any namespace"
+    );
+    assert!(
+        server
+            .writes_to(&Collection::apps(NS, "statefulsets"))
+            .is_empty()
+    );
+    server.clear_request_log();
+    assert!(server.request_log().is_empty());
+}
+
+#[tokio::test]
+async fn cert_manager_certificates_change_status_only_through_the_status_subresource() {
+    let server = FakeApiServer::new();
+    let certificates = Collection::new("apis/cert-manager.io/v1", NS, "certificates");
+    server.put(
+        &certificates,
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+        "metadata": {"name": "shop"}, "spec": {"secretName": "shop-tls"},
+        "status": {"conditions": [{"type": "Ready", "status": "False"}]}}),
+    );
+    let api = api(
+        &server,
+        "cert-manager.io",
+        "v1",
+        "Certificate",
+        "certificates",
+    );
+    let mut sent = json_of(&api.get("shop").await.unwrap());
+    sent["status"]["conditions"] = json!([{"type": "Issuing", "status": "True"}]);
+    let replaced = json_of(
+        &api.replace("shop", &PostParams::default(), &object(sent.clone()))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        replaced["status"]["conditions"][0]["type"], "Ready",
+        "the main resource keeps the stored status"
+    );
+    sent["metadata"]["resourceVersion"] = replaced["metadata"]["resourceVersion"].clone();
+    sent["spec"]["secretName"] = json!("other");
+    let written = json_of(
+        &api.replace_status("shop", &PostParams::default(), &object(sent.clone()))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(written["status"]["conditions"][0]["type"], "Issuing");
+    assert_eq!(
+        written["spec"]["secretName"], "shop-tls",
+        "the status subresource keeps the stored spec"
+    );
+    let status_writes: Vec<_> = server
+        .writes_to(&certificates)
+        .into_iter()
+        .filter(|r| r.subresource().as_deref() == Some("status"))
+        .collect();
+    assert_eq!(status_writes.len(), 1);
+    assert_eq!(status_writes[0].method, axum::http::Method::PUT);
+    // Every patch type reaches the status subresource, and changes the status only.
+    let patched = json_of(
+        &api.patch_status(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"secretName": "x"}, "status": {"notAfter": "2027-01-01T00:00:00Z"}})),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(patched["status"]["notAfter"], "2027-01-01T00:00:00Z");
+    assert_eq!(patched["spec"]["secretName"], "shop-tls");
 }

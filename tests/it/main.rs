@@ -16,6 +16,7 @@ mod healing_core;
 mod identity;
 mod kustomize_overlays;
 mod manifests;
+mod observe;
 mod rails;
 mod reapply;
 mod selfcert;
