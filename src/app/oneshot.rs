@@ -215,8 +215,9 @@ pub async fn heal(args: &HealArgs) -> anyhow::Result<()> {
         protected,
     };
     let limiter = Arc::new(RateLimiter::new(DEFAULT_WINDOW, MAX_BACKOFF));
-    let limits = match tokio::time::timeout(
-        crate::heal::execute::CALL_TIMEOUT,
+    let limits = match crate::heal::call::within(
+        crate::heal::call::CALL_TIMEOUT,
+        || "listing LimitRanges".into(),
         crate::cluster::limits::read_once(client.clone()),
     )
     .await

@@ -7,8 +7,10 @@
 //! - `execute`: carries the action out (rate limits, dry-run, Events, the fix store).
 //! - `run`: the loop over findings, shared by `selfheal heal` and the watcher.
 //! - `watcher`: the long-running loop inside `selfheal serve`.
-//! - `probe`, `ratelimit`: TCP probes of dependencies; per-target backoff.
+//! - `probe`, `ratelimit`, `call`: TCP probes of dependencies; per-target backoff; the one bound
+//!   on every API call.
 
+pub mod call;
 pub mod detect;
 pub mod diagnose;
 pub mod execute;

@@ -14,7 +14,8 @@ use crate::core::fix::{Fix, FixType};
 use crate::core::index::FixIndex;
 use crate::core::owners;
 use crate::core::quantity::ByteQuantity;
-use crate::heal::execute::{self, CALL_TIMEOUT, Executor, Outcome};
+use crate::heal::call::CALL_TIMEOUT;
+use crate::heal::execute::{self, Executor, Outcome};
 use crate::heal::inspect::{self, ClusterView, Finding};
 use crate::heal::plan::{self, ClaimInfo, Plan, Rails, Situation};
 use crate::webhook::mutate::OPT_OUT_LABEL;
@@ -261,7 +262,13 @@ async fn namespace_opt_out(executor: &Executor, namespace: &str) -> Option<Strin
 /// `CALL_TIMEOUT`: claims are then not expanded, only their fixes recorded).
 async fn expandable_classes(client: &Client) -> Vec<String> {
     let api: Api<StorageClass> = Api::all(client.clone());
-    match tokio::time::timeout(CALL_TIMEOUT, api.list(&ListParams::default())).await {
+    match crate::heal::call::within(
+        CALL_TIMEOUT,
+        || "listing StorageClasses".into(),
+        api.list(&ListParams::default()),
+    )
+    .await
+    {
         Ok(Ok(list)) => list
             .items
             .into_iter()

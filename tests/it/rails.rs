@@ -476,7 +476,7 @@ async fn every_action_is_refused_on_a_protected_ignored_or_unwatched_target() {
                         ),
                     }
                     let counted = format!(
-                        "selfheal_healing_actions_total{{action=\"{}\",result=\"refused_{rail}\"}} 1",
+                        "selfheal_healing_actions_total{{action=\"{}\",result=\"refused\",rail=\"{rail}\"}} 1",
                         outcome.action
                     );
                     assert!(

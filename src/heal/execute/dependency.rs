@@ -117,7 +117,7 @@ impl Executor {
         if let Err(refusal) = self.admit(facts, rails).await? {
             return Ok(self.refuse(finding, Some(reference), refusal).await);
         }
-        let key = format!("dependency/{dependency}");
+        let key = crate::heal::ratelimit::ActionKey::Restart(dependency.clone());
         if let Err(wait) = self.limiter.acquire(&key, Instant::now()) {
             return Ok(step(
                 "rate_limited",

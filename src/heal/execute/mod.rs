@@ -38,10 +38,11 @@ use crate::cluster::limits::LimitSnapshot;
 use crate::core::fix::Fix;
 use crate::core::index::FixIndex;
 use crate::core::owners::Workload;
+use crate::heal::call;
 use crate::heal::inspect::Finding;
 use crate::heal::plan::{self, Plan, Rails, Refusal, TargetFacts};
-use crate::heal::ratelimit::RateLimiter;
-use crate::metrics::{ActionLabels, Metrics};
+use crate::heal::ratelimit::{ActionKey, RateLimiter};
+use crate::metrics::Metrics;
 use crate::store::FixStore;
 use crate::webhook::mutate::{self, Operation, Policy, Request};
 use crate::webhook::target::WorkloadKind;
@@ -50,10 +51,7 @@ use crate::webhook::target::WorkloadKind;
 /// `kubectl rollout restart`); its value says why, and repeats are no-ops.
 pub const RESTART_ANNOTATION: &str = "selfheal.io/restarted-for";
 
-/// Longest time one API call of an action may take (also the fix store's write and an Event).
-/// The default kube client retries 429/503/504 answers for minutes; this bound is what keeps
-/// one refused or hung call from stalling other work.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+pub use crate::heal::call::CALL_TIMEOUT;
 
 /// What happened to one plan.
 #[derive(Debug, Clone, Serialize)]
@@ -86,16 +84,18 @@ fn step(result: &'static str, message: String) -> Step {
 
 /// The key under which repeated actions for one finding are counted: image-pull retries per
 /// workload, certificate renewals per Secret.
-pub fn attempts_key(finding: &Finding) -> String {
+pub fn attempts_key(finding: &Finding) -> ActionKey {
     let problem = &finding.problem;
     if let crate::heal::detect::ProblemKind::Certificate { .. } = problem.kind {
-        return format!("renew/{}/{}", problem.namespace, problem.object_name);
+        return ActionKey::Renew {
+            namespace: problem.namespace.clone(),
+            secret: problem.object_name.clone(),
+        };
     }
-    let owner = finding
-        .workload
-        .as_ref()
-        .map_or_else(|| problem.object_name.clone(), ToString::to_string);
-    format!("pull/{}/{owner}", problem.namespace)
+    ActionKey::PullRetry {
+        namespace: problem.namespace.clone(),
+        owner: owner_key(finding),
+    }
 }
 
 pub struct Executor {
@@ -159,9 +159,7 @@ impl Executor {
         what: &str,
         call: impl std::future::Future<Output = Result<T, kube::Error>>,
     ) -> anyhow::Result<Result<T, kube::Error>> {
-        tokio::time::timeout(self.call_timeout, call)
-            .await
-            .map_err(|_| anyhow::anyhow!("{what}: no answer within {:?}", self.call_timeout))
+        Ok(call::within(self.call_timeout, || what.to_string(), call).await?)
     }
 
     /// Runs one fallible step (a fix store write) within the call timeout.
@@ -173,9 +171,7 @@ impl Executor {
     where
         anyhow::Error: From<E>,
     {
-        let answer = tokio::time::timeout(self.call_timeout, step)
-            .await
-            .map_err(|_| anyhow::anyhow!("{what}: no answer within {:?}", self.call_timeout))?;
+        let answer = call::within(self.call_timeout, || what.to_string(), step).await?;
         Ok(answer?)
     }
 
@@ -203,17 +199,11 @@ impl Executor {
                 message: format!("{error:#}"),
             },
         };
-        let result = match outcome.rail {
-            Some(rail) => format!("{}_{rail}", outcome.result),
-            None => outcome.result.to_string(),
-        };
-        self.metrics
-            .healing_actions
-            .get_or_create(&ActionLabels {
-                action: outcome.action.into(),
-                result,
-            })
-            .inc();
+        self.metrics.healing_actions.count(
+            outcome.action,
+            outcome.result,
+            outcome.rail.unwrap_or_default(),
+        );
         tracing::info!(
             target_object = %outcome.target,
             action = outcome.action,

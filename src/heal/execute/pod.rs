@@ -60,7 +60,10 @@ impl Executor {
         if let Err(refusal) = self.admit_pod(finding, rails).await? {
             return Ok(self.refuse(finding, None, refusal).await);
         }
-        let key = format!("evict/{}/{}", problem.namespace, owner_key(finding));
+        let key = crate::heal::ratelimit::ActionKey::Evict {
+            namespace: problem.namespace.clone(),
+            owner: owner_key(finding),
+        };
         if let Err(wait) = self.limiter.acquire(&key, Instant::now()) {
             return Ok(step(
                 "rate_limited",

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use super::view::learn;
 use super::{ClusterView, Finding, Logs, Owners, findings, findings_with, wants_logs};
+use crate::heal::call::CALL_TIMEOUT;
 use crate::heal::detect::{Problem, Thresholds};
-use crate::heal::execute::CALL_TIMEOUT;
 
 /// Lines of log read per container instance.
 pub const LOG_TAIL_LINES: i64 = 100;
@@ -32,7 +32,13 @@ pub async fn learn_unknown_jobs(client: &Client, view: &ClusterView, troubled: &
     let mut learned = Owners::new();
     for (namespace, name) in view.unknown_jobs(troubled) {
         let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
-        match tokio::time::timeout(CALL_TIMEOUT, jobs.get_metadata_opt(&name)).await {
+        match crate::heal::call::within(
+            CALL_TIMEOUT,
+            || format!("reading Job {namespace}/{name}"),
+            jobs.get_metadata_opt(&name),
+        )
+        .await
+        {
             Ok(Ok(Some(job))) => learn(&mut learned, "Job", &job.metadata),
             Ok(Ok(None)) => {}
             Ok(Err(error)) => {
@@ -177,7 +183,18 @@ async fn log_within_timeout(
     container: &str,
     params: &LogParams,
 ) -> Option<String> {
-    match tokio::time::timeout(CALL_TIMEOUT, pods.logs(&problem.object_name, params)).await {
+    match crate::heal::call::within(
+        CALL_TIMEOUT,
+        || {
+            format!(
+                "reading the log of {}/{}",
+                problem.namespace, problem.object_name
+            )
+        },
+        pods.logs(&problem.object_name, params),
+    )
+    .await
+    {
         Ok(read) => Some(read.unwrap_or_default()),
         Err(_) => {
             tracing::warn!(

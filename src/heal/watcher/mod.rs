@@ -44,7 +44,7 @@ mod queue;
 mod subject;
 mod warnings;
 
-pub use handled::{Handled, problem_key};
+pub use handled::Handled;
 pub use queue::WorkQueue;
 pub use subject::Subject;
 pub use warnings::RecentWarnings;
@@ -65,11 +65,13 @@ use tokio::time::Instant;
 
 use crate::cluster::leader::Leadership;
 use crate::cluster::limits::LimitSnapshot;
-use crate::heal::detect::{Problem, Thresholds};
+use crate::heal::call::CALL_TIMEOUT;
+use crate::heal::detect::{Problem, ProblemKey, Thresholds};
 use crate::heal::execute::Executor;
 use crate::heal::inspect::{self, ClusterView, Finding, Logs};
 use crate::heal::plan::Rails;
 use crate::heal::probe::{self, ProbeTarget};
+use crate::heal::ratelimit::ActionKey;
 use crate::heal::run::{self, Scope};
 use crate::metrics::{Metrics, ProblemLabels, SecretLabels};
 use crate::store::FixStore;
@@ -137,8 +139,6 @@ const WARNED_OBJECTS: usize = 2048;
 const WARNINGS_PER_OBJECT: usize = 4;
 /// How long an object's Warnings are kept after its last one (the apiserver's default event TTL).
 const WARNING_TTL: Duration = Duration::from_secs(3600);
-/// Deadline of one API call the watcher makes itself.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs until the task is dropped: leads whenever `leadership` says so.
 pub async fn run(
@@ -435,15 +435,15 @@ impl Term {
         }
         let previous = previous.subject.clone();
         let (now, at) = (Timestamp::now(), Instant::now());
-        let before: HashSet<String> = self
+        let before: HashSet<ProblemKey> = self
             .fresh(&previous, now, at)
             .iter()
-            .map(problem_key)
+            .map(Problem::key)
             .collect();
         let new_problem = self
             .fresh(subject, now, at)
             .iter()
-            .any(|problem| !before.contains(&problem_key(problem)));
+            .any(|problem| !before.contains(&problem.key()));
         (!new_problem).then_some(not_before)
     }
 
@@ -492,10 +492,10 @@ impl Term {
             let labels = secret_labels(secret);
             self.context.metrics.certificate_expiry.remove(&labels);
             self.exported.remove(&labels);
-            self.context
-                .executor
-                .limiter()
-                .reset(&format!("renew/{}/{}", labels.namespace, labels.secret));
+            self.context.executor.limiter().reset(&ActionKey::Renew {
+                namespace: labels.namespace.clone(),
+                secret: labels.secret.clone(),
+            });
         }
         let key = subject.work_key();
         if let Some(entries) = self.tracked.get_mut(&key) {
@@ -663,19 +663,17 @@ impl Term {
                     } else if done.outcome.result == "failed" {
                         failed = true;
                     } else {
-                        settled.push(problem_key(&done.finding.problem));
+                        settled.push(done.finding.problem.key());
                     }
                 }
                 // A wanted problem that had no finding (gone by the time the worker looked)
                 // is settled too: a new occurrence has a new key.
-                let answered: HashSet<String> = results
-                    .iter()
-                    .map(|d| problem_key(&d.finding.problem))
-                    .collect();
+                let answered: HashSet<ProblemKey> =
+                    results.iter().map(|d| d.finding.problem.key()).collect();
                 settled.extend(
                     wanted
                         .iter()
-                        .map(problem_key)
+                        .map(Problem::key)
                         .filter(|k| !answered.contains(k)),
                 );
             }
@@ -696,7 +694,7 @@ impl Term {
         }
         let certificate_recheck = at + self.context.config.certificate_interval;
         for problem in &wanted {
-            let key_of = problem_key(problem);
+            let key_of = problem.key();
             if !settled.contains(&key_of) {
                 continue;
             }
@@ -796,13 +794,13 @@ async fn work(
             view.events.push(event);
         }
     }
-    let wanted_keys: HashSet<String> = wanted.iter().map(problem_key).collect();
+    let wanted_keys: HashSet<ProblemKey> = wanted.iter().map(Problem::key).collect();
     let mut seen = HashSet::new();
     let findings: Vec<Finding> = diagnose(context, &mut view, wanted, now)
         .await
         .into_iter()
-        .filter(|f| wanted_keys.contains(&problem_key(&f.problem)))
-        .filter(|f| seen.insert(problem_key(&f.problem)))
+        .filter(|f| wanted_keys.contains(&f.problem.key()))
+        .filter(|f| seen.insert(f.problem.key()))
         .filter(|f| context.config.scope.includes(f))
         .collect();
     for finding in &findings {
@@ -909,7 +907,13 @@ fn count_problem(metrics: &Metrics, finding: &Finding) {
 async fn events_of(client: &Client, uid: &str) -> Vec<Event> {
     let api: Api<Event> = Api::all(client.clone());
     let params = ListParams::default().fields(&format!("involvedObject.uid={uid}"));
-    match tokio::time::timeout(CALL_TIMEOUT, api.list(&params)).await {
+    match crate::heal::call::within(
+        CALL_TIMEOUT,
+        || format!("listing the events of {uid}"),
+        api.list(&params),
+    )
+    .await
+    {
         Ok(Ok(list)) => list.items,
         Ok(Err(error)) => {
             tracing::debug!(%error, uid, "listing events failed; diagnosing without them");
