@@ -27,6 +27,12 @@ pub enum ActionKey {
     Renew { namespace: String, secret: String },
 }
 
+impl serde::Serialize for ActionKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 impl std::fmt::Display for ActionKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -35,6 +41,46 @@ impl std::fmt::Display for ActionKey {
             ActionKey::Restart(workload) => write!(f, "dependency/{workload}"),
             ActionKey::Renew { namespace, secret } => write!(f, "renew/{namespace}/{secret}"),
         }
+    }
+}
+
+/// What `plan` knows of earlier actions, read-only: how many were taken on a key, and how long
+/// until the next one may go.
+pub trait History {
+    /// Actions already taken on `key`.
+    fn attempts(&self, key: &ActionKey) -> u32;
+    /// How long until an action on `key` may go (`None`: now).
+    fn wait(&self, key: &ActionKey) -> Option<Duration>;
+}
+
+/// No earlier action: what a process that has not acted knows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHistory;
+
+impl History for NoHistory {
+    fn attempts(&self, _: &ActionKey) -> u32 {
+        0
+    }
+
+    fn wait(&self, _: &ActionKey) -> Option<Duration> {
+        None
+    }
+}
+
+/// The limiter's history as of one instant.
+#[derive(Debug, Clone, Copy)]
+pub struct AsOf<'a> {
+    limiter: &'a RateLimiter,
+    now: Instant,
+}
+
+impl History for AsOf<'_> {
+    fn attempts(&self, key: &ActionKey) -> u32 {
+        self.limiter.attempts(key)
+    }
+
+    fn wait(&self, key: &ActionKey) -> Option<Duration> {
+        self.limiter.wait(key, self.now)
     }
 }
 
@@ -58,6 +104,11 @@ impl RateLimiter {
             max_backoff,
             targets: Mutex::default(),
         }
+    }
+
+    /// The history `plan` reads, as of `now`.
+    pub fn as_of(&self, now: Instant) -> AsOf<'_> {
+        AsOf { limiter: self, now }
     }
 
     /// Actions already taken on `target`.

@@ -8,8 +8,6 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{ListParams, LogParams};
 use kube::{Api, Client};
 
-use std::sync::Arc;
-
 use super::view::learn;
 use super::{ClusterView, Finding, Logs, Owners, findings, findings_with, wants_logs};
 use crate::heal::call::CALL_TIMEOUT;
@@ -135,7 +133,12 @@ pub async fn gather(client: &Client, namespace: Option<&str>) -> Result<ClusterV
         secrets,
         services,
         endpoint_slices,
-        memory_max: Arc::new(crate::cluster::limits::maxima(&limit_ranges)),
+        limits: {
+            let limits = crate::cluster::limits::LimitSnapshot::default();
+            limits.publish(crate::cluster::limits::maxima(&limit_ranges));
+            limits.publish_ratios(crate::cluster::limits::ratios(&limit_ranges));
+            limits
+        },
         owners,
         unreadable: Vec::new(),
     })

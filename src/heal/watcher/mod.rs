@@ -68,6 +68,8 @@ use crate::cluster::limits::LimitSnapshot;
 use crate::heal::call::CALL_TIMEOUT;
 use crate::heal::detect::{Problem, ProblemKey, Thresholds};
 use crate::heal::execute::Executor;
+use crate::heal::execute::Outcome;
+use crate::heal::facts::Reader;
 use crate::heal::inspect::{self, ClusterView, Finding, Logs};
 use crate::heal::plan::Rails;
 use crate::heal::probe::{self, ProbeTarget};
@@ -100,8 +102,14 @@ pub struct WatcherConfig {
 }
 
 impl WatcherConfig {
-    /// The defaults `selfheal serve` uses, for a scope.
-    pub fn new(scope: Scope, rails: Rails, limits: LimitSnapshot) -> Self {
+    /// The defaults `selfheal serve` uses, for a scope (its protected namespaces are protected
+    /// for the rails too).
+    pub fn new(scope: Scope, mut rails: Rails, limits: LimitSnapshot) -> Self {
+        for namespace in &scope.protected {
+            if !rails.targeting.is_protected(namespace) {
+                rails.targeting.protected.push(namespace.clone());
+            }
+        }
         Self {
             scope,
             include: Vec::new(),
@@ -118,7 +126,7 @@ impl WatcherConfig {
     }
 
     fn in_scope(&self, namespace: &str) -> bool {
-        !self.scope.protected.iter().any(|p| p == namespace)
+        self.rails.targeting.in_scope(namespace)
             && (self.include.is_empty() || self.include.iter().any(|i| i == namespace))
     }
 }
@@ -645,22 +653,11 @@ impl Term {
         match &results {
             Some(results) => {
                 for done in results {
-                    // A PodDisruptionBudget may allow the eviction later: it is tried again
-                    // when the eviction's backoff ends, like a rate-limited action.
-                    let when_free = match done.outcome.result {
-                        "rate_limited" => true,
-                        "refused" => done.outcome.rail == Some("disruption_budget"),
-                        _ => false,
-                    };
-                    if when_free {
-                        let wait = self
-                            .context
-                            .executor
-                            .limiter()
-                            .next_release(std::time::Instant::now())
-                            .unwrap_or(FAILURE_BACKOFF);
+                    // A rate-limited action, or an eviction a PodDisruptionBudget refused, is
+                    // tried again when its backoff ends.
+                    if let Some(wait) = done.outcome.retry_in() {
                         retry(at + wait);
-                    } else if done.outcome.result == "failed" {
+                    } else if let Outcome::Failed(_) = done.outcome {
                         failed = true;
                     } else {
                         settled.push(done.finding.problem.key());
@@ -770,7 +767,6 @@ async fn work(
 ) -> Vec<run::Handled> {
     let mut view = ClusterView {
         claims: claims.state().iter().map(|c| (**c).clone()).collect(),
-        memory_max: context.config.limits.current(),
         ..ClusterView::default()
     };
     let uids: Vec<String> = subjects.iter().map(Subject::uid).collect();
@@ -806,17 +802,16 @@ async fn work(
     for finding in &findings {
         count_problem(&context.metrics, finding);
     }
-    let index = context.store.snapshot().current();
-    run::heal(
-        &context.client,
-        &context.executor,
-        &context.config.rails,
-        &view,
-        findings,
-        &index,
+    let healing = run::Healing {
+        executor: &context.executor,
+        rails: &context.config.rails,
+        index: context.store.snapshot().current(),
+        limits: context.config.limits.clone(),
+        room: Default::default(),
         now,
-    )
-    .await
+    };
+    let mut reader = Reader::new(&context.client, context.executor.call_timeout());
+    healing.heal(&mut reader, &view, findings).await
 }
 
 /// The findings of `view` with the watcher's grace periods (those detection used), knowing the
@@ -869,20 +864,17 @@ async fn probe_dependencies(context: Arc<Context>) {
             tracing::warn!(%target, error = %failure, %since, "dependency probe failed");
             let finding = probe::finding(target, &failure, &since);
             count_problem(&context.metrics, &finding);
-            let index = context.store.snapshot().current();
-            let view = ClusterView {
-                memory_max: config.limits.current(),
-                ..ClusterView::default()
-            };
-            let handling = run::heal(
-                &context.client,
-                &context.executor,
-                &config.rails,
-                &view,
-                vec![finding],
-                &index,
+            let healing = run::Healing {
+                executor: &context.executor,
+                rails: &config.rails,
+                index: context.store.snapshot().current(),
+                limits: config.limits.clone(),
+                room: Default::default(),
                 now,
-            );
+            };
+            let mut reader = Reader::new(&context.client, context.executor.call_timeout());
+            let view = ClusterView::default();
+            let handling = healing.heal(&mut reader, &view, vec![finding]);
             if tokio::time::timeout(config.handle_timeout, handling)
                 .await
                 .is_err()
