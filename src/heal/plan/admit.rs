@@ -315,9 +315,7 @@ fn raise_memory(
             )));
         }
         (Some(workload), _) => {
-            return Err(notice(format!(
-                "{workload} was not read; nothing to raise"
-            )));
+            return Err(notice(format!("{workload} was not read; nothing to raise")));
         }
     };
     // The rails look at the workload that carries the fix: as read when its template changes
@@ -644,4 +642,313 @@ fn renew_certificate(
         backing_off: format!("renewal of {certificate}"),
         would: format!("would trigger re-issuance of Certificate {namespace}/{certificate}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::core::headroom::QuotaFacts;
+    use crate::core::targeting::Targeting;
+    use crate::heal::detect::Problem;
+    use crate::heal::diagnose::{Diagnosis, Source};
+    use crate::heal::facts::{Facts, WorkloadObject};
+    use crate::heal::ratelimit::NoHistory;
+
+    /// A history where every key has `attempts` and waits `wait`.
+    struct Busy {
+        attempts: u32,
+        wait: Option<Duration>,
+    }
+
+    impl History for Busy {
+        fn attempts(&self, _: &ActionKey) -> u32 {
+            self.attempts
+        }
+        fn wait(&self, _: &ActionKey) -> Option<Duration> {
+            self.wait
+        }
+    }
+
+    fn finding(kind: ProblemKind, cause: Cause, endpoint: Option<(&str, u16)>) -> Finding {
+        Finding {
+            problem: Problem {
+                namespace: "shop".into(),
+                object_kind: "Pod",
+                object_name: "web-5d4c3b2a1-x2x7q".into(),
+                uid: "pod-uid".into(),
+                kind,
+            },
+            diagnosis: Diagnosis {
+                cause,
+                evidence: "the line".into(),
+                source: Source::Logs,
+                endpoint: endpoint.map(|(h, p)| (h.to_string(), p)),
+                missing: None,
+            },
+            workload: Some(Workload {
+                kind: "Deployment".into(),
+                namespace: "shop".into(),
+                name: "web".into(),
+            }),
+            labels: BTreeMap::new(),
+        }
+    }
+
+    fn crashloop() -> ProblemKind {
+        ProblemKind::CrashLoopBackOff {
+            container: "app".into(),
+            init: false,
+            restart_count: 4,
+            exit_code: Some(1),
+            message: None,
+        }
+    }
+
+    fn pod() -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web-5d4c3b2a1-x2x7q", "namespace": "shop", "uid": "pod-uid"},
+            "spec": {"containers": [{"name": "app", "resources": {"limits": {"memory": "512Mi"}}}]}
+        }))
+        .unwrap()
+    }
+
+    /// Facts with the pod, the namespaces `shop` and `data` readable (no labels).
+    fn facts(target: TargetFacts) -> Facts {
+        let mut facts = Facts::new(
+            "2026-11-28T12:00:00Z".parse().unwrap(),
+            Arc::default(),
+            Default::default(),
+        );
+        facts.pod = Some(pod());
+        facts.namespaces.insert("shop", BTreeMap::new());
+        facts.namespaces.insert("data", BTreeMap::new());
+        facts.target = target;
+        facts
+    }
+
+    fn deployment(namespace: &str, name: &str, ready: u64) -> WorkloadObject {
+        WorkloadObject {
+            workload: Workload {
+                kind: "Deployment".into(),
+                namespace: namespace.into(),
+                name: name.into(),
+            },
+            object: json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": name, "namespace": namespace, "uid": format!("{name}-uid"), "resourceVersion": "7"},
+                "spec": {"replicas": 1, "strategy": {"type": "Recreate"},
+                    "template": {"spec": {"containers": [{"name": "app",
+                        "resources": {"limits": {"memory": "512Mi"}}}]}}},
+                "status": {"readyReplicas": ready}}),
+        }
+    }
+
+    fn rails() -> Rails {
+        Rails {
+            targeting: Targeting::new(vec!["kube-system".into()], Vec::new()),
+            ..Rails::default()
+        }
+    }
+
+    #[test]
+    fn the_rails_apply_in_their_order() {
+        let evict = finding(crashloop(), Cause::Unknown, None);
+        // Free: act, taking the eviction slot of the workload.
+        let Decision::Act(action) =
+            plan_of(&evict, &facts(TargetFacts::None), &rails(), &NoHistory)
+        else {
+            panic!("an eviction")
+        };
+        assert_eq!(
+            action.slot(),
+            Some(&ActionKey::Evict {
+                namespace: "shop".into(),
+                owner: "Deployment/shop/web".into()
+            })
+        );
+        // Backing off: later, with the wait.
+        let busy = Busy {
+            attempts: 1,
+            wait: Some(Duration::from_secs(42)),
+        };
+        let deferred = plan_of(&evict, &facts(TargetFacts::None), &rails(), &busy);
+        assert_eq!(
+            deferred,
+            Decision::Defer(Deferral {
+                action: ActionKind::EvictPod,
+                wait: Duration::from_secs(42),
+                reason: "eviction backing off for 42s".into()
+            })
+        );
+        // A dry run says what it would do, after every other rail.
+        let dry = Rails {
+            dry_run: true,
+            ..rails()
+        };
+        assert!(matches!(
+            plan_of(&evict, &facts(TargetFacts::None), &dry, &NoHistory),
+            Decision::Refuse(Refusal { rail: Rail::DryRun, reason, .. }) if reason == "would evict pod web-5d4c3b2a1-x2x7q"
+        ));
+        assert!(matches!(
+            plan_of(&evict, &facts(TargetFacts::None), &dry, &busy),
+            Decision::Defer(_)
+        ));
+        // An opted-out pod makes selfheal act nowhere: a report, not a refusal.
+        let mut opted = evict.clone();
+        opted.labels.insert(IGNORE_LABEL.into(), "true".into());
+        assert!(matches!(
+            plan_of(&opted, &facts(TargetFacts::None), &dry, &busy),
+            Decision::Report(Report {
+                level: ReportLevel::Notice,
+                ..
+            })
+        ));
+    }
+
+    fn plan_of(finding: &Finding, facts: &Facts, rails: &Rails, history: &dyn History) -> Decision {
+        decide(finding, facts, rails, history)
+    }
+
+    #[test]
+    fn a_dependency_is_restarted_only_when_down_and_never_the_caller() {
+        let refused = finding(
+            crashloop(),
+            Cause::ConnectionRefused,
+            Some(("db.data", 5432)),
+        );
+        let found = |ready: u64, dependency: &str| {
+            TargetFacts::Dependency(DependencyFacts::Found {
+                dependency: deployment("data", dependency, ready).workload,
+                pods: Vec::new(),
+                object: Some(deployment("data", dependency, ready)),
+            })
+        };
+        let Decision::Act(action) = plan_of(&refused, &facts(found(0, "db")), &rails(), &NoHistory)
+        else {
+            panic!("a restart")
+        };
+        assert!(
+            matches!(&*action, Action::RestartDependency { restart, .. } if restart == "refused db.data:5432 to web (restart 4)")
+        );
+        assert!(matches!(
+            plan_of(&refused, &facts(found(1, "db")), &rails(), &NoHistory),
+            Decision::Refuse(Refusal {
+                rail: Rail::DependencyReady,
+                related: Some(_),
+                ..
+            })
+        ));
+        let mut caller = facts(found(0, "web"));
+        if let TargetFacts::Dependency(DependencyFacts::Found { dependency, .. }) =
+            &mut caller.target
+        {
+            dependency.namespace = "shop".into();
+        }
+        assert!(matches!(
+            plan_of(&refused, &caller, &rails(), &NoHistory),
+            Decision::Report(Report { reason, .. }) if reason.contains("never restarting the caller")
+        ));
+        // What the reads found decides the report.
+        let none = TargetFacts::Dependency(DependencyFacts::NoService {
+            namespace: "data".into(),
+            service: "db".into(),
+        });
+        assert!(matches!(
+            plan_of(&refused, &facts(none), &rails(), &NoHistory),
+            Decision::Report(Report { reason, .. }) if reason == "no Service data/db behind db.data:5432"
+        ));
+        assert_eq!(
+            reads(&refused),
+            Reads::Dependency {
+                host: "db.data".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_renewal_under_way_is_nothing_to_do() {
+        let secret = Finding {
+            problem: Problem {
+                object_kind: "Secret",
+                object_name: "shop-tls".into(),
+                kind: ProblemKind::Certificate {
+                    issue: crate::certs::check::CertIssue::Expired {
+                        not_after: "2026-11-01T00:00:00Z".into(),
+                    },
+                    managed_by: Some("shop".into()),
+                },
+                ..finding(crashloop(), Cause::Unknown, None).problem
+            },
+            workload: None,
+            ..finding(crashloop(), Cause::CertificateInvalid, None)
+        };
+        let certificate = |conditions: serde_json::Value| {
+            TargetFacts::Certificate(CertificateFacts::Found(json!({
+                "metadata": {"name": "shop", "namespace": "shop", "uid": "c"},
+                "status": {"conditions": conditions}})))
+        };
+        assert!(matches!(
+            plan_of(&secret, &facts(certificate(json!([]))), &rails(), &NoHistory),
+            Decision::Act(action) if action.kind() == ActionKind::RenewCertificate
+        ));
+        let issuing = certificate(json!([{"type": "Issuing", "status": "True"}]));
+        assert!(matches!(
+            plan_of(&secret, &facts(issuing), &rails(), &NoHistory),
+            Decision::Report(Report {
+                level: ReportLevel::UnderWay(ActionKind::RenewCertificate),
+                ..
+            })
+        ));
+        assert!(matches!(
+            plan_of(&secret, &facts(TargetFacts::Certificate(CertificateFacts::Missing)), &rails(), &NoHistory),
+            Decision::Report(Report { reason, .. }) if reason.contains("does not exist")
+        ));
+        // After the attempt cap: an alert, whatever the Certificate says.
+        let stuck = Busy {
+            attempts: 3,
+            wait: None,
+        };
+        assert!(matches!(
+            plan_of(&secret, &facts(certificate(json!([]))), &rails(), &stuck),
+            Decision::Report(Report {
+                level: ReportLevel::Alert,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_raise_no_quota_leaves_room_for_is_held() {
+        let oom = finding(crashloop(), Cause::OutOfMemory, None);
+        let read = || TargetFacts::Workload(Some(deployment("shop", "web", 1)));
+        let Decision::Act(action) = plan_of(&oom, &facts(read()), &rails(), &NoHistory) else {
+            panic!("a raise")
+        };
+        assert!(matches!(&*action, Action::RaiseMemory { roll: Some(roll), .. } if roll.restart));
+        let mut full = facts(read());
+        full.room.quotas = vec![QuotaFacts {
+            namespace: "shop".into(),
+            name: "mem".into(),
+            hard: [("limits.memory".to_string(), 512u128 << 20)].into(),
+            used: [("limits.memory".to_string(), 512u128 << 20)].into(),
+            scopes: Vec::new(),
+        }];
+        assert!(matches!(
+            plan_of(&oom, &full, &rails(), &NoHistory),
+            Decision::Refuse(Refusal {
+                rail: Rail::Quota,
+                ..
+            })
+        ));
+        // The workload gone since: nothing to raise.
+        assert!(matches!(
+            plan_of(&oom, &facts(TargetFacts::Workload(None)), &rails(), &NoHistory),
+            Decision::Report(Report { reason, .. }) if reason.contains("no longer exists")
+        ));
+    }
 }
