@@ -12,6 +12,7 @@ mod e2e_cluster;
 mod fix_lifecycle;
 mod gitops_examples;
 mod heal_loop;
+mod healing_core;
 mod identity;
 mod kustomize_overlays;
 mod manifests;
