@@ -7,6 +7,7 @@ mod apiserver_rules;
 mod certificates;
 mod cli;
 mod cli_heal_leader;
+mod cluster_facts;
 mod detect_states;
 mod e2e_cluster;
 mod fix_lifecycle;
