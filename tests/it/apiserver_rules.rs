@@ -1883,3 +1883,238 @@ async fn cert_manager_certificates_change_status_only_through_the_status_subreso
     assert_eq!(patched["status"]["notAfter"], "2027-01-01T00:00:00Z");
     assert_eq!(patched["spec"]["secretName"], "shop-tls");
 }
+
+// --- graceful deletion (issue 16, 2) ---
+
+fn scheduled_pod(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "web"}},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "app", "image": "app:1",
+            "resources": {"limits": {"memory": "256Mi"}}}]},
+        "status": {"phase": "Running", "containerStatuses": [{"name": "app", "restartCount": 3,
+            "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}]}})
+}
+
+fn seconds_until(server: &FakeApiServer, pod: &Value) -> i64 {
+    let deadline: jiff::Timestamp = pod["metadata"]["deletionTimestamp"]
+        .as_str()
+        .expect("a deletionTimestamp")
+        .parse()
+        .unwrap();
+    deadline.duration_since(server.now()).as_secs()
+}
+
+#[tokio::test]
+async fn a_deleted_pod_terminates_for_its_grace_period_and_only_then_is_gone() {
+    let server = FakeApiServer::new();
+    let collection = Collection::core(NS, "pods");
+    server.put(&collection, scheduled_pod("web-1"));
+    let pods: Api<Pod> = Api::namespaced(server.client(), NS);
+    let from = server.resource_version().to_string();
+    let mut watch = pods
+        .watch(&WatchParams::default(), &from)
+        .await
+        .unwrap()
+        .boxed();
+
+    let answer = pods
+        .delete("web-1", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    let terminating = serde_json::to_value(answer.left().expect("the pod, still there")).unwrap();
+    assert_eq!(terminating["metadata"]["deletionGracePeriodSeconds"], 30);
+    assert!((29..=30).contains(&seconds_until(&server, &terminating)));
+    let stored = server.get(&collection, "web-1").expect("the pod stays");
+    assert_eq!(
+        stored["status"]["containerStatuses"][0]["lastState"]["terminated"]["reason"], "OOMKilled",
+        "with its failing status"
+    );
+    match watch.next().await {
+        Some(Ok(WatchEvent::Modified(pod))) => {
+            assert!(pod.metadata.deletion_timestamp.is_some())
+        }
+        other => panic!("expected MODIFIED with a deletionTimestamp, got {other:?}"),
+    }
+
+    // Deleting it again with a longer grace changes nothing; a shorter one moves the deadline.
+    let again = pods
+        .delete(
+            "web-1",
+            &kube::api::DeleteParams::default().grace_period(60),
+        )
+        .await
+        .unwrap();
+    let again = serde_json::to_value(again.left().unwrap()).unwrap();
+    assert_eq!(again["metadata"]["deletionGracePeriodSeconds"], 30);
+    let shorter = pods
+        .delete(
+            "web-1",
+            &kube::api::DeleteParams::default().grace_period(10),
+        )
+        .await
+        .unwrap();
+    let shorter = serde_json::to_value(shorter.left().unwrap()).unwrap();
+    assert_eq!(shorter["metadata"]["deletionGracePeriodSeconds"], 10);
+    assert!((9..=10).contains(&seconds_until(&server, &shorter)));
+
+    assert!(server.end_grace_period(&collection, "web-1"));
+    assert!(server.get(&collection, "web-1").is_none());
+    loop {
+        match watch.next().await {
+            Some(Ok(WatchEvent::Modified(_))) => continue,
+            Some(Ok(WatchEvent::Deleted(pod))) => {
+                assert_eq!(pod.metadata.name.as_deref(), Some("web-1"));
+                break;
+            }
+            other => panic!("expected DELETED, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_grace_period_comes_from_the_request_the_pod_or_is_zero() {
+    let server = FakeApiServer::new();
+    let collection = Collection::core(NS, "pods");
+    let pods: Api<Pod> = Api::namespaced(server.client(), NS);
+    let delete = kube::api::DeleteParams::default();
+
+    let mut quick = scheduled_pod("quick");
+    quick["spec"]["terminationGracePeriodSeconds"] = json!(5);
+    server.put(&collection, quick);
+    let answer =
+        serde_json::to_value(pods.delete("quick", &delete).await.unwrap().left().unwrap()).unwrap();
+    assert_eq!(answer["metadata"]["deletionGracePeriodSeconds"], 5);
+
+    server.put(&collection, scheduled_pod("now"));
+    pods.delete("now", &kube::api::DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    assert!(
+        server.get(&collection, "now").is_none(),
+        "gracePeriodSeconds=0 removes at once"
+    );
+
+    let mut unscheduled = scheduled_pod("pending");
+    unscheduled["spec"]["nodeName"] = Value::Null;
+    server.put(&collection, unscheduled);
+    pods.delete("pending", &delete).await.unwrap();
+    assert!(
+        server.get(&collection, "pending").is_none(),
+        "a pod never scheduled has nothing to stop"
+    );
+
+    let mut failed = scheduled_pod("failed");
+    failed["status"]["phase"] = json!("Failed");
+    server.put(&collection, failed);
+    pods.delete("failed", &delete).await.unwrap();
+    assert!(
+        server.get(&collection, "failed").is_none(),
+        "a terminal pod goes at once"
+    );
+}
+
+#[tokio::test]
+async fn a_grace_period_ends_in_time_and_when_the_clock_moves_past_it() {
+    let server = FakeApiServer::new();
+    let collection = Collection::core(NS, "pods");
+    let pods: Api<Pod> = Api::namespaced(server.client(), NS);
+    let mut short = scheduled_pod("short");
+    short["spec"]["terminationGracePeriodSeconds"] = json!(1);
+    server.put(&collection, short);
+    server.put(&collection, scheduled_pod("long"));
+    pods.delete("short", &Default::default()).await.unwrap();
+    pods.delete("long", &Default::default()).await.unwrap();
+    assert!(server.get(&collection, "short").is_some());
+    support::eventually("the one-second grace ends", || {
+        server.get(&collection, "short").is_none()
+    })
+    .await;
+    assert!(
+        server.get(&collection, "long").is_some(),
+        "30 s have not passed"
+    );
+    server.advance_clock(std::time::Duration::from_secs(31));
+    assert!(server.get(&collection, "long").is_none());
+}
+
+#[tokio::test]
+async fn an_eviction_deletes_gracefully_too_and_a_terminating_pod_still_uses_its_quota() {
+    let server = FakeApiServer::new();
+    server.put(&quotas(), quota("mem", json!({"limits.memory": "1Gi"})));
+    let collection = Collection::core(NS, "pods");
+    server.put(&collection, scheduled_pod("web-1"));
+    let pods: Api<Pod> = Api::namespaced(server.client(), NS);
+    pods.evict("web-1", &EvictParams::default()).await.unwrap();
+    let evicted = server.get(&collection, "web-1").expect("terminating");
+    assert_eq!(evicted["metadata"]["deletionGracePeriodSeconds"], 30);
+    assert_eq!(
+        server.get(&quotas(), "mem").unwrap()["status"]["used"]["limits.memory"],
+        "256Mi",
+        "billed until it is gone"
+    );
+    server.end_grace_periods();
+    assert_eq!(
+        server.get(&quotas(), "mem").unwrap()["status"]["used"]["limits.memory"],
+        "0"
+    );
+}
+
+#[tokio::test]
+async fn delete_preconditions_and_finalizers_are_the_registrys() {
+    let server = FakeApiServer::new();
+    let collection = Collection::core(NS, "pods");
+    server.put(&collection, scheduled_pod("web-1"));
+    let pods: Api<Pod> = Api::namespaced(server.client(), NS);
+    let status = refusal(
+        pods.delete(
+            "web-1",
+            &kube::api::DeleteParams {
+                preconditions: Some(kube::api::Preconditions {
+                    uid: Some("other".into()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            },
+        )
+        .await,
+    );
+    let uid = server.get(&collection, "web-1").unwrap()["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
+    assert_eq!(
+        status.message,
+        format!(
+            "Operation cannot be fulfilled on Pod \"web-1\": the UID in the precondition (other) does not match the UID in record ({uid}). The object might have been deleted and then recreated"
+        )
+    );
+
+    let maps: Api<ConfigMap> = Api::namespaced(server.client(), NS);
+    maps.create(
+        &PostParams::default(),
+        &serde_json::from_value(
+            json!({"metadata": {"name": "held", "finalizers": ["example.com/keep"]}}),
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    maps.delete("held", &Default::default()).await.unwrap();
+    let held = server
+        .get(&Collection::core(NS, "configmaps"), "held")
+        .expect("kept for its finalizer");
+    assert!(held["metadata"]["deletionTimestamp"].is_string());
+    maps.patch(
+        "held",
+        &PatchParams::default(),
+        &merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert!(
+        server
+            .get(&Collection::core(NS, "configmaps"), "held")
+            .is_none(),
+        "gone with its last finalizer"
+    );
+}

@@ -43,6 +43,8 @@
 pub mod admission;
 #[path = "fake_apiserver/defaults.rs"]
 pub mod defaults;
+#[path = "fake_apiserver/deletion.rs"]
+mod deletion;
 #[path = "fake_apiserver/events.rs"]
 pub mod events;
 #[path = "fake_apiserver/http.rs"]
@@ -701,7 +703,9 @@ impl FakeApiServer {
     }
 
     /// What the passing of time triggers (grace periods that end).
-    fn on_clock(&self) {}
+    fn on_clock(&self) {
+        self.end_due_grace_periods();
+    }
 
     /// Every request received so far, in arrival order.
     pub fn request_log(&self) -> Vec<LoggedRequest> {

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::deletion::DeleteOptions;
 use super::http::{bad_request, conflict, not_found_in, parse_json};
 use super::patches::{self, PatchType};
 use super::rules::{self, Refusal};
@@ -308,6 +309,7 @@ impl Write<'_> {
             object,
             "MODIFIED",
         );
+        self.server.finalized(&mut objects, collection, &stored);
         Ok(axum::Json(stored).into_response())
     }
 
@@ -516,39 +518,14 @@ impl Write<'_> {
     }
 
     pub fn delete(&self, name: &str, body: &[u8]) -> Result<Response, Refusal> {
-        let server = self.server;
-        let collection = self.collection;
-        let options: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        let precondition = options["preconditions"]["uid"]
-            .as_str()
-            .or(options["deleteOptions"]["preconditions"]["uid"].as_str());
-        let mut objects = server.objects.lock().unwrap();
-        let object = objects
-            .by_collection
-            .get(collection)
-            .and_then(|i| i.get(name))
-            .cloned()
-            .ok_or_else(|| not_found_in(collection, name))?;
-        if let Some(uid) = precondition
-            && object["metadata"]["uid"] != uid
-        {
-            return Err(Refusal::new(
-                StatusCode::CONFLICT,
-                "Conflict",
-                format!("Precondition failed: UID in precondition: {uid}"),
-            ));
-        }
-        if self.dry_run {
-            return Ok(axum::Json(object).into_response());
-        }
-        let deleted = server.store(
-            &mut objects,
-            collection,
-            name.to_string(),
-            object,
-            "DELETED",
-        );
-        Ok(axum::Json(deleted).into_response())
+        let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let options = DeleteOptions::parse(&body, self.params);
+        let dry_run = self.dry_run
+            || body["dryRun"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|v| v == "All"));
+        self.server
+            .delete_object(self.collection, name, &options, dry_run)
     }
 }
 
