@@ -727,23 +727,54 @@ async fn a_kube_runtime_watcher_relists_after_expiry_and_sees_what_changed_meanw
     );
 }
 
-// --- evictions ---
+// --- evictions (issue 16, 3) ---
 
-fn running_pod(name: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "web"}},
-        "spec": {"containers": [{"name": "app", "image": "app:1"}]}, "status": {"phase": "Running"}})
+fn budgets() -> Collection {
+    Collection::new("apis/policy/v1", NS, "poddisruptionbudgets")
+}
+
+fn budget(name: &str, spec: Value) -> Value {
+    let mut spec = spec;
+    spec["selector"] = json!({"matchLabels": {"app": "web"}});
+    json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": name}, "spec": spec})
+}
+
+/// A running pod of `app: web` on a node; Ready or not; owned by `owner` (kind, name, uid).
+fn web_pod(name: &str, ready: bool, owner: Option<(&str, &str, &str)>) -> Value {
+    let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "web"}},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "app", "image": "app:1"}]},
+        "status": {"phase": "Running", "conditions": [
+            {"type": "Ready", "status": if ready { "True" } else { "False" }}]}});
+    if let Some((kind, owner_name, uid)) = owner {
+        pod["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": kind,
+            "name": owner_name, "uid": uid, "controller": true}]);
+    }
+    pod
+}
+
+fn budget_status(server: &FakeApiServer, name: &str) -> Value {
+    server.get(&budgets(), name).unwrap()["status"].clone()
 }
 
 #[tokio::test]
 async fn an_eviction_a_disruption_budget_forbids_is_refused_with_429() {
     let server = FakeApiServer::new();
     let pods_collection = Collection::core(NS, "pods");
-    server.put(&pods_collection, running_pod("web-1"));
-    server.put(&pods_collection, running_pod("web-2"));
-    let budgets = Collection::new("apis/policy/v1", NS, "poddisruptionbudgets");
-    server.put(&budgets, json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "web"},
-        "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}},
-        "status": {"disruptionsAllowed": 0, "desiredHealthy": 2, "currentHealthy": 2, "expectedPods": 2}}));
+    server.put(&pods_collection, web_pod("web-1", true, None));
+    server.put(&pods_collection, web_pod("web-2", true, None));
+    server.put(&pods_collection, web_pod("web-3", false, None));
+    server.put(&budgets(), budget("web", json!({"minAvailable": 2})));
+    let status = budget_status(&server, "web");
+    assert_eq!(
+        (
+            &status["currentHealthy"],
+            &status["desiredHealthy"],
+            &status["expectedPods"],
+            &status["disruptionsAllowed"]
+        ),
+        (&json!(2), &json!(2), &json!(3), &json!(0)),
+        "the controller counts Ready pods: {status}"
+    );
     let pods: Api<Pod> = Api::namespaced(server.client(), NS);
     let status = refusal(pods.evict("web-1", &EvictParams::default()).await);
     assert_eq!(
@@ -768,27 +799,128 @@ async fn an_eviction_a_disruption_budget_forbids_is_refused_with_429() {
         "the pod stays"
     );
 
-    let mut allowing = server.get(&budgets, "web").unwrap();
-    allowing["status"]["disruptionsAllowed"] = json!(1);
-    server.put(&budgets, allowing);
+    // The third pod becomes Ready: one disruption is allowed, and spent by one eviction.
+    server.put(&pods_collection, web_pod("web-3", true, None));
+    assert_eq!(budget_status(&server, "web")["disruptionsAllowed"], 1);
     pods.evict("web-1", &EvictParams::default())
         .await
         .expect("one disruption is allowed");
-    assert!(server.get(&pods_collection, "web-1").is_none());
+    let evicted = server.get(&pods_collection, "web-1").expect("terminating");
+    assert!(evicted["metadata"]["deletionTimestamp"].is_string());
+    let status = budget_status(&server, "web");
     assert_eq!(
-        server.get(&budgets, "web").unwrap()["status"]["disruptionsAllowed"],
-        0,
-        "the budget is spent"
+        (&status["currentHealthy"], &status["disruptionsAllowed"]),
+        (&json!(2), &json!(0)),
+        "a terminating pod is not healthy: {status}"
     );
     assert_eq!(
         refusal(pods.evict("web-2", &EvictParams::default()).await).code,
         429
     );
+    pods.evict("web-1", &EvictParams::default())
+        .await
+        .expect("a terminating pod is deleted without asking the budget");
 
-    server.put(&pods_collection, json!({"metadata": {"name": "other", "labels": {"app": "api"}}, "status": {"phase": "Running"}}));
+    server.put(&pods_collection, json!({"metadata": {"name": "other", "labels": {"app": "api"}},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "app", "image": "app:1"}]}, "status": {"phase": "Running"}}));
     pods.evict("other", &EvictParams::default())
         .await
         .expect("no budget selects it");
+}
+
+#[tokio::test]
+async fn max_unavailable_and_percentages_are_scaled_from_the_controllers_replicas() {
+    let server = FakeApiServer::new();
+    server.put(
+        &Collection::apps(NS, "deployments"),
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "uid": "uid-deploy"},
+            "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "app:1"}]}}}}),
+    );
+    server.put(
+        &Collection::apps(NS, "replicasets"),
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web-5d4c3b2a1", "uid": "uid-rs",
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "uid-deploy", "controller": true}]},
+            "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "app:1"}]}}}}),
+    );
+    let pods = Collection::core(NS, "pods");
+    for i in 1..=3 {
+        server.put(
+            &pods,
+            web_pod(
+                &format!("web-{i}"),
+                true,
+                Some(("ReplicaSet", "web-5d4c3b2a1", "uid-rs")),
+            ),
+        );
+    }
+    server.put(&budgets(), budget("web", json!({"maxUnavailable": "25%"})));
+    let status = budget_status(&server, "web");
+    assert_eq!(
+        (
+            &status["expectedPods"],
+            &status["desiredHealthy"],
+            &status["currentHealthy"],
+            &status["disruptionsAllowed"]
+        ),
+        (&json!(4), &json!(3), &json!(3), &json!(0)),
+        "the Deployment's 4 replicas, one missing: {status}"
+    );
+    server.put(&budgets(), budget("web", json!({"minAvailable": "50%"})));
+    let status = budget_status(&server, "web");
+    assert_eq!(
+        (&status["desiredHealthy"], &status["disruptionsAllowed"]),
+        (&json!(2), &json!(1))
+    );
+    // A pod without a controller: a percentage cannot be scaled; nothing may be disrupted.
+    server.put(&pods, web_pod("stray", true, None));
+    let status = budget_status(&server, "web");
+    assert_eq!(status["disruptionsAllowed"], 0);
+    assert_eq!(status["conditions"][0]["reason"], "SyncFailed");
+}
+
+#[tokio::test]
+async fn an_unready_pod_is_evicted_only_when_the_budget_is_healthy_unless_always_allowed() {
+    let server = FakeApiServer::new();
+    let collection = Collection::core(NS, "pods");
+    server.put(&collection, web_pod("ready-1", true, None));
+    server.put(&collection, web_pod("ready-2", true, None));
+    server.put(&collection, web_pod("broken-1", false, None));
+    server.put(&collection, web_pod("broken-2", false, None));
+    server.put(&budgets(), budget("web", json!({"minAvailable": 2})));
+    let pods: Api<Pod> = Api::namespaced(server.client(), NS);
+    pods.evict("broken-1", &EvictParams::default())
+        .await
+        .expect("the budget is healthy (2 of 2): an unready pod may go");
+    assert_eq!(budget_status(&server, "web")["disruptionsAllowed"], 0);
+
+    // One Ready pod fails its probe: the budget is unhealthy (1 of 2).
+    server.put(&collection, web_pod("ready-2", false, None));
+    let status = refusal(pods.evict("broken-2", &EvictParams::default()).await);
+    assert_eq!(status.code, 429, "IfHealthyBudget, the default");
+    assert_eq!(
+        status.details.unwrap().causes[0].message,
+        "The disruption budget web needs 2 healthy pods and has 1 currently"
+    );
+    let mut always = budget("web", json!({"minAvailable": 2}));
+    always["spec"]["unhealthyPodEvictionPolicy"] = json!("AlwaysAllow");
+    server.put(&budgets(), always);
+    pods.evict("broken-2", &EvictParams::default())
+        .await
+        .expect("AlwaysAllow: an unready pod may always go");
+    let status = refusal(pods.evict("ready-1", &EvictParams::default()).await);
+    assert_eq!(status.code, 429, "but a Ready pod still needs the budget");
+
+    // Two budgets for one pod.
+    server.put(&budgets(), budget("second", json!({"minAvailable": 0})));
+    let status = refusal(pods.evict("ready-1", &EvictParams::default()).await);
+    assert_eq!(status.code, 500);
+    assert_eq!(
+        status.message,
+        "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."
+    );
+    assert_eq!(status.reason, "", "the apiserver sends no reason");
 }
 
 // --- events ---

@@ -45,6 +45,8 @@ pub mod admission;
 pub mod defaults;
 #[path = "fake_apiserver/deletion.rs"]
 mod deletion;
+#[path = "fake_apiserver/disruption.rs"]
+mod disruption;
 #[path = "fake_apiserver/events.rs"]
 pub mod events;
 #[path = "fake_apiserver/http.rs"]
@@ -812,12 +814,14 @@ impl FakeApiServer {
         object
     }
 
-    /// The controllers that react to a change at once: the resourcequota controller's status.
+    /// The controllers that react to a change at once: the resourcequota controller's and the
+    /// disruption controller's status.
     fn after_store(&self, objects: &mut Objects, collection: &Collection) {
         let namespace = &collection.namespace;
         if namespace.is_empty() {
             return;
         }
+        self.update_budgets(objects, namespace);
         let quotas = Collection::core(namespace, "resourcequotas");
         let names: Vec<String> = objects
             .by_collection

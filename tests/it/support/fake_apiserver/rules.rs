@@ -56,6 +56,11 @@ impl Refusal {
             "status": "Failure", "message": self.message, "reason": self.reason,
             "code": self.code.as_u16(),
         });
+        if self.reason.is_empty()
+            && let Some(fields) = body.as_object_mut()
+        {
+            fields.remove("reason");
+        }
         if !self.details.is_null() {
             body["details"] = self.details.clone();
         }
@@ -64,8 +69,19 @@ impl Refusal {
 }
 
 impl IntoResponse for Refusal {
+    /// The Status, with `Retry-After` when its details ask for a wait (as the apiserver's
+    /// error writer does).
     fn into_response(self) -> Response {
-        (self.code, axum::Json(self.body())).into_response()
+        let retry_after = self.details["retryAfterSeconds"]
+            .as_u64()
+            .filter(|s| *s > 0);
+        let mut response = (self.code, axum::Json(self.body())).into_response();
+        if let Some(seconds) = retry_after
+            && let Ok(value) = seconds.to_string().parse()
+        {
+            response.headers_mut().insert("retry-after", value);
+        }
+        response
     }
 }
 

@@ -16,7 +16,6 @@ use super::rules::{self, Refusal};
 use super::watch::event_alias;
 use super::{
     AdmissionAttributes, Collection, FakeApiServer, Objects, UserInfo, admission, defaults, quota,
-    selectors,
 };
 
 /// Bumps `metadata.generation` when the spec changed, as the apiserver does for workloads.
@@ -447,74 +446,11 @@ impl Write<'_> {
         Ok(axum::Json(stored).into_response())
     }
 
-    /// `pods/eviction`: the pod's PodDisruptionBudget decides, as the apiserver's eviction REST
-    /// does.
+    /// `pods/eviction` (see `disruption`).
     pub async fn evict(&self, name: &str, body: &[u8]) -> Result<Response, Refusal> {
-        let server = self.server;
-        let collection = self.collection;
-        let pod = server
-            .get(collection, name)
-            .ok_or_else(|| not_found_in(collection, name))?;
-        let phase = pod["status"]["phase"].as_str().unwrap_or_default();
-        let ignores_budgets = matches!(phase, "Succeeded" | "Failed" | "Pending")
-            || !pod["metadata"]["deletionTimestamp"].is_null();
-        if !ignores_budgets {
-            let budgets_collection = Collection::new(
-                "apis/policy/v1",
-                &collection.namespace,
-                "poddisruptionbudgets",
-            );
-            let budgets: Vec<Value> = server
-                .list(&budgets_collection)
-                .into_iter()
-                .filter(|b| {
-                    selectors::label_selector_matches(
-                        &b["spec"]["selector"],
-                        &pod["metadata"]["labels"],
-                    )
-                })
-                .collect();
-            if budgets.len() > 1 {
-                return Err(Refusal::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "InternalError",
-                    "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
-                ));
-            }
-            if let Some(budget) = budgets.into_iter().next() {
-                let allowed = budget["status"]["disruptionsAllowed"].as_i64().unwrap_or(0);
-                let budget_name = budget["metadata"]["name"].as_str().unwrap_or_default();
-                if allowed < 0 {
-                    return Err(Refusal::new(
-                        StatusCode::FORBIDDEN,
-                        "Forbidden",
-                        "pdb disruptions allowed is negative",
-                    ));
-                }
-                if allowed == 0 {
-                    let mut refusal = Refusal::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "TooManyRequests",
-                        "Cannot evict pod as it would violate the pod's disruption budget.",
-                    );
-                    refusal.details = json!({"causes": [{
-                        "reason": "DisruptionBudget",
-                        "message": format!(
-                            "The disruption budget {budget_name} needs {} healthy pods and has {} currently",
-                            budget["status"]["desiredHealthy"].as_i64().unwrap_or(0),
-                            budget["status"]["currentHealthy"].as_i64().unwrap_or(0),
-                        ),
-                    }]});
-                    return Err(refusal);
-                }
-                let mut spent = budget.clone();
-                spent["status"]["disruptionsAllowed"] = json!(allowed - 1);
-                server.put_raw(&budgets_collection, spent);
-            }
-        }
-        self.delete(name, body)?;
-        let success = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
-        Ok((StatusCode::CREATED, axum::Json(success)).into_response())
+        let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        self.server
+            .evict_pod(self.collection, name, &body, self.dry_run)
     }
 
     pub fn delete(&self, name: &str, body: &[u8]) -> Result<Response, Refusal> {
