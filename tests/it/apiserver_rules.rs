@@ -925,10 +925,24 @@ async fn an_unready_pod_is_evicted_only_when_the_budget_is_healthy_unless_always
 
 // --- events ---
 
+fn v1_event(name: &str, regarding_namespace: Option<&str>) -> Value {
+    let mut regarding =
+        json!({"kind": "Deployment", "name": "web", "uid": "u-1", "apiVersion": "apps/v1"});
+    if let Some(namespace) = regarding_namespace {
+        regarding["namespace"] = json!(namespace);
+    }
+    json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": name},
+        "eventTime": "2026-11-28T00:00:00.000000Z", "reportingController": "selfheal", "reportingInstance": "selfheal-0",
+        "action": "Raise", "reason": "MemoryLimitRaised", "type": "Normal", "note": "raised",
+        "regarding": regarding})
+}
+
 #[tokio::test]
 async fn events_k8s_io_events_are_validated_like_the_apiserver() {
     let server = FakeApiServer::new();
     let events = api(&server, "events.k8s.io", "v1", "Event", "events");
+    // No eventTime: validated as an old-style Event first (its object's namespace), then the
+    // events.k8s.io rules. The paths are the internal (core) names.
     let status = refusal(
         events
             .create(
@@ -941,20 +955,164 @@ async fn events_k8s_io_events_are_validated_like_the_apiserver() {
     assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
     assert_eq!(
         status.message,
-        "Event.events.k8s.io \"e1\" is invalid: [reportingController: Required value, reportingInstance: Required value, action: Required value, reason: Required value, eventTime: Required value, regarding: Required value]"
+        "Event.events.k8s.io \"e1\" is invalid: [involvedObject.namespace: Invalid value: \"\": does not match event.namespace, eventTime: Required value]"
     );
-    let long = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e2"},
-        "eventTime": "2026-11-28T00:00:00.000000Z", "reportingController": "selfheal", "reportingInstance": "selfheal-0",
-        "action": "Raise", "reason": "MemoryLimitRaised", "type": "Normal", "note": "x".repeat(1025),
-        "regarding": {"kind": "Deployment", "namespace": NS, "name": "web", "uid": "u-1"}});
+    let mut bare = v1_event("e2", Some(NS));
+    for field in [
+        "reportingController",
+        "reportingInstance",
+        "action",
+        "reason",
+    ] {
+        bare.as_object_mut().unwrap().remove(field);
+    }
+    bare["type"] = json!("Info");
+    let status = refusal(events.create(&PostParams::default(), &object(bare)).await);
+    assert_eq!(
+        status.message,
+        "Event.events.k8s.io \"e2\" is invalid: [reportingController: Required value, reportingController: Invalid value: \"\": name part must be non-empty, reportingController: Invalid value: \"\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]'), reportingInstance: Required value, action: Required value, reason: Required value, type: Invalid value: \"\": has invalid value: Info]"
+    );
+    let mut long = v1_event("e3", Some(NS));
+    long["note"] = json!("x".repeat(1025));
+    long["deprecatedCount"] = json!(2);
     let status = refusal(events.create(&PostParams::default(), &object(long)).await);
-    assert!(
-        status
-            .message
-            .ends_with("note: Too long: must have at most 1024 bytes"),
-        "{}",
-        status.message
+    assert_eq!(
+        status.message,
+        "Event.events.k8s.io \"e3\" is invalid: [message: Invalid value: \"\": can have at most 1024 characters, count: Invalid value: \"\": needs to be unset]"
     );
+}
+
+#[tokio::test]
+async fn an_events_regarding_namespace_follows_the_apiservers_rules() {
+    let server = FakeApiServer::new();
+    let events = api(&server, "events.k8s.io", "v1", "Event", "events");
+    events
+        .create(&PostParams::default(), &object(v1_event("same", Some(NS))))
+        .await
+        .expect("an Event beside its object");
+    events
+        .create(
+            &PostParams::default(),
+            &object(v1_event("elsewhere", Some("other"))),
+        )
+        .await
+        .expect("an events.k8s.io Event may regard an object of another namespace");
+    let status = refusal(
+        events
+            .create(&PostParams::default(), &object(v1_event("node", None)))
+            .await,
+    );
+    assert_eq!(
+        status.message,
+        "Event.events.k8s.io \"node\" is invalid: involvedObject.namespace: Invalid value: \"\": does not match event.namespace",
+        "a cluster-scoped object's Event belongs in default or kube-system"
+    );
+    Api::<DynamicObject>::namespaced_with(
+        server.client(),
+        "default",
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("events.k8s.io", "v1", "Event"),
+            "events",
+        ),
+    )
+    .create(&PostParams::default(), &object(v1_event("node", None)))
+    .await
+    .expect("in default");
+
+    // core/v1, old style (no eventTime): the involved object's namespace must be the Event's.
+    let core: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(server.client(), NS);
+    let old_style = |name: &str, namespace: &str| -> k8s_openapi::api::core::v1::Event {
+        serde_json::from_value(json!({"metadata": {"name": name}, "reason": "FailedCreate", "type": "Warning",
+            "message": "Error creating: x", "involvedObject": {"kind": "ReplicaSet", "namespace": namespace, "name": "web-1"},
+            "source": {"component": "replicaset-controller"}, "count": 1}))
+        .unwrap()
+    };
+    core.create(&PostParams::default(), &old_style("ok", NS))
+        .await
+        .expect("core/v1 beside its object");
+    let status = refusal(
+        core.create(&PostParams::default(), &old_style("bad", "other"))
+            .await,
+    );
+    assert_eq!(
+        status.message,
+        "Event \"bad\" is invalid: involvedObject.namespace: Invalid value: \"other\": does not match event.namespace"
+    );
+}
+
+#[tokio::test]
+async fn an_events_k8s_io_event_may_only_change_its_series() {
+    let server = FakeApiServer::new();
+    let events = api(&server, "events.k8s.io", "v1", "Event", "events");
+    events
+        .create(&PostParams::default(), &object(v1_event("e1", Some(NS))))
+        .await
+        .unwrap();
+    events
+        .patch(
+            "e1",
+            &PatchParams::default(),
+            &merge(
+                json!({"series": {"count": 2, "lastObservedTime": "2026-11-28T00:01:00.000000Z"}}),
+            ),
+        )
+        .await
+        .expect("a series may be added");
+    let status = refusal(
+        events
+            .patch(
+                "e1",
+                &PatchParams::default(),
+                &merge(json!({"series": {"count": 1, "lastObservedTime": "2026-11-28T00:02:00.000000Z"}})),
+            )
+            .await,
+    );
+    assert_eq!(
+        status.message,
+        "Event.events.k8s.io \"e1\" is invalid: series.count: Invalid value: \"\": should be at least 2"
+    );
+    let status = refusal(
+        events
+            .patch(
+                "e1",
+                &PatchParams::default(),
+                &merge(json!({"note": "raised again", "reason": "Other"})),
+            )
+            .await,
+    );
+    assert_eq!(
+        status.message,
+        "Event.events.k8s.io \"e1\" is invalid: [reason: Invalid value: \"Other\": field is immutable, message: Invalid value: \"raised again\": field is immutable]"
+    );
+    // The Recorder's repeat (a merge patch of the whole cached Event with a series) passes.
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let recorder = Recorder::new(
+        server.client(),
+        Reporter {
+            controller: "selfheal".into(),
+            instance: Some("selfheal-0".into()),
+        },
+    );
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("apps/v1".into()),
+        kind: Some("Deployment".into()),
+        namespace: Some(NS.into()),
+        name: Some("api".into()),
+        uid: Some("uid-api".into()),
+        ..Default::default()
+    };
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "FixHeldByQuota".into(),
+        note: Some("held".into()),
+        action: "Raise".into(),
+        secondary: None,
+    };
+    recorder.publish(&event, &reference).await.unwrap();
+    recorder
+        .publish(&event, &reference)
+        .await
+        .expect("a repeat only changes the series");
 }
 
 #[tokio::test]

@@ -253,6 +253,8 @@ pub fn validate_update(
         ("api/v1", "persistentvolumeclaims") => claim_update(old, new),
         ("api/v1", "pods") => pod_update(old, new),
         ("api/v1", "configmaps") => configmap_size(new),
+        ("apis/events.k8s.io/v1", "events") => super::events::validate_update(old, new, false),
+        ("api/v1", "events") => super::events::validate_update(old, new, true),
         _ => Vec::new(),
     };
     errors.extend(resource_requirements(collection, new));
@@ -292,7 +294,8 @@ fn configmap_size(object: &Value) -> Vec<FieldError> {
 /// Validation of a CREATE beyond admission.
 pub fn validate_create(collection: &Collection, name: &str, object: &Value) -> Result<(), Refusal> {
     let mut errors = match (collection.prefix.as_str(), collection.plural.as_str()) {
-        ("apis/events.k8s.io/v1", "events") => super::events::validate(object),
+        ("apis/events.k8s.io/v1", "events") => super::events::validate_create(object, false),
+        ("api/v1", "events") => super::events::validate_create(object, true),
         ("api/v1", "configmaps") => configmap_size(object),
         _ => Vec::new(),
     };

@@ -276,9 +276,6 @@ impl Write<'_> {
                 }
             }
         }
-        if collection.is_events_v1() {
-            rules::validate_create(collection, name, &object)?;
-        }
         rules::validate_update(collection, name, current, &object)?;
         if !collection.is_pods() {
             next_generation(current, &mut object);
