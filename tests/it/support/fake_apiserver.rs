@@ -43,6 +43,10 @@
 pub mod admission;
 #[path = "fake_apiserver/defaults.rs"]
 pub mod defaults;
+#[path = "fake_apiserver/deletion.rs"]
+mod deletion;
+#[path = "fake_apiserver/disruption.rs"]
+mod disruption;
 #[path = "fake_apiserver/events.rs"]
 pub mod events;
 #[path = "fake_apiserver/http.rs"]
@@ -701,7 +705,9 @@ impl FakeApiServer {
     }
 
     /// What the passing of time triggers (grace periods that end).
-    fn on_clock(&self) {}
+    fn on_clock(&self) {
+        self.end_due_grace_periods();
+    }
 
     /// Every request received so far, in arrival order.
     pub fn request_log(&self) -> Vec<LoggedRequest> {
@@ -808,12 +814,14 @@ impl FakeApiServer {
         object
     }
 
-    /// The controllers that react to a change at once: the resourcequota controller's status.
+    /// The controllers that react to a change at once: the resourcequota controller's and the
+    /// disruption controller's status.
     fn after_store(&self, objects: &mut Objects, collection: &Collection) {
         let namespace = &collection.namespace;
         if namespace.is_empty() {
             return;
         }
+        self.update_budgets(objects, namespace);
         let quotas = Collection::core(namespace, "resourcequotas");
         let names: Vec<String> = objects
             .by_collection

@@ -9,13 +9,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::deletion::DeleteOptions;
 use super::http::{bad_request, conflict, not_found_in, parse_json};
 use super::patches::{self, PatchType};
 use super::rules::{self, Refusal};
 use super::watch::event_alias;
 use super::{
     AdmissionAttributes, Collection, FakeApiServer, Objects, UserInfo, admission, defaults, quota,
-    selectors,
 };
 
 /// Bumps `metadata.generation` when the spec changed, as the apiserver does for workloads.
@@ -276,9 +276,6 @@ impl Write<'_> {
                 }
             }
         }
-        if collection.is_events_v1() {
-            rules::validate_create(collection, name, &object)?;
-        }
         rules::validate_update(collection, name, current, &object)?;
         if !collection.is_pods() {
             next_generation(current, &mut object);
@@ -308,6 +305,7 @@ impl Write<'_> {
             object,
             "MODIFIED",
         );
+        self.server.finalized(&mut objects, collection, &stored);
         Ok(axum::Json(stored).into_response())
     }
 
@@ -445,110 +443,22 @@ impl Write<'_> {
         Ok(axum::Json(stored).into_response())
     }
 
-    /// `pods/eviction`: the pod's PodDisruptionBudget decides, as the apiserver's eviction REST
-    /// does.
+    /// `pods/eviction` (see `disruption`).
     pub async fn evict(&self, name: &str, body: &[u8]) -> Result<Response, Refusal> {
-        let server = self.server;
-        let collection = self.collection;
-        let pod = server
-            .get(collection, name)
-            .ok_or_else(|| not_found_in(collection, name))?;
-        let phase = pod["status"]["phase"].as_str().unwrap_or_default();
-        let ignores_budgets = matches!(phase, "Succeeded" | "Failed" | "Pending")
-            || !pod["metadata"]["deletionTimestamp"].is_null();
-        if !ignores_budgets {
-            let budgets_collection = Collection::new(
-                "apis/policy/v1",
-                &collection.namespace,
-                "poddisruptionbudgets",
-            );
-            let budgets: Vec<Value> = server
-                .list(&budgets_collection)
-                .into_iter()
-                .filter(|b| {
-                    selectors::label_selector_matches(
-                        &b["spec"]["selector"],
-                        &pod["metadata"]["labels"],
-                    )
-                })
-                .collect();
-            if budgets.len() > 1 {
-                return Err(Refusal::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "InternalError",
-                    "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
-                ));
-            }
-            if let Some(budget) = budgets.into_iter().next() {
-                let allowed = budget["status"]["disruptionsAllowed"].as_i64().unwrap_or(0);
-                let budget_name = budget["metadata"]["name"].as_str().unwrap_or_default();
-                if allowed < 0 {
-                    return Err(Refusal::new(
-                        StatusCode::FORBIDDEN,
-                        "Forbidden",
-                        "pdb disruptions allowed is negative",
-                    ));
-                }
-                if allowed == 0 {
-                    let mut refusal = Refusal::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "TooManyRequests",
-                        "Cannot evict pod as it would violate the pod's disruption budget.",
-                    );
-                    refusal.details = json!({"causes": [{
-                        "reason": "DisruptionBudget",
-                        "message": format!(
-                            "The disruption budget {budget_name} needs {} healthy pods and has {} currently",
-                            budget["status"]["desiredHealthy"].as_i64().unwrap_or(0),
-                            budget["status"]["currentHealthy"].as_i64().unwrap_or(0),
-                        ),
-                    }]});
-                    return Err(refusal);
-                }
-                let mut spent = budget.clone();
-                spent["status"]["disruptionsAllowed"] = json!(allowed - 1);
-                server.put_raw(&budgets_collection, spent);
-            }
-        }
-        self.delete(name, body)?;
-        let success = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
-        Ok((StatusCode::CREATED, axum::Json(success)).into_response())
+        let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        self.server
+            .evict_pod(self.collection, name, &body, self.dry_run)
     }
 
     pub fn delete(&self, name: &str, body: &[u8]) -> Result<Response, Refusal> {
-        let server = self.server;
-        let collection = self.collection;
-        let options: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        let precondition = options["preconditions"]["uid"]
-            .as_str()
-            .or(options["deleteOptions"]["preconditions"]["uid"].as_str());
-        let mut objects = server.objects.lock().unwrap();
-        let object = objects
-            .by_collection
-            .get(collection)
-            .and_then(|i| i.get(name))
-            .cloned()
-            .ok_or_else(|| not_found_in(collection, name))?;
-        if let Some(uid) = precondition
-            && object["metadata"]["uid"] != uid
-        {
-            return Err(Refusal::new(
-                StatusCode::CONFLICT,
-                "Conflict",
-                format!("Precondition failed: UID in precondition: {uid}"),
-            ));
-        }
-        if self.dry_run {
-            return Ok(axum::Json(object).into_response());
-        }
-        let deleted = server.store(
-            &mut objects,
-            collection,
-            name.to_string(),
-            object,
-            "DELETED",
-        );
-        Ok(axum::Json(deleted).into_response())
+        let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let options = DeleteOptions::parse(&body, self.params);
+        let dry_run = self.dry_run
+            || body["dryRun"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|v| v == "All"));
+        self.server
+            .delete_object(self.collection, name, &options, dry_run)
     }
 }
 
