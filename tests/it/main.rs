@@ -19,6 +19,7 @@ mod kustomize_overlays;
 mod manifests;
 mod observe;
 mod rails;
+mod readme_claims;
 mod reapply;
 mod selfcert;
 mod store_configmap;
