@@ -36,6 +36,7 @@ pub(super) fn raise(
         let raised = raise::raise_pod_spec(pod_spec, fix, caps);
         mutation.applied.extend(raised.applied);
         mutation.warnings.extend(raised.warnings);
+        mutation.held.extend(raised.held);
     }
 }
 

@@ -18,6 +18,8 @@ mod storage;
 
 use serde_json::Value;
 
+use crate::cluster::facts::Facts;
+use crate::core::headroom::Held;
 use crate::core::index::FixIndex;
 use crate::core::quantity::ByteQuantity;
 use crate::core::raise::MemoryCaps;
@@ -119,6 +121,9 @@ pub struct Mutation {
     pub kept: Vec<Applied>,
     /// Shown to the client (`kubectl` prints them): fixes that could not be applied, and why.
     pub warnings: Vec<String>,
+    /// Raises a ResourceQuota or the nodes' capacity held below their fix (or left out), and
+    /// what held them.
+    pub held: Vec<Held>,
     pub skipped: Option<Skip>,
 }
 
@@ -130,9 +135,19 @@ impl Mutation {
         }
     }
 
-    /// The metric label of the decision: `patched` (a fix raised something), `kept_live` (only
-    /// live values were given back on UPDATE), else the skip reason or `unchanged`.
+    /// The metric label of the decision: `held_by_quota` / `held_by_node` (a raise was held
+    /// below its fix, or left out, by a ResourceQuota / the nodes' capacity; quota first),
+    /// `patched` (a fix raised something), `kept_live` (only live values were given back on
+    /// UPDATE), else the skip reason or `unchanged`.
     pub fn outcome(&self) -> &'static str {
+        if let Some(held) = self
+            .held
+            .iter()
+            .find(|held| matches!(held, Held::Quota { .. }))
+            .or(self.held.first())
+        {
+            return held.result();
+        }
         if !self.patch.0.is_empty() {
             return if self.applied.is_empty() {
                 "kept_live"
@@ -158,6 +173,31 @@ pub fn mutate_with_old_object(
     old_object: Option<&Value>,
     index: &FixIndex,
     policy: &Policy,
+) -> Mutation {
+    decide(request, old_object, index, policy, None)
+}
+
+/// As [`mutate_with_old_object`], under the cluster's `facts`: a raise also fits what the
+/// namespace's ResourceQuotas and the nodes leave (`core::headroom`); where only part fits the
+/// raise goes to what fits, where nothing fits the value stays, and a warning names the quota
+/// or node and the values ([`Mutation::held`]). The LimitRange rules still come from
+/// `request` (`memory_cap`, `memory_ratio`).
+pub fn mutate_with_facts(
+    request: &Request<'_>,
+    old_object: Option<&Value>,
+    index: &FixIndex,
+    policy: &Policy,
+    facts: &Facts,
+) -> Mutation {
+    decide(request, old_object, index, policy, Some(facts))
+}
+
+fn decide(
+    request: &Request<'_>,
+    old_object: Option<&Value>,
+    index: &FixIndex,
+    policy: &Policy,
+    facts: Option<&Facts>,
 ) -> Mutation {
     let object = request.object;
     if policy
@@ -209,10 +249,15 @@ pub fn mutate_with_old_object(
         && let Some(pod_spec) = changed.pointer_mut(&pointer(path))
     {
         if memory_allowed {
+            let room = facts.and_then(|facts| {
+                facts
+                    .memory_caps(request.namespace, request.kind, object, live)
+                    .room
+            });
             let caps = MemoryCaps {
                 max: request.memory_cap.cloned(),
                 ratio: request.memory_ratio,
-                room: None,
+                room,
             };
             memory::raise(pod_spec, &memory_fixes, &caps, &mut mutation);
         } else if memory_kept
@@ -224,8 +269,9 @@ pub fn mutate_with_old_object(
         }
     }
     if claims_allowed {
+        let quotas = facts.map_or(&[][..], |facts| facts.quotas(request.namespace));
         for fix in &claim_fixes {
-            storage::raise_claims(request.kind, &mut changed, fix, &mut mutation);
+            storage::raise_claims(request.kind, &mut changed, fix, quotas, &mut mutation);
         }
     } else if claims_kept && let Some(live) = live {
         for fix in &claim_fixes {
