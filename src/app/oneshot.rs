@@ -17,8 +17,8 @@ use crate::heal::inspect::{self, ClusterView, Finding, UnreadableItem};
 use crate::heal::plan::Rails;
 use crate::heal::ratelimit::RateLimiter;
 use crate::heal::run as heal;
+use crate::heal::vault::{self, VaultClient, VaultTargets};
 use crate::metrics::Metrics;
-use crate::vault::{self, VaultClient, VaultTargets};
 
 impl RailsArgs {
     pub fn rails(&self) -> anyhow::Result<Rails> {

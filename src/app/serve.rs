@@ -383,18 +383,20 @@ fn start_watcher(
             dry_run = args.dry_run,
             "watching Vault"
         );
-        tasks.push(AbortOnDrop(tokio::spawn(crate::vault::keep_unsealed(
-            vault,
-            client.clone(),
-            args.vault.targets(),
-            crate::vault::VaultActions {
-                unseal: args.vault_auto_unseal,
-                dry_run: args.dry_run,
-            },
-            leadership.clone(),
-            metrics.clone(),
-            Duration::from_secs(30),
-        ))));
+        tasks.push(AbortOnDrop(tokio::spawn(
+            crate::heal::vault::keep_unsealed(
+                vault,
+                client.clone(),
+                args.vault.targets(),
+                crate::heal::vault::VaultActions {
+                    unseal: args.vault_auto_unseal,
+                    dry_run: args.dry_run,
+                },
+                leadership.clone(),
+                metrics.clone(),
+                Duration::from_secs(30),
+            ),
+        )));
     }
     tasks.push(AbortOnDrop(tokio::spawn(watcher::run(
         client, executor, store, config, leadership, metrics,

@@ -17,4 +17,5 @@ pub mod plan;
 pub mod probe;
 pub mod ratelimit;
 pub mod run;
+pub mod vault;
 pub mod watcher;

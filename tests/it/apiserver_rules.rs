@@ -191,6 +191,9 @@ fn admission_reviews_carry_what_the_apiserver_sends() {
         name: "migrate".into(),
         old: Some(job()),
         dry_run: true,
+        subresource: String::new(),
+        user: support::fake_apiserver::UserInfo::admin(),
+        field_manager: None,
     };
     let review = support::admission_review(&attributes, &job());
     let request = &review["request"];
@@ -724,23 +727,54 @@ async fn a_kube_runtime_watcher_relists_after_expiry_and_sees_what_changed_meanw
     );
 }
 
-// --- evictions ---
+// --- evictions (issue 16, 3) ---
 
-fn running_pod(name: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "web"}},
-        "spec": {"containers": [{"name": "app", "image": "app:1"}]}, "status": {"phase": "Running"}})
+fn budgets() -> Collection {
+    Collection::new("apis/policy/v1", NS, "poddisruptionbudgets")
+}
+
+fn budget(name: &str, spec: Value) -> Value {
+    let mut spec = spec;
+    spec["selector"] = json!({"matchLabels": {"app": "web"}});
+    json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": name}, "spec": spec})
+}
+
+/// A running pod of `app: web` on a node; Ready or not; owned by `owner` (kind, name, uid).
+fn web_pod(name: &str, ready: bool, owner: Option<(&str, &str, &str)>) -> Value {
+    let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "web"}},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "app", "image": "app:1"}]},
+        "status": {"phase": "Running", "conditions": [
+            {"type": "Ready", "status": if ready { "True" } else { "False" }}]}});
+    if let Some((kind, owner_name, uid)) = owner {
+        pod["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": kind,
+            "name": owner_name, "uid": uid, "controller": true}]);
+    }
+    pod
+}
+
+fn budget_status(server: &FakeApiServer, name: &str) -> Value {
+    server.get(&budgets(), name).unwrap()["status"].clone()
 }
 
 #[tokio::test]
 async fn an_eviction_a_disruption_budget_forbids_is_refused_with_429() {
     let server = FakeApiServer::new();
     let pods_collection = Collection::core(NS, "pods");
-    server.put(&pods_collection, running_pod("web-1"));
-    server.put(&pods_collection, running_pod("web-2"));
-    let budgets = Collection::new("apis/policy/v1", NS, "poddisruptionbudgets");
-    server.put(&budgets, json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "web"},
-        "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}},
-        "status": {"disruptionsAllowed": 0, "desiredHealthy": 2, "currentHealthy": 2, "expectedPods": 2}}));
+    server.put(&pods_collection, web_pod("web-1", true, None));
+    server.put(&pods_collection, web_pod("web-2", true, None));
+    server.put(&pods_collection, web_pod("web-3", false, None));
+    server.put(&budgets(), budget("web", json!({"minAvailable": 2})));
+    let status = budget_status(&server, "web");
+    assert_eq!(
+        (
+            &status["currentHealthy"],
+            &status["desiredHealthy"],
+            &status["expectedPods"],
+            &status["disruptionsAllowed"]
+        ),
+        (&json!(2), &json!(2), &json!(3), &json!(0)),
+        "the controller counts Ready pods: {status}"
+    );
     let pods: Api<Pod> = Api::namespaced(server.client(), NS);
     let status = refusal(pods.evict("web-1", &EvictParams::default()).await);
     assert_eq!(
@@ -765,35 +799,150 @@ async fn an_eviction_a_disruption_budget_forbids_is_refused_with_429() {
         "the pod stays"
     );
 
-    let mut allowing = server.get(&budgets, "web").unwrap();
-    allowing["status"]["disruptionsAllowed"] = json!(1);
-    server.put(&budgets, allowing);
+    // The third pod becomes Ready: one disruption is allowed, and spent by one eviction.
+    server.put(&pods_collection, web_pod("web-3", true, None));
+    assert_eq!(budget_status(&server, "web")["disruptionsAllowed"], 1);
     pods.evict("web-1", &EvictParams::default())
         .await
         .expect("one disruption is allowed");
-    assert!(server.get(&pods_collection, "web-1").is_none());
+    let evicted = server.get(&pods_collection, "web-1").expect("terminating");
+    assert!(evicted["metadata"]["deletionTimestamp"].is_string());
+    let status = budget_status(&server, "web");
     assert_eq!(
-        server.get(&budgets, "web").unwrap()["status"]["disruptionsAllowed"],
-        0,
-        "the budget is spent"
+        (&status["currentHealthy"], &status["disruptionsAllowed"]),
+        (&json!(2), &json!(0)),
+        "a terminating pod is not healthy: {status}"
     );
     assert_eq!(
         refusal(pods.evict("web-2", &EvictParams::default()).await).code,
         429
     );
+    pods.evict("web-1", &EvictParams::default())
+        .await
+        .expect("a terminating pod is deleted without asking the budget");
 
-    server.put(&pods_collection, json!({"metadata": {"name": "other", "labels": {"app": "api"}}, "status": {"phase": "Running"}}));
+    server.put(&pods_collection, json!({"metadata": {"name": "other", "labels": {"app": "api"}},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "app", "image": "app:1"}]}, "status": {"phase": "Running"}}));
     pods.evict("other", &EvictParams::default())
         .await
         .expect("no budget selects it");
 }
 
+#[tokio::test]
+async fn max_unavailable_and_percentages_are_scaled_from_the_controllers_replicas() {
+    let server = FakeApiServer::new();
+    server.put(
+        &Collection::apps(NS, "deployments"),
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "uid": "uid-deploy"},
+            "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "app:1"}]}}}}),
+    );
+    server.put(
+        &Collection::apps(NS, "replicasets"),
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web-5d4c3b2a1", "uid": "uid-rs",
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "uid-deploy", "controller": true}]},
+            "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "app:1"}]}}}}),
+    );
+    let pods = Collection::core(NS, "pods");
+    for i in 1..=3 {
+        server.put(
+            &pods,
+            web_pod(
+                &format!("web-{i}"),
+                true,
+                Some(("ReplicaSet", "web-5d4c3b2a1", "uid-rs")),
+            ),
+        );
+    }
+    server.put(&budgets(), budget("web", json!({"maxUnavailable": "25%"})));
+    let status = budget_status(&server, "web");
+    assert_eq!(
+        (
+            &status["expectedPods"],
+            &status["desiredHealthy"],
+            &status["currentHealthy"],
+            &status["disruptionsAllowed"]
+        ),
+        (&json!(4), &json!(3), &json!(3), &json!(0)),
+        "the Deployment's 4 replicas, one missing: {status}"
+    );
+    server.put(&budgets(), budget("web", json!({"minAvailable": "50%"})));
+    let status = budget_status(&server, "web");
+    assert_eq!(
+        (&status["desiredHealthy"], &status["disruptionsAllowed"]),
+        (&json!(2), &json!(1))
+    );
+    // A pod without a controller: a percentage cannot be scaled; nothing may be disrupted.
+    server.put(&pods, web_pod("stray", true, None));
+    let status = budget_status(&server, "web");
+    assert_eq!(status["disruptionsAllowed"], 0);
+    assert_eq!(status["conditions"][0]["reason"], "SyncFailed");
+}
+
+#[tokio::test]
+async fn an_unready_pod_is_evicted_only_when_the_budget_is_healthy_unless_always_allowed() {
+    let server = FakeApiServer::new();
+    let collection = Collection::core(NS, "pods");
+    server.put(&collection, web_pod("ready-1", true, None));
+    server.put(&collection, web_pod("ready-2", true, None));
+    server.put(&collection, web_pod("broken-1", false, None));
+    server.put(&collection, web_pod("broken-2", false, None));
+    server.put(&budgets(), budget("web", json!({"minAvailable": 2})));
+    let pods: Api<Pod> = Api::namespaced(server.client(), NS);
+    pods.evict("broken-1", &EvictParams::default())
+        .await
+        .expect("the budget is healthy (2 of 2): an unready pod may go");
+    assert_eq!(budget_status(&server, "web")["disruptionsAllowed"], 0);
+
+    // One Ready pod fails its probe: the budget is unhealthy (1 of 2).
+    server.put(&collection, web_pod("ready-2", false, None));
+    let status = refusal(pods.evict("broken-2", &EvictParams::default()).await);
+    assert_eq!(status.code, 429, "IfHealthyBudget, the default");
+    assert_eq!(
+        status.details.unwrap().causes[0].message,
+        "The disruption budget web needs 2 healthy pods and has 1 currently"
+    );
+    let mut always = budget("web", json!({"minAvailable": 2}));
+    always["spec"]["unhealthyPodEvictionPolicy"] = json!("AlwaysAllow");
+    server.put(&budgets(), always);
+    pods.evict("broken-2", &EvictParams::default())
+        .await
+        .expect("AlwaysAllow: an unready pod may always go");
+    let status = refusal(pods.evict("ready-1", &EvictParams::default()).await);
+    assert_eq!(status.code, 429, "but a Ready pod still needs the budget");
+
+    // Two budgets for one pod.
+    server.put(&budgets(), budget("second", json!({"minAvailable": 0})));
+    let status = refusal(pods.evict("ready-1", &EvictParams::default()).await);
+    assert_eq!(status.code, 500);
+    assert_eq!(
+        status.message,
+        "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."
+    );
+    assert_eq!(status.reason, "", "the apiserver sends no reason");
+}
+
 // --- events ---
+
+fn v1_event(name: &str, regarding_namespace: Option<&str>) -> Value {
+    let mut regarding =
+        json!({"kind": "Deployment", "name": "web", "uid": "u-1", "apiVersion": "apps/v1"});
+    if let Some(namespace) = regarding_namespace {
+        regarding["namespace"] = json!(namespace);
+    }
+    json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": name},
+        "eventTime": "2026-11-28T00:00:00.000000Z", "reportingController": "selfheal", "reportingInstance": "selfheal-0",
+        "action": "Raise", "reason": "MemoryLimitRaised", "type": "Normal", "note": "raised",
+        "regarding": regarding})
+}
 
 #[tokio::test]
 async fn events_k8s_io_events_are_validated_like_the_apiserver() {
     let server = FakeApiServer::new();
     let events = api(&server, "events.k8s.io", "v1", "Event", "events");
+    // No eventTime: validated as an old-style Event first (its object's namespace), then the
+    // events.k8s.io rules. The paths are the internal (core) names.
     let status = refusal(
         events
             .create(
@@ -806,20 +955,164 @@ async fn events_k8s_io_events_are_validated_like_the_apiserver() {
     assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
     assert_eq!(
         status.message,
-        "Event.events.k8s.io \"e1\" is invalid: [reportingController: Required value, reportingInstance: Required value, action: Required value, reason: Required value, eventTime: Required value, regarding: Required value]"
+        "Event.events.k8s.io \"e1\" is invalid: [involvedObject.namespace: Invalid value: \"\": does not match event.namespace, eventTime: Required value]"
     );
-    let long = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e2"},
-        "eventTime": "2026-11-28T00:00:00.000000Z", "reportingController": "selfheal", "reportingInstance": "selfheal-0",
-        "action": "Raise", "reason": "MemoryLimitRaised", "type": "Normal", "note": "x".repeat(1025),
-        "regarding": {"kind": "Deployment", "namespace": NS, "name": "web", "uid": "u-1"}});
+    let mut bare = v1_event("e2", Some(NS));
+    for field in [
+        "reportingController",
+        "reportingInstance",
+        "action",
+        "reason",
+    ] {
+        bare.as_object_mut().unwrap().remove(field);
+    }
+    bare["type"] = json!("Info");
+    let status = refusal(events.create(&PostParams::default(), &object(bare)).await);
+    assert_eq!(
+        status.message,
+        "Event.events.k8s.io \"e2\" is invalid: [reportingController: Required value, reportingController: Invalid value: \"\": name part must be non-empty, reportingController: Invalid value: \"\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]'), reportingInstance: Required value, action: Required value, reason: Required value, type: Invalid value: \"\": has invalid value: Info]"
+    );
+    let mut long = v1_event("e3", Some(NS));
+    long["note"] = json!("x".repeat(1025));
+    long["deprecatedCount"] = json!(2);
     let status = refusal(events.create(&PostParams::default(), &object(long)).await);
-    assert!(
-        status
-            .message
-            .ends_with("note: Too long: must have at most 1024 bytes"),
-        "{}",
-        status.message
+    assert_eq!(
+        status.message,
+        "Event.events.k8s.io \"e3\" is invalid: [message: Invalid value: \"\": can have at most 1024 characters, count: Invalid value: \"\": needs to be unset]"
     );
+}
+
+#[tokio::test]
+async fn an_events_regarding_namespace_follows_the_apiservers_rules() {
+    let server = FakeApiServer::new();
+    let events = api(&server, "events.k8s.io", "v1", "Event", "events");
+    events
+        .create(&PostParams::default(), &object(v1_event("same", Some(NS))))
+        .await
+        .expect("an Event beside its object");
+    events
+        .create(
+            &PostParams::default(),
+            &object(v1_event("elsewhere", Some("other"))),
+        )
+        .await
+        .expect("an events.k8s.io Event may regard an object of another namespace");
+    let status = refusal(
+        events
+            .create(&PostParams::default(), &object(v1_event("node", None)))
+            .await,
+    );
+    assert_eq!(
+        status.message,
+        "Event.events.k8s.io \"node\" is invalid: involvedObject.namespace: Invalid value: \"\": does not match event.namespace",
+        "a cluster-scoped object's Event belongs in default or kube-system"
+    );
+    Api::<DynamicObject>::namespaced_with(
+        server.client(),
+        "default",
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("events.k8s.io", "v1", "Event"),
+            "events",
+        ),
+    )
+    .create(&PostParams::default(), &object(v1_event("node", None)))
+    .await
+    .expect("in default");
+
+    // core/v1, old style (no eventTime): the involved object's namespace must be the Event's.
+    let core: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(server.client(), NS);
+    let old_style = |name: &str, namespace: &str| -> k8s_openapi::api::core::v1::Event {
+        serde_json::from_value(json!({"metadata": {"name": name}, "reason": "FailedCreate", "type": "Warning",
+            "message": "Error creating: x", "involvedObject": {"kind": "ReplicaSet", "namespace": namespace, "name": "web-1"},
+            "source": {"component": "replicaset-controller"}, "count": 1}))
+        .unwrap()
+    };
+    core.create(&PostParams::default(), &old_style("ok", NS))
+        .await
+        .expect("core/v1 beside its object");
+    let status = refusal(
+        core.create(&PostParams::default(), &old_style("bad", "other"))
+            .await,
+    );
+    assert_eq!(
+        status.message,
+        "Event \"bad\" is invalid: involvedObject.namespace: Invalid value: \"other\": does not match event.namespace"
+    );
+}
+
+#[tokio::test]
+async fn an_events_k8s_io_event_may_only_change_its_series() {
+    let server = FakeApiServer::new();
+    let events = api(&server, "events.k8s.io", "v1", "Event", "events");
+    events
+        .create(&PostParams::default(), &object(v1_event("e1", Some(NS))))
+        .await
+        .unwrap();
+    events
+        .patch(
+            "e1",
+            &PatchParams::default(),
+            &merge(
+                json!({"series": {"count": 2, "lastObservedTime": "2026-11-28T00:01:00.000000Z"}}),
+            ),
+        )
+        .await
+        .expect("a series may be added");
+    let status = refusal(
+        events
+            .patch(
+                "e1",
+                &PatchParams::default(),
+                &merge(json!({"series": {"count": 1, "lastObservedTime": "2026-11-28T00:02:00.000000Z"}})),
+            )
+            .await,
+    );
+    assert_eq!(
+        status.message,
+        "Event.events.k8s.io \"e1\" is invalid: series.count: Invalid value: \"\": should be at least 2"
+    );
+    let status = refusal(
+        events
+            .patch(
+                "e1",
+                &PatchParams::default(),
+                &merge(json!({"note": "raised again", "reason": "Other"})),
+            )
+            .await,
+    );
+    assert_eq!(
+        status.message,
+        "Event.events.k8s.io \"e1\" is invalid: [reason: Invalid value: \"Other\": field is immutable, message: Invalid value: \"raised again\": field is immutable]"
+    );
+    // The Recorder's repeat (a merge patch of the whole cached Event with a series) passes.
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let recorder = Recorder::new(
+        server.client(),
+        Reporter {
+            controller: "selfheal".into(),
+            instance: Some("selfheal-0".into()),
+        },
+    );
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("apps/v1".into()),
+        kind: Some("Deployment".into()),
+        namespace: Some(NS.into()),
+        name: Some("api".into()),
+        uid: Some("uid-api".into()),
+        ..Default::default()
+    };
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "FixHeldByQuota".into(),
+        note: Some("held".into()),
+        action: "Raise".into(),
+        secondary: None,
+    };
+    recorder.publish(&event, &reference).await.unwrap();
+    recorder
+        .publish(&event, &reference)
+        .await
+        .expect("a repeat only changes the series");
 }
 
 #[tokio::test]
@@ -1198,4 +1491,920 @@ async fn the_main_resource_cannot_change_the_status() {
         "the status write through the main resource is ignored"
     );
     assert_eq!(replaced["spec"]["resources"]["requests"]["storage"], "10Gi");
+}
+
+// --- defaulting before admission (issue 16, 1) ---
+
+/// Records the objects the mutating webhook is shown, and lets it change them.
+type Seen = Arc<Mutex<Vec<(String, Value)>>>;
+
+fn recording_webhook(server: &FakeApiServer, change: fn(&mut Value)) -> Seen {
+    let seen: Seen = Arc::default();
+    let record = seen.clone();
+    server.set_admission_with_old(Arc::new(
+        move |_: &Collection, operation: &str, _: Option<&Value>, object: &mut Value| {
+            record
+                .lock()
+                .unwrap()
+                .push((operation.to_string(), object.clone()));
+            change(object);
+        },
+    ));
+    seen
+}
+
+fn container_resources(object: &Value) -> Value {
+    object["spec"]["containers"][0]["resources"].clone()
+}
+
+#[tokio::test]
+async fn a_containers_requests_default_to_its_limits_before_any_webhook_sees_the_pod() {
+    let server = FakeApiServer::new();
+    let seen = recording_webhook(&server, |_| {});
+    let pods = api(&server, "", "v1", "Pod", "pods");
+    let created = json_of(
+        &pods
+            .create(&PostParams::default(), &object(pod("256Mi")))
+            .await
+            .unwrap(),
+    );
+    let shown = seen.lock().unwrap()[0].1.clone();
+    assert_eq!(
+        container_resources(&shown),
+        json!({"limits": {"memory": "256Mi"}, "requests": {"memory": "256Mi"}}),
+        "the webhook sees the defaulted request"
+    );
+    assert_eq!(container_resources(&created)["requests"]["memory"], "256Mi");
+    assert_eq!(created["spec"]["terminationGracePeriodSeconds"], 30);
+    assert_eq!(created["spec"]["restartPolicy"], "Always");
+
+    // A limit a webhook adds is defaulted into a request too (the dispatcher re-defaults).
+    let server = FakeApiServer::new();
+    recording_webhook(&server, |object| {
+        object["spec"]["containers"][0]["resources"] = json!({"limits": {"memory": "1Gi"}});
+    });
+    let mut bare = pod("256Mi");
+    bare["spec"]["containers"][0]["resources"] = json!({});
+    let created = json_of(
+        &api(&server, "", "v1", "Pod", "pods")
+            .create(&PostParams::default(), &object(bare))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        container_resources(&created),
+        json!({"limits": {"memory": "1Gi"}, "requests": {"memory": "1Gi"}})
+    );
+}
+
+#[tokio::test]
+async fn the_limitranger_defaults_before_the_webhook_and_judges_its_result_after() {
+    let server = FakeApiServer::new();
+    server.put(&Collection::core(NS, "limitranges"), json!({"apiVersion": "v1", "kind": "LimitRange",
+        "metadata": {"name": "limits"}, "spec": {"limits": [{"type": "Container",
+            "max": {"memory": "1Gi"}, "default": {"memory": "512Mi"}, "defaultRequest": {"memory": "256Mi"}}]}}));
+    let seen = recording_webhook(&server, |object| {
+        object["spec"]["containers"][0]["resources"]["limits"]["memory"] = json!("2Gi");
+    });
+    let mut bare = pod("1Gi");
+    bare["spec"]["containers"][0]["resources"] = json!({});
+    let status = refusal(
+        api(&server, "", "v1", "Pod", "pods")
+            .create(&PostParams::default(), &object(bare))
+            .await,
+    );
+    let shown = seen.lock().unwrap()[0].1.clone();
+    assert_eq!(
+        container_resources(&shown),
+        json!({"limits": {"memory": "512Mi"}, "requests": {"memory": "256Mi"}}),
+        "the LimitRange's defaults are in the object the webhook is shown"
+    );
+    assert_eq!(
+        shown["metadata"]["annotations"]["kubernetes.io/limit-ranger"],
+        "LimitRanger plugin set: memory request for container app; memory limit for container app"
+    );
+    assert_eq!((status.code, status.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        status.message,
+        "pods \"web-1\" is forbidden: maximum memory usage per Container is 1Gi, but limit is 2Gi",
+        "the maximum judges what the webhook made of the pod"
+    );
+}
+
+#[tokio::test]
+async fn a_limitrange_maximum_alone_is_also_its_default() {
+    let server = FakeApiServer::new();
+    let stored = server.put(&Collection::core(NS, "limitranges"), json!({"apiVersion": "v1", "kind": "LimitRange",
+        "metadata": {"name": "limits"}, "spec": {"limits": [{"type": "Container", "max": {"memory": "1Gi"}}]}}));
+    assert_eq!(
+        stored["spec"]["limits"][0]["default"],
+        json!({"memory": "1Gi"})
+    );
+    assert_eq!(
+        stored["spec"]["limits"][0]["defaultRequest"],
+        json!({"memory": "1Gi"})
+    );
+    let mut bare = pod("1Gi");
+    bare["spec"]["containers"][0]["resources"] = json!({});
+    let created = json_of(
+        &api(&server, "", "v1", "Pod", "pods")
+            .create(&PostParams::default(), &object(bare))
+            .await
+            .expect("the defaulted limit is the maximum"),
+    );
+    assert_eq!(
+        container_resources(&created),
+        json!({"limits": {"memory": "1Gi"}, "requests": {"memory": "1Gi"}})
+    );
+}
+
+#[tokio::test]
+async fn quantities_are_stored_in_their_canonical_form() {
+    let server = FakeApiServer::new();
+    let mut odd = pod("1024Mi");
+    odd["spec"]["containers"][0]["resources"]["requests"] =
+        json!({"memory": "0.5Gi", "cpu": "1000m"});
+    let created = json_of(
+        &api(&server, "", "v1", "Pod", "pods")
+            .create(&PostParams::default(), &object(odd))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        container_resources(&created),
+        json!({"limits": {"memory": "1Gi"}, "requests": {"memory": "512Mi", "cpu": "1"}})
+    );
+}
+
+#[tokio::test]
+async fn a_request_above_its_limit_is_invalid_in_pods_and_templates() {
+    let server = FakeApiServer::new();
+    let mut over = pod("1Gi");
+    over["spec"]["containers"][0]["resources"]["requests"] = json!({"memory": "2Gi"});
+    let status = refusal(
+        api(&server, "", "v1", "Pod", "pods")
+            .create(&PostParams::default(), &object(over))
+            .await,
+    );
+    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        status.message,
+        "Pod \"web-1\" is invalid: spec.containers[0].resources.requests: Invalid value: \"2Gi\": must be less than or equal to memory limit"
+    );
+    let deployments = api(&server, "apps", "v1", "Deployment", "deployments");
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "app:1",
+                "resources": {"requests": {"memory": "512Mi"}, "limits": {"memory": "512Mi"}}}]}}}});
+    deployments
+        .create(&PostParams::default(), &object(deployment))
+        .await
+        .unwrap();
+    let status = refusal(
+        deployments
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [
+                    {"name": "app", "resources": {"limits": {"memory": "256Mi"}}}]}}}})),
+            )
+            .await,
+    );
+    assert_eq!(
+        status.message,
+        "Deployment.apps \"web\" is invalid: spec.template.spec.containers[0].resources.requests: Invalid value: \"512Mi\": must be less than or equal to memory limit"
+    );
+}
+
+#[tokio::test]
+async fn a_created_pod_gets_the_registrys_status_and_a_generated_name_after_admission() {
+    let server = FakeApiServer::new();
+    let seen = recording_webhook(&server, |_| {});
+    let mut made = pod("256Mi");
+    made["metadata"] = json!({"generateName": "web-7d9f8c6b5-", "labels": {"app": "web"}});
+    made["status"] = json!({"phase": "Running"});
+    let created = json_of(
+        &api(&server, "", "v1", "Pod", "pods")
+            .create(&PostParams::default(), &object(made))
+            .await
+            .unwrap(),
+    );
+    let shown = seen.lock().unwrap()[0].1.clone();
+    assert!(
+        shown["metadata"]["name"].is_null(),
+        "a mutating webhook sees no name yet: {}",
+        shown["metadata"]
+    );
+    let name = created["metadata"]["name"].as_str().unwrap();
+    let suffix = name.strip_prefix("web-7d9f8c6b5-").expect("the prefix");
+    assert_eq!(suffix.len(), 5);
+    assert!(
+        suffix
+            .chars()
+            .all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)),
+        "{name}"
+    );
+    assert_eq!(
+        created["status"],
+        json!({"phase": "Pending", "qosClass": "Burstable"}),
+        "the status sent on CREATE is replaced"
+    );
+}
+
+#[tokio::test]
+async fn a_claim_is_held_to_the_limitranges_storage_bounds_and_gets_the_default_class() {
+    let server = FakeApiServer::new();
+    server.put(
+        &Collection::core(NS, "limitranges"),
+        json!({"apiVersion": "v1", "kind": "LimitRange",
+        "metadata": {"name": "storage"}, "spec": {"limits": [{"type": "PersistentVolumeClaim",
+            "min": {"storage": "1Gi"}, "max": {"storage": "5Gi"}}]}}),
+    );
+    server.put(
+        &Collection::new("apis/storage.k8s.io/v1", "", "storageclasses"),
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "provisioner": "x",
+            "metadata": {"name": "fast", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}}),
+    );
+    let claims = api(
+        &server,
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+    );
+    let status = refusal(
+        claims
+            .create(&PostParams::default(), &object(claim("10Gi")))
+            .await,
+    );
+    assert_eq!(
+        status.message,
+        "persistentvolumeclaims \"data\" is forbidden: maximum storage usage per PersistentVolumeClaim is 5Gi, but request is 10Gi"
+    );
+    let created = json_of(
+        &claims
+            .create(&PostParams::default(), &object(claim("3Gi")))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(created["spec"]["storageClassName"], "fast");
+    // An expansion is judged too.
+    let collection = Collection::core(NS, "persistentvolumeclaims");
+    let mut bound = server.get(&collection, "data").unwrap();
+    bound["status"] = json!({"phase": "Bound"});
+    server.put(&collection, bound);
+    let status = refusal(
+        claims
+            .patch(
+                "data",
+                &PatchParams::default(),
+                &merge(json!({"spec": {"resources": {"requests": {"storage": "6Gi"}}}})),
+            )
+            .await,
+    );
+    assert_eq!(
+        status.message,
+        "persistentvolumeclaims \"data\" is forbidden: maximum storage usage per PersistentVolumeClaim is 5Gi, but request is 6Gi"
+    );
+}
+
+// --- ResourceQuota (issue 14, 5) ---
+
+fn quota(name: &str, hard: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": name}, "spec": {"hard": hard}})
+}
+
+fn quotas() -> Collection {
+    Collection::core(NS, "resourcequotas")
+}
+
+fn pod_named(name: &str, limit: &str, request: &str) -> Value {
+    let mut pod = pod(limit);
+    pod["metadata"]["name"] = json!(name);
+    pod["spec"]["containers"][0]["resources"]["requests"] = json!({"memory": request});
+    pod
+}
+
+#[tokio::test]
+async fn a_pod_over_the_quota_is_refused_with_the_apiservers_wording() {
+    let server = FakeApiServer::new();
+    server.put(
+        &quotas(),
+        quota(
+            "mem",
+            json!({"limits.memory": "768Mi", "requests.memory": "768Mi"}),
+        ),
+    );
+    assert_eq!(
+        server.get(&quotas(), "mem").unwrap()["status"],
+        json!({"hard": {"limits.memory": "768Mi", "requests.memory": "768Mi"},
+            "used": {"limits.memory": "0", "requests.memory": "0"}}),
+        "the controller writes hard and used at once"
+    );
+    let pods = api(&server, "", "v1", "Pod", "pods");
+    let mut raised = pod_named("x", "1Gi", "256Mi");
+    raised["metadata"] = json!({"generateName": "quota-7d9f8c6b5-"});
+    let status = refusal(pods.create(&PostParams::default(), &object(raised)).await);
+    assert_eq!((status.code, status.reason.as_str()), (403, "Forbidden"));
+    let message = status
+        .message
+        .strip_prefix("pods \"quota-7d9f8c6b5-")
+        .expect("the generated name");
+    assert_eq!(
+        &message[5..],
+        "\" is forbidden: exceeded quota: mem, requested: limits.memory=1Gi, used: limits.memory=0, limited: limits.memory=768Mi"
+    );
+
+    pods.create(
+        &PostParams::default(),
+        &object(pod_named("a", "512Mi", "256Mi")),
+    )
+    .await
+    .expect("fits");
+    assert_eq!(
+        server.get(&quotas(), "mem").unwrap()["status"]["used"],
+        json!({"limits.memory": "512Mi", "requests.memory": "256Mi"})
+    );
+    let status = refusal(
+        pods.create(
+            &PostParams::default(),
+            &object(pod_named("b", "600Mi", "600Mi")),
+        )
+        .await,
+    );
+    assert_eq!(
+        status.message,
+        "pods \"b\" is forbidden: exceeded quota: mem, requested: limits.memory=600Mi,requests.memory=600Mi, used: limits.memory=512Mi,requests.memory=256Mi, limited: limits.memory=768Mi,requests.memory=768Mi"
+    );
+    // A dry run is judged, not billed; a deleted pod frees its share.
+    pods.create(
+        &PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        },
+        &object(pod_named("c", "256Mi", "256Mi")),
+    )
+    .await
+    .expect("fits");
+    assert_eq!(
+        server.get(&quotas(), "mem").unwrap()["status"]["used"]["limits.memory"],
+        "512Mi"
+    );
+    server.remove(&Collection::core(NS, "pods"), "a");
+    assert_eq!(
+        server.get(&quotas(), "mem").unwrap()["status"]["used"],
+        json!({"limits.memory": "0", "requests.memory": "0"})
+    );
+}
+
+#[tokio::test]
+async fn a_pod_that_states_no_resource_a_quota_tracks_is_refused() {
+    let server = FakeApiServer::new();
+    server.put(
+        &quotas(),
+        quota(
+            "mem",
+            json!({"limits.memory": "1Gi", "requests.memory": "1Gi", "pods": "10"}),
+        ),
+    );
+    let mut bare = pod("1Gi");
+    bare["spec"]["containers"][0]["resources"] = json!({});
+    let status = refusal(
+        api(&server, "", "v1", "Pod", "pods")
+            .create(&PostParams::default(), &object(bare))
+            .await,
+    );
+    assert_eq!(
+        status.message,
+        "pods \"web-1\" is forbidden: failed quota: mem: must specify limits.memory,requests.memory"
+    );
+}
+
+#[tokio::test]
+async fn scoped_quotas_count_only_the_pods_their_scopes_select() {
+    let server = FakeApiServer::new();
+    let mut best_effort = quota("best-effort", json!({"pods": "1"}));
+    best_effort["spec"]["scopes"] = json!(["BestEffort"]);
+    server.put(&quotas(), best_effort);
+    let mut high = quota("high", json!({"limits.memory": "512Mi"}));
+    high["spec"]["scopeSelector"] = json!({"matchExpressions": [
+        {"scopeName": "PriorityClass", "operator": "In", "values": ["high"]}]});
+    server.put(&quotas(), high);
+    let mut terminating = quota("jobs", json!({"limits.memory": "256Mi"}));
+    terminating["spec"]["scopes"] = json!(["Terminating"]);
+    server.put(&quotas(), terminating);
+    let pods = api(&server, "", "v1", "Pod", "pods");
+
+    // A burstable pod without a class and without a deadline: no quota applies.
+    pods.create(
+        &PostParams::default(),
+        &object(pod_named("plain", "1Gi", "1Gi")),
+    )
+    .await
+    .expect("no quota selects it");
+    let mut urgent = pod_named("urgent", "1Gi", "1Gi");
+    urgent["spec"]["priorityClassName"] = json!("high");
+    let status = refusal(pods.create(&PostParams::default(), &object(urgent)).await);
+    assert_eq!(
+        status.message,
+        "pods \"urgent\" is forbidden: exceeded quota: high, requested: limits.memory=1Gi, used: limits.memory=0, limited: limits.memory=512Mi"
+    );
+    let mut batch = pod_named("batch", "512Mi", "512Mi");
+    batch["spec"]["activeDeadlineSeconds"] = json!(60);
+    let status = refusal(pods.create(&PostParams::default(), &object(batch)).await);
+    assert!(
+        status.message.contains("exceeded quota: jobs"),
+        "{}",
+        status.message
+    );
+    let mut free = pod("1Gi");
+    free["metadata"]["name"] = json!("free-1");
+    free["spec"]["containers"][0]["resources"] = json!({});
+    pods.create(&PostParams::default(), &object(free.clone()))
+        .await
+        .expect("one best-effort pod");
+    free["metadata"]["name"] = json!("free-2");
+    let status = refusal(pods.create(&PostParams::default(), &object(free)).await);
+    assert_eq!(
+        status.message,
+        "pods \"free-2\" is forbidden: exceeded quota: best-effort, requested: pods=1, used: pods=1, limited: pods=1"
+    );
+    assert_eq!(
+        server.get(&quotas(), "high").unwrap()["status"]["used"],
+        json!({"limits.memory": "0"}),
+        "the unscoped pod is not billed to a scoped quota"
+    );
+}
+
+#[tokio::test]
+async fn claims_are_billed_for_storage_per_class_and_for_their_growth() {
+    let server = FakeApiServer::new();
+    server.put(
+        &quotas(),
+        quota(
+            "storage",
+            json!({"requests.storage": "4Gi", "fast.storageclass.storage.k8s.io/requests.storage": "2Gi",
+                "persistentvolumeclaims": "5"}),
+        ),
+    );
+    let claims = api(
+        &server,
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+    );
+    let mut fast = claim("3Gi");
+    fast["metadata"]["name"] = json!("cache");
+    fast["spec"]["storageClassName"] = json!("fast");
+    let status = refusal(claims.create(&PostParams::default(), &object(fast)).await);
+    assert_eq!(
+        status.message,
+        "persistentvolumeclaims \"cache\" is forbidden: exceeded quota: storage, requested: fast.storageclass.storage.k8s.io/requests.storage=3Gi, used: fast.storageclass.storage.k8s.io/requests.storage=0, limited: fast.storageclass.storage.k8s.io/requests.storage=2Gi"
+    );
+    claims
+        .create(&PostParams::default(), &object(claim("3Gi")))
+        .await
+        .expect("no class: only requests.storage");
+    assert_eq!(
+        server.get(&quotas(), "storage").unwrap()["status"]["used"],
+        json!({"requests.storage": "3Gi", "fast.storageclass.storage.k8s.io/requests.storage": "0",
+            "persistentvolumeclaims": "1"})
+    );
+    let collection = Collection::core(NS, "persistentvolumeclaims");
+    let mut bound = server.get(&collection, "data").unwrap();
+    bound["status"] = json!({"phase": "Bound"});
+    server.put(&collection, bound);
+    let status = refusal(
+        claims
+            .patch(
+                "data",
+                &PatchParams::default(),
+                &merge(json!({"spec": {"resources": {"requests": {"storage": "5Gi"}}}})),
+            )
+            .await,
+    );
+    assert_eq!(
+        status.message,
+        "persistentvolumeclaims \"data\" is forbidden: exceeded quota: storage, requested: requests.storage=2Gi, used: requests.storage=3Gi, limited: requests.storage=4Gi"
+    );
+}
+
+#[tokio::test]
+async fn terminal_pods_and_object_counts_follow_the_quota_controller() {
+    let server = FakeApiServer::new();
+    server.put(
+        &quotas(),
+        quota(
+            "counts",
+            json!({"count/configmaps": "1", "limits.memory": "1Gi"}),
+        ),
+    );
+    let maps: Api<ConfigMap> = Api::namespaced(server.client(), NS);
+    maps.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "a"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let status = refusal(
+        maps.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "b"}})).unwrap(),
+        )
+        .await,
+    );
+    assert_eq!(
+        status.message,
+        "configmaps \"b\" is forbidden: exceeded quota: counts, requested: count/configmaps=1, used: count/configmaps=1, limited: count/configmaps=1"
+    );
+    let pods = Collection::core(NS, "pods");
+    let mut done = pod_named("done", "1Gi", "1Gi");
+    done["status"] = json!({"phase": "Running"});
+    server.put(&pods, done.clone());
+    assert_eq!(
+        server.get(&quotas(), "counts").unwrap()["status"]["used"]["limits.memory"],
+        "1Gi"
+    );
+    done["status"]["phase"] = json!("Failed");
+    server.put(&pods, done);
+    assert_eq!(
+        server.get(&quotas(), "counts").unwrap()["status"]["used"]["limits.memory"],
+        "0",
+        "a terminal pod uses no compute quota"
+    );
+}
+
+// --- the request log and status subresources (issue 16: "written through the status subresource") ---
+
+#[tokio::test]
+async fn the_request_log_records_method_path_query_patch_type_and_user() {
+    let server = FakeApiServer::new();
+    let deployments = Collection::apps(NS, "deployments");
+    server.put(&deployments, json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "app:1"}]}}}}));
+    let api = api(&server, "apps", "v1", "Deployment", "deployments");
+    api.get("web").await.unwrap();
+    api.patch(
+        "web",
+        &PatchParams::apply("ci").force(),
+        &Patch::Apply(
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"replicas": 2}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let as_controller =
+        support::fake_apiserver::UserInfo::service_account("kube-system", "replicaset-controller");
+    Api::<Pod>::namespaced(server.client_as(&as_controller), NS)
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap();
+
+    let log = server.request_log();
+    assert_eq!(log.len(), 3);
+    assert_eq!(
+        (
+            log[0].method.as_str(),
+            log[0].path.as_str(),
+            log[0].is_write()
+        ),
+        (
+            "GET",
+            "/apis/apps/v1/namespaces/shop/deployments/web",
+            false
+        )
+    );
+    assert_eq!(log[1].method, axum::http::Method::PATCH);
+    assert_eq!(
+        log[1].patch_type,
+        Some(support::fake_apiserver::patches::PatchType::Apply)
+    );
+    assert_eq!(
+        log[1].query.get("fieldManager").map(String::as_str),
+        Some("ci")
+    );
+    assert_eq!(log[1].query.get("force").map(String::as_str), Some("true"));
+    assert_eq!(log[1].body.as_ref().unwrap()["spec"]["replicas"], 2);
+    assert_eq!(log[1].code, 200);
+    assert_eq!(log[1].user, "kubernetes-admin");
+    assert_eq!(
+        log[2].user,
+        "system:serviceaccount:kube-system:replicaset-controller"
+    );
+    assert_eq!(
+        log[2].query.get("labelSelector").map(String::as_str),
+        Some("app=web")
+    );
+    assert_eq!(server.writes_to(&deployments).len(), 1);
+    assert_eq!(
+        server.writes_to(&Collection::apps("", "deployments")).len(),
+        1,
+        "any namespace"
+    );
+    assert!(
+        server
+            .writes_to(&Collection::apps(NS, "statefulsets"))
+            .is_empty()
+    );
+    server.clear_request_log();
+    assert!(server.request_log().is_empty());
+}
+
+#[tokio::test]
+async fn cert_manager_certificates_change_status_only_through_the_status_subresource() {
+    let server = FakeApiServer::new();
+    let certificates = Collection::new("apis/cert-manager.io/v1", NS, "certificates");
+    server.put(
+        &certificates,
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+        "metadata": {"name": "shop"}, "spec": {"secretName": "shop-tls"},
+        "status": {"conditions": [{"type": "Ready", "status": "False"}]}}),
+    );
+    let api = api(
+        &server,
+        "cert-manager.io",
+        "v1",
+        "Certificate",
+        "certificates",
+    );
+    let mut sent = json_of(&api.get("shop").await.unwrap());
+    sent["status"]["conditions"] = json!([{"type": "Issuing", "status": "True"}]);
+    let replaced = json_of(
+        &api.replace("shop", &PostParams::default(), &object(sent.clone()))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        replaced["status"]["conditions"][0]["type"], "Ready",
+        "the main resource keeps the stored status"
+    );
+    sent["metadata"]["resourceVersion"] = replaced["metadata"]["resourceVersion"].clone();
+    sent["spec"]["secretName"] = json!("other");
+    let written = json_of(
+        &api.replace_status("shop", &PostParams::default(), &object(sent.clone()))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(written["status"]["conditions"][0]["type"], "Issuing");
+    assert_eq!(
+        written["spec"]["secretName"], "shop-tls",
+        "the status subresource keeps the stored spec"
+    );
+    let status_writes: Vec<_> = server
+        .writes_to(&certificates)
+        .into_iter()
+        .filter(|r| r.subresource().as_deref() == Some("status"))
+        .collect();
+    assert_eq!(status_writes.len(), 1);
+    assert_eq!(status_writes[0].method, axum::http::Method::PUT);
+    // Every patch type reaches the status subresource, and changes the status only.
+    let patched = json_of(
+        &api.patch_status(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"secretName": "x"}, "status": {"notAfter": "2027-01-01T00:00:00Z"}})),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(patched["status"]["notAfter"], "2027-01-01T00:00:00Z");
+    assert_eq!(patched["spec"]["secretName"], "shop-tls");
+}
+
+// --- graceful deletion (issue 16, 2) ---
+
+fn scheduled_pod(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "web"}},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "app", "image": "app:1",
+            "resources": {"limits": {"memory": "256Mi"}}}]},
+        "status": {"phase": "Running", "containerStatuses": [{"name": "app", "restartCount": 3,
+            "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}]}})
+}
+
+fn seconds_until(server: &FakeApiServer, pod: &Value) -> i64 {
+    let deadline: jiff::Timestamp = pod["metadata"]["deletionTimestamp"]
+        .as_str()
+        .expect("a deletionTimestamp")
+        .parse()
+        .unwrap();
+    deadline.duration_since(server.now()).as_secs()
+}
+
+#[tokio::test]
+async fn a_deleted_pod_terminates_for_its_grace_period_and_only_then_is_gone() {
+    let server = FakeApiServer::new();
+    let collection = Collection::core(NS, "pods");
+    server.put(&collection, scheduled_pod("web-1"));
+    let pods: Api<Pod> = Api::namespaced(server.client(), NS);
+    let from = server.resource_version().to_string();
+    let mut watch = pods
+        .watch(&WatchParams::default(), &from)
+        .await
+        .unwrap()
+        .boxed();
+
+    let answer = pods
+        .delete("web-1", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    let terminating = serde_json::to_value(answer.left().expect("the pod, still there")).unwrap();
+    assert_eq!(terminating["metadata"]["deletionGracePeriodSeconds"], 30);
+    assert!((29..=30).contains(&seconds_until(&server, &terminating)));
+    let stored = server.get(&collection, "web-1").expect("the pod stays");
+    assert_eq!(
+        stored["status"]["containerStatuses"][0]["lastState"]["terminated"]["reason"], "OOMKilled",
+        "with its failing status"
+    );
+    match watch.next().await {
+        Some(Ok(WatchEvent::Modified(pod))) => {
+            assert!(pod.metadata.deletion_timestamp.is_some())
+        }
+        other => panic!("expected MODIFIED with a deletionTimestamp, got {other:?}"),
+    }
+
+    // Deleting it again with a longer grace changes nothing; a shorter one moves the deadline.
+    let again = pods
+        .delete(
+            "web-1",
+            &kube::api::DeleteParams::default().grace_period(60),
+        )
+        .await
+        .unwrap();
+    let again = serde_json::to_value(again.left().unwrap()).unwrap();
+    assert_eq!(again["metadata"]["deletionGracePeriodSeconds"], 30);
+    let shorter = pods
+        .delete(
+            "web-1",
+            &kube::api::DeleteParams::default().grace_period(10),
+        )
+        .await
+        .unwrap();
+    let shorter = serde_json::to_value(shorter.left().unwrap()).unwrap();
+    assert_eq!(shorter["metadata"]["deletionGracePeriodSeconds"], 10);
+    assert!((9..=10).contains(&seconds_until(&server, &shorter)));
+
+    assert!(server.end_grace_period(&collection, "web-1"));
+    assert!(server.get(&collection, "web-1").is_none());
+    loop {
+        match watch.next().await {
+            Some(Ok(WatchEvent::Modified(_))) => continue,
+            Some(Ok(WatchEvent::Deleted(pod))) => {
+                assert_eq!(pod.metadata.name.as_deref(), Some("web-1"));
+                break;
+            }
+            other => panic!("expected DELETED, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_grace_period_comes_from_the_request_the_pod_or_is_zero() {
+    let server = FakeApiServer::new();
+    let collection = Collection::core(NS, "pods");
+    let pods: Api<Pod> = Api::namespaced(server.client(), NS);
+    let delete = kube::api::DeleteParams::default();
+
+    let mut quick = scheduled_pod("quick");
+    quick["spec"]["terminationGracePeriodSeconds"] = json!(5);
+    server.put(&collection, quick);
+    let answer =
+        serde_json::to_value(pods.delete("quick", &delete).await.unwrap().left().unwrap()).unwrap();
+    assert_eq!(answer["metadata"]["deletionGracePeriodSeconds"], 5);
+
+    server.put(&collection, scheduled_pod("now"));
+    pods.delete("now", &kube::api::DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    assert!(
+        server.get(&collection, "now").is_none(),
+        "gracePeriodSeconds=0 removes at once"
+    );
+
+    let mut unscheduled = scheduled_pod("pending");
+    unscheduled["spec"]["nodeName"] = Value::Null;
+    server.put(&collection, unscheduled);
+    pods.delete("pending", &delete).await.unwrap();
+    assert!(
+        server.get(&collection, "pending").is_none(),
+        "a pod never scheduled has nothing to stop"
+    );
+
+    let mut failed = scheduled_pod("failed");
+    failed["status"]["phase"] = json!("Failed");
+    server.put(&collection, failed);
+    pods.delete("failed", &delete).await.unwrap();
+    assert!(
+        server.get(&collection, "failed").is_none(),
+        "a terminal pod goes at once"
+    );
+}
+
+#[tokio::test]
+async fn a_grace_period_ends_in_time_and_when_the_clock_moves_past_it() {
+    let server = FakeApiServer::new();
+    let collection = Collection::core(NS, "pods");
+    let pods: Api<Pod> = Api::namespaced(server.client(), NS);
+    let mut short = scheduled_pod("short");
+    short["spec"]["terminationGracePeriodSeconds"] = json!(1);
+    server.put(&collection, short);
+    server.put(&collection, scheduled_pod("long"));
+    pods.delete("short", &Default::default()).await.unwrap();
+    pods.delete("long", &Default::default()).await.unwrap();
+    assert!(server.get(&collection, "short").is_some());
+    support::eventually("the one-second grace ends", || {
+        server.get(&collection, "short").is_none()
+    })
+    .await;
+    assert!(
+        server.get(&collection, "long").is_some(),
+        "30 s have not passed"
+    );
+    server.advance_clock(std::time::Duration::from_secs(31));
+    assert!(server.get(&collection, "long").is_none());
+}
+
+#[tokio::test]
+async fn an_eviction_deletes_gracefully_too_and_a_terminating_pod_still_uses_its_quota() {
+    let server = FakeApiServer::new();
+    server.put(&quotas(), quota("mem", json!({"limits.memory": "1Gi"})));
+    let collection = Collection::core(NS, "pods");
+    server.put(&collection, scheduled_pod("web-1"));
+    let pods: Api<Pod> = Api::namespaced(server.client(), NS);
+    pods.evict("web-1", &EvictParams::default()).await.unwrap();
+    let evicted = server.get(&collection, "web-1").expect("terminating");
+    assert_eq!(evicted["metadata"]["deletionGracePeriodSeconds"], 30);
+    assert_eq!(
+        server.get(&quotas(), "mem").unwrap()["status"]["used"]["limits.memory"],
+        "256Mi",
+        "billed until it is gone"
+    );
+    server.end_grace_periods();
+    assert_eq!(
+        server.get(&quotas(), "mem").unwrap()["status"]["used"]["limits.memory"],
+        "0"
+    );
+}
+
+#[tokio::test]
+async fn delete_preconditions_and_finalizers_are_the_registrys() {
+    let server = FakeApiServer::new();
+    let collection = Collection::core(NS, "pods");
+    server.put(&collection, scheduled_pod("web-1"));
+    let pods: Api<Pod> = Api::namespaced(server.client(), NS);
+    let status = refusal(
+        pods.delete(
+            "web-1",
+            &kube::api::DeleteParams {
+                preconditions: Some(kube::api::Preconditions {
+                    uid: Some("other".into()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            },
+        )
+        .await,
+    );
+    let uid = server.get(&collection, "web-1").unwrap()["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
+    assert_eq!(
+        status.message,
+        format!(
+            "Operation cannot be fulfilled on Pod \"web-1\": the UID in the precondition (other) does not match the UID in record ({uid}). The object might have been deleted and then recreated"
+        )
+    );
+
+    let maps: Api<ConfigMap> = Api::namespaced(server.client(), NS);
+    maps.create(
+        &PostParams::default(),
+        &serde_json::from_value(
+            json!({"metadata": {"name": "held", "finalizers": ["example.com/keep"]}}),
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    maps.delete("held", &Default::default()).await.unwrap();
+    let held = server
+        .get(&Collection::core(NS, "configmaps"), "held")
+        .expect("kept for its finalizer");
+    assert!(held["metadata"]["deletionTimestamp"].is_string());
+    maps.patch(
+        "held",
+        &PatchParams::default(),
+        &merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert!(
+        server
+            .get(&Collection::core(NS, "configmaps"), "held")
+            .is_none(),
+        "gone with its last finalizer"
+    );
 }

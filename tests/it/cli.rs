@@ -298,14 +298,48 @@ fn fixes_forget_export_and_import_work_on_the_file_store() {
     );
 }
 
+/// Whether `program` runs here (`program --version` exits 0).
+fn installed(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// Printed even when the harness captures output (it captures `eprintln!`).
+fn notice(text: &str) {
+    use std::io::Write;
+    let _ = std::fs::OpenOptions::new()
+        .append(true)
+        .open("/dev/stderr")
+        .and_then(|mut stderr| writeln!(stderr, "{text}"));
+}
+
 #[test]
-fn completions_for_each_shell_name_the_commands() {
+fn completions_for_each_shell_name_the_commands_and_parse_in_that_shell() {
+    let dir = tempfile::tempdir().unwrap();
     for shell in ["bash", "zsh", "fish"] {
         let (ok, out, err) = run(selfheal().args(["completions", shell]));
         assert!(ok, "{shell}: {err}");
         for command in ["serve", "fixes", "health", "forget", "prune"] {
             assert!(out.contains(command), "{shell} completion lacks {command}");
         }
+        // The shell's own parser reads the script without running it (`-n`, noexec).
+        if !installed(shell) {
+            notice(&format!(
+                "SKIPPED `{shell} -n` on the {shell} completion: {shell} is not installed here"
+            ));
+            continue;
+        }
+        let script = dir.path().join(format!("selfheal.{shell}"));
+        std::fs::write(&script, &out).unwrap();
+        let (ok, _, err) = run(Command::new(shell).arg("-n").arg(&script));
+        assert!(
+            ok && err.is_empty(),
+            "`{shell} -n` refuses the completion: {err}"
+        );
     }
 }
 

@@ -5,8 +5,10 @@
 use crate::support;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use axum::http::Method;
 use base64::Engine;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -84,21 +86,67 @@ async fn replicas_agree_on_one_certificate_and_the_ca_bundle_is_written() {
     );
 }
 
-#[tokio::test]
+/// Starts `ensure` for one replica as its own task.
+fn start_replica(client: kube::Client) -> tokio::task::JoinHandle<anyhow::Result<Material>> {
+    tokio::spawn(async move { selfcert::ensure(&client, &config()).await })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_first_starts_end_with_one_certificate() {
+    // The webhook configuration comes later: this is about the Secret race alone (the caBundle
+    // race is the next test).
     let server = FakeApiServer::new();
-    install_webhook_config(&server);
-    let (client_a, client_b, config) = (server.client(), server.client(), config());
-    let (a, b) = tokio::join!(
-        selfcert::ensure(&client_a, &config),
-        selfcert::ensure(&client_b, &config)
+    // Both replicas read "no Secret" and create one; the creates are held until both are
+    // there, so one of them must lose.
+    let creates = server.hold_requests(Some(Method::POST), "/secrets");
+    let (a, b) = (
+        start_replica(server.client()),
+        start_replica(server.client()),
     );
-    let (a, b) = (a.unwrap(), b.unwrap());
+    eventually("both replicas create the Secret", || creates.held() == 2).await;
+    let conflicts = server.conflicts.load(Ordering::SeqCst);
+    drop(creates);
+    let (a, b) = (a.await.unwrap().unwrap(), b.await.unwrap().unwrap());
+    assert!(
+        server.conflicts.load(Ordering::SeqCst) > conflicts,
+        "the second create was refused with a conflict"
+    );
     let winner = stored(&server);
-    assert!(a == winner || b == winner);
-    let again = selfcert::ensure(&server.client(), &config).await.unwrap();
+    assert!(a == winner, "replica a serves the stored certificate");
+    assert!(b == winner, "replica b serves the stored certificate");
+    install_webhook_config(&server);
+    let again = selfcert::ensure(&server.client(), &config()).await.unwrap();
     assert_eq!(again, winner);
     assert_eq!(ca_bundle(&server), winner.bundle);
+}
+
+/// Two replicas that find the Secret and write the caBundle at the same moment: both read the
+/// webhook configuration at one resourceVersion, so one JSON patch fails its resourceVersion
+/// test (422). That replica must read again and find the bundle written, not fail (before the
+/// retry, its `ensure` failed and `serve` exited at startup).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_ca_bundle_writes_both_succeed() {
+    let server = FakeApiServer::new();
+    install_webhook_config(&server);
+    let first = selfcert::ensure(&server.client(), &config()).await.unwrap();
+    // The bundle is written again by both once it was cleared.
+    install_webhook_config(&server);
+    // Both read the configuration before either patch lands: the patches are held until both
+    // are there.
+    let patches = server.hold_requests(
+        Some(Method::PATCH),
+        "/mutatingwebhookconfigurations/selfheal",
+    );
+    let (a, b) = (
+        start_replica(server.client()),
+        start_replica(server.client()),
+    );
+    eventually("both replicas write the caBundle", || patches.held() == 2).await;
+    drop(patches);
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    assert_eq!(a.expect("replica a"), first);
+    assert_eq!(b.expect("replica b"), first);
+    assert_eq!(ca_bundle(&server), first.bundle);
 }
 
 #[tokio::test]

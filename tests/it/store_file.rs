@@ -23,6 +23,14 @@ fn storage_fix(resource: &str, value: &str) -> Fix {
     .unwrap()
 }
 
+/// The file's device and inode: every write renames a new file into place, so an unchanged
+/// inode means no write (a modification time can repeat within its granularity).
+fn inode(path: &std::path::Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(path).unwrap();
+    (metadata.dev(), metadata.ino())
+}
+
 fn open(path: &std::path::Path) -> (FixStore, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new());
     let store = FileStore::new(path, Duration::from_millis(20), metrics.clone());
@@ -86,7 +94,7 @@ async fn missing_file_is_an_empty_store_and_record_creates_it() {
         text.starts_with("fixes:") && text.contains("value: 20Gi"),
         "{text}"
     );
-    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let written = inode(&path);
     assert_eq!(
         store
             .record(storage_fix("data", "20Gi"))
@@ -95,11 +103,7 @@ async fn missing_file_is_an_empty_store_and_record_creates_it() {
             .outcome,
         MergeOutcome::Unchanged
     );
-    assert_eq!(
-        std::fs::metadata(&path).unwrap().modified().unwrap(),
-        modified,
-        "no rewrite"
-    );
+    assert_eq!(inode(&path), written, "no rewrite");
     assert_eq!(
         store
             .record(storage_fix("data", "30Gi"))
@@ -109,6 +113,11 @@ async fn missing_file_is_an_empty_store_and_record_creates_it() {
         MergeOutcome::Raised {
             from: "20Gi".into()
         }
+    );
+    assert_ne!(
+        inode(&path),
+        written,
+        "a raise is written (the inode tells)"
     );
     let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
         .unwrap()
@@ -164,16 +173,13 @@ async fn an_update_rewrites_atomically_keeps_bad_entries_and_sets_the_size_gauge
     );
 
     // A change that changes nothing does not rewrite the file.
-    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let written = inode(&path);
     let none = store
         .update(|document| document.remove_fixes(|fix| fix.resource == "a"))
         .await
         .unwrap();
     assert!(none.is_empty());
-    assert_eq!(
-        std::fs::metadata(&path).unwrap().modified().unwrap(),
-        modified
-    );
+    assert_eq!(inode(&path), written, "no rewrite");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

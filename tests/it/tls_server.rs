@@ -1,7 +1,7 @@
 //! A real HTTPS server on 127.0.0.1 with rcgen certificates: requests succeed, the certificate
 //! files are rotated, and the next handshakes get the new certificate with no request failing.
 
-use crate::support;
+use crate::{observe, support};
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -145,15 +145,25 @@ async fn certificate_rotation_needs_no_restart_and_fails_no_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_new_pair_is_refused_and_the_old_certificate_stays() {
+    observe::capture();
     let dir = tempfile::tempdir().unwrap();
     let good = certs::generate(&names()).unwrap();
     certs::write(dir.path(), &good).unwrap();
     let server = start(dir.path()).await;
 
-    // A certificate with someone else's key.
+    // A certificate with someone else's key: the reload loop sees it and refuses it (twice, so
+    // it was not a half-written pair caught once).
     let other = certs::generate(&names()).unwrap();
     std::fs::write(dir.path().join("tls.crt"), &other.cert).unwrap();
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    let cert_path = dir.path().join("tls.crt").display().to_string();
+    support::eventually("the reload loop refuses the new pair twice", || {
+        observe::logged(&[
+            "new serving certificate refused",
+            "does not belong",
+            &cert_path,
+        ]) >= 2
+    })
+    .await;
     let (served, status) = post_review(server.addr, &[&good]).await;
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(served, der(&good.cert));

@@ -5,7 +5,7 @@
 //! Faults are injected by wrapping the test API server's router (each replica may get its own
 //! wrapper), never by changing the server.
 
-use crate::support;
+use crate::{observe, support};
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -410,32 +410,45 @@ async fn a_leader_that_cannot_renew_stops_acting_before_another_takes_over() {
     let server = setup(&[]);
     let faults = Faults::new();
     let (a, b) = leader_and_follower(faults.client(&server), server.client(), &server).await;
+    // The moment a's leadership ends and the moment b's begins, each taken as it resolves.
+    let a_lost = {
+        let a = a.leadership.clone();
+        tokio::spawn(async move {
+            a.lost().await;
+            tokio::time::Instant::now()
+        })
+    };
+    let b_gained = {
+        let b = b.leadership.clone();
+        tokio::spawn(async move {
+            b.gained().await;
+            tokio::time::Instant::now()
+        })
+    };
     faults.fail_leases.store(true, Ordering::SeqCst);
-    // Watched closely: at no moment do both act, and a stops on its own deadline.
-    let mut a_stopped = None;
-    let began = Instant::now();
-    while !b.leadership.is_leader() {
-        let a_leads = a.leadership.is_leader();
-        assert!(
-            !(a_leads && b.leadership.is_leader()),
-            "two leaders at once"
-        );
-        if !a_leads && a_stopped.is_none() {
-            a_stopped = Some(began.elapsed());
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(10),
-            "b never took over"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert!(!a.leadership.is_leader());
-    let a_stopped = a_stopped.expect("a stopped before b led");
+    let b_gained = tokio::time::timeout(Duration::from_secs(10), b_gained)
+        .await
+        .expect("b takes over within 10 s")
+        .unwrap();
+    // a's loss resolved on its own deadline, before b led: it cannot still be pending.
+    let a_lost = tokio::time::timeout(Duration::from_millis(500), a_lost)
+        .await
+        .expect("two leaders at once: a still acts after b took over")
+        .unwrap();
     assert!(
-        a_stopped < began.elapsed(),
-        "a stopped acting ({a_stopped:?}) before b led ({:?})",
-        began.elapsed()
+        a_lost < b_gained,
+        "two leaders at once: a stopped acting {:?} after b began",
+        a_lost.saturating_duration_since(b_gained)
     );
+    let a_until = a
+        .leadership
+        .valid_until()
+        .expect("a stopped on its deadline, not by a revoke");
+    assert!(
+        a_until <= a_lost && a_until < b_gained,
+        "a's deadline ({a_until:?}) was over before b led ({b_gained:?})"
+    );
+    assert!(!a.leadership.is_leader());
     assert_eq!(lease_holder(&server), "b");
 }
 
@@ -676,30 +689,77 @@ async fn a_hung_log_read_delays_a_finding_by_one_call_timeout_not_the_handling_d
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_oom_is_handled_at_once_while_an_earlier_failure_backs_off() {
-    let server = setup(&["web"]);
+    observe::capture();
+    let server = setup(&["retried"]);
     let faults = Faults::new();
-    faults.hang(Method::GET, "/apis/apps/v1/namespaces/shop/deployments/web");
+    faults.hang(
+        Method::GET,
+        "/apis/apps/v1/namespaces/shop/deployments/retried",
+    );
     let mut hasty = config(false);
     hasty.handle_timeout = Duration::from_millis(500);
     let a = Replica::start_with("a", faults.client(&server), hasty, Duration::from_secs(300));
     eventually("a leads", || a.leadership.is_leader()).await;
-    oom(&server, "web");
+    oom(&server, "retried");
     eventually("the first handling hangs", || {
         faults.hung.load(Ordering::SeqCst) > 0
     })
     .await;
     // Past the 500 ms deadline the handling has failed and backs off for 5 s.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    eventually("the first handling runs past its deadline", || {
+        observe::logged(&["handling took longer", "retried"]) > 0
+    })
+    .await;
     faults.stop_hanging();
     // The container is OOM killed again (restart 2): a new occurrence, handled now.
-    let mut again = pod("web", true);
+    let mut again = pod("retried", true);
     again["status"]["containerStatuses"][0]["restartCount"] = json!(2);
     let written = Instant::now();
     server.put(&Collection::core("shop", "pods"), again);
-    eventually("the new OOM is fixed", || raised(&server, "web")).await;
+    eventually("the new OOM is fixed", || raised(&server, "retried")).await;
     assert!(
         written.elapsed() < Duration::from_millis(3000),
         "the new occurrence waited for the old failure's 5 s backoff: {:?}",
         written.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_to_four_workloads_are_handled_at_once_not_five() {
+    let apps = ["w1", "w2", "w3", "w4", "w5", "w6"];
+    let server = setup(&apps);
+    // Every handling hangs when it reads its Deployment to roll it, so none finishes.
+    let held = server.hold_requests(
+        Some(Method::GET),
+        "/apis/apps/v1/namespaces/shop/deployments/",
+    );
+    let replica = Replica::start("only", server.client());
+    eventually("leading", || replica.leadership.is_leader()).await;
+    let gauge = |name: &str| observe::metric(&replica.metrics.encode(), name).unwrap_or(-1.0);
+    for app in &apps[..5] {
+        oom(&server, app);
+    }
+    eventually("four handlings are in flight at once", || {
+        assert!(held.held() <= 4, "{} handlings in flight", held.held());
+        held.held() == 4
+    })
+    .await;
+    // A sixth failing workload makes the loop publish its gauges again: the fifth still waits
+    // (two keys queued, not one), so a fifth worker was not started.
+    oom(&server, apps[5]);
+    eventually("the sixth is tracked", || {
+        gauge("selfheal_watcher_tracked_objects") == 6.0
+    })
+    .await;
+    assert_eq!(
+        gauge("selfheal_watcher_queue_keys"),
+        2.0,
+        "of six failing workloads, four are worked and two wait"
+    );
+    assert_eq!(held.held(), 4);
+    // Released, every handling finishes and the waiting ones follow.
+    drop(held);
+    for app in apps {
+        eventually("every workload is fixed", || raised(&server, app)).await;
+    }
 }

@@ -183,6 +183,9 @@ struct Context {
 struct Tracked {
     subject: Subject,
     not_before: Option<Instant>,
+    /// `not_before` is a later look at a settled problem (a certificate), not a backoff: any
+    /// change to the object is looked at at once.
+    recheck: bool,
 }
 
 /// What a watch said, for any kind of subject.
@@ -413,6 +416,7 @@ impl Term {
             Tracked {
                 subject,
                 not_before,
+                recheck: false,
             },
         );
         self.reschedule(&key);
@@ -420,10 +424,15 @@ impl Term {
 
     /// The backoff an object keeps when it is seen again: only while it has no problem the earlier
     /// sighting did not have. A new occurrence (a new OOM kill, a new restart) is handled at once,
-    /// not after the backoff of an earlier one that failed.
+    /// not after the backoff of an earlier one that failed. A later look at a settled problem is
+    /// not a backoff: a change to the object is looked at at once.
     fn carried_backoff(&mut self, key: &str, uid: &str, subject: &Subject) -> Option<Instant> {
         let previous = self.tracked.get(key)?.get(uid)?;
         let not_before = previous.not_before?;
+        let changed = previous.subject.meta().resource_version != subject.meta().resource_version;
+        if previous.recheck && changed {
+            return None;
+        }
         let previous = previous.subject.clone();
         let (now, at) = (Timestamp::now(), Instant::now());
         let before: HashSet<String> = self
@@ -699,6 +708,13 @@ impl Term {
                 .is_some_and(|entries| entries.contains_key(&problem.uid));
             if problem.object_kind == "Secret" {
                 self.delay(&key, &problem.uid, certificate_recheck);
+                if let Some(tracked) = self
+                    .tracked
+                    .get_mut(&key)
+                    .and_then(|e| e.get_mut(&problem.uid))
+                {
+                    tracked.recheck = true;
+                }
             } else if still_there {
                 // (An object deleted meanwhile leaves nothing behind.)
                 self.handled.insert(problem, at);
@@ -716,6 +732,7 @@ impl Term {
     fn delay(&mut self, key: &str, uid: &str, until: Instant) {
         if let Some(tracked) = self.tracked.get_mut(key).and_then(|e| e.get_mut(uid)) {
             tracked.not_before = Some(tracked.not_before.map_or(until, |nb| nb.max(until)));
+            tracked.recheck = false;
         }
     }
 
