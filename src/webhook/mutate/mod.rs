@@ -23,12 +23,13 @@ use crate::core::headroom::Held;
 use crate::core::index::FixIndex;
 use crate::core::quantity::ByteQuantity;
 use crate::core::raise::MemoryCaps;
+use crate::core::targeting::{Excluded, Exclusion, Target, Targeting};
 use crate::core::workload::pointer;
 use crate::webhook::target::{self, WorkloadKind};
 
 pub use crate::core::raise::{APPLIED_ANNOTATION, Applied};
-/// Label that opts an object out: `selfheal.io/ignore: "true"`.
-pub const OPT_OUT_LABEL: &str = "selfheal.io/ignore";
+/// Label that opts an object out: `selfheal.io/ignore: "true"` (`core::targeting`'s).
+pub use crate::core::targeting::IGNORE_LABEL as OPT_OUT_LABEL;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
@@ -60,6 +61,25 @@ pub struct Policy {
     pub protected_namespaces: Vec<String>,
 }
 
+impl Policy {
+    /// Whether the request's object may be changed, by the one targeting rule
+    /// (`core::targeting`): not in a protected namespace, not labelled `selfheal.io/ignore=true`.
+    /// Every namespace counts as watched (a fix recorded for a namespace applies there), and
+    /// namespace labels are not consulted: the webhook's `namespaceSelector` keeps requests from
+    /// ignored namespaces away.
+    fn check(&self, request: &Request<'_>) -> Result<(), Excluded> {
+        let targeting = Targeting {
+            protected: self.protected_namespaces.clone(),
+            watched: Vec::new(),
+        };
+        let name = target::str_at(request.object, &["metadata", "name"]).unwrap_or_default();
+        targeting.check(&Target {
+            ignore_label: target::str_at(request.object, &["metadata", "labels", OPT_OUT_LABEL]),
+            ..Target::new(request.kind.as_str(), request.namespace, name)
+        })
+    }
+}
+
 /// Whether a field the apiserver does not let an UPDATE change or shrink gets its live value
 /// back: exactly when `incoming < live <= fix`.
 ///
@@ -82,7 +102,11 @@ pub fn keeps_live(incoming: &ByteQuantity, live: &ByteQuantity, fix: &ByteQuanti
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skip {
     ProtectedNamespace,
+    /// Outside the watched namespaces (not used by the webhook today: it watches all).
+    UnwatchedNamespace,
     OptedOut,
+    /// The namespace opted out (not used by the webhook today: its `namespaceSelector` does it).
+    IgnoredNamespace,
     BeingDeleted,
     /// The fix exists but the fields it changes are immutable for this operation, and the update
     /// does not lower them below their live values either (nothing to keep).
@@ -99,7 +123,9 @@ impl Skip {
     pub fn as_str(self) -> &'static str {
         match self {
             Skip::ProtectedNamespace => "protected_namespace",
+            Skip::UnwatchedNamespace => "unwatched_namespace",
             Skip::OptedOut => "opted_out",
+            Skip::IgnoredNamespace => "ignored_namespace",
             Skip::BeingDeleted => "being_deleted",
             Skip::ImmutableOnUpdate => "immutable_on_update",
             Skip::ControlledByDeployment => "controlled_by_deployment",
@@ -200,15 +226,13 @@ fn decide(
     facts: Option<&Facts>,
 ) -> Mutation {
     let object = request.object;
-    if policy
-        .protected_namespaces
-        .iter()
-        .any(|ns| ns == request.namespace)
-    {
-        return Mutation::skip(Skip::ProtectedNamespace);
-    }
-    if target::str_at(object, &["metadata", "labels", OPT_OUT_LABEL]) == Some("true") {
-        return Mutation::skip(Skip::OptedOut);
+    if let Err(excluded) = policy.check(request) {
+        return Mutation::skip(match excluded.exclusion {
+            Exclusion::ProtectedNamespace => Skip::ProtectedNamespace,
+            Exclusion::UnwatchedNamespace => Skip::UnwatchedNamespace,
+            Exclusion::IgnoredObject => Skip::OptedOut,
+            Exclusion::IgnoredNamespace => Skip::IgnoredNamespace,
+        });
     }
     let may_change_pod_spec = match request.operation {
         Operation::Create => true,
