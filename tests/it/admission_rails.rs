@@ -321,3 +321,84 @@ async fn a_claim_is_held_to_its_storage_class_quota() {
     .await;
     assert_eq!(silver["spec"]["resources"]["requests"]["storage"], "50Gi");
 }
+
+/// End to end against the test API server's quota admission, with the quota watched as
+/// `selfheal serve` watches it: the Deployment of issue 14 is admitted with its template held
+/// to what fits, and the pods its ReplicaSet makes from that template (the first, then the
+/// next rollout's surge pod) are admitted by the quota. Without the cap the template carries
+/// 1Gi and the quota refuses the ReplicaSet's pod, as the real apiserver did.
+#[tokio::test]
+async fn the_replicasets_pods_pass_the_quota_admission_that_refused_them_before() {
+    use kube::api::{Api, ApiResource, DynamicObject, PostParams};
+    use kube::core::GroupVersionKind;
+    use support::fake_apiserver::{Collection, FakeApiServer};
+
+    let server = FakeApiServer::new();
+    server.put(
+        &Collection::core(NS, "resourcequotas"),
+        json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "mem"},
+            "spec": {"hard": {"limits.memory": "768Mi", "requests.memory": "768Mi"}}}),
+    );
+    let state = state("  - {namespace: e2, resource: quota, type: memory, value: 1Gi}\n");
+    support::install_webhook(&server, state.clone());
+    let watch = tokio::spawn(selfheal::cluster::facts::keep_current(
+        server.client(),
+        state.limits.clone(),
+    ));
+    support::eventually("the quota is watched", || {
+        !state.limits.load().quotas(NS).is_empty()
+    })
+    .await;
+    let api = |group: &str, kind: &str, plural: &str| {
+        let resource =
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", kind), plural);
+        Api::<DynamicObject>::namespaced_with(server.client(), NS, &resource)
+    };
+    let object = |value: Value| -> DynamicObject { serde_json::from_value(value).expect("object") };
+    let deployments = api("apps", "Deployment", "deployments");
+    let created = deployments
+        .create(
+            &PostParams::default(),
+            &object(deployment(
+                "quota",
+                1,
+                json!({"type": "RollingUpdate"}),
+                "256Mi",
+            )),
+        )
+        .await
+        .expect("the Deployment is admitted");
+    let created = serde_json::to_value(created).expect("json");
+
+    // The ReplicaSet controller's pods, made from the stored template (the Deployment's pod
+    // template hash in the name and label, the ReplicaSet as controller).
+    let pods = api("", "Pod", "pods");
+    let pod_of_template = |suffix: &str| {
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("quota-7d9f8c6b5-{suffix}"),
+                "labels": {"app": "quota", "pod-template-hash": "7d9f8c6b5"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                    "name": "quota-7d9f8c6b5", "uid": "1b2c3d4e-0000-4000-8000-000000000001",
+                    "controller": true}]},
+            "spec": created["spec"]["template"]["spec"].clone()});
+        pod["metadata"]["labels"]["app"] = json!("quota");
+        object(pod)
+    };
+    for suffix in ["abcde", "surge"] {
+        let pod = pods
+            .create(&PostParams::default(), &pod_of_template(suffix))
+            .await
+            .unwrap_or_else(|e| panic!("pod {suffix} is refused: {e}"));
+        let pod = serde_json::to_value(pod).expect("json");
+        assert_eq!(
+            pod["spec"]["containers"][0]["resources"]["limits"]["memory"], "384Mi",
+            "a pod of the template is not raised past it"
+        );
+    }
+    assert_eq!(template_memory(&created).0, "384Mi");
+    let quota = server
+        .get(&Collection::core(NS, "resourcequotas"), "mem")
+        .expect("quota");
+    assert_eq!(quota["status"]["used"]["limits.memory"], "768Mi");
+    watch.abort();
+}

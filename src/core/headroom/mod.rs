@@ -320,6 +320,38 @@ impl Room {
         Ok(())
     }
 
+    /// The tightest quota resource of this room, told as holding a raise for `why` (a pod
+    /// made from a template is sized by its template: a raise of the pod alone would spend the
+    /// room its siblings and the next rollout need); `None` when no quota applies.
+    pub fn quota_held(&self, why: &str) -> Option<Held> {
+        let index = (0..self.quotas.len()).min_by_key(|&index| {
+            let room = &self.quotas[index];
+            (room.hard + room.resource.of(&self.demand.credit)).saturating_sub(room.used)
+        })?;
+        match self.explain(Breach(Some(index))) {
+            Held::Quota {
+                namespace,
+                quota,
+                resource,
+                hard,
+                used,
+                credit,
+                count,
+                ..
+            } => Some(Held::Quota {
+                namespace,
+                quota,
+                resource,
+                hard,
+                used,
+                credit,
+                count,
+                why: why.to_string(),
+            }),
+            Held::Node { .. } => None,
+        }
+    }
+
     /// What a [`Breach`] of this room means.
     pub fn explain(&self, breach: Breach) -> Held {
         let demand = &self.demand;

@@ -218,6 +218,11 @@ pub fn mutate_with_facts(
     decide(request, old_object, index, policy, Some(facts))
 }
 
+/// Whether a controller of this kind makes its pods from a pod template.
+fn makes_pods_from_a_template(kind: &str) -> bool {
+    matches!(kind, "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job")
+}
+
 fn decide(
     request: &Request<'_>,
     old_object: Option<&Value>,
@@ -278,12 +283,30 @@ fn decide(
                     .memory_caps(request.namespace, request.kind, object, live)
                     .room
             });
-            let caps = MemoryCaps {
-                max: request.memory_cap.cloned(),
-                ratio: request.memory_ratio,
-                room,
+            // A pod made from a template is sized by its template (held to the quota for all
+            // its pods at once); raising one pod alone would spend the room its siblings and the
+            // next rollout need.
+            let sized_by_template = match (request.kind, target::controller(object)) {
+                (WorkloadKind::Pod, Some((kind, name))) if makes_pods_from_a_template(kind) => {
+                    room.as_ref().and_then(|room| {
+                        room.quota_held(&format!(
+                            "a pod of {kind} {name}, which its template sizes within the quota"
+                        ))
+                    })
+                }
+                _ => None,
             };
-            memory::raise(pod_spec, &memory_fixes, &caps, &mut mutation);
+            match sized_by_template {
+                Some(held) => memory::hold(&memory_fixes, held, &mut mutation),
+                None => {
+                    let caps = MemoryCaps {
+                        max: request.memory_cap.cloned(),
+                        ratio: request.memory_ratio,
+                        room,
+                    };
+                    memory::raise(pod_spec, &memory_fixes, &caps, &mut mutation);
+                }
+            }
         } else if memory_kept
             && let Some(live_spec) = live.and_then(|live| live.pointer(&pointer(path)))
         {
