@@ -402,3 +402,26 @@ async fn the_replicasets_pods_pass_the_quota_admission_that_refused_them_before(
     assert_eq!(quota["status"]["used"]["limits.memory"], "768Mi");
     watch.abort();
 }
+
+/// A re-apply of the held Deployment (its manifest still says 256Mi) while its one pod runs at
+/// the held 384Mi: the quota's `used` already counts that pod, so the raise keeps 384Mi and the
+/// re-apply causes no rollout to less memory.
+#[tokio::test]
+async fn a_reapply_keeps_what_its_running_pods_already_hold_in_the_quota() {
+    let state = state("  - {namespace: e2, resource: quota, type: memory, value: 1Gi}\n");
+    state.limits.publish_quotas([quota(
+        "mem",
+        &[("limits.memory", 768), ("requests.memory", 768)],
+        &[("limits.memory", 384), ("requests.memory", 384)],
+    )]);
+    let mut live = deployment("quota", 1, json!({"type": "RollingUpdate"}), "384Mi");
+    live["metadata"]["generation"] = json!(2);
+    live["status"] = json!({"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1});
+    let manifest = deployment("quota", 1, json!({"type": "RollingUpdate"}), "256Mi");
+    let mut update = review(("apps", "v1", "Deployment"), manifest);
+    update["request"]["operation"] = json!("UPDATE");
+    update["request"]["oldObject"] = live;
+    let (answer, stored) = admit(&state, &update).await;
+    // 2 pods at once × 384Mi ≤ 768Mi − 384Mi used + 384Mi of its own running pod.
+    assert_eq!(template_memory(&stored).0, "384Mi", "{answer}");
+}
