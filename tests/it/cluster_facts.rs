@@ -14,8 +14,7 @@ const NS: &str = "e2";
 
 fn quota(name: &str, limits_memory: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": name, "namespace": NS},
-        "spec": {"hard": {"limits.memory": limits_memory}},
-        "status": {"hard": {"limits.memory": limits_memory}, "used": {"limits.memory": "256Mi"}}})
+        "spec": {"hard": {"limits.memory": limits_memory}}})
 }
 
 fn node(name: &str, memory: &str, ready: &str) -> Value {
@@ -41,6 +40,14 @@ async fn quotas_and_nodes_that_exist_at_start_up_are_published_when_the_list_end
     server.put(
         &Collection::core(NS, "resourcequotas"),
         quota("mem", "768Mi"),
+    );
+    // A running pod the quota controller counts in `status.used`.
+    server.put(
+        &Collection::core(NS, "pods"),
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "running", "namespace": NS},
+            "spec": {"containers": [{"name": "app", "image": "app:1",
+                "resources": {"limits": {"memory": "256Mi"}, "requests": {"memory": "256Mi"}}}]},
+            "status": {"phase": "Running"}}),
     );
     server.put(&Collection::core("", "nodes"), node("n1", "16Gi", "True"));
     // The quota controller counts what runs in the namespace: one pod with a 256Mi limit.

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod admission_rails;
 mod apiserver_rules;
 mod certificates;
 mod cli;

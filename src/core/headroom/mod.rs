@@ -320,6 +320,38 @@ impl Room {
         Ok(())
     }
 
+    /// The tightest quota resource of this room, told as holding a raise for `why` (a pod
+    /// made from a template is sized by its template: a raise of the pod alone would spend the
+    /// room its siblings and the next rollout need); `None` when no quota applies.
+    pub fn quota_held(&self, why: &str) -> Option<Held> {
+        let index = (0..self.quotas.len()).min_by_key(|&index| {
+            let room = &self.quotas[index];
+            (room.hard + room.resource.of(&self.demand.credit)).saturating_sub(room.used)
+        })?;
+        match self.explain(Breach(Some(index))) {
+            Held::Quota {
+                namespace,
+                quota,
+                resource,
+                hard,
+                used,
+                credit,
+                count,
+                ..
+            } => Some(Held::Quota {
+                namespace,
+                quota,
+                resource,
+                hard,
+                used,
+                credit,
+                count,
+                why: why.to_string(),
+            }),
+            Held::Node { .. } => None,
+        }
+    }
+
     /// What a [`Breach`] of this room means.
     pub fn explain(&self, breach: Breach) -> Held {
         let demand = &self.demand;
@@ -380,29 +412,53 @@ pub fn largest_fitting<E>(
     (Some(low * MIB), Some(first))
 }
 
+/// A claim a storage raise must fit beside: `count` claims of storage class `class` (`None`: no
+/// class named) at `each` bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtherClaims {
+    pub class: Option<String>,
+    pub count: u128,
+    pub each: u128,
+}
+
 /// The largest storage request each of `count` claims of storage class `class` (and volume
-/// attributes class `attributes_class`) may have under the namespace's `quotas`, with the
-/// tightest constraint; `None` when no quota limits it.
+/// attributes class `attributes_class`) may have under the namespace's `quotas`, beside the
+/// `others` created with them (a StatefulSet's other claim templates), with the tightest
+/// constraint; `None` when no quota limits it. The claims are new (CREATE): none is in `used`.
 pub fn claim_room(
     quotas: &[QuotaFacts],
-    class: Option<&str>,
-    attributes_class: Option<&str>,
+    claim: (Option<&str>, Option<&str>),
     count: u128,
+    others: &[OtherClaims],
     why: &str,
 ) -> Option<(u128, Held)> {
+    let (class, attributes_class) = claim;
     let count = count.max(1);
     let class_resource = class.map(|c| format!("{c}.storageclass.storage.k8s.io/requests.storage"));
+    let beside = |resource: &str| -> u128 {
+        others
+            .iter()
+            .filter(|other| {
+                resource == "requests.storage"
+                    || other
+                        .class
+                        .as_deref()
+                        .is_some_and(|c| resource.starts_with(&format!("{c}.")))
+            })
+            .map(|other| other.count.saturating_mul(other.each))
+            .sum()
+    };
     quotas
         .iter()
         .filter(|quota| quota_applies_to_claim(quota, attributes_class))
         .flat_map(|quota| {
-            ["requests.storage"]
+            ["requests.storage".to_string()]
                 .into_iter()
-                .map(String::from)
                 .chain(class_resource.clone())
                 .filter_map(move |resource| {
                     let hard = *quota.hard.get(&resource)?;
                     let used = quota.used.get(&resource).copied().unwrap_or(0);
+                    let used = used.saturating_add(beside(&resource));
                     let each = hard.saturating_sub(used) / count;
                     Some((
                         each,
@@ -643,15 +699,25 @@ mod tests {
                 )],
             ),
         ];
-        let (each, held) = claim_room(&quotas, Some("gold"), None, 1, "1 claim").unwrap();
+        let (each, held) = claim_room(&quotas, (Some("gold"), None), 1, &[], "1 claim").unwrap();
         assert_eq!(each, 15 * 1024 * MI);
         assert!(
             held.to_string()
                 .starts_with("ResourceQuota gold has 15Gi of gold.storageclass"),
             "{held}"
         );
-        let (each, _) = claim_room(&quotas, Some("silver"), None, 3, "3 claims").unwrap();
+        let (each, _) = claim_room(&quotas, (Some("silver"), None), 3, &[], "3 claims").unwrap();
         assert_eq!(each, 30 * 1024 * MI);
-        assert!(claim_room(&[], Some("gold"), None, 1, "1 claim").is_none());
+        assert!(claim_room(&[], (Some("gold"), None), 1, &[], "1 claim").is_none());
+        // Claims created beside it take their share first: 3 × 5Gi of gold leave 0 for it.
+        let others = [OtherClaims {
+            class: Some("gold".into()),
+            count: 3,
+            each: 5 * 1024 * MI,
+        }];
+        let (each, held) =
+            claim_room(&quotas, (Some("gold"), None), 1, &others, "1 claim").unwrap();
+        assert_eq!(each, 0);
+        assert!(held.to_string().contains("gold.storageclass"), "{held}");
     }
 }
