@@ -303,8 +303,9 @@ struct WatchEvent {
 #[derive(Debug, Clone)]
 enum Signal {
     Event(WatchEvent),
-    /// `send_bookmarks()`: every watch that asked for bookmarks gets one.
-    Bookmark,
+    /// `send_bookmarks()`: every watch that asked for bookmarks gets one, at this
+    /// resourceVersion.
+    Bookmark(u64),
     /// `expire_watches()`: every open watch ends.
     Expire,
 }
@@ -680,7 +681,10 @@ impl FakeApiServer {
     /// Sends a BOOKMARK (the current resourceVersion) to every open watch that asked for
     /// bookmarks (`allowWatchBookmarks=true`), as the watch cache does about once a minute.
     pub fn send_bookmarks(&self) {
-        let _ = self.signals.send(Signal::Bookmark);
+        let objects = self.objects.lock().unwrap();
+        let _ = self
+            .signals
+            .send(Signal::Bookmark(objects.resource_version));
     }
 
     /// The server's clock: the wall clock, moved on by `advance_clock`.
