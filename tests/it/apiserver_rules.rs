@@ -2680,3 +2680,191 @@ async fn bookmarks_come_only_to_watches_that_ask_and_timeout_seconds_ends_a_watc
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+// --- server-side apply with field ownership (issue 16, 4) ---
+
+fn web_deployment(replicas: i64, image: &str) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"team": "a"}},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": image}]}}}})
+}
+
+#[tokio::test]
+async fn an_apply_that_changes_another_managers_field_conflicts_unless_forced() {
+    let server = FakeApiServer::new();
+    let deployments = api(&server, "apps", "v1", "Deployment", "deployments");
+    deployments
+        .create(
+            &PostParams {
+                field_manager: Some("kubectl-client-side-apply".into()),
+                ..PostParams::default()
+            },
+            &object(web_deployment(2, "app:1")),
+        )
+        .await
+        .unwrap();
+    let managed = &server
+        .get(&Collection::apps(NS, "deployments"), "web")
+        .unwrap()["metadata"]["managedFields"][0];
+    assert_eq!(
+        (
+            &managed["manager"],
+            &managed["operation"],
+            &managed["apiVersion"]
+        ),
+        (
+            &json!("kubectl-client-side-apply"),
+            &json!("Update"),
+            &json!("apps/v1")
+        )
+    );
+    assert!(managed["fieldsV1"]["f:spec"]["f:replicas"].is_object());
+    assert!(
+        managed["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]
+            ["k:{\"name\":\"app\"}"]["."]
+            .is_object(),
+        "{managed}"
+    );
+
+    let ci = PatchParams::apply("ci");
+    let status = refusal(
+        deployments
+            .patch("web", &ci, &Patch::Apply(web_deployment(3, "app:1")))
+            .await,
+    );
+    assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
+    assert_eq!(
+        status.message,
+        "Apply failed with 1 conflict: conflict with \"kubectl-client-side-apply\" using apps/v1: .spec.replicas"
+    );
+    let causes = status.details.unwrap().causes;
+    assert_eq!(
+        (
+            causes[0].reason.as_str(),
+            causes[0].field.as_str(),
+            causes[0].message.as_str()
+        ),
+        (
+            "FieldManagerConflict",
+            ".spec.replicas",
+            "conflict with \"kubectl-client-side-apply\" using apps/v1"
+        )
+    );
+    let status = refusal(
+        deployments
+            .patch("web", &ci, &Patch::Apply(web_deployment(3, "app:2")))
+            .await,
+    );
+    assert_eq!(
+        status.message,
+        "Apply failed with 2 conflicts: conflicts with \"kubectl-client-side-apply\" using apps/v1:\n- .spec.replicas\n- .spec.template.spec.containers[name=\"app\"].image"
+    );
+    deployments
+        .patch("web", &ci, &Patch::Apply(web_deployment(2, "app:1")))
+        .await
+        .expect("the same values: shared ownership, no conflict");
+    let forced = json_of(
+        &deployments
+            .patch(
+                "web",
+                &PatchParams::apply("ci").force(),
+                &Patch::Apply(web_deployment(3, "app:1")),
+            )
+            .await
+            .expect("force takes the field over"),
+    );
+    assert_eq!(forced["spec"]["replicas"], 3);
+    let kubectl = forced["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["manager"] == "kubectl-client-side-apply")
+        .unwrap()
+        .clone();
+    assert!(
+        kubectl["fieldsV1"]["f:spec"]["f:replicas"].is_null(),
+        "kubectl no longer owns replicas"
+    );
+}
+
+#[tokio::test]
+async fn fields_an_applier_drops_from_its_configuration_are_removed() {
+    let server = FakeApiServer::new();
+    let deployments = api(&server, "apps", "v1", "Deployment", "deployments");
+    let ci = PatchParams::apply("ci");
+    let mut first = web_deployment(2, "app:1");
+    first["metadata"]["labels"] = json!({"team": "a", "tier": "web"});
+    first["spec"]["template"]["spec"]["containers"] = json!([
+        {"name": "app", "image": "app:1", "env": [{"name": "DEBUG", "value": "1"}],
+         "resources": {"limits": {"memory": "256Mi"}}},
+        {"name": "sidecar", "image": "proxy:1"}]);
+    deployments
+        .patch("web", &ci, &Patch::Apply(first))
+        .await
+        .expect("apply creates");
+    // Another manager sets the same label (no change: it does not own it) and an annotation.
+    deployments
+        .patch(
+            "web",
+            &PatchParams {
+                field_manager: Some("kubectl-label".into()),
+                ..PatchParams::default()
+            },
+            &merge(json!({"metadata": {"labels": {"team": "a"}, "annotations": {"owner": "x"}}})),
+        )
+        .await
+        .unwrap();
+    let applied = json_of(
+        &deployments
+            .patch("web", &ci, &Patch::Apply(web_deployment(2, "app:1")))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        applied["metadata"]["labels"],
+        json!({"team": "a"}),
+        "tier is gone"
+    );
+    assert_eq!(
+        applied["metadata"]["annotations"],
+        json!({"owner": "x"}),
+        "not the applier's"
+    );
+    let containers = &applied["spec"]["template"]["spec"]["containers"];
+    assert_eq!(
+        containers.as_array().unwrap().len(),
+        1,
+        "the sidecar is gone: {containers}"
+    );
+    assert!(
+        containers[0]["env"].is_null(),
+        "env is gone: {}",
+        containers[0]
+    );
+    assert!(
+        containers[0]["resources"]["limits"]["memory"].is_null(),
+        "the dropped limit is gone: {}",
+        containers[0]
+    );
+
+    // A field the applier shares with another applier stays when the applier drops it.
+    deployments
+        .patch(
+            "web",
+            &PatchParams::apply("platform"),
+            &Patch::Apply(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "labels": {"team": "a"}}})),
+        )
+        .await
+        .expect("the same value: shared");
+    let mut without_team = web_deployment(2, "app:1");
+    without_team["metadata"]["labels"] = json!({});
+    let applied = json_of(
+        &deployments
+            .patch("web", &ci, &Patch::Apply(without_team))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(applied["metadata"]["labels"], json!({"team": "a"}));
+}
