@@ -50,14 +50,6 @@ async fn quotas_and_nodes_that_exist_at_start_up_are_published_when_the_list_end
             "status": {"phase": "Running"}}),
     );
     server.put(&Collection::core("", "nodes"), node("n1", "16Gi", "True"));
-    // The quota controller counts what runs in the namespace: one pod with a 256Mi limit.
-    server.put(
-        &Collection::core(NS, "pods"),
-        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": NS},
-            "spec": {"containers": [{"name": "app", "image": "web:1",
-                "resources": {"limits": {"memory": "256Mi"}, "requests": {"memory": "256Mi"}}}]},
-            "status": {"phase": "Running"}}),
-    );
     let facts = ClusterFacts::default();
     assert!(
         facts.load().nodes().is_none(),
