@@ -16,6 +16,7 @@ use crate::certs::generate as certs;
 use crate::certs::selfcert::{self, SelfCertConfig};
 use crate::cluster::leader::{self, Leadership, LeaseConfig};
 use crate::cluster::limits::LimitSnapshot;
+use crate::core::targeting::Targeting;
 use crate::heal::execute::{DEFAULT_WINDOW, Executor, MAX_BACKOFF};
 use crate::heal::ratelimit::RateLimiter;
 use crate::heal::run::Scope;
@@ -353,8 +354,8 @@ fn start_watcher(
         ..Scope::default()
     };
     let rails = crate::heal::plan::Rails {
-        protected_namespaces: protected,
-        watch_namespaces: args.watch_namespaces.clone(),
+        targeting: Targeting::new(protected, args.watch_namespaces.clone()),
+        dry_run: args.dry_run,
         ..args.rails.rails()?
     };
     let config = WatcherConfig {
@@ -364,16 +365,13 @@ fn start_watcher(
         ..WatcherConfig::new(scope, rails, limits)
     };
     let limiter = Arc::new(RateLimiter::new(DEFAULT_WINDOW, MAX_BACKOFF));
-    let executor = Arc::new(
-        Executor::new(
-            client.clone(),
-            store.clone(),
-            limiter,
-            metrics.clone(),
-            args.dry_run,
-        )
-        .with_limits(config.limits.clone()),
-    );
+    let executor = Arc::new(Executor::new(
+        client.clone(),
+        store.clone(),
+        limiter,
+        metrics.clone(),
+        args.dry_run,
+    ));
     tracing::info!(dry_run = args.dry_run, "watcher started");
     let mut tasks = Vec::new();
     if args.vault.configured() {

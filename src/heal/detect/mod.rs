@@ -162,6 +162,47 @@ impl ProblemKind {
     }
 }
 
+/// Identity of one occurrence of a problem: the object, the container, the kind of problem, and
+/// for problems that recur with restarts (an OOM kill, a crash loop) the restart count, so a new
+/// restart is a new occurrence. Printed as `uid/container/problem/restarts`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProblemKey {
+    pub uid: String,
+    pub container: Option<String>,
+    pub problem: &'static str,
+    pub occurrence: i32,
+}
+
+impl std::fmt::Display for ProblemKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}/{}",
+            self.uid,
+            self.container.as_deref().unwrap_or("-"),
+            self.problem,
+            self.occurrence
+        )
+    }
+}
+
+impl Problem {
+    /// The identity of this occurrence.
+    pub fn key(&self) -> ProblemKey {
+        let occurrence = match &self.kind {
+            ProblemKind::OomKilled { restart_count, .. }
+            | ProblemKind::CrashLoopBackOff { restart_count, .. } => *restart_count,
+            _ => 0,
+        };
+        ProblemKey {
+            uid: self.uid.clone(),
+            container: self.kind.container().map(str::to_string),
+            problem: self.kind.name(),
+            occurrence,
+        }
+    }
+}
+
 /// The waiting reasons of a container the kubelet cannot start, each named as the kubelet
 /// names it (`pkg/kubelet/container` and `images` errors).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

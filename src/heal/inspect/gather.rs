@@ -8,12 +8,10 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{ListParams, LogParams};
 use kube::{Api, Client};
 
-use std::sync::Arc;
-
 use super::view::learn;
 use super::{ClusterView, Finding, Logs, Owners, findings, findings_with, wants_logs};
+use crate::heal::call::CALL_TIMEOUT;
 use crate::heal::detect::{Problem, Thresholds};
-use crate::heal::execute::CALL_TIMEOUT;
 
 /// Lines of log read per container instance.
 pub const LOG_TAIL_LINES: i64 = 100;
@@ -32,7 +30,13 @@ pub async fn learn_unknown_jobs(client: &Client, view: &ClusterView, troubled: &
     let mut learned = Owners::new();
     for (namespace, name) in view.unknown_jobs(troubled) {
         let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
-        match tokio::time::timeout(CALL_TIMEOUT, jobs.get_metadata_opt(&name)).await {
+        match crate::heal::call::within(
+            CALL_TIMEOUT,
+            || format!("reading Job {namespace}/{name}"),
+            jobs.get_metadata_opt(&name),
+        )
+        .await
+        {
             Ok(Ok(Some(job))) => learn(&mut learned, "Job", &job.metadata),
             Ok(Ok(None)) => {}
             Ok(Err(error)) => {
@@ -129,7 +133,12 @@ pub async fn gather(client: &Client, namespace: Option<&str>) -> Result<ClusterV
         secrets,
         services,
         endpoint_slices,
-        memory_max: Arc::new(crate::cluster::limits::maxima(&limit_ranges)),
+        limits: {
+            let limits = crate::cluster::limits::LimitSnapshot::default();
+            limits.publish(crate::cluster::limits::maxima(&limit_ranges));
+            limits.publish_ratios(crate::cluster::limits::ratios(&limit_ranges));
+            limits
+        },
         owners,
         unreadable: Vec::new(),
     })
@@ -177,7 +186,18 @@ async fn log_within_timeout(
     container: &str,
     params: &LogParams,
 ) -> Option<String> {
-    match tokio::time::timeout(CALL_TIMEOUT, pods.logs(&problem.object_name, params)).await {
+    match crate::heal::call::within(
+        CALL_TIMEOUT,
+        || {
+            format!(
+                "reading the log of {}/{}",
+                problem.namespace, problem.object_name
+            )
+        },
+        pods.logs(&problem.object_name, params),
+    )
+    .await
+    {
         Ok(read) => Some(read.unwrap_or_default()),
         Err(_) => {
             tracing::warn!(

@@ -1,8 +1,7 @@
 //! The view of the cluster a diagnosis reads: pods, claims, events, TLS Secrets, Services and
 //! their EndpointSlices, and what is known of intermediate owners; events matched to their object.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::HashMap;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod, Secret, Service};
@@ -10,8 +9,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::ObjectMeta;
 
 use super::{MAX_JOB_GETS, UnreadableItem};
+use crate::cluster::limits::LimitSnapshot;
 use crate::core::owners::{self, Workload};
-use crate::core::quantity::ByteQuantity;
 use crate::heal::detect::{self, Warning};
 use crate::heal::diagnose::Evidence;
 
@@ -25,8 +24,8 @@ pub struct ClusterView {
     pub secrets: Vec<Secret>,
     pub services: Vec<Service>,
     pub endpoint_slices: Vec<EndpointSlice>,
-    /// Per namespace, the LimitRange maximum for container memory.
-    pub memory_max: Arc<BTreeMap<String, ByteQuantity>>,
+    /// The namespaces' LimitRange rules for container memory (maximum, ratio).
+    pub limits: LimitSnapshot,
     /// What the view knows of the intermediate owners of its pods (ReplicaSets and Jobs).
     pub owners: Owners,
     /// Items of a dump that could not be read (`from_dump`), for the report.

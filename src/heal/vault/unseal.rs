@@ -387,7 +387,13 @@ pub async fn keep_unsealed(
                     ..Default::default()
                 };
                 let publish = recorder.publish(&event, &reference);
-                match tokio::time::timeout(crate::heal::execute::CALL_TIMEOUT, publish).await {
+                match crate::heal::call::within(
+                    crate::heal::call::CALL_TIMEOUT,
+                    || "publishing a Vault Event".into(),
+                    publish,
+                )
+                .await
+                {
                     Ok(Ok(())) => {}
                     Ok(Err(error)) => tracing::warn!(%error, "could not publish a Vault Event"),
                     Err(_) => tracing::warn!("could not publish a Vault Event in time"),
@@ -402,8 +408,9 @@ pub async fn keep_unsealed(
 async fn read_uid(client: &kube::Client, namespace: &str, name: &str) -> Option<String> {
     let api: kube::Api<k8s_openapi::api::apps::v1::StatefulSet> =
         kube::Api::namespaced(client.clone(), namespace);
-    match tokio::time::timeout(
-        crate::heal::execute::CALL_TIMEOUT,
+    match crate::heal::call::within(
+        crate::heal::call::CALL_TIMEOUT,
+        || format!("reading StatefulSet {namespace}/{name}"),
         api.get_metadata_opt(name),
     )
     .await
