@@ -183,38 +183,144 @@ async fn selfheals_webhook_is_called_with_admission_reviews_and_its_patch_applie
     assert!(stored["metadata"]["annotations"]["selfheal.io/applied-fixes"].is_string());
 }
 
-#[test]
-fn admission_reviews_carry_what_the_apiserver_sends() {
-    let attributes = support::fake_apiserver::AdmissionAttributes {
-        collection: Collection::new("apis/batch/v1", NS, "jobs"),
-        operation: "UPDATE",
-        name: "migrate".into(),
-        old: Some(job()),
-        dry_run: true,
-        subresource: String::new(),
-        user: support::fake_apiserver::UserInfo::admin(),
-        field_manager: None,
-    };
-    let review = support::admission_review(&attributes, &job());
-    let request = &review["request"];
-    assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
+/// A webhook backend that records every AdmissionReview it receives and answers with
+/// `inner` (selfheal's real webhook, or a test's).
+fn recording_backend(inner: axum::Router) -> (axum::Router, Arc<Mutex<Vec<Value>>>) {
+    use tower::ServiceExt;
+    let reviews: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let record = reviews.clone();
+    let router = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let record = record.clone();
+        let inner = inner.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            let bytes = axum::body::to_bytes(body, 1 << 24)
+                .await
+                .unwrap_or_default();
+            if let Ok(review) = serde_json::from_slice::<Value>(&bytes) {
+                record.lock().unwrap().push(review);
+            }
+            let request = axum::http::Request::from_parts(parts, axum::body::Body::from(bytes));
+            inner.oneshot(request).await.unwrap()
+        }
+    });
+    (router, reviews)
+}
+
+fn selfheal_state(resource: &str, value: &str) -> selfheal::webhook::AppState {
+    support::state_with_document(
+        &FixDocument::parse(&format!(
+            "fixes:\n  - namespace: {NS}\n    resource: {resource}\n    type: memory\n    value: {value}\n    timestamp: 2026-11-28T00:00:00Z\n"
+        ))
+        .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn the_reviews_the_webhook_gets_are_the_apiservers() {
+    let server = FakeApiServer::new();
+    let (backend, reviews) =
+        recording_backend(selfheal::webhook::router(selfheal_state("db", "512Mi")));
+    support::install_manifest_webhook_routed(&server, backend);
+    let ci = support::fake_apiserver::UserInfo::service_account("ci", "deployer");
+    let sets: Api<DynamicObject> = Api::namespaced_with(
+        server.client_as(&ci),
+        NS,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apps", "v1", "StatefulSet"),
+            "statefulsets",
+        ),
+    );
+    sets.create(
+        &PostParams {
+            field_manager: Some("ci".into()),
+            ..PostParams::default()
+        },
+        &object(statefulset()),
+    )
+    .await
+    .unwrap();
+    let stored = server
+        .get(&Collection::apps(NS, "statefulsets"), "db")
+        .unwrap();
+    sets.patch(
+        "db",
+        &PatchParams {
+            dry_run: true,
+            ..PatchParams::default()
+        },
+        &merge(json!({"spec": {"replicas": 2}})),
+    )
+    .await
+    .unwrap();
+    let mut made = pod("256Mi");
+    made["metadata"] = json!({"generateName": "web-"});
+    api(&server, "", "v1", "Pod", "pods")
+        .create(&PostParams::default(), &object(made))
+        .await
+        .unwrap();
+    // Not matched by the manifest's rules: ConfigMaps; nor its objectSelector.
+    let maps: Api<ConfigMap> = Api::namespaced(server.client(), NS);
+    maps.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "c"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+
+    let reviews = reviews.lock().unwrap().clone();
+    assert_eq!(reviews.len(), 3, "the StatefulSet twice and the Pod");
+    let create = &reviews[0]["request"];
+    assert_eq!(reviews[0]["apiVersion"], "admission.k8s.io/v1");
     assert_eq!(
-        request["kind"],
-        json!({"group": "batch", "version": "v1", "kind": "Job"})
+        (
+            create["operation"].as_str(),
+            create["name"].as_str(),
+            create["namespace"].as_str()
+        ),
+        (Some("CREATE"), Some("db"), Some(NS))
     );
     assert_eq!(
-        request["resource"],
-        json!({"group": "batch", "version": "v1", "resource": "jobs"})
+        create["kind"],
+        json!({"group": "apps", "version": "v1", "kind": "StatefulSet"})
     );
     assert_eq!(
-        (request["namespace"].as_str(), request["operation"].as_str()),
-        (Some(NS), Some("UPDATE"))
+        create["resource"],
+        json!({"group": "apps", "version": "v1", "resource": "statefulsets"})
     );
-    assert_eq!(request["oldObject"], job());
-    assert_eq!(request["dryRun"], true);
-    // The webhook's own decoder accepts it.
-    selfheal::webhook::decode_bytes(&serde_json::to_vec(&review).unwrap())
-        .expect("a valid AdmissionReview");
+    assert_eq!(
+        create["userInfo"]["username"],
+        "system:serviceaccount:ci:deployer"
+    );
+    assert_eq!(
+        create["options"],
+        json!({"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions", "fieldManager": "ci"})
+    );
+    assert!(create["oldObject"].is_null());
+    assert_eq!(create["dryRun"], false);
+    let update = &reviews[1]["request"];
+    assert_eq!(update["operation"], "UPDATE");
+    assert_eq!(update["dryRun"], true);
+    assert_eq!(
+        update["options"],
+        json!({"apiVersion": "meta.k8s.io/v1", "kind": "UpdateOptions", "dryRun": ["All"]})
+    );
+    assert_eq!(
+        update["oldObject"], stored,
+        "the stored object, as it is stored"
+    );
+    assert_eq!(update["object"]["spec"]["replicas"], 2);
+    assert_ne!(create["uid"], update["uid"], "a fresh uid per review");
+    let pod = &reviews[2]["request"];
+    assert!(
+        pod.get("name").is_none() && pod["object"]["metadata"]["name"].is_null(),
+        "a generateName CREATE has no name yet: {pod}"
+    );
+    assert_eq!(pod["object"]["metadata"]["generateName"], "web-");
+    for review in &reviews {
+        selfheal::webhook::decode_bytes(&serde_json::to_vec(review).unwrap())
+            .expect("selfheal's decoder accepts what the apiserver sends");
+    }
 }
 
 // --- update rules ---
@@ -2867,4 +2973,257 @@ async fn fields_an_applier_drops_from_its_configuration_are_removed() {
             .unwrap(),
     );
     assert_eq!(applied["metadata"]["labels"], json!({"team": "a"}));
+}
+
+// --- the admission chain from the project's MutatingWebhookConfiguration (issue 16, 5) ---
+
+fn fixes_for(entries: &[(&str, &str)]) -> selfheal::webhook::AppState {
+    let mut yaml = String::from("fixes:\n");
+    for (namespace, resource) in entries {
+        yaml.push_str(&format!(
+            "  - {{namespace: {namespace}, resource: {resource}, type: memory, value: 512Mi, timestamp: 2026-11-28T00:00:00Z}}\n"
+        ));
+    }
+    support::state_with_document(&FixDocument::parse(&yaml).unwrap())
+}
+
+fn pod_in(server: &FakeApiServer, namespace: &str) -> Api<Pod> {
+    Api::namespaced(server.client(), namespace)
+}
+
+fn limit_of(pod: &Pod) -> String {
+    serde_json::to_value(pod).unwrap()["spec"]["containers"][0]["resources"]["limits"]["memory"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_manifests_selectors_keep_the_webhook_from_ignored_namespaces_and_objects() {
+    let server = FakeApiServer::new();
+    let state = fixes_for(&[(NS, "web-1"), ("quiet", "web-1"), ("kube-system", "web-1")]);
+    let (backend, reviews) = recording_backend(selfheal::webhook::router(state));
+    support::install_manifest_webhook_routed(&server, backend);
+    server.put(
+        &Collection::core("", "namespaces"),
+        json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "quiet", "labels": {"selfheal.io/ignore": "true"}}}),
+    );
+    let pod_object: Pod = serde_json::from_value(pod("256Mi")).unwrap();
+    let raised = pod_in(&server, NS)
+        .create(&PostParams::default(), &pod_object)
+        .await
+        .unwrap();
+    assert_eq!(limit_of(&raised), "512Mi", "selfheal's webhook raised it");
+    for namespace in ["quiet", "kube-system"] {
+        let created = pod_in(&server, namespace)
+            .create(&PostParams::default(), &pod_object)
+            .await
+            .unwrap();
+        assert_eq!(limit_of(&created), "256Mi", "{namespace}: not sent");
+    }
+    let mut ignored = pod("256Mi");
+    ignored["metadata"]["name"] = json!("web-2");
+    ignored["metadata"]["labels"]["selfheal.io/ignore"] = json!("true");
+    pod_in(&server, NS)
+        .create(&PostParams::default(), &object_of(ignored))
+        .await
+        .unwrap();
+    assert_eq!(
+        reviews.lock().unwrap().len(),
+        1,
+        "only the pod in the watched namespace"
+    );
+    // An UPDATE is sent when the old or the new object matches the objectSelector.
+    pod_in(&server, NS)
+        .patch(
+            "web-2",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"selfheal.io/ignore": null}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reviews.lock().unwrap().len(), 2, "the new object matches");
+    pod_in(&server, NS)
+        .patch(
+            "web-1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"selfheal.io/ignore": "true"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reviews.lock().unwrap().len(), 3, "the old object matches");
+    // Subresources are not matched by "pods": the status write is not sent.
+    let mut status = serde_json::to_value(pod_in(&server, NS).get("web-1").await.unwrap()).unwrap();
+    status["status"] = json!({"phase": "Running"});
+    pod_in(&server, NS)
+        .replace_status(
+            "web-1",
+            &PostParams::default(),
+            &serde_json::from_value(status).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reviews.lock().unwrap().len(), 3);
+}
+
+fn object_of(value: Value) -> Pod {
+    serde_json::from_value(value).unwrap()
+}
+
+/// A backend that answers every review with `answer(review)` after `delay`.
+fn backend(delay: std::time::Duration, answer: fn(&Value) -> Value) -> axum::Router {
+    axum::Router::new().fallback(move |axum::Json(review): axum::Json<Value>| async move {
+        tokio::time::sleep(delay).await;
+        axum::Json(answer(&review))
+    })
+}
+
+fn allow(review: &Value) -> Value {
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "response": {"uid": review["request"]["uid"], "allowed": true}})
+}
+
+fn configuration(failure_policy: &str, timeout: u64, side_effects: &str) -> Value {
+    json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "test"},
+        "webhooks": [{"name": "test.example.com", "admissionReviewVersions": ["v1"],
+            "sideEffects": side_effects, "failurePolicy": failure_policy, "timeoutSeconds": timeout,
+            "clientConfig": {"service": {"name": "hook", "namespace": "tests", "path": "/mutate"}},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                "resources": ["pods"], "scope": "Namespaced"}]}]})
+}
+
+fn webhook_configurations() -> Collection {
+    Collection::new(
+        "apis/admissionregistration.k8s.io/v1",
+        "",
+        "mutatingwebhookconfigurations",
+    )
+}
+
+#[tokio::test]
+async fn a_slow_webhook_is_ignored_after_its_timeout_or_fails_the_request() {
+    let server = FakeApiServer::new();
+    // The manifest's webhook: 3 s, failurePolicy Ignore.
+    support::install_manifest_webhook_routed(
+        &server,
+        backend(std::time::Duration::from_secs(30), allow),
+    );
+    let started = std::time::Instant::now();
+    let created = pod_in(&server, NS)
+        .create(&PostParams::default(), &object_of(pod("256Mi")))
+        .await
+        .expect("admitted unchanged");
+    let waited = started.elapsed();
+    assert_eq!(limit_of(&created), "256Mi");
+    assert!(
+        waited >= std::time::Duration::from_secs(3) && waited < std::time::Duration::from_secs(10),
+        "the timeout decides: {waited:?}"
+    );
+
+    let server = FakeApiServer::new();
+    server.put(&webhook_configurations(), configuration("Fail", 1, "None"));
+    server.route_webhook_service(
+        "tests",
+        "hook",
+        backend(std::time::Duration::from_secs(30), allow),
+    );
+    let status = refusal(
+        pod_in(&server, NS)
+            .create(&PostParams::default(), &object_of(pod("256Mi")))
+            .await,
+    );
+    assert_eq!(
+        (status.code, status.reason.as_str()),
+        (500, "InternalError")
+    );
+    assert_eq!(
+        status.message,
+        "Internal error occurred: failed calling webhook \"test.example.com\": Post \"https://hook.tests.svc:443/mutate?timeout=1s\": context deadline exceeded"
+    );
+    server.unroute_webhook_service("tests", "hook");
+    let status = refusal(
+        pod_in(&server, NS)
+            .create(&PostParams::default(), &object_of(pod("256Mi")))
+            .await,
+    );
+    assert!(
+        status.message.ends_with("service \"hook\" not found"),
+        "{}",
+        status.message
+    );
+}
+
+#[tokio::test]
+async fn a_denial_a_bad_patch_and_a_dry_run_are_answered_as_the_apiserver_does() {
+    let server = FakeApiServer::new();
+    server.put(
+        &webhook_configurations(),
+        configuration("Ignore", 5, "None"),
+    );
+    server.route_webhook_service(
+        "tests",
+        "hook",
+        backend(std::time::Duration::ZERO, |review| {
+            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "response": {"uid": review["request"]["uid"], "allowed": false,
+                    "status": {"code": 403, "reason": "Forbidden", "message": "no pods today"}}})
+        }),
+    );
+    let status = refusal(
+        pod_in(&server, NS)
+            .create(&PostParams::default(), &object_of(pod("256Mi")))
+            .await,
+    );
+    assert_eq!((status.code, status.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        status.message,
+        "admission webhook \"test.example.com\" denied the request: no pods today"
+    );
+
+    // A patch that does not apply fails the request, whatever the failure policy.
+    server.route_webhook_service(
+        "tests",
+        "hook",
+        backend(std::time::Duration::ZERO, |review| {
+            use base64::Engine;
+            let patch = json!([{"op": "replace", "path": "/spec/nothing/here", "value": 1}]);
+            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "response": {"uid": review["request"]["uid"], "allowed": true, "patchType": "JSONPatch",
+                    "patch": base64::engine::general_purpose::STANDARD.encode(patch.to_string())}})
+        }),
+    );
+    let status = refusal(
+        pod_in(&server, NS)
+            .create(&PostParams::default(), &object_of(pod("256Mi")))
+            .await,
+    );
+    assert_eq!(
+        (status.code, status.reason.as_str()),
+        (500, "InternalError")
+    );
+
+    // A webhook with side effects gets no dry run: the request is refused.
+    let server = FakeApiServer::new();
+    server.put(
+        &webhook_configurations(),
+        configuration("Ignore", 5, "Some"),
+    );
+    server.route_webhook_service("tests", "hook", backend(std::time::Duration::ZERO, allow));
+    let status = refusal(
+        pod_in(&server, NS)
+            .create(
+                &PostParams {
+                    dry_run: true,
+                    ..PostParams::default()
+                },
+                &object_of(pod("256Mi")),
+            )
+            .await,
+    );
+    assert_eq!(
+        status.message,
+        "admission webhook \"test.example.com\" does not support dry run"
+    );
 }

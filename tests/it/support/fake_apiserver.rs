@@ -65,6 +65,8 @@ pub mod rules;
 pub mod selectors;
 #[path = "fake_apiserver/watch.rs"]
 mod watch;
+#[path = "fake_apiserver/webhooks.rs"]
+pub mod webhooks;
 #[path = "fake_apiserver/write.rs"]
 mod write;
 
@@ -395,6 +397,8 @@ pub struct FakeApiServer {
     settings: Arc<Mutex<Settings>>,
     signals: broadcast::Sender<Signal>,
     webhook: Arc<Mutex<Option<MutatingWebhook>>>,
+    /// Webhook services (`namespace/name`) or URLs, routed to in-process routers.
+    backends: Arc<Mutex<HashMap<String, webhooks::Backend>>>,
     rules: Arc<Mutex<Vec<Rule>>>,
     next_rule: Arc<AtomicUsize>,
     pub conflicts: Arc<AtomicUsize>,
@@ -417,6 +421,7 @@ impl FakeApiServer {
             settings: Arc::default(),
             signals,
             webhook: Arc::default(),
+            backends: Arc::default(),
             rules: Arc::default(),
             next_rule: Arc::default(),
             conflicts: Arc::default(),

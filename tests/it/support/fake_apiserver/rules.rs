@@ -35,16 +35,16 @@ use super::Collection;
 #[derive(Debug, Clone)]
 pub struct Refusal {
     pub code: StatusCode,
-    pub reason: &'static str,
+    pub reason: String,
     pub message: String,
     pub details: Value,
 }
 
 impl Refusal {
-    pub fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: StatusCode, reason: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             code,
-            reason,
+            reason: reason.into(),
             message: message.into(),
             details: Value::Null,
         }
@@ -203,7 +203,7 @@ fn invalid(collection: &Collection, name: &str, errors: Vec<FieldError>) -> Resu
         .collect();
     Err(Refusal {
         code: StatusCode::UNPROCESSABLE_ENTITY,
-        reason: "Invalid",
+        reason: "Invalid".into(),
         message: format!("{qualified} \"{name}\" is invalid: {list}"),
         details: json!({"name": name, "group": group, "kind": kind, "causes": causes}),
     })

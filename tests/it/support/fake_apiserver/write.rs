@@ -104,7 +104,10 @@ impl Write<'_> {
         attributes: AdmissionAttributes,
         object: Value,
     ) -> Result<Value, Refusal> {
-        let mut object = object;
+        let mut object = self
+            .server
+            .run_configured_webhooks(&attributes, object)
+            .await?;
         if let Some(webhook) = self.server.catch_all_webhook() {
             object = webhook(attributes, object).await;
             defaults::apply(self.collection, &mut object);
