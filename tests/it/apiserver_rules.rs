@@ -3227,3 +3227,338 @@ async fn a_denial_a_bad_patch_and_a_dry_run_are_answered_as_the_apiserver_does()
         "admission webhook \"test.example.com\" does not support dry run"
     );
 }
+
+// --- workload controllers (issue 14, 5) ---
+
+fn quota_deployment(namespace: &str, replicas: i64) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "quota", "namespace": namespace},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "quota"}},
+            "template": {"metadata": {"labels": {"app": "quota"}},
+                "spec": {"containers": [{"name": "app", "image": "app:1",
+                    "resources": {"limits": {"memory": "256Mi"}, "requests": {"memory": "128Mi"}}}]}}}})
+}
+
+fn events_about(server: &FakeApiServer, namespace: &str, name: &str, reason: &str) -> Vec<Value> {
+    server
+        .list(&Collection::core(namespace, "events"))
+        .into_iter()
+        .filter(|e| e["involvedObject"]["name"] == name && e["reason"] == reason)
+        .collect()
+}
+
+fn condition_of(object: &Value, kind: &str) -> Value {
+    object["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == kind)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn a_raise_the_quota_cannot_hold_leaves_the_replicaset_failing_to_create_pods() {
+    // Issue 14's scene: quota 768Mi, a fix of 1Gi for Deployment `quota` (manifest 256Mi).
+    let server = FakeApiServer::new();
+    let namespace = "e2";
+    server.put(
+        &Collection::core(namespace, "resourcequotas"),
+        quota(
+            "mem",
+            json!({"limits.memory": "768Mi", "requests.memory": "768Mi"}),
+        ),
+    );
+    support::install_webhook(
+        &server,
+        support::state_with_document(
+            &FixDocument::parse(&format!(
+                "fixes:\n  - {{namespace: {namespace}, resource: quota, type: memory, value: 1Gi, timestamp: 2026-11-28T00:00:00Z}}\n"
+            ))
+            .unwrap(),
+        ),
+    );
+    let deployments: Api<DynamicObject> = Api::namespaced_with(
+        server.client(),
+        namespace,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apps", "v1", "Deployment"),
+            "deployments",
+        ),
+    );
+    deployments
+        .create(
+            &PostParams::default(),
+            &object(quota_deployment(namespace, 1)),
+        )
+        .await
+        .unwrap();
+    server.reconcile_workloads().await;
+
+    let sets = support::fake_apiserver::controllers::replica_sets_of(&server, namespace, "quota");
+    assert_eq!(sets.len(), 1);
+    let set = &sets[0];
+    let set_name = set["metadata"]["name"].as_str().unwrap();
+    let hash = set["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .unwrap();
+    assert_eq!(set_name, format!("quota-{hash}"));
+    assert_eq!(
+        set["spec"]["selector"]["matchLabels"]["pod-template-hash"],
+        hash
+    );
+    assert_eq!(set["metadata"]["ownerReferences"][0]["kind"], "Deployment");
+    assert_eq!(
+        set["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"], "1Gi",
+        "the raised template"
+    );
+    let failed = events_about(&server, namespace, set_name, "FailedCreate");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let event = &failed[0];
+    assert_eq!(
+        (
+            &event["type"],
+            &event["source"]["component"],
+            &event["involvedObject"]["kind"]
+        ),
+        (
+            &json!("Warning"),
+            &json!("replicaset-controller"),
+            &json!("ReplicaSet")
+        )
+    );
+    let message = event["message"].as_str().unwrap();
+    let rest = message
+        .strip_prefix(&format!("Error creating: pods \"{set_name}-"))
+        .unwrap_or_else(|| panic!("{message}"));
+    assert_eq!(
+        &rest[5..],
+        "\" is forbidden: exceeded quota: mem, requested: limits.memory=1Gi, used: limits.memory=0, limited: limits.memory=768Mi"
+    );
+    assert!(
+        server.list(&Collection::core(namespace, "pods")).is_empty(),
+        "no pod at all"
+    );
+    let set = server
+        .get(&Collection::apps(namespace, "replicasets"), set_name)
+        .unwrap();
+    let failure = condition_of(&set, "ReplicaFailure");
+    assert_eq!(
+        (&failure["status"], &failure["reason"]),
+        (&json!("True"), &json!("FailedCreate"))
+    );
+    assert_eq!(
+        failure["message"].as_str().unwrap(),
+        message.strip_prefix("Error creating: ").unwrap()
+    );
+    let deployment = server
+        .get(&Collection::apps(namespace, "deployments"), "quota")
+        .unwrap();
+    assert_eq!(
+        condition_of(&deployment, "ReplicaFailure")["reason"],
+        "FailedCreate"
+    );
+    assert_eq!(condition_of(&deployment, "Progressing")["status"], "True");
+
+    // A second attempt fails the same way (a new pod name: a new Event).
+    server.reconcile_workloads().await;
+    assert_eq!(
+        events_about(&server, namespace, set_name, "FailedCreate").len(),
+        2
+    );
+    // After progressDeadlineSeconds (600) without progress.
+    server.advance_clock(std::time::Duration::from_secs(601));
+    server.reconcile_workloads().await;
+    let deployment = server
+        .get(&Collection::apps(namespace, "deployments"), "quota")
+        .unwrap();
+    let progressing = condition_of(&deployment, "Progressing");
+    assert_eq!(
+        (
+            &progressing["status"],
+            &progressing["reason"],
+            &progressing["message"]
+        ),
+        (
+            &json!("False"),
+            &json!("ProgressDeadlineExceeded"),
+            &json!(format!(
+                "ReplicaSet \"{set_name}\" has timed out progressing."
+            ))
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_deployment_rolls_out_through_its_replicasets_and_pods() {
+    let server = FakeApiServer::new();
+    server.run_pods(true);
+    let deployments = api(&server, "apps", "v1", "Deployment", "deployments");
+    let mut deployment = web_deployment(4, "app:1");
+    deployment["spec"]["strategy"] = json!({"type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}});
+    deployments
+        .create(&PostParams::default(), &object(deployment))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        server.reconcile_workloads().await;
+    }
+    let sets = support::fake_apiserver::controllers::replica_sets_of(&server, NS, "web");
+    assert_eq!(sets.len(), 1);
+    let first = sets[0]["metadata"]["name"].as_str().unwrap().to_string();
+    let pods = server.list(&Collection::core(NS, "pods"));
+    assert_eq!(pods.len(), 4);
+    for pod in &pods {
+        assert!(
+            pod["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{first}-"))
+        );
+        assert_eq!(
+            pod["metadata"]["ownerReferences"][0]["name"],
+            first.as_str()
+        );
+        assert_eq!(pod["status"]["phase"], "Running");
+    }
+    assert_eq!(
+        events_about(&server, NS, &first, "SuccessfulCreate").len(),
+        4
+    );
+    let web = server
+        .get(&Collection::apps(NS, "deployments"), "web")
+        .unwrap();
+    assert_eq!(
+        (
+            &web["status"]["availableReplicas"],
+            &condition_of(&web, "Available")["status"]
+        ),
+        (&json!(4), &json!("True"))
+    );
+    assert_eq!(
+        condition_of(&web, "Progressing")["reason"],
+        "NewReplicaSetAvailable"
+    );
+    let scaled = events_about(&server, NS, "web", "ScalingReplicaSet");
+    assert_eq!(
+        scaled[0]["message"],
+        format!("Scaled up replica set {first} to 4")
+    );
+
+    // A new image: a new ReplicaSet; with maxUnavailable 0 the old one goes only as new pods
+    // become available.
+    deployments
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [
+                {"name": "app", "image": "app:2"}]}}}})),
+        )
+        .await
+        .unwrap();
+    server.reconcile_workloads().await;
+    let sets = support::fake_apiserver::controllers::replica_sets_of(&server, NS, "web");
+    assert_eq!(sets.len(), 2);
+    let replicas = |name: &str| {
+        server
+            .get(&Collection::apps(NS, "replicasets"), name)
+            .unwrap()["spec"]["replicas"]
+            .clone()
+    };
+    let second = sets
+        .iter()
+        .map(|s| s["metadata"]["name"].as_str().unwrap().to_string())
+        .find(|n| *n != first)
+        .unwrap();
+    assert_eq!(replicas(&second), 1, "one surge pod");
+    assert_eq!(replicas(&first), 4, "nothing unavailable yet");
+    // Every step stays within maxSurge 1 (at most 5 pods wanted) and maxUnavailable 0.
+    for _ in 0..10 {
+        server.reconcile_workloads().await;
+        let total = replicas(&first).as_i64().unwrap() + replicas(&second).as_i64().unwrap();
+        assert!(total <= 5, "surge exceeded: {total}");
+        let running = server
+            .list(&Collection::core(NS, "pods"))
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .count();
+        assert!(running >= 4, "availability dropped: {running}");
+    }
+    assert_eq!((replicas(&first), replicas(&second)), (json!(0), json!(4)));
+    let web = server
+        .get(&Collection::apps(NS, "deployments"), "web")
+        .unwrap();
+    assert_eq!(web["status"]["updatedReplicas"], 4);
+    assert_eq!(
+        server
+            .get(&Collection::apps(NS, "replicasets"), &second)
+            .unwrap()["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "2"
+    );
+}
+
+#[tokio::test]
+async fn repeated_creation_failures_are_counted_then_combined_as_client_go_does() {
+    let server = FakeApiServer::new();
+    server.put(&Collection::core(NS, "limitranges"), json!({"apiVersion": "v1", "kind": "LimitRange",
+        "metadata": {"name": "limits"}, "spec": {"limits": [{"type": "Container", "max": {"memory": "128Mi"}}]}}));
+    let deployments = api(&server, "apps", "v1", "Deployment", "deployments");
+    deployments
+        .create(&PostParams::default(), &object(web_deployment(1, "app:1")))
+        .await
+        .unwrap();
+    let mut deployment = server
+        .get(&Collection::apps(NS, "deployments"), "web")
+        .unwrap();
+    deployment["spec"]["template"]["spec"]["containers"][0]["resources"] =
+        json!({"limits": {"memory": "256Mi"}});
+    deployments
+        .replace("web", &PostParams::default(), &object(deployment))
+        .await
+        .unwrap();
+    for _ in 0..12 {
+        server.reconcile_workloads().await;
+    }
+    let set = support::fake_apiserver::controllers::replica_sets_of(&server, NS, "web")[0]["metadata"]
+        ["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let failed = events_about(&server, NS, &set, "FailedCreate");
+    assert_eq!(
+        failed.len(),
+        11,
+        "ten distinct messages, then one combined Event"
+    );
+    let combined: Vec<&Value> = failed
+        .iter()
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("(combined from similar events): Error creating: pods \"")
+        })
+        .collect();
+    assert_eq!(combined.len(), 1);
+    assert_eq!(combined[0]["count"], 2, "the 11th and 12th failures");
+    assert!(failed[0]["message"].as_str().unwrap().ends_with(
+        "is forbidden: maximum memory usage per Container is 128Mi, but limit is 256Mi"
+    ));
+}
+
+#[tokio::test]
+async fn started_controllers_reconcile_by_themselves() {
+    let server = FakeApiServer::new();
+    server.run_pods(true);
+    let _controllers = server.start_controllers();
+    api(&server, "apps", "v1", "Deployment", "deployments")
+        .create(&PostParams::default(), &object(web_deployment(3, "app:1")))
+        .await
+        .unwrap();
+    support::eventually("the Deployment is available", || {
+        server
+            .get(&Collection::apps(NS, "deployments"), "web")
+            .is_some_and(|d| d["status"]["availableReplicas"] == 3)
+    })
+    .await;
+}

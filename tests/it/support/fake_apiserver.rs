@@ -43,6 +43,8 @@
 pub mod admission;
 #[path = "fake_apiserver/apply.rs"]
 mod apply;
+#[path = "fake_apiserver/controllers.rs"]
+pub mod controllers;
 #[path = "fake_apiserver/defaults.rs"]
 pub mod defaults;
 #[path = "fake_apiserver/deletion.rs"]
@@ -53,6 +55,8 @@ mod disruption;
 pub mod events;
 #[path = "fake_apiserver/http.rs"]
 mod http;
+#[path = "fake_apiserver/kubelet.rs"]
+pub mod kubelet;
 #[path = "fake_apiserver/patches.rs"]
 pub mod patches;
 #[path = "fake_apiserver/quantity.rs"]
@@ -388,6 +392,8 @@ struct Settings {
     log: Vec<LoggedRequest>,
     /// Names handed out for `generateName`.
     generated: u64,
+    /// The kubelet's settings (pods run, `pods/resize` served, its answer).
+    kubelet: kubelet::KubeletSettings,
 }
 
 /// Handle on the fake server's state, for tests to inspect and change objects directly.
@@ -828,6 +834,9 @@ impl FakeApiServer {
     /// The controllers that react to a change at once: the resourcequota controller's and the
     /// disruption controller's status.
     fn after_store(&self, objects: &mut Objects, collection: &Collection) {
+        if collection.is_pods() {
+            self.kubelet_pass(objects);
+        }
         let namespace = &collection.namespace;
         if namespace.is_empty() {
             return;
@@ -1009,6 +1018,16 @@ async fn serve(server: &FakeApiServer, request: Incoming<'_>) -> Response {
             }
         }
         (&Method::DELETE, Some(name), None) => write.delete(&name, body),
+        (&Method::PATCH | &Method::PUT, Some(name), Some("resize"))
+            if collection.is_pods() && server.serves_pod_resize() =>
+        {
+            let kind = if method == Method::PUT {
+                None
+            } else {
+                PatchType::from_content_type(content_type)
+            };
+            write.resize(&name, body, kind).await
+        }
         (method, _, Some(sub)) => Err(Refusal::new(
             StatusCode::NOT_FOUND,
             "NotFound",

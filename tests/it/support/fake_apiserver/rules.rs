@@ -209,6 +209,11 @@ fn invalid(collection: &Collection, name: &str, errors: Vec<FieldError>) -> Resu
     })
 }
 
+/// 422 Invalid for a Pod.
+pub fn invalid_pod(name: &str, errors: Vec<FieldError>) -> Result<(), Refusal> {
+    invalid(&Collection::core("", "pods"), name, errors)
+}
+
 /// Whether the resource has a `status` subresource, so updates of the main resource keep the
 /// stored status.
 pub fn has_status_subresource(collection: &Collection) -> bool {
