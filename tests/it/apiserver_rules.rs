@@ -3562,3 +3562,292 @@ async fn started_controllers_reconcile_by_themselves() {
     })
     .await;
 }
+
+// --- pods/resize (issue 15, 4) ---
+
+/// A Burstable pod (a cpu request without a limit) with the memory given.
+fn sized_pod(name: &str, request: &str, limit: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "app", "image": "app:1",
+            "resources": {"requests": {"memory": request, "cpu": "100m"}, "limits": {"memory": limit}}}]}})
+}
+
+fn guaranteed_pod(name: &str, memory: &str) -> Value {
+    let mut pod = sized_pod(name, memory, memory);
+    pod["spec"]["containers"][0]["resources"]["limits"]["cpu"] = json!("100m");
+    pod
+}
+
+async fn resize(server: &FakeApiServer, name: &str, patch: Value) -> Result<Pod, kube::Error> {
+    pod_in(server, NS)
+        .patch_subresource(
+            "resize",
+            name,
+            &PatchParams::default(),
+            &Patch::Strategic(patch),
+        )
+        .await
+}
+
+fn memory_patch(request: Option<&str>, limit: Option<&str>) -> Value {
+    let mut resources = json!({});
+    if let Some(request) = request {
+        resources["requests"] = json!({"memory": request});
+    }
+    if let Some(limit) = limit {
+        resources["limits"] = json!({"memory": limit});
+    }
+    json!({"spec": {"containers": [{"name": "app", "resources": resources}]}})
+}
+
+fn applied_memory(server: &FakeApiServer, name: &str) -> (Value, Value) {
+    let pod = server.get(&Collection::core(NS, "pods"), name).unwrap();
+    let status = &pod["status"]["containerStatuses"][0];
+    (
+        status["resources"]["limits"]["memory"].clone(),
+        status["allocatedResources"]["memory"].clone(),
+    )
+}
+
+#[tokio::test]
+async fn pods_resize_is_served_and_discovered_only_when_enabled() {
+    let server = FakeApiServer::new();
+    server.run_pods(true);
+    server.put(
+        &Collection::core(NS, "pods"),
+        sized_pod("web-1", "256Mi", "512Mi"),
+    );
+    let listed = |discovery: &Value| {
+        discovery["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "pods/resize")
+    };
+    assert!(!listed(&raw_get(&server, "/api/v1").await));
+    let status = refusal(resize(&server, "web-1", memory_patch(None, Some("1Gi"))).await);
+    assert_eq!((status.code, status.reason.as_str()), (404, "NotFound"));
+
+    server.serve_pod_resize(true);
+    assert!(listed(&raw_get(&server, "/api/v1").await));
+    let resized = resize(&server, "web-1", memory_patch(None, Some("1Gi")))
+        .await
+        .expect("served");
+    assert_eq!(limit_of(&resized), "1Gi");
+    assert_eq!(
+        applied_memory(&server, "web-1"),
+        (json!("1Gi"), json!("256Mi")),
+        "the kubelet reports the new limit as applied"
+    );
+    // The main resource still may not change resources.
+    let status = refusal(
+        pod_in(&server, NS)
+            .patch(
+                "web-1",
+                &PatchParams::default(),
+                &Patch::Strategic(memory_patch(None, Some("2Gi"))),
+            )
+            .await,
+    );
+    assert_eq!(status.code, 422);
+}
+
+#[tokio::test]
+async fn a_resize_may_change_only_cpu_and_memory_and_never_the_qos_class() {
+    let server = FakeApiServer::new();
+    server.run_pods(true);
+    server.serve_pod_resize(true);
+    let pods = Collection::core(NS, "pods");
+    server.put(&pods, guaranteed_pod("guaranteed", "512Mi"));
+    assert_eq!(
+        server.get(&pods, "guaranteed").unwrap()["status"]["qosClass"],
+        "Guaranteed"
+    );
+    let status = refusal(resize(&server, "guaranteed", memory_patch(None, Some("1Gi"))).await);
+    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        status.message,
+        "Pod \"guaranteed\" is invalid: spec: Invalid value: \"Guaranteed\": Pod QOS Class may not change as a result of resizing"
+    );
+    resize(
+        &server,
+        "guaranteed",
+        memory_patch(Some("1Gi"), Some("1Gi")),
+    )
+    .await
+    .expect("requests and limits together: still Guaranteed");
+
+    server.put(&pods, sized_pod("burstable", "256Mi", "512Mi"));
+    let status = refusal(
+        resize(
+            &server,
+            "burstable",
+            json!({"spec": {"containers": [{"name": "app", "image": "app:2"}]}}),
+        )
+        .await,
+    );
+    assert_eq!(
+        status.message,
+        "Pod \"burstable\" is invalid: spec: Forbidden: only cpu and memory resources are mutable"
+    );
+    let status = refusal(
+        resize(
+            &server,
+            "burstable",
+            json!({"spec": {"containers": [{"name": "app", "resources": {"requests": {"cpu": null}}}]}}),
+        )
+        .await,
+    );
+    assert_eq!(
+        status.message,
+        "Pod \"burstable\" is invalid: spec.containers[0].resources.requests: Forbidden: resource requests cannot be removed"
+    );
+    let status = refusal(resize(&server, "burstable", memory_patch(Some("1Gi"), None)).await);
+    assert_eq!(
+        status.message,
+        "Pod \"burstable\" is invalid: spec.containers[0].resources.requests: Invalid value: \"1Gi\": must be less than or equal to memory limit of 512Mi"
+    );
+    resize(&server, "burstable", memory_patch(None, Some("384Mi")))
+        .await
+        .expect("a memory limit decrease is allowed (1.35)");
+    resize(
+        &server,
+        "burstable",
+        json!({"spec": {"containers": [{"name": "app", "resizePolicy": [
+            {"resourceName": "memory", "restartPolicy": "RestartContainer"}]}]}}),
+    )
+    .await
+    .expect("the resize policy may change");
+}
+
+#[tokio::test]
+async fn the_kubelet_answers_a_resize_as_it_reports_it() {
+    let server = FakeApiServer::new();
+    server.put(
+        &Collection::core("", "nodes"),
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "small"},
+            "status": {"allocatable": {"memory": "2Gi", "cpu": "2"}, "capacity": {"memory": "2Gi", "cpu": "2"}}}),
+    );
+    server.run_pods(true);
+    server.serve_pod_resize(true);
+    let pods = Collection::core(NS, "pods");
+    server.put(&pods, sized_pod("web-1", "256Mi", "512Mi"));
+    server.put(&pods, sized_pod("other", "1Gi", "1Gi"));
+    let pending = |name: &str| condition_of(&server.get(&pods, name).unwrap(), "PodResizePending");
+    let in_progress =
+        |name: &str| condition_of(&server.get(&pods, name).unwrap(), "PodResizeInProgress");
+
+    resize(&server, "web-1", memory_patch(Some("4Gi"), Some("4Gi")))
+        .await
+        .expect("accepted by the API");
+    let condition = pending("web-1");
+    assert_eq!(
+        (
+            &condition["status"],
+            &condition["reason"],
+            &condition["message"]
+        ),
+        (
+            &json!("True"),
+            &json!("Infeasible"),
+            &json!(
+                "Node didn't have enough capacity: memory, requested: 4294967296, capacity: 2147483648"
+            )
+        )
+    );
+    assert_eq!(
+        applied_memory(&server, "web-1"),
+        (json!("512Mi"), json!("256Mi")),
+        "nothing applied"
+    );
+    resize(
+        &server,
+        "web-1",
+        memory_patch(Some("1536Mi"), Some("1536Mi")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        pending("web-1")["reason"],
+        "Deferred",
+        "the other pod holds 1Gi"
+    );
+
+    resize(&server, "web-1", memory_patch(Some("512Mi"), Some("768Mi")))
+        .await
+        .unwrap();
+    assert!(pending("web-1").is_null());
+    assert_eq!(
+        applied_memory(&server, "web-1"),
+        (json!("768Mi"), json!("512Mi"))
+    );
+
+    server.answer_resizes(support::fake_apiserver::kubelet::ResizeAnswer::InProgress);
+    resize(&server, "web-1", memory_patch(None, Some("896Mi")))
+        .await
+        .unwrap();
+    assert_eq!(in_progress("web-1")["status"], "True");
+    assert_eq!(applied_memory(&server, "web-1").0, json!("768Mi"));
+    server.finish_resizes();
+    assert!(in_progress("web-1").is_null());
+    assert_eq!(applied_memory(&server, "web-1").0, json!("896Mi"));
+
+    server.answer_resizes(support::fake_apiserver::kubelet::ResizeAnswer::Error(
+        "the memory limit is below the container's usage".into(),
+    ));
+    resize(&server, "web-1", memory_patch(None, Some("640Mi")))
+        .await
+        .unwrap();
+    let condition = in_progress("web-1");
+    assert_eq!(
+        (&condition["reason"], &condition["message"]),
+        (
+            &json!("Error"),
+            &json!("the memory limit is below the container's usage")
+        )
+    );
+    server.answer_resizes(support::fake_apiserver::kubelet::ResizeAnswer::Deferred);
+    resize(&server, "web-1", memory_patch(None, Some("700Mi")))
+        .await
+        .unwrap();
+    assert_eq!(pending("web-1")["reason"], "Deferred");
+}
+
+#[tokio::test]
+async fn a_resize_is_judged_by_the_limitranger_and_the_quota_and_not_sent_to_the_webhook() {
+    let server = FakeApiServer::new();
+    server.run_pods(true);
+    server.serve_pod_resize(true);
+    let (backend, reviews) = recording_backend(selfheal::webhook::router(fixes_for(&[])));
+    support::install_manifest_webhook_routed(&server, backend);
+    server.put(&quotas(), quota("mem", json!({"limits.memory": "1Gi"})));
+    server.put(&Collection::core(NS, "limitranges"), json!({"apiVersion": "v1", "kind": "LimitRange",
+        "metadata": {"name": "limits"}, "spec": {"limits": [{"type": "Container", "max": {"memory": "1536Mi"}}]}}));
+    pod_in(&server, NS)
+        .create(
+            &PostParams::default(),
+            &object_of(sized_pod("web-1", "256Mi", "512Mi")),
+        )
+        .await
+        .unwrap();
+    let sent = reviews.lock().unwrap().len();
+    let status = refusal(resize(&server, "web-1", memory_patch(None, Some("2Gi"))).await);
+    assert_eq!(
+        status.message,
+        "pods \"web-1\" is forbidden: maximum memory usage per Container is 1536Mi, but limit is 2Gi"
+    );
+    let status = refusal(resize(&server, "web-1", memory_patch(None, Some("1536Mi"))).await);
+    assert_eq!(
+        status.message,
+        "pods \"web-1\" is forbidden: exceeded quota: mem, requested: limits.memory=1Gi, used: limits.memory=512Mi, limited: limits.memory=1Gi",
+        "billed its growth"
+    );
+    resize(&server, "web-1", memory_patch(None, Some("1Gi")))
+        .await
+        .expect("fits");
+    assert_eq!(
+        reviews.lock().unwrap().len(),
+        sent,
+        "the manifest's rule `pods` does not match pods/resize"
+    );
+}
