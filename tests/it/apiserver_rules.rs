@@ -183,38 +183,144 @@ async fn selfheals_webhook_is_called_with_admission_reviews_and_its_patch_applie
     assert!(stored["metadata"]["annotations"]["selfheal.io/applied-fixes"].is_string());
 }
 
-#[test]
-fn admission_reviews_carry_what_the_apiserver_sends() {
-    let attributes = support::fake_apiserver::AdmissionAttributes {
-        collection: Collection::new("apis/batch/v1", NS, "jobs"),
-        operation: "UPDATE",
-        name: "migrate".into(),
-        old: Some(job()),
-        dry_run: true,
-        subresource: String::new(),
-        user: support::fake_apiserver::UserInfo::admin(),
-        field_manager: None,
-    };
-    let review = support::admission_review(&attributes, &job());
-    let request = &review["request"];
-    assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
+/// A webhook backend that records every AdmissionReview it receives and answers with
+/// `inner` (selfheal's real webhook, or a test's).
+fn recording_backend(inner: axum::Router) -> (axum::Router, Arc<Mutex<Vec<Value>>>) {
+    use tower::ServiceExt;
+    let reviews: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let record = reviews.clone();
+    let router = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let record = record.clone();
+        let inner = inner.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            let bytes = axum::body::to_bytes(body, 1 << 24)
+                .await
+                .unwrap_or_default();
+            if let Ok(review) = serde_json::from_slice::<Value>(&bytes) {
+                record.lock().unwrap().push(review);
+            }
+            let request = axum::http::Request::from_parts(parts, axum::body::Body::from(bytes));
+            inner.oneshot(request).await.unwrap()
+        }
+    });
+    (router, reviews)
+}
+
+fn selfheal_state(resource: &str, value: &str) -> selfheal::webhook::AppState {
+    support::state_with_document(
+        &FixDocument::parse(&format!(
+            "fixes:\n  - namespace: {NS}\n    resource: {resource}\n    type: memory\n    value: {value}\n    timestamp: 2026-11-28T00:00:00Z\n"
+        ))
+        .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn the_reviews_the_webhook_gets_are_the_apiservers() {
+    let server = FakeApiServer::new();
+    let (backend, reviews) =
+        recording_backend(selfheal::webhook::router(selfheal_state("db", "512Mi")));
+    support::install_manifest_webhook_routed(&server, backend);
+    let ci = support::fake_apiserver::UserInfo::service_account("ci", "deployer");
+    let sets: Api<DynamicObject> = Api::namespaced_with(
+        server.client_as(&ci),
+        NS,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apps", "v1", "StatefulSet"),
+            "statefulsets",
+        ),
+    );
+    sets.create(
+        &PostParams {
+            field_manager: Some("ci".into()),
+            ..PostParams::default()
+        },
+        &object(statefulset()),
+    )
+    .await
+    .unwrap();
+    let stored = server
+        .get(&Collection::apps(NS, "statefulsets"), "db")
+        .unwrap();
+    sets.patch(
+        "db",
+        &PatchParams {
+            dry_run: true,
+            ..PatchParams::default()
+        },
+        &merge(json!({"spec": {"replicas": 2}})),
+    )
+    .await
+    .unwrap();
+    let mut made = pod("256Mi");
+    made["metadata"] = json!({"generateName": "web-"});
+    api(&server, "", "v1", "Pod", "pods")
+        .create(&PostParams::default(), &object(made))
+        .await
+        .unwrap();
+    // Not matched by the manifest's rules: ConfigMaps; nor its objectSelector.
+    let maps: Api<ConfigMap> = Api::namespaced(server.client(), NS);
+    maps.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "c"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+
+    let reviews = reviews.lock().unwrap().clone();
+    assert_eq!(reviews.len(), 3, "the StatefulSet twice and the Pod");
+    let create = &reviews[0]["request"];
+    assert_eq!(reviews[0]["apiVersion"], "admission.k8s.io/v1");
     assert_eq!(
-        request["kind"],
-        json!({"group": "batch", "version": "v1", "kind": "Job"})
+        (
+            create["operation"].as_str(),
+            create["name"].as_str(),
+            create["namespace"].as_str()
+        ),
+        (Some("CREATE"), Some("db"), Some(NS))
     );
     assert_eq!(
-        request["resource"],
-        json!({"group": "batch", "version": "v1", "resource": "jobs"})
+        create["kind"],
+        json!({"group": "apps", "version": "v1", "kind": "StatefulSet"})
     );
     assert_eq!(
-        (request["namespace"].as_str(), request["operation"].as_str()),
-        (Some(NS), Some("UPDATE"))
+        create["resource"],
+        json!({"group": "apps", "version": "v1", "resource": "statefulsets"})
     );
-    assert_eq!(request["oldObject"], job());
-    assert_eq!(request["dryRun"], true);
-    // The webhook's own decoder accepts it.
-    selfheal::webhook::decode_bytes(&serde_json::to_vec(&review).unwrap())
-        .expect("a valid AdmissionReview");
+    assert_eq!(
+        create["userInfo"]["username"],
+        "system:serviceaccount:ci:deployer"
+    );
+    assert_eq!(
+        create["options"],
+        json!({"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions", "fieldManager": "ci"})
+    );
+    assert!(create["oldObject"].is_null());
+    assert_eq!(create["dryRun"], false);
+    let update = &reviews[1]["request"];
+    assert_eq!(update["operation"], "UPDATE");
+    assert_eq!(update["dryRun"], true);
+    assert_eq!(
+        update["options"],
+        json!({"apiVersion": "meta.k8s.io/v1", "kind": "UpdateOptions", "dryRun": ["All"]})
+    );
+    assert_eq!(
+        update["oldObject"], stored,
+        "the stored object, as it is stored"
+    );
+    assert_eq!(update["object"]["spec"]["replicas"], 2);
+    assert_ne!(create["uid"], update["uid"], "a fresh uid per review");
+    let pod = &reviews[2]["request"];
+    assert!(
+        pod.get("name").is_none() && pod["object"]["metadata"]["name"].is_null(),
+        "a generateName CREATE has no name yet: {pod}"
+    );
+    assert_eq!(pod["object"]["metadata"]["generateName"], "web-");
+    for review in &reviews {
+        selfheal::webhook::decode_bytes(&serde_json::to_vec(review).unwrap())
+            .expect("selfheal's decoder accepts what the apiserver sends");
+    }
 }
 
 // --- update rules ---
@@ -2867,4 +2973,881 @@ async fn fields_an_applier_drops_from_its_configuration_are_removed() {
             .unwrap(),
     );
     assert_eq!(applied["metadata"]["labels"], json!({"team": "a"}));
+}
+
+// --- the admission chain from the project's MutatingWebhookConfiguration (issue 16, 5) ---
+
+fn fixes_for(entries: &[(&str, &str)]) -> selfheal::webhook::AppState {
+    let mut yaml = String::from("fixes:\n");
+    for (namespace, resource) in entries {
+        yaml.push_str(&format!(
+            "  - {{namespace: {namespace}, resource: {resource}, type: memory, value: 512Mi, timestamp: 2026-11-28T00:00:00Z}}\n"
+        ));
+    }
+    support::state_with_document(&FixDocument::parse(&yaml).unwrap())
+}
+
+fn pod_in(server: &FakeApiServer, namespace: &str) -> Api<Pod> {
+    Api::namespaced(server.client(), namespace)
+}
+
+fn limit_of(pod: &Pod) -> String {
+    serde_json::to_value(pod).unwrap()["spec"]["containers"][0]["resources"]["limits"]["memory"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_manifests_selectors_keep_the_webhook_from_ignored_namespaces_and_objects() {
+    let server = FakeApiServer::new();
+    let state = fixes_for(&[(NS, "web-1"), ("quiet", "web-1"), ("kube-system", "web-1")]);
+    let (backend, reviews) = recording_backend(selfheal::webhook::router(state));
+    support::install_manifest_webhook_routed(&server, backend);
+    server.put(
+        &Collection::core("", "namespaces"),
+        json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "quiet", "labels": {"selfheal.io/ignore": "true"}}}),
+    );
+    let pod_object: Pod = serde_json::from_value(pod("256Mi")).unwrap();
+    let raised = pod_in(&server, NS)
+        .create(&PostParams::default(), &pod_object)
+        .await
+        .unwrap();
+    assert_eq!(limit_of(&raised), "512Mi", "selfheal's webhook raised it");
+    for namespace in ["quiet", "kube-system"] {
+        let created = pod_in(&server, namespace)
+            .create(&PostParams::default(), &pod_object)
+            .await
+            .unwrap();
+        assert_eq!(limit_of(&created), "256Mi", "{namespace}: not sent");
+    }
+    let mut ignored = pod("256Mi");
+    ignored["metadata"]["name"] = json!("web-2");
+    ignored["metadata"]["labels"]["selfheal.io/ignore"] = json!("true");
+    pod_in(&server, NS)
+        .create(&PostParams::default(), &object_of(ignored))
+        .await
+        .unwrap();
+    assert_eq!(
+        reviews.lock().unwrap().len(),
+        1,
+        "only the pod in the watched namespace"
+    );
+    // An UPDATE is sent when the old or the new object matches the objectSelector.
+    pod_in(&server, NS)
+        .patch(
+            "web-2",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"selfheal.io/ignore": null}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reviews.lock().unwrap().len(), 2, "the new object matches");
+    pod_in(&server, NS)
+        .patch(
+            "web-1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"selfheal.io/ignore": "true"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reviews.lock().unwrap().len(), 3, "the old object matches");
+    // Subresources are not matched by "pods": the status write is not sent.
+    let mut status = serde_json::to_value(pod_in(&server, NS).get("web-1").await.unwrap()).unwrap();
+    status["status"] = json!({"phase": "Running"});
+    pod_in(&server, NS)
+        .replace_status(
+            "web-1",
+            &PostParams::default(),
+            &serde_json::from_value(status).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reviews.lock().unwrap().len(), 3);
+}
+
+fn object_of(value: Value) -> Pod {
+    serde_json::from_value(value).unwrap()
+}
+
+/// A backend that answers every review with `answer(review)` after `delay`.
+fn backend(delay: std::time::Duration, answer: fn(&Value) -> Value) -> axum::Router {
+    axum::Router::new().fallback(move |axum::Json(review): axum::Json<Value>| async move {
+        tokio::time::sleep(delay).await;
+        axum::Json(answer(&review))
+    })
+}
+
+fn allow(review: &Value) -> Value {
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "response": {"uid": review["request"]["uid"], "allowed": true}})
+}
+
+fn configuration(failure_policy: &str, timeout: u64, side_effects: &str) -> Value {
+    json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "test"},
+        "webhooks": [{"name": "test.example.com", "admissionReviewVersions": ["v1"],
+            "sideEffects": side_effects, "failurePolicy": failure_policy, "timeoutSeconds": timeout,
+            "clientConfig": {"service": {"name": "hook", "namespace": "tests", "path": "/mutate"}},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                "resources": ["pods"], "scope": "Namespaced"}]}]})
+}
+
+fn webhook_configurations() -> Collection {
+    Collection::new(
+        "apis/admissionregistration.k8s.io/v1",
+        "",
+        "mutatingwebhookconfigurations",
+    )
+}
+
+#[tokio::test]
+async fn a_slow_webhook_is_ignored_after_its_timeout_or_fails_the_request() {
+    let server = FakeApiServer::new();
+    // The manifest's webhook: 3 s, failurePolicy Ignore.
+    support::install_manifest_webhook_routed(
+        &server,
+        backend(std::time::Duration::from_secs(30), allow),
+    );
+    let started = std::time::Instant::now();
+    let created = pod_in(&server, NS)
+        .create(&PostParams::default(), &object_of(pod("256Mi")))
+        .await
+        .expect("admitted unchanged");
+    let waited = started.elapsed();
+    assert_eq!(limit_of(&created), "256Mi");
+    assert!(
+        waited >= std::time::Duration::from_secs(3) && waited < std::time::Duration::from_secs(10),
+        "the timeout decides: {waited:?}"
+    );
+
+    let server = FakeApiServer::new();
+    server.put(&webhook_configurations(), configuration("Fail", 1, "None"));
+    server.route_webhook_service(
+        "tests",
+        "hook",
+        backend(std::time::Duration::from_secs(30), allow),
+    );
+    let status = refusal(
+        pod_in(&server, NS)
+            .create(&PostParams::default(), &object_of(pod("256Mi")))
+            .await,
+    );
+    assert_eq!(
+        (status.code, status.reason.as_str()),
+        (500, "InternalError")
+    );
+    assert_eq!(
+        status.message,
+        "Internal error occurred: failed calling webhook \"test.example.com\": Post \"https://hook.tests.svc:443/mutate?timeout=1s\": context deadline exceeded"
+    );
+    server.unroute_webhook_service("tests", "hook");
+    let status = refusal(
+        pod_in(&server, NS)
+            .create(&PostParams::default(), &object_of(pod("256Mi")))
+            .await,
+    );
+    assert!(
+        status.message.ends_with("service \"hook\" not found"),
+        "{}",
+        status.message
+    );
+}
+
+#[tokio::test]
+async fn a_denial_a_bad_patch_and_a_dry_run_are_answered_as_the_apiserver_does() {
+    let server = FakeApiServer::new();
+    server.put(
+        &webhook_configurations(),
+        configuration("Ignore", 5, "None"),
+    );
+    server.route_webhook_service(
+        "tests",
+        "hook",
+        backend(std::time::Duration::ZERO, |review| {
+            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "response": {"uid": review["request"]["uid"], "allowed": false,
+                    "status": {"code": 403, "reason": "Forbidden", "message": "no pods today"}}})
+        }),
+    );
+    let status = refusal(
+        pod_in(&server, NS)
+            .create(&PostParams::default(), &object_of(pod("256Mi")))
+            .await,
+    );
+    assert_eq!((status.code, status.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        status.message,
+        "admission webhook \"test.example.com\" denied the request: no pods today"
+    );
+
+    // A patch that does not apply fails the request, whatever the failure policy.
+    server.route_webhook_service(
+        "tests",
+        "hook",
+        backend(std::time::Duration::ZERO, |review| {
+            use base64::Engine;
+            let patch = json!([{"op": "replace", "path": "/spec/nothing/here", "value": 1}]);
+            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "response": {"uid": review["request"]["uid"], "allowed": true, "patchType": "JSONPatch",
+                    "patch": base64::engine::general_purpose::STANDARD.encode(patch.to_string())}})
+        }),
+    );
+    let status = refusal(
+        pod_in(&server, NS)
+            .create(&PostParams::default(), &object_of(pod("256Mi")))
+            .await,
+    );
+    assert_eq!(
+        (status.code, status.reason.as_str()),
+        (500, "InternalError")
+    );
+
+    // A webhook with side effects gets no dry run: the request is refused.
+    let server = FakeApiServer::new();
+    server.put(
+        &webhook_configurations(),
+        configuration("Ignore", 5, "Some"),
+    );
+    server.route_webhook_service("tests", "hook", backend(std::time::Duration::ZERO, allow));
+    let status = refusal(
+        pod_in(&server, NS)
+            .create(
+                &PostParams {
+                    dry_run: true,
+                    ..PostParams::default()
+                },
+                &object_of(pod("256Mi")),
+            )
+            .await,
+    );
+    assert_eq!(
+        status.message,
+        "admission webhook \"test.example.com\" does not support dry run"
+    );
+}
+
+// --- workload controllers (issue 14, 5) ---
+
+fn quota_deployment(namespace: &str, replicas: i64) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "quota", "namespace": namespace},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "quota"}},
+            "template": {"metadata": {"labels": {"app": "quota"}},
+                "spec": {"containers": [{"name": "app", "image": "app:1",
+                    "resources": {"limits": {"memory": "256Mi"}, "requests": {"memory": "128Mi"}}}]}}}})
+}
+
+fn events_about(server: &FakeApiServer, namespace: &str, name: &str, reason: &str) -> Vec<Value> {
+    server
+        .list(&Collection::core(namespace, "events"))
+        .into_iter()
+        .filter(|e| e["involvedObject"]["name"] == name && e["reason"] == reason)
+        .collect()
+}
+
+fn condition_of(object: &Value, kind: &str) -> Value {
+    object["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == kind)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn a_raise_the_quota_cannot_hold_leaves_the_replicaset_failing_to_create_pods() {
+    // Issue 14's scene: quota 768Mi, a fix of 1Gi for Deployment `quota` (manifest 256Mi).
+    let server = FakeApiServer::new();
+    let namespace = "e2";
+    server.put(
+        &Collection::core(namespace, "resourcequotas"),
+        quota(
+            "mem",
+            json!({"limits.memory": "768Mi", "requests.memory": "768Mi"}),
+        ),
+    );
+    support::install_webhook(
+        &server,
+        support::state_with_document(
+            &FixDocument::parse(&format!(
+                "fixes:\n  - {{namespace: {namespace}, resource: quota, type: memory, value: 1Gi, timestamp: 2026-11-28T00:00:00Z}}\n"
+            ))
+            .unwrap(),
+        ),
+    );
+    let deployments: Api<DynamicObject> = Api::namespaced_with(
+        server.client(),
+        namespace,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apps", "v1", "Deployment"),
+            "deployments",
+        ),
+    );
+    deployments
+        .create(
+            &PostParams::default(),
+            &object(quota_deployment(namespace, 1)),
+        )
+        .await
+        .unwrap();
+    server.reconcile_workloads().await;
+
+    let sets = support::fake_apiserver::controllers::replica_sets_of(&server, namespace, "quota");
+    assert_eq!(sets.len(), 1);
+    let set = &sets[0];
+    let set_name = set["metadata"]["name"].as_str().unwrap();
+    let hash = set["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .unwrap();
+    assert_eq!(set_name, format!("quota-{hash}"));
+    assert_eq!(
+        set["spec"]["selector"]["matchLabels"]["pod-template-hash"],
+        hash
+    );
+    assert_eq!(set["metadata"]["ownerReferences"][0]["kind"], "Deployment");
+    assert_eq!(
+        set["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"], "1Gi",
+        "the raised template"
+    );
+    let failed = events_about(&server, namespace, set_name, "FailedCreate");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let event = &failed[0];
+    assert_eq!(
+        (
+            &event["type"],
+            &event["source"]["component"],
+            &event["involvedObject"]["kind"]
+        ),
+        (
+            &json!("Warning"),
+            &json!("replicaset-controller"),
+            &json!("ReplicaSet")
+        )
+    );
+    let message = event["message"].as_str().unwrap();
+    let rest = message
+        .strip_prefix(&format!("Error creating: pods \"{set_name}-"))
+        .unwrap_or_else(|| panic!("{message}"));
+    assert_eq!(
+        &rest[5..],
+        "\" is forbidden: exceeded quota: mem, requested: limits.memory=1Gi, used: limits.memory=0, limited: limits.memory=768Mi"
+    );
+    assert!(
+        server.list(&Collection::core(namespace, "pods")).is_empty(),
+        "no pod at all"
+    );
+    let set = server
+        .get(&Collection::apps(namespace, "replicasets"), set_name)
+        .unwrap();
+    let failure = condition_of(&set, "ReplicaFailure");
+    assert_eq!(
+        (&failure["status"], &failure["reason"]),
+        (&json!("True"), &json!("FailedCreate"))
+    );
+    assert_eq!(
+        failure["message"].as_str().unwrap(),
+        message.strip_prefix("Error creating: ").unwrap()
+    );
+    let deployment = server
+        .get(&Collection::apps(namespace, "deployments"), "quota")
+        .unwrap();
+    assert_eq!(
+        condition_of(&deployment, "ReplicaFailure")["reason"],
+        "FailedCreate"
+    );
+    assert_eq!(condition_of(&deployment, "Progressing")["status"], "True");
+
+    // A second attempt fails the same way (a new pod name: a new Event).
+    server.reconcile_workloads().await;
+    assert_eq!(
+        events_about(&server, namespace, set_name, "FailedCreate").len(),
+        2
+    );
+    // After progressDeadlineSeconds (600) without progress.
+    server.advance_clock(std::time::Duration::from_secs(601));
+    server.reconcile_workloads().await;
+    let deployment = server
+        .get(&Collection::apps(namespace, "deployments"), "quota")
+        .unwrap();
+    let progressing = condition_of(&deployment, "Progressing");
+    assert_eq!(
+        (
+            &progressing["status"],
+            &progressing["reason"],
+            &progressing["message"]
+        ),
+        (
+            &json!("False"),
+            &json!("ProgressDeadlineExceeded"),
+            &json!(format!(
+                "ReplicaSet \"{set_name}\" has timed out progressing."
+            ))
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_deployment_rolls_out_through_its_replicasets_and_pods() {
+    let server = FakeApiServer::new();
+    server.run_pods(true);
+    let deployments = api(&server, "apps", "v1", "Deployment", "deployments");
+    let mut deployment = web_deployment(4, "app:1");
+    deployment["spec"]["strategy"] = json!({"type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}});
+    deployments
+        .create(&PostParams::default(), &object(deployment))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        server.reconcile_workloads().await;
+    }
+    let sets = support::fake_apiserver::controllers::replica_sets_of(&server, NS, "web");
+    assert_eq!(sets.len(), 1);
+    let first = sets[0]["metadata"]["name"].as_str().unwrap().to_string();
+    let pods = server.list(&Collection::core(NS, "pods"));
+    assert_eq!(pods.len(), 4);
+    for pod in &pods {
+        assert!(
+            pod["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{first}-"))
+        );
+        assert_eq!(
+            pod["metadata"]["ownerReferences"][0]["name"],
+            first.as_str()
+        );
+        assert_eq!(pod["status"]["phase"], "Running");
+    }
+    assert_eq!(
+        events_about(&server, NS, &first, "SuccessfulCreate").len(),
+        4
+    );
+    let web = server
+        .get(&Collection::apps(NS, "deployments"), "web")
+        .unwrap();
+    assert_eq!(
+        (
+            &web["status"]["availableReplicas"],
+            &condition_of(&web, "Available")["status"]
+        ),
+        (&json!(4), &json!("True"))
+    );
+    assert_eq!(
+        condition_of(&web, "Progressing")["reason"],
+        "NewReplicaSetAvailable"
+    );
+    let scaled = events_about(&server, NS, "web", "ScalingReplicaSet");
+    assert_eq!(
+        scaled[0]["message"],
+        format!("Scaled up replica set {first} to 4")
+    );
+
+    // A new image: a new ReplicaSet; with maxUnavailable 0 the old one goes only as new pods
+    // become available.
+    deployments
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [
+                {"name": "app", "image": "app:2"}]}}}})),
+        )
+        .await
+        .unwrap();
+    server.reconcile_workloads().await;
+    let sets = support::fake_apiserver::controllers::replica_sets_of(&server, NS, "web");
+    assert_eq!(sets.len(), 2);
+    let replicas = |name: &str| {
+        server
+            .get(&Collection::apps(NS, "replicasets"), name)
+            .unwrap()["spec"]["replicas"]
+            .clone()
+    };
+    let second = sets
+        .iter()
+        .map(|s| s["metadata"]["name"].as_str().unwrap().to_string())
+        .find(|n| *n != first)
+        .unwrap();
+    assert_eq!(replicas(&second), 1, "one surge pod");
+    assert_eq!(replicas(&first), 4, "nothing unavailable yet");
+    // Every step stays within maxSurge 1 (at most 5 pods wanted) and maxUnavailable 0.
+    for _ in 0..10 {
+        server.reconcile_workloads().await;
+        let total = replicas(&first).as_i64().unwrap() + replicas(&second).as_i64().unwrap();
+        assert!(total <= 5, "surge exceeded: {total}");
+        let running = server
+            .list(&Collection::core(NS, "pods"))
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .count();
+        assert!(running >= 4, "availability dropped: {running}");
+    }
+    assert_eq!((replicas(&first), replicas(&second)), (json!(0), json!(4)));
+    let web = server
+        .get(&Collection::apps(NS, "deployments"), "web")
+        .unwrap();
+    assert_eq!(web["status"]["updatedReplicas"], 4);
+    assert_eq!(
+        server
+            .get(&Collection::apps(NS, "replicasets"), &second)
+            .unwrap()["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "2"
+    );
+}
+
+#[tokio::test]
+async fn repeated_creation_failures_are_counted_then_combined_as_client_go_does() {
+    let server = FakeApiServer::new();
+    server.put(&Collection::core(NS, "limitranges"), json!({"apiVersion": "v1", "kind": "LimitRange",
+        "metadata": {"name": "limits"}, "spec": {"limits": [{"type": "Container", "max": {"memory": "128Mi"}}]}}));
+    let deployments = api(&server, "apps", "v1", "Deployment", "deployments");
+    deployments
+        .create(&PostParams::default(), &object(web_deployment(1, "app:1")))
+        .await
+        .unwrap();
+    let mut deployment = server
+        .get(&Collection::apps(NS, "deployments"), "web")
+        .unwrap();
+    deployment["spec"]["template"]["spec"]["containers"][0]["resources"] =
+        json!({"limits": {"memory": "256Mi"}});
+    deployments
+        .replace("web", &PostParams::default(), &object(deployment))
+        .await
+        .unwrap();
+    for _ in 0..12 {
+        server.reconcile_workloads().await;
+    }
+    let set = support::fake_apiserver::controllers::replica_sets_of(&server, NS, "web")[0]["metadata"]
+        ["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let failed = events_about(&server, NS, &set, "FailedCreate");
+    assert_eq!(
+        failed.len(),
+        11,
+        "ten distinct messages, then one combined Event"
+    );
+    let combined: Vec<&Value> = failed
+        .iter()
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("(combined from similar events): Error creating: pods \"")
+        })
+        .collect();
+    assert_eq!(combined.len(), 1);
+    assert_eq!(combined[0]["count"], 2, "the 11th and 12th failures");
+    assert!(failed[0]["message"].as_str().unwrap().ends_with(
+        "is forbidden: maximum memory usage per Container is 128Mi, but limit is 256Mi"
+    ));
+}
+
+#[tokio::test]
+async fn started_controllers_reconcile_by_themselves() {
+    let server = FakeApiServer::new();
+    server.run_pods(true);
+    let _controllers = server.start_controllers();
+    api(&server, "apps", "v1", "Deployment", "deployments")
+        .create(&PostParams::default(), &object(web_deployment(3, "app:1")))
+        .await
+        .unwrap();
+    support::eventually("the Deployment is available", || {
+        server
+            .get(&Collection::apps(NS, "deployments"), "web")
+            .is_some_and(|d| d["status"]["availableReplicas"] == 3)
+    })
+    .await;
+}
+
+// --- pods/resize (issue 15, 4) ---
+
+/// A Burstable pod (a cpu request without a limit) with the memory given.
+fn sized_pod(name: &str, request: &str, limit: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "app", "image": "app:1",
+            "resources": {"requests": {"memory": request, "cpu": "100m"}, "limits": {"memory": limit}}}]}})
+}
+
+fn guaranteed_pod(name: &str, memory: &str) -> Value {
+    let mut pod = sized_pod(name, memory, memory);
+    pod["spec"]["containers"][0]["resources"]["limits"]["cpu"] = json!("100m");
+    pod
+}
+
+async fn resize(server: &FakeApiServer, name: &str, patch: Value) -> Result<Pod, kube::Error> {
+    pod_in(server, NS)
+        .patch_subresource(
+            "resize",
+            name,
+            &PatchParams::default(),
+            &Patch::Strategic(patch),
+        )
+        .await
+}
+
+fn memory_patch(request: Option<&str>, limit: Option<&str>) -> Value {
+    let mut resources = json!({});
+    if let Some(request) = request {
+        resources["requests"] = json!({"memory": request});
+    }
+    if let Some(limit) = limit {
+        resources["limits"] = json!({"memory": limit});
+    }
+    json!({"spec": {"containers": [{"name": "app", "resources": resources}]}})
+}
+
+fn applied_memory(server: &FakeApiServer, name: &str) -> (Value, Value) {
+    let pod = server.get(&Collection::core(NS, "pods"), name).unwrap();
+    let status = &pod["status"]["containerStatuses"][0];
+    (
+        status["resources"]["limits"]["memory"].clone(),
+        status["allocatedResources"]["memory"].clone(),
+    )
+}
+
+#[tokio::test]
+async fn pods_resize_is_served_and_discovered_only_when_enabled() {
+    let server = FakeApiServer::new();
+    server.run_pods(true);
+    server.put(
+        &Collection::core(NS, "pods"),
+        sized_pod("web-1", "256Mi", "512Mi"),
+    );
+    let listed = |discovery: &Value| {
+        discovery["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "pods/resize")
+    };
+    assert!(!listed(&raw_get(&server, "/api/v1").await));
+    let status = refusal(resize(&server, "web-1", memory_patch(None, Some("1Gi"))).await);
+    assert_eq!((status.code, status.reason.as_str()), (404, "NotFound"));
+
+    server.serve_pod_resize(true);
+    assert!(listed(&raw_get(&server, "/api/v1").await));
+    let resized = resize(&server, "web-1", memory_patch(None, Some("1Gi")))
+        .await
+        .expect("served");
+    assert_eq!(limit_of(&resized), "1Gi");
+    assert_eq!(
+        applied_memory(&server, "web-1"),
+        (json!("1Gi"), json!("256Mi")),
+        "the kubelet reports the new limit as applied"
+    );
+    // The main resource still may not change resources.
+    let status = refusal(
+        pod_in(&server, NS)
+            .patch(
+                "web-1",
+                &PatchParams::default(),
+                &Patch::Strategic(memory_patch(None, Some("2Gi"))),
+            )
+            .await,
+    );
+    assert_eq!(status.code, 422);
+}
+
+#[tokio::test]
+async fn a_resize_may_change_only_cpu_and_memory_and_never_the_qos_class() {
+    let server = FakeApiServer::new();
+    server.run_pods(true);
+    server.serve_pod_resize(true);
+    let pods = Collection::core(NS, "pods");
+    server.put(&pods, guaranteed_pod("guaranteed", "512Mi"));
+    assert_eq!(
+        server.get(&pods, "guaranteed").unwrap()["status"]["qosClass"],
+        "Guaranteed"
+    );
+    let status = refusal(resize(&server, "guaranteed", memory_patch(None, Some("1Gi"))).await);
+    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        status.message,
+        "Pod \"guaranteed\" is invalid: spec: Invalid value: \"Guaranteed\": Pod QOS Class may not change as a result of resizing"
+    );
+    resize(
+        &server,
+        "guaranteed",
+        memory_patch(Some("1Gi"), Some("1Gi")),
+    )
+    .await
+    .expect("requests and limits together: still Guaranteed");
+
+    server.put(&pods, sized_pod("burstable", "256Mi", "512Mi"));
+    let status = refusal(
+        resize(
+            &server,
+            "burstable",
+            json!({"spec": {"containers": [{"name": "app", "image": "app:2"}]}}),
+        )
+        .await,
+    );
+    assert_eq!(
+        status.message,
+        "Pod \"burstable\" is invalid: spec: Forbidden: only cpu and memory resources are mutable"
+    );
+    let status = refusal(
+        resize(
+            &server,
+            "burstable",
+            json!({"spec": {"containers": [{"name": "app", "resources": {"requests": {"cpu": null}}}]}}),
+        )
+        .await,
+    );
+    assert_eq!(
+        status.message,
+        "Pod \"burstable\" is invalid: spec.containers[0].resources.requests: Forbidden: resource requests cannot be removed"
+    );
+    let status = refusal(resize(&server, "burstable", memory_patch(Some("1Gi"), None)).await);
+    assert_eq!(
+        status.message,
+        "Pod \"burstable\" is invalid: spec.containers[0].resources.requests: Invalid value: \"1Gi\": must be less than or equal to memory limit of 512Mi"
+    );
+    resize(&server, "burstable", memory_patch(None, Some("384Mi")))
+        .await
+        .expect("a memory limit decrease is allowed (1.35)");
+    resize(
+        &server,
+        "burstable",
+        json!({"spec": {"containers": [{"name": "app", "resizePolicy": [
+            {"resourceName": "memory", "restartPolicy": "RestartContainer"}]}]}}),
+    )
+    .await
+    .expect("the resize policy may change");
+}
+
+#[tokio::test]
+async fn the_kubelet_answers_a_resize_as_it_reports_it() {
+    let server = FakeApiServer::new();
+    server.put(
+        &Collection::core("", "nodes"),
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "small"},
+            "status": {"allocatable": {"memory": "2Gi", "cpu": "2"}, "capacity": {"memory": "2Gi", "cpu": "2"}}}),
+    );
+    server.run_pods(true);
+    server.serve_pod_resize(true);
+    let pods = Collection::core(NS, "pods");
+    server.put(&pods, sized_pod("web-1", "256Mi", "512Mi"));
+    server.put(&pods, sized_pod("other", "1Gi", "1Gi"));
+    let pending = |name: &str| condition_of(&server.get(&pods, name).unwrap(), "PodResizePending");
+    let in_progress =
+        |name: &str| condition_of(&server.get(&pods, name).unwrap(), "PodResizeInProgress");
+
+    resize(&server, "web-1", memory_patch(Some("4Gi"), Some("4Gi")))
+        .await
+        .expect("accepted by the API");
+    let condition = pending("web-1");
+    assert_eq!(
+        (
+            &condition["status"],
+            &condition["reason"],
+            &condition["message"]
+        ),
+        (
+            &json!("True"),
+            &json!("Infeasible"),
+            &json!(
+                "Node didn't have enough capacity: memory, requested: 4294967296, capacity: 2147483648"
+            )
+        )
+    );
+    assert_eq!(
+        applied_memory(&server, "web-1"),
+        (json!("512Mi"), json!("256Mi")),
+        "nothing applied"
+    );
+    resize(
+        &server,
+        "web-1",
+        memory_patch(Some("1536Mi"), Some("1536Mi")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        pending("web-1")["reason"],
+        "Deferred",
+        "the other pod holds 1Gi"
+    );
+
+    resize(&server, "web-1", memory_patch(Some("512Mi"), Some("768Mi")))
+        .await
+        .unwrap();
+    assert!(pending("web-1").is_null());
+    assert_eq!(
+        applied_memory(&server, "web-1"),
+        (json!("768Mi"), json!("512Mi"))
+    );
+
+    server.answer_resizes(support::fake_apiserver::kubelet::ResizeAnswer::InProgress);
+    resize(&server, "web-1", memory_patch(None, Some("896Mi")))
+        .await
+        .unwrap();
+    assert_eq!(in_progress("web-1")["status"], "True");
+    assert_eq!(applied_memory(&server, "web-1").0, json!("768Mi"));
+    server.finish_resizes();
+    assert!(in_progress("web-1").is_null());
+    assert_eq!(applied_memory(&server, "web-1").0, json!("896Mi"));
+
+    server.answer_resizes(support::fake_apiserver::kubelet::ResizeAnswer::Error(
+        "the memory limit is below the container's usage".into(),
+    ));
+    resize(&server, "web-1", memory_patch(None, Some("640Mi")))
+        .await
+        .unwrap();
+    let condition = in_progress("web-1");
+    assert_eq!(
+        (&condition["reason"], &condition["message"]),
+        (
+            &json!("Error"),
+            &json!("the memory limit is below the container's usage")
+        )
+    );
+    server.answer_resizes(support::fake_apiserver::kubelet::ResizeAnswer::Deferred);
+    resize(&server, "web-1", memory_patch(None, Some("700Mi")))
+        .await
+        .unwrap();
+    assert_eq!(pending("web-1")["reason"], "Deferred");
+}
+
+#[tokio::test]
+async fn a_resize_is_judged_by_the_limitranger_and_the_quota_and_not_sent_to_the_webhook() {
+    let server = FakeApiServer::new();
+    server.run_pods(true);
+    server.serve_pod_resize(true);
+    let (backend, reviews) = recording_backend(selfheal::webhook::router(fixes_for(&[])));
+    support::install_manifest_webhook_routed(&server, backend);
+    server.put(&quotas(), quota("mem", json!({"limits.memory": "1Gi"})));
+    server.put(&Collection::core(NS, "limitranges"), json!({"apiVersion": "v1", "kind": "LimitRange",
+        "metadata": {"name": "limits"}, "spec": {"limits": [{"type": "Container", "max": {"memory": "1536Mi"}}]}}));
+    pod_in(&server, NS)
+        .create(
+            &PostParams::default(),
+            &object_of(sized_pod("web-1", "256Mi", "512Mi")),
+        )
+        .await
+        .unwrap();
+    let sent = reviews.lock().unwrap().len();
+    let status = refusal(resize(&server, "web-1", memory_patch(None, Some("2Gi"))).await);
+    assert_eq!(
+        status.message,
+        "pods \"web-1\" is forbidden: maximum memory usage per Container is 1536Mi, but limit is 2Gi"
+    );
+    let status = refusal(resize(&server, "web-1", memory_patch(None, Some("1536Mi"))).await);
+    assert_eq!(
+        status.message,
+        "pods \"web-1\" is forbidden: exceeded quota: mem, requested: limits.memory=1Gi, used: limits.memory=512Mi, limited: limits.memory=1Gi",
+        "billed its growth"
+    );
+    resize(&server, "web-1", memory_patch(None, Some("1Gi")))
+        .await
+        .expect("fits");
+    assert_eq!(
+        reviews.lock().unwrap().len(),
+        sent,
+        "the manifest's rule `pods` does not match pods/resize"
+    );
 }

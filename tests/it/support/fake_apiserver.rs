@@ -43,6 +43,8 @@
 pub mod admission;
 #[path = "fake_apiserver/apply.rs"]
 mod apply;
+#[path = "fake_apiserver/controllers.rs"]
+pub mod controllers;
 #[path = "fake_apiserver/defaults.rs"]
 pub mod defaults;
 #[path = "fake_apiserver/deletion.rs"]
@@ -53,6 +55,8 @@ mod disruption;
 pub mod events;
 #[path = "fake_apiserver/http.rs"]
 mod http;
+#[path = "fake_apiserver/kubelet.rs"]
+pub mod kubelet;
 #[path = "fake_apiserver/patches.rs"]
 pub mod patches;
 #[path = "fake_apiserver/quantity.rs"]
@@ -65,6 +69,8 @@ pub mod rules;
 pub mod selectors;
 #[path = "fake_apiserver/watch.rs"]
 mod watch;
+#[path = "fake_apiserver/webhooks.rs"]
+pub mod webhooks;
 #[path = "fake_apiserver/write.rs"]
 mod write;
 
@@ -386,6 +392,8 @@ struct Settings {
     log: Vec<LoggedRequest>,
     /// Names handed out for `generateName`.
     generated: u64,
+    /// The kubelet's settings (pods run, `pods/resize` served, its answer).
+    kubelet: kubelet::KubeletSettings,
 }
 
 /// Handle on the fake server's state, for tests to inspect and change objects directly.
@@ -395,6 +403,8 @@ pub struct FakeApiServer {
     settings: Arc<Mutex<Settings>>,
     signals: broadcast::Sender<Signal>,
     webhook: Arc<Mutex<Option<MutatingWebhook>>>,
+    /// Webhook services (`namespace/name`) or URLs, routed to in-process routers.
+    backends: Arc<Mutex<HashMap<String, webhooks::Backend>>>,
     rules: Arc<Mutex<Vec<Rule>>>,
     next_rule: Arc<AtomicUsize>,
     pub conflicts: Arc<AtomicUsize>,
@@ -417,6 +427,7 @@ impl FakeApiServer {
             settings: Arc::default(),
             signals,
             webhook: Arc::default(),
+            backends: Arc::default(),
             rules: Arc::default(),
             next_rule: Arc::default(),
             conflicts: Arc::default(),
@@ -823,6 +834,9 @@ impl FakeApiServer {
     /// The controllers that react to a change at once: the resourcequota controller's and the
     /// disruption controller's status.
     fn after_store(&self, objects: &mut Objects, collection: &Collection) {
+        if collection.is_pods() {
+            self.kubelet_pass(objects);
+        }
         let namespace = &collection.namespace;
         if namespace.is_empty() {
             return;
@@ -1004,6 +1018,16 @@ async fn serve(server: &FakeApiServer, request: Incoming<'_>) -> Response {
             }
         }
         (&Method::DELETE, Some(name), None) => write.delete(&name, body),
+        (&Method::PATCH | &Method::PUT, Some(name), Some("resize"))
+            if collection.is_pods() && server.serves_pod_resize() =>
+        {
+            let kind = if method == Method::PUT {
+                None
+            } else {
+                PatchType::from_content_type(content_type)
+            };
+            write.resize(&name, body, kind).await
+        }
         (method, _, Some(sub)) => Err(Refusal::new(
             StatusCode::NOT_FOUND,
             "NotFound",

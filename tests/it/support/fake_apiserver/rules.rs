@@ -35,16 +35,16 @@ use super::Collection;
 #[derive(Debug, Clone)]
 pub struct Refusal {
     pub code: StatusCode,
-    pub reason: &'static str,
+    pub reason: String,
     pub message: String,
     pub details: Value,
 }
 
 impl Refusal {
-    pub fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: StatusCode, reason: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             code,
-            reason,
+            reason: reason.into(),
             message: message.into(),
             details: Value::Null,
         }
@@ -203,10 +203,15 @@ fn invalid(collection: &Collection, name: &str, errors: Vec<FieldError>) -> Resu
         .collect();
     Err(Refusal {
         code: StatusCode::UNPROCESSABLE_ENTITY,
-        reason: "Invalid",
+        reason: "Invalid".into(),
         message: format!("{qualified} \"{name}\" is invalid: {list}"),
         details: json!({"name": name, "group": group, "kind": kind, "causes": causes}),
     })
+}
+
+/// 422 Invalid for a Pod.
+pub fn invalid_pod(name: &str, errors: Vec<FieldError>) -> Result<(), Refusal> {
+    invalid(&Collection::core("", "pods"), name, errors)
 }
 
 /// Whether the resource has a `status` subresource, so updates of the main resource keep the

@@ -502,8 +502,13 @@ fn served_resources(
         ("serviceaccounts", "ServiceAccount", true),
         ("services", "Service", true),
     ];
-    let _ = server;
     match prefix {
+        "api/v1" if server.serves_pod_resize() => {
+            let mut core = core;
+            core.push(("pods/resize", "Pod", true));
+            core.sort();
+            core
+        }
         "api/v1" => core,
         "apis/apps/v1" => vec![
             ("daemonsets", "DaemonSet", true),

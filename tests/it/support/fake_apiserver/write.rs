@@ -104,7 +104,10 @@ impl Write<'_> {
         attributes: AdmissionAttributes,
         object: Value,
     ) -> Result<Value, Refusal> {
-        let mut object = object;
+        let mut object = self
+            .server
+            .run_configured_webhooks(&attributes, object)
+            .await?;
         if let Some(webhook) = self.server.catch_all_webhook() {
             object = webhook(attributes, object).await;
             defaults::apply(self.collection, &mut object);
@@ -510,6 +513,92 @@ impl Write<'_> {
             updated,
             "MODIFIED",
         );
+        Ok(axum::Json(stored).into_response())
+    }
+
+    /// `pods/resize` (see `kubelet`): PUT (`kind` None) or PATCH of the pod's resources.
+    pub async fn resize(
+        &self,
+        name: &str,
+        body: &[u8],
+        kind: Option<PatchType>,
+    ) -> Result<Response, Refusal> {
+        let collection = self.collection;
+        let current = self
+            .server
+            .get(collection, name)
+            .ok_or_else(|| not_found_in(collection, name))?;
+        let sent = match kind {
+            None => {
+                let sent = parse_json(body)?;
+                let given = sent["metadata"]["resourceVersion"].as_str();
+                if given
+                    .is_some_and(|rv| Some(rv) != current["metadata"]["resourceVersion"].as_str())
+                {
+                    self.server.conflicts.fetch_add(1, Ordering::Relaxed);
+                    return Err(conflict(collection, name));
+                }
+                sent
+            }
+            Some(kind) => {
+                let patch: Value = if kind == PatchType::Apply {
+                    serde_norway::from_slice(body)
+                        .map_err(|e| bad_request(format!("error decoding YAML: {e}")))?
+                } else {
+                    parse_json(body)?
+                };
+                apply_patch(&current, &patch, kind)?
+            }
+        };
+        // Only the spec is the resize's; the rest is the stored pod's.
+        let mut resized = current.clone();
+        resized["spec"] = sent["spec"].clone();
+        defaults::apply(collection, &mut resized);
+        super::kubelet::validate_resize(name, &current, &resized)?;
+        let mut attributes = self.attributes("UPDATE", name, Some(&current));
+        attributes.subresource = "resize".into();
+        let mut resized = self
+            .server
+            .run_configured_webhooks(&attributes, resized)
+            .await?;
+        resized["status"] = current["status"].clone();
+        admission::limit_ranger_validate(collection, name, &resized, &self.limit_ranges())?;
+        let mut objects = self.server.objects.lock().unwrap();
+        let quotas: Vec<Value> = objects
+            .by_collection
+            .get(&Collection::core(&collection.namespace, "resourcequotas"))
+            .map(|items| items.values().cloned().collect())
+            .unwrap_or_default();
+        quota::admit(
+            collection,
+            name,
+            &resized,
+            Some(&current),
+            &quotas,
+            self.server.now(),
+        )?;
+        if self.dry_run || resized == current {
+            return Ok(axum::Json(resized).into_response());
+        }
+        let stored = self.server.store(
+            &mut objects,
+            collection,
+            name.to_string(),
+            resized,
+            "MODIFIED",
+        );
+        // The kubelet sees the new desired resources and answers in the status.
+        let mut answered = stored.clone();
+        self.server.answer_resize(&objects, &mut answered);
+        if answered != stored {
+            self.server.store(
+                &mut objects,
+                collection,
+                name.to_string(),
+                answered,
+                "MODIFIED",
+            );
+        }
         Ok(axum::Json(stored).into_response())
     }
 
