@@ -2408,3 +2408,463 @@ async fn delete_preconditions_and_finalizers_are_the_registrys() {
         "gone with its last finalizer"
     );
 }
+
+// --- watch and list (issue 16, 6) ---
+
+/// The next watch event, or `None` when nothing comes within 5 s.
+async fn next_within<S: futures::Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
+    tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
+        .await
+        .ok()
+        .flatten()
+}
+
+fn labelled_pod(name: &str, app: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": app}},
+        "spec": {"containers": [{"name": "app", "image": "app:1"}]}, "status": {"phase": "Running"}})
+}
+
+fn names(list: &kube::core::ObjectList<Pod>) -> Vec<String> {
+    list.items
+        .iter()
+        .map(|p| p.metadata.name.clone().unwrap_or_default())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_paged_list_serves_every_page_from_the_first_pages_resource_version() {
+    let server = FakeApiServer::new();
+    let collection = Collection::core(NS, "pods");
+    for name in ["a", "b", "c", "d", "e"] {
+        server.put(&collection, labelled_pod(name, "web"));
+    }
+    let pods: Api<Pod> = Api::namespaced(server.client(), NS);
+    let first = pods.list(&ListParams::default().limit(2)).await.unwrap();
+    assert_eq!(names(&first), ["a", "b"]);
+    assert_eq!(first.metadata.remaining_item_count, Some(3));
+    let token = first.metadata.continue_.clone().expect("a continue token");
+    // Meanwhile: one pod is deleted, one added, one changed.
+    server.remove(&collection, "d");
+    server.put(&collection, labelled_pod("bb", "web"));
+    server.put(&collection, labelled_pod("c", "api"));
+    let second = pods
+        .list(&ListParams::default().limit(2).continue_token(&token))
+        .await
+        .unwrap();
+    assert_eq!(
+        names(&second),
+        ["c", "d"],
+        "the snapshot of the first page: bb not yet there, d still there"
+    );
+    assert_eq!(
+        second.items[0].metadata.labels.as_ref().unwrap()["app"],
+        "web",
+        "c as it was"
+    );
+    assert_eq!(
+        second.metadata.resource_version,
+        first.metadata.resource_version
+    );
+    let last = pods
+        .list(
+            &ListParams::default()
+                .limit(2)
+                .continue_token(second.metadata.continue_.as_deref().unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(names(&last), ["e"]);
+    assert!(last.metadata.continue_.is_none());
+
+    // resourceVersion=0 is served from the watch cache, whole (kube omits it with a limit, so
+    // the request is sent by hand).
+    let cached = raw_get(
+        &server,
+        "/api/v1/namespaces/shop/pods?limit=2&resourceVersion=0",
+    )
+    .await;
+    assert_eq!(cached["items"].as_array().unwrap().len(), 5);
+    assert!(cached["metadata"]["continue"].is_null());
+}
+
+/// GETs `uri` from the server's router, for requests kube's client would not send.
+async fn raw_get(server: &FakeApiServer, uri: &str) -> Value {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let request = axum::http::Request::get(uri)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = server.router().oneshot(request).await.unwrap();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test]
+async fn a_continue_token_older_than_the_compacted_history_is_gone() {
+    let server = FakeApiServer::new();
+    let collection = Collection::core(NS, "pods");
+    for name in ["a", "b", "c"] {
+        server.put(&collection, labelled_pod(name, "web"));
+    }
+    let pods: Api<Pod> = Api::namespaced(server.client(), NS);
+    let first = pods.list(&ListParams::default().limit(1)).await.unwrap();
+    server.put(&collection, labelled_pod("aa", "web"));
+    server.expire_watches();
+    let status = refusal(
+        pods.list(
+            &ListParams::default()
+                .limit(1)
+                .continue_token(first.metadata.continue_.as_deref().unwrap()),
+        )
+        .await,
+    );
+    assert_eq!((status.code, status.reason.as_str()), (410, "Expired"));
+    assert!(
+        status.message.starts_with(
+            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results."
+        ),
+        "{}",
+        status.message
+    );
+    let inconsistent = status
+        .metadata
+        .and_then(|m| m.continue_)
+        .expect("an inconsistent token");
+    let rest = pods
+        .list(&ListParams::default().continue_token(&inconsistent))
+        .await
+        .unwrap();
+    assert_eq!(names(&rest), ["aa", "b", "c"], "the current state after a");
+}
+
+#[tokio::test]
+async fn a_kube_runtime_watcher_pages_its_initial_list() {
+    let server = FakeApiServer::new();
+    let collection = Collection::core(NS, "pods");
+    for i in 0..5 {
+        server.put(&collection, labelled_pod(&format!("p{i}"), "web"));
+    }
+    let pods: Api<Pod> = Api::namespaced(server.client(), NS);
+    let mut events = watcher(pods, watcher::Config::default().page_size(2)).boxed();
+    let mut seen = 0;
+    loop {
+        match events.next().await.unwrap().unwrap() {
+            watcher::Event::InitApply(_) => seen += 1,
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    assert_eq!(seen, 5);
+    let lists: Vec<_> = server
+        .request_log()
+        .into_iter()
+        .filter(|r| !r.is_watch() && r.query.contains_key("limit"))
+        .collect();
+    assert_eq!(lists.len(), 3, "three pages of two");
+}
+
+#[tokio::test]
+async fn a_watch_with_a_selector_sees_objects_leave_and_enter_it() {
+    let server = FakeApiServer::new();
+    let collection = Collection::core(NS, "pods");
+    server.put(&collection, labelled_pod("web-1", "web"));
+    let pods: Api<Pod> = Api::namespaced(server.client(), NS);
+    let from = server.resource_version().to_string();
+    let mut by_label = pods
+        .watch(&WatchParams::default().labels("app=web"), &from)
+        .await
+        .unwrap()
+        .boxed();
+    let mut by_field = pods
+        .watch(
+            &WatchParams::default().fields("status.phase=Running"),
+            &from,
+        )
+        .await
+        .unwrap()
+        .boxed();
+    server.put(&collection, labelled_pod("web-1", "api"));
+    match next_within(&mut by_label).await {
+        Some(Ok(WatchEvent::Deleted(pod))) => {
+            assert_eq!(
+                pod.metadata.labels.unwrap()["app"],
+                "web",
+                "the last content that matched"
+            );
+        }
+        other => panic!("expected DELETED on leaving the selector, got {other:?}"),
+    }
+    server.put(&collection, labelled_pod("web-1", "web"));
+    assert!(
+        matches!(
+            next_within(&mut by_label).await,
+            Some(Ok(WatchEvent::Added(_)))
+        ),
+        "ADDED on entering it"
+    );
+    let mut failed = labelled_pod("web-1", "web");
+    failed["status"]["phase"] = json!("Failed");
+    server.put(&collection, failed);
+    assert!(matches!(
+        next_within(&mut by_label).await,
+        Some(Ok(WatchEvent::Modified(_)))
+    ));
+    let mut kinds = Vec::new();
+    for _ in 0..3 {
+        match next_within(&mut by_field).await {
+            Some(Ok(WatchEvent::Modified(_))) => kinds.push("MODIFIED"),
+            Some(Ok(WatchEvent::Deleted(_))) => kinds.push("DELETED"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        kinds,
+        ["MODIFIED", "MODIFIED", "DELETED"],
+        "the phase leaving Running"
+    );
+}
+
+#[tokio::test]
+async fn bookmarks_come_only_to_watches_that_ask_and_timeout_seconds_ends_a_watch() {
+    let server = FakeApiServer::new();
+    let collection = Collection::core(NS, "pods");
+    server.put(&collection, labelled_pod("web-1", "web"));
+    let pods: Api<Pod> = Api::namespaced(server.client(), NS);
+    let from = server.resource_version().to_string();
+    let mut asking = pods
+        .watch(&WatchParams::default().timeout(3), &from)
+        .await
+        .unwrap()
+        .boxed();
+    let mut plain = pods
+        .watch(&WatchParams::default().disable_bookmarks(), &from)
+        .await
+        .unwrap()
+        .boxed();
+    server.put(&collection, labelled_pod("web-2", "web"));
+    server.send_bookmarks();
+    let current = server.resource_version().to_string();
+    assert!(matches!(
+        asking.next().await,
+        Some(Ok(WatchEvent::Added(_)))
+    ));
+    match asking.next().await {
+        Some(Ok(WatchEvent::Bookmark(bookmark))) => {
+            assert_eq!(bookmark.metadata.resource_version, current)
+        }
+        other => panic!("expected a BOOKMARK, got {other:?}"),
+    }
+    assert!(matches!(plain.next().await, Some(Ok(WatchEvent::Added(_)))));
+    server.put(&collection, labelled_pod("web-3", "web"));
+    assert!(
+        matches!(plain.next().await, Some(Ok(WatchEvent::Added(_)))),
+        "no bookmark for a watch that did not ask"
+    );
+    // timeoutSeconds=3: a bookmark about 2 s before the end, then the stream ends.
+    let started = std::time::Instant::now();
+    assert!(matches!(
+        asking.next().await,
+        Some(Ok(WatchEvent::Added(_)))
+    ));
+    let bounded = std::time::Duration::from_secs(10);
+    assert!(matches!(
+        tokio::time::timeout(bounded, asking.next()).await,
+        Ok(Some(Ok(WatchEvent::Bookmark(_))))
+    ));
+    assert!(
+        tokio::time::timeout(bounded, asking.next())
+            .await
+            .expect("the watch ends within its timeout")
+            .is_none(),
+        "the watch ends"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+// --- server-side apply with field ownership (issue 16, 4) ---
+
+fn web_deployment(replicas: i64, image: &str) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"team": "a"}},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": image}]}}}})
+}
+
+#[tokio::test]
+async fn an_apply_that_changes_another_managers_field_conflicts_unless_forced() {
+    let server = FakeApiServer::new();
+    let deployments = api(&server, "apps", "v1", "Deployment", "deployments");
+    deployments
+        .create(
+            &PostParams {
+                field_manager: Some("kubectl-client-side-apply".into()),
+                ..PostParams::default()
+            },
+            &object(web_deployment(2, "app:1")),
+        )
+        .await
+        .unwrap();
+    let managed = &server
+        .get(&Collection::apps(NS, "deployments"), "web")
+        .unwrap()["metadata"]["managedFields"][0];
+    assert_eq!(
+        (
+            &managed["manager"],
+            &managed["operation"],
+            &managed["apiVersion"]
+        ),
+        (
+            &json!("kubectl-client-side-apply"),
+            &json!("Update"),
+            &json!("apps/v1")
+        )
+    );
+    assert!(managed["fieldsV1"]["f:spec"]["f:replicas"].is_object());
+    assert!(
+        managed["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]
+            ["k:{\"name\":\"app\"}"]["."]
+            .is_object(),
+        "{managed}"
+    );
+
+    let ci = PatchParams::apply("ci");
+    let status = refusal(
+        deployments
+            .patch("web", &ci, &Patch::Apply(web_deployment(3, "app:1")))
+            .await,
+    );
+    assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
+    assert_eq!(
+        status.message,
+        "Apply failed with 1 conflict: conflict with \"kubectl-client-side-apply\" using apps/v1: .spec.replicas"
+    );
+    let causes = status.details.unwrap().causes;
+    assert_eq!(
+        (
+            causes[0].reason.as_str(),
+            causes[0].field.as_str(),
+            causes[0].message.as_str()
+        ),
+        (
+            "FieldManagerConflict",
+            ".spec.replicas",
+            "conflict with \"kubectl-client-side-apply\" using apps/v1"
+        )
+    );
+    let status = refusal(
+        deployments
+            .patch("web", &ci, &Patch::Apply(web_deployment(3, "app:2")))
+            .await,
+    );
+    assert_eq!(
+        status.message,
+        "Apply failed with 2 conflicts: conflicts with \"kubectl-client-side-apply\" using apps/v1:\n- .spec.replicas\n- .spec.template.spec.containers[name=\"app\"].image"
+    );
+    deployments
+        .patch("web", &ci, &Patch::Apply(web_deployment(2, "app:1")))
+        .await
+        .expect("the same values: shared ownership, no conflict");
+    let forced = json_of(
+        &deployments
+            .patch(
+                "web",
+                &PatchParams::apply("ci").force(),
+                &Patch::Apply(web_deployment(3, "app:1")),
+            )
+            .await
+            .expect("force takes the field over"),
+    );
+    assert_eq!(forced["spec"]["replicas"], 3);
+    let kubectl = forced["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["manager"] == "kubectl-client-side-apply")
+        .unwrap()
+        .clone();
+    assert!(
+        kubectl["fieldsV1"]["f:spec"]["f:replicas"].is_null(),
+        "kubectl no longer owns replicas"
+    );
+}
+
+#[tokio::test]
+async fn fields_an_applier_drops_from_its_configuration_are_removed() {
+    let server = FakeApiServer::new();
+    let deployments = api(&server, "apps", "v1", "Deployment", "deployments");
+    let ci = PatchParams::apply("ci");
+    let mut first = web_deployment(2, "app:1");
+    first["metadata"]["labels"] = json!({"team": "a", "tier": "web"});
+    first["spec"]["template"]["spec"]["containers"] = json!([
+        {"name": "app", "image": "app:1", "env": [{"name": "DEBUG", "value": "1"}],
+         "resources": {"limits": {"memory": "256Mi"}}},
+        {"name": "sidecar", "image": "proxy:1"}]);
+    deployments
+        .patch("web", &ci, &Patch::Apply(first))
+        .await
+        .expect("apply creates");
+    // Another manager sets the same label (no change: it does not own it) and an annotation.
+    deployments
+        .patch(
+            "web",
+            &PatchParams {
+                field_manager: Some("kubectl-label".into()),
+                ..PatchParams::default()
+            },
+            &merge(json!({"metadata": {"labels": {"team": "a"}, "annotations": {"owner": "x"}}})),
+        )
+        .await
+        .unwrap();
+    let applied = json_of(
+        &deployments
+            .patch("web", &ci, &Patch::Apply(web_deployment(2, "app:1")))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        applied["metadata"]["labels"],
+        json!({"team": "a"}),
+        "tier is gone"
+    );
+    assert_eq!(
+        applied["metadata"]["annotations"],
+        json!({"owner": "x"}),
+        "not the applier's"
+    );
+    let containers = &applied["spec"]["template"]["spec"]["containers"];
+    assert_eq!(
+        containers.as_array().unwrap().len(),
+        1,
+        "the sidecar is gone: {containers}"
+    );
+    assert!(
+        containers[0]["env"].is_null(),
+        "env is gone: {}",
+        containers[0]
+    );
+    assert!(
+        containers[0]["resources"]["limits"]["memory"].is_null(),
+        "the dropped limit is gone: {}",
+        containers[0]
+    );
+
+    // A field the applier shares with another applier stays when the applier drops it.
+    deployments
+        .patch(
+            "web",
+            &PatchParams::apply("platform"),
+            &Patch::Apply(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "labels": {"team": "a"}}})),
+        )
+        .await
+        .expect("the same value: shared");
+    let mut without_team = web_deployment(2, "app:1");
+    without_team["metadata"]["labels"] = json!({});
+    let applied = json_of(
+        &deployments
+            .patch("web", &ci, &Patch::Apply(without_team))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(applied["metadata"]["labels"], json!({"team": "a"}));
+}

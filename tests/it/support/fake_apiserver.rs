@@ -41,6 +41,8 @@
 
 #[path = "fake_apiserver/admission.rs"]
 pub mod admission;
+#[path = "fake_apiserver/apply.rs"]
+mod apply;
 #[path = "fake_apiserver/defaults.rs"]
 pub mod defaults;
 #[path = "fake_apiserver/deletion.rs"]
@@ -303,8 +305,9 @@ struct WatchEvent {
 #[derive(Debug, Clone)]
 enum Signal {
     Event(WatchEvent),
-    /// `send_bookmarks()`: every watch that asked for bookmarks gets one.
-    Bookmark,
+    /// `send_bookmarks()`: every watch that asked for bookmarks gets one, at this
+    /// resourceVersion.
+    Bookmark(u64),
     /// `expire_watches()`: every open watch ends.
     Expire,
 }
@@ -680,7 +683,10 @@ impl FakeApiServer {
     /// Sends a BOOKMARK (the current resourceVersion) to every open watch that asked for
     /// bookmarks (`allowWatchBookmarks=true`), as the watch cache does about once a minute.
     pub fn send_bookmarks(&self) {
-        let _ = self.signals.send(Signal::Bookmark);
+        let objects = self.objects.lock().unwrap();
+        let _ = self
+            .signals
+            .send(Signal::Bookmark(objects.resource_version));
     }
 
     /// The server's clock: the wall clock, moved on by `advance_clock`.
@@ -878,6 +884,7 @@ async fn handle(State(server): State<FakeApiServer>, request: Request) -> Respon
             .to_string()
     };
     let content_type = header("content-type");
+    let user_agent = header("user-agent");
     let user = match header("impersonate-user") {
         name if name.is_empty() => UserInfo::admin(),
         name => UserInfo {
@@ -901,16 +908,16 @@ async fn handle(State(server): State<FakeApiServer>, request: Request) -> Respon
     let response = match interfered {
         Some(response) => response,
         None => {
-            serve(
-                &server,
-                &method,
-                uri.path(),
-                &params,
-                &content_type,
-                &user,
-                &body,
-            )
-            .await
+            let request = Incoming {
+                method: &method,
+                path: uri.path(),
+                params: &params,
+                content_type: &content_type,
+                user_agent: &user_agent,
+                user: &user,
+                body: &body,
+            };
+            serve(&server, request).await
         }
     };
     let logged_body = serde_json::from_slice::<Value>(&body).ok().or_else(|| {
@@ -930,15 +937,27 @@ async fn handle(State(server): State<FakeApiServer>, request: Request) -> Respon
     response
 }
 
-async fn serve(
-    server: &FakeApiServer,
-    method: &Method,
-    path: &str,
-    params: &BTreeMap<String, String>,
-    content_type: &str,
-    user: &UserInfo,
-    body: &[u8],
-) -> Response {
+/// What a request brings.
+struct Incoming<'a> {
+    method: &'a Method,
+    path: &'a str,
+    params: &'a BTreeMap<String, String>,
+    content_type: &'a str,
+    user_agent: &'a str,
+    user: &'a UserInfo,
+    body: &'a [u8],
+}
+
+async fn serve(server: &FakeApiServer, request: Incoming<'_>) -> Response {
+    let Incoming {
+        method,
+        path,
+        params,
+        content_type,
+        user_agent,
+        user,
+        body,
+    } = request;
     if method == Method::GET
         && let Some(discovery) = watch::discovery(server, path)
     {
@@ -959,6 +978,7 @@ async fn serve(
         dry_run: params.get("dryRun").is_some_and(|d| d == "All"),
         user,
         params,
+        user_agent,
     };
     let watching = params.get("watch").is_some_and(|w| w == "true" || w == "1");
     let result = match (method, target.name, target.subresource.as_deref()) {

@@ -15,7 +15,8 @@ use super::patches::{self, PatchType};
 use super::rules::{self, Refusal};
 use super::watch::event_alias;
 use super::{
-    AdmissionAttributes, Collection, FakeApiServer, Objects, UserInfo, admission, defaults, quota,
+    AdmissionAttributes, Collection, FakeApiServer, Objects, UserInfo, admission, apply, defaults,
+    quota,
 };
 
 /// Bumps `metadata.generation` when the spec changed, as the apiserver does for workloads.
@@ -35,9 +36,50 @@ pub struct Write<'a> {
     pub dry_run: bool,
     pub user: &'a UserInfo,
     pub params: &'a BTreeMap<String, String>,
+    pub user_agent: &'a str,
+}
+
+/// What an UPDATE's field ownership is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ownership {
+    /// An update: the writer owns what it changed.
+    Update,
+    /// Already decided by a server-side apply.
+    Applied,
 }
 
 impl Write<'_> {
+    /// The field manager: `fieldManager`, else the User-Agent up to its first `/`.
+    fn manager(&self) -> String {
+        match self.params.get("fieldManager").filter(|m| !m.is_empty()) {
+            Some(manager) => manager.clone(),
+            None => self
+                .user_agent
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(128)
+                .collect(),
+        }
+    }
+
+    fn record_update(&self, live: Option<&Value>, object: &mut Value) {
+        let manager = self.manager();
+        let api_version = self.collection.api_version();
+        let time = self.server.now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        apply::record_update(
+            live,
+            object,
+            &apply::Writer {
+                manager: &manager,
+                api_version: &api_version,
+                time: &time,
+            },
+        );
+    }
+
     fn attributes(
         &self,
         operation: &'static str,
@@ -108,10 +150,14 @@ impl Write<'_> {
 
     pub async fn create(&self, body: &[u8]) -> Result<Response, Refusal> {
         let object = parse_json(body)?;
-        self.create_object(object).await
+        self.create_object(object, Ownership::Update).await
     }
 
-    pub async fn create_object(&self, mut object: Value) -> Result<Response, Refusal> {
+    async fn create_object(
+        &self,
+        mut object: Value,
+        ownership: Ownership,
+    ) -> Result<Response, Refusal> {
         let collection = self.collection;
         let sent_namespace = object["metadata"]["namespace"].as_str().unwrap_or_default();
         if !sent_namespace.is_empty() && sent_namespace != collection.namespace {
@@ -145,8 +191,12 @@ impl Write<'_> {
                 ),
             ));
         }
-        // Decoding defaults the object; then the mutating plugins in the apiserver's order.
+        // Decoding defaults the object; the field manager records the write; then the mutating
+        // plugins in the apiserver's order.
         defaults::apply(collection, &mut object);
+        if ownership == Ownership::Update {
+            self.record_update(None, &mut object);
+        }
         let is_pod = collection.is_pods();
         let is_claim = collection.is("api/v1", "persistentvolumeclaims");
         let limit_ranges = if is_pod || is_claim {
@@ -231,7 +281,7 @@ impl Write<'_> {
             self.server.conflicts.fetch_add(1, Ordering::Relaxed);
             return Err(conflict(self.collection, name));
         }
-        self.update(name, &current, object).await
+        self.update(name, &current, object, Ownership::Update).await
     }
 
     /// Admission, validation and storage of `object` replacing `current`; a conflict when the
@@ -241,9 +291,13 @@ impl Write<'_> {
         name: &str,
         current: &Value,
         mut object: Value,
+        ownership: Ownership,
     ) -> Result<Response, Refusal> {
         let collection = self.collection;
         defaults::apply(collection, &mut object);
+        if ownership == Ownership::Update {
+            self.record_update(Some(current), &mut object);
+        }
         let mut object = self
             .mutating_webhooks(self.attributes("UPDATE", name, Some(current)), object)
             .await?;
@@ -340,20 +394,36 @@ impl Write<'_> {
         }
         // The apiserver retries a patch whose object changed between read and write.
         for _ in 0..5 {
+            let manager = self.manager();
+            let api_version = self.collection.api_version();
+            let time = self.server.now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+            let writer = apply::Writer {
+                manager: &manager,
+                api_version: &api_version,
+                time: &time,
+            };
+            let force = self.params.get("force").is_some_and(|f| f == "true");
             let Some(current) = self.server.get(self.collection, name) else {
                 if kind == PatchType::Apply {
-                    let mut object = patch.clone();
+                    let mut object = apply::apply(None, &patch, &writer, force)?;
                     object["metadata"]["name"] = json!(name);
-                    return self.create_object(object).await;
+                    return self.create_object(object, Ownership::Applied).await;
                 }
                 return Err(not_found_in(self.collection, name));
             };
-            let changed = apply_patch(&current, &patch, kind)?;
+            let (changed, ownership) = if kind == PatchType::Apply {
+                (
+                    apply::apply(Some(&current), &patch, &writer, force)?,
+                    Ownership::Applied,
+                )
+            } else {
+                (apply_patch(&current, &patch, kind)?, Ownership::Update)
+            };
             if changed["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"] {
                 self.server.conflicts.fetch_add(1, Ordering::Relaxed);
                 return Err(conflict(self.collection, name));
             }
-            match self.update(name, &current, changed).await {
+            match self.update(name, &current, changed, ownership).await {
                 Err(refusal)
                     if refusal.code == StatusCode::CONFLICT
                         && refusal.reason == "Conflict"
