@@ -65,12 +65,17 @@ pub use pod::{
 
 const MIB: u128 = 1 << 20;
 
-/// A quantity (`768Mi`, `0`, `1.5G`) in whole bytes, rounded up; `None` when unreadable or
-/// negative. Zero is a valid quota.
+/// Largest byte count the rails compute with (2^100 bytes, far past any real quota or node):
+/// sums and products of a few of them never overflow, whatever an admitted object claims.
+const MAX_BYTES: u128 = 1 << 100;
+
+/// A quantity (`768Mi`, `0`, `1.5G`) in whole bytes, rounded up and held to 2^100; `None` when
+/// unreadable or negative. Zero is a valid quota.
 pub fn bytes_of(text: &str) -> Option<u128> {
     let parsed = ParsedQuantity::try_from(text.trim()).ok()?;
     let bytes = parsed.to_bytes_f64()?;
-    (bytes.is_finite() && bytes >= 0.0).then(|| bytes.ceil().min(u128::MAX as f64) as u128)
+    (!bytes.is_nan() && bytes >= 0.0)
+        .then(|| (bytes.ceil().min(MAX_BYTES as f64) as u128).min(MAX_BYTES))
 }
 
 /// Bytes written as a quantity for people: `805306368` → `768Mi`.
@@ -194,7 +199,7 @@ impl Held {
         match self {
             Held::Quota {
                 hard, used, credit, ..
-            } => (hard + credit).saturating_sub(*used),
+            } => hard.saturating_add(*credit).saturating_sub(*used),
             Held::Node { largest, .. } => *largest,
         }
     }
@@ -308,7 +313,7 @@ impl Room {
         for (index, room) in self.quotas.iter().enumerate() {
             let credit = room.resource.of(&demand.credit);
             let needed = demand.pods.saturating_mul(room.resource.of(pod));
-            if needed > (room.hard + credit).saturating_sub(room.used) {
+            if needed > room.hard.saturating_add(credit).saturating_sub(room.used) {
                 return Err(Breach(Some(index)));
             }
         }
@@ -326,7 +331,9 @@ impl Room {
     pub fn quota_held(&self, why: &str) -> Option<Held> {
         let index = (0..self.quotas.len()).min_by_key(|&index| {
             let room = &self.quotas[index];
-            (room.hard + room.resource.of(&self.demand.credit)).saturating_sub(room.used)
+            room.hard
+                .saturating_add(room.resource.of(&self.demand.credit))
+                .saturating_sub(room.used)
         })?;
         match self.explain(Breach(Some(index))) {
             Held::Quota {
@@ -652,6 +659,34 @@ mod tests {
         // No node facts, or no eligible node: nothing to measure against.
         assert!(Room::new(&spec("256Mi"), demand(1, 0), &[], None).is_unbounded());
         assert!(Room::new(&spec("256Mi"), demand(1, 0), &[], Some(&nodes[1..])).is_unbounded());
+    }
+
+    #[test]
+    fn absurd_values_never_overflow() {
+        let huge = json!({"spec": {"replicas": u64::MAX,
+            "strategy": {"rollingUpdate": {"maxSurge": "340282366920938463463374607431768211455%"}},
+            "template": {"spec": {"overhead": {"memory": "100000000Pi"}, "containers": [
+                {"name": "a", "resources": {"limits": {"memory": "100000000Pi"}}},
+                {"name": "b", "resources": {"limits": {"memory": "90000000Pi"}, "requests": {"memory": "10000000Pi"}}}],
+                "initContainers": [{"name": "s", "restartPolicy": "Always",
+                    "resources": {"limits": {"memory": "100000000Pi"}}}]}}},
+            "metadata": {"generation": 1}, "status": {"observedGeneration": 1, "updatedReplicas": u64::MAX}});
+        let spec = &huge["spec"]["template"]["spec"];
+        let kind = crate::core::workload::WorkloadKind::Deployment;
+        let mut demand = pods_at_once(kind, &huge, None);
+        assert!(demand.pods > u128::from(u64::MAX), "{}", demand.pods);
+        demand.credit = credit_of(kind, &huge);
+        let quotas = [quota(
+            "mem",
+            &[("limits.memory", 1 << 80)],
+            &[("limits.memory", 1)],
+        )];
+        let room = Room::new(spec, demand, &quotas, None);
+        let pod = pod_memory_of(spec);
+        assert!(pod.limits > 0);
+        let _ = room.check(&pod, u128::MAX);
+        let _ = room.quota_held("x").map(|held| held.to_string());
+        assert!(bytes_of("100000000000000000Ei").is_none_or(|bytes| bytes <= MAX_BYTES));
     }
 
     #[test]
