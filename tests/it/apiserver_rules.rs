@@ -3851,3 +3851,112 @@ async fn a_resize_is_judged_by_the_limitranger_and_the_quota_and_not_sent_to_the
         "the manifest's rule `pods` does not match pods/resize"
     );
 }
+
+#[tokio::test]
+async fn a_statefulset_creates_its_claims_through_admission_then_its_pods_in_order() {
+    let server = FakeApiServer::new();
+    server.run_pods(true);
+    let state = support::state_with_document(
+        &FixDocument::parse(&format!(
+            "fixes:\n  - {{namespace: {NS}, resource: db, type: storage, claim: data, value: 5Gi, timestamp: 2026-11-28T00:00:00Z}}\n"
+        ))
+        .unwrap(),
+    );
+    support::install_webhook(&server, state);
+    server.put(
+        &quotas(),
+        quota("storage", json!({"requests.storage": "8Gi"})),
+    );
+    let mut set = statefulset();
+    set["spec"]["replicas"] = json!(2);
+    api(&server, "apps", "v1", "StatefulSet", "statefulsets")
+        .create(&PostParams::default(), &object(set))
+        .await
+        .unwrap();
+    server.reconcile_workloads().await;
+    let claims = Collection::core(NS, "persistentvolumeclaims");
+    let first = server
+        .get(&claims, "data-db-0")
+        .expect("the claim before the pod");
+    assert_eq!(
+        first["spec"]["resources"]["requests"]["storage"], "5Gi",
+        "the claim the controller made was raised by selfheal's webhook"
+    );
+    assert_eq!(first["metadata"]["labels"]["app"], "db");
+    let pod = server
+        .get(&Collection::core(NS, "pods"), "db-0")
+        .expect("pod db-0");
+    assert!(
+        pod["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["persistentVolumeClaim"]["claimName"] == "data-db-0")
+    );
+    assert_eq!(
+        pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"],
+        "db-0"
+    );
+    assert!(
+        server.get(&claims, "data-db-1").is_none()
+            && events_about(&server, NS, "db", "FailedCreate").is_empty(),
+        "OrderedReady: ordinal 1 is not tried before pod db-0 is Ready"
+    );
+    server.reconcile_workloads().await;
+    let failed = events_about(&server, NS, "db", "FailedCreate");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(
+        failed[0]["message"],
+        "create Claim data-db-1 for Pod db-1 in StatefulSet db failed error: persistentvolumeclaims \"data-db-1\" is forbidden: exceeded quota: storage, requested: requests.storage=5Gi, used: requests.storage=5Gi, limited: requests.storage=8Gi"
+    );
+    assert_eq!(failed[0]["source"]["component"], "statefulset-controller");
+    assert!(server.get(&Collection::core(NS, "pods"), "db-1").is_none());
+    let mut created: Vec<String> = events_about(&server, NS, "db", "SuccessfulCreate")
+        .iter()
+        .map(|e| e["message"].as_str().unwrap().to_string())
+        .collect();
+    created.sort();
+    assert_eq!(
+        created,
+        [
+            "create Claim data-db-0 Pod db-0 in StatefulSet db success",
+            "create Pod db-0 in StatefulSet db successful"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_job_creates_pods_up_to_its_parallelism_and_reports_refusals() {
+    let server = FakeApiServer::new();
+    server.put(&quotas(), quota("pods", json!({"pods": "1"})));
+    let mut parallel = job();
+    parallel["spec"]["parallelism"] = json!(2);
+    parallel["spec"]["completions"] = json!(4);
+    api(&server, "batch", "v1", "Job", "jobs")
+        .create(&PostParams::default(), &object(parallel))
+        .await
+        .unwrap();
+    server.reconcile_workloads().await;
+    let pods = server.list(&Collection::core(NS, "pods"));
+    assert_eq!(pods.len(), 1, "the quota holds one");
+    assert_eq!(pods[0]["metadata"]["labels"]["job-name"], "migrate");
+    assert_eq!(pods[0]["metadata"]["ownerReferences"][0]["kind"], "Job");
+    let failed = events_about(&server, NS, "migrate", "FailedCreate");
+    assert_eq!(failed.len(), 1);
+    let message = failed[0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("Error creating: pods \"migrate-")
+            && message.ends_with(
+                "\" is forbidden: exceeded quota: pods, requested: pods=1, used: pods=1, limited: pods=1"
+            ),
+        "{message}"
+    );
+    assert_eq!(failed[0]["source"]["component"], "job-controller");
+    assert_eq!(failed[0]["involvedObject"]["apiVersion"], "batch/v1");
+    assert_eq!(
+        server
+            .get(&Collection::new("apis/batch/v1", NS, "jobs"), "migrate")
+            .unwrap()["status"]["active"],
+        1
+    );
+}

@@ -28,6 +28,10 @@
 //! - mutating webhooks: the project's MutatingWebhookConfiguration objects routed to in-process
 //!   routers (see `webhooks`), and the older catch-all hook `set_mutating_webhook`;
 //! - a global, increasing `resourceVersion`; `metadata.generation` bumped when `spec` changes;
+//! - on request, kube-controller-manager's deployment, replicaset, statefulset and job
+//!   controllers acting through the API (`start_controllers`, `reconcile_workloads`; see
+//!   `controllers`), and a scheduler/kubelet that runs pods and answers resizes (`run_pods`,
+//!   `serve_pod_resize`, `answer_resizes`; see `kubelet`);
 //! - a clock (`now`, `advance_clock`) for deletion grace periods and controller deadlines;
 //! - a request log (`request_log`): method, path, query, patch type and user of every request;
 //! - interference for tests: `hold_requests` (matching requests hang until released, to prove one

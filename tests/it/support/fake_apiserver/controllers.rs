@@ -26,7 +26,10 @@
 //! - Pods stay Pending (no scheduler, no kubelet) unless `run_pods` is on (see `kubelet`); a pod
 //!   counts as available as soon as it is Ready (`minReadySeconds` is not modelled).
 //!
-//! Not modelled: StatefulSets, Jobs, DaemonSets, adoption of orphans, revision history cleanup,
+//! - StatefulSets (claims from `volumeClaimTemplates`, then ordered pods) and Jobs (pods up to
+//!   `parallelism`): see `sync_stateful_set` and `sync_job`.
+//!
+//! Not modelled: DaemonSets, adoption of orphans, revision history cleanup,
 //! paused Deployments, the controllers' rate-limited requeues (a running loop retries every
 //! second; `reconcile_workloads` once).
 
@@ -43,6 +46,8 @@ use super::{Collection, FakeApiServer, Signal, UserInfo};
 
 const DEPLOYMENT_CONTROLLER: &str = "deployment-controller";
 const REPLICASET_CONTROLLER: &str = "replicaset-controller";
+const STATEFULSET_CONTROLLER: &str = "statefulset-controller";
+const JOB_CONTROLLER: &str = "job-controller";
 /// How many similar Events the correlator lets through before combining them.
 const SIMILAR_EVENTS: usize = 10;
 
@@ -188,7 +193,11 @@ impl FakeApiServer {
                             Ok(Signal::Event(event))
                                 if matches!(
                                     event.collection.plural.as_str(),
-                                    "deployments" | "replicasets" | "pods"
+                                    "deployments"
+                                        | "replicasets"
+                                        | "statefulsets"
+                                        | "jobs"
+                                        | "pods"
                                 ) =>
                             {
                                 return;
@@ -219,7 +228,286 @@ impl FakeApiServer {
         for deployment in self.all_of("apis/apps/v1", "deployments") {
             self.deployment_status(&deployment).await;
         }
+        for set in self.all_of("apis/apps/v1", "statefulsets") {
+            self.sync_stateful_set(&set).await;
+        }
+        for job in self.all_of("apis/batch/v1", "jobs") {
+            self.sync_job(&job).await;
+        }
         self.run_kubelet().await;
+    }
+
+    /// The statefulset controller: for each ordinal, its claims from `volumeClaimTemplates`
+    /// (`<template>-<set>-<ordinal>`, created before the pod and reaching the webhook like any
+    /// claim), then the pod `<set>-<ordinal>` with the claims mounted; OrderedReady waits for each
+    /// pod to be Ready before the next (Parallel does not). Events as the controller words them:
+    /// `create Claim data-db-0 for Pod db-0 in StatefulSet db failed error: <refusal>` and
+    /// `create Pod db-0 in StatefulSet db failed error: <refusal>` (FailedCreate), `... success`
+    /// / `... successful` (SuccessfulCreate). Status: replicas, readyReplicas, availableReplicas,
+    /// currentReplicas, updatedReplicas. Not modelled: revisions and rolling updates of existing
+    /// pods, scale-down, PVC retention.
+    async fn sync_stateful_set(&self, set: &Value) {
+        let namespace = set["metadata"]["namespace"].as_str().unwrap_or_default();
+        let name = set["metadata"]["name"].as_str().unwrap_or_default();
+        let user = UserInfo::service_account("kube-system", STATEFULSET_CONTROLLER);
+        let parallel = set["spec"]["podManagementPolicy"] == "Parallel";
+        let revision = format!("{name}-{}", pod_template_hash(&set["spec"]["template"]));
+        for ordinal in 0..replicas(set) {
+            let pod_name = format!("{name}-{ordinal}");
+            if let Some(pod) = self.get(&Collection::core(namespace, "pods"), &pod_name) {
+                if !parallel && !is_ready(&pod) {
+                    break;
+                }
+                continue;
+            }
+            let mut volumes = set["spec"]["template"]["spec"]["volumes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for template in set["spec"]["volumeClaimTemplates"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let template_name = template["metadata"]["name"].as_str().unwrap_or_default();
+                let claim_name = format!("{template_name}-{pod_name}");
+                volumes.retain(|v| v["name"] != template_name);
+                volumes.push(json!({"name": template_name,
+                    "persistentVolumeClaim": {"claimName": claim_name}}));
+                if self
+                    .get(
+                        &Collection::core(namespace, "persistentvolumeclaims"),
+                        &claim_name,
+                    )
+                    .is_some()
+                {
+                    continue;
+                }
+                let mut labels = template["metadata"]["labels"].clone();
+                if !labels.is_object() {
+                    labels = json!({});
+                }
+                for (key, value) in set["spec"]["selector"]["matchLabels"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                {
+                    labels[key] = value.clone();
+                }
+                let claim = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": claim_name, "namespace": namespace, "labels": labels},
+                    "spec": template["spec"]});
+                let answer = self
+                    .call(
+                        &user,
+                        Method::POST,
+                        &format!("/api/v1/namespaces/{namespace}/persistentvolumeclaims"),
+                        Some(claim),
+                    )
+                    .await;
+                if answer.code == 201 {
+                    self.record_event(
+                        STATEFULSET_CONTROLLER,
+                        set,
+                        "StatefulSet",
+                        "Normal",
+                        "SuccessfulCreate",
+                        &format!(
+                            "create Claim {claim_name} Pod {pod_name} in StatefulSet {name} success"
+                        ),
+                    )
+                    .await;
+                } else {
+                    self.record_event(
+                        STATEFULSET_CONTROLLER,
+                        set,
+                        "StatefulSet",
+                        "Warning",
+                        "FailedCreate",
+                        &format!(
+                            "create Claim {claim_name} for Pod {pod_name} in StatefulSet {name} failed error: {}",
+                            answer.message()
+                        ),
+                    )
+                    .await;
+                    self.stateful_set_status(set).await;
+                    return;
+                }
+            }
+            let mut labels = set["spec"]["template"]["metadata"]["labels"].clone();
+            labels["statefulset.kubernetes.io/pod-name"] = json!(pod_name);
+            labels["controller-revision-hash"] = json!(revision);
+            let mut spec = set["spec"]["template"]["spec"].clone();
+            if !volumes.is_empty() {
+                spec["volumes"] = json!(volumes);
+            }
+            spec["hostname"] = json!(pod_name);
+            if let Some(service) = set["spec"]["serviceName"].as_str() {
+                spec["subdomain"] = json!(service);
+            }
+            let pod = json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": pod_name, "namespace": namespace, "labels": labels,
+                    "ownerReferences": [owner_reference(set, "StatefulSet")]},
+                "spec": spec});
+            let answer = self
+                .call(
+                    &user,
+                    Method::POST,
+                    &format!("/api/v1/namespaces/{namespace}/pods"),
+                    Some(pod),
+                )
+                .await;
+            if answer.code == 201 {
+                self.record_event(
+                    STATEFULSET_CONTROLLER,
+                    set,
+                    "StatefulSet",
+                    "Normal",
+                    "SuccessfulCreate",
+                    &format!("create Pod {pod_name} in StatefulSet {name} successful"),
+                )
+                .await;
+            } else {
+                self.record_event(
+                    STATEFULSET_CONTROLLER,
+                    set,
+                    "StatefulSet",
+                    "Warning",
+                    "FailedCreate",
+                    &format!(
+                        "create Pod {pod_name} in StatefulSet {name} failed error: {}",
+                        answer.message()
+                    ),
+                )
+                .await;
+                break;
+            }
+            if !parallel {
+                break;
+            }
+        }
+        self.stateful_set_status(set).await;
+    }
+
+    async fn stateful_set_status(&self, set: &Value) {
+        let namespace = set["metadata"]["namespace"].as_str().unwrap_or_default();
+        let name = set["metadata"]["name"].as_str().unwrap_or_default();
+        let Some(set) = self.get(&Collection::apps(namespace, "statefulsets"), name) else {
+            return;
+        };
+        let pods: Vec<Value> = self
+            .list(&Collection::core(namespace, "pods"))
+            .into_iter()
+            .filter(|p| owned_by(p, &set) && is_active(p))
+            .collect();
+        let ready = pods.iter().filter(|p| is_ready(p)).count();
+        let status = json!({"observedGeneration": set["metadata"]["generation"],
+            "replicas": pods.len(), "readyReplicas": ready, "availableReplicas": ready,
+            "currentReplicas": pods.len(), "updatedReplicas": pods.len()});
+        if status != set["status"] {
+            self.call(
+                &UserInfo::service_account("kube-system", STATEFULSET_CONTROLLER),
+                Method::PATCH,
+                &format!("/apis/apps/v1/namespaces/{namespace}/statefulsets/{name}/status"),
+                Some(json!({"status": status})),
+            )
+            .await;
+        }
+    }
+
+    /// The job controller: `parallelism` active pods (no more than completions still to go),
+    /// from the template with `generateName: <job>-` and the `controller-uid` / `job-name`
+    /// labels (1.24); refusals are `FailedCreate` Events `Error creating: <refusal>` as for
+    /// ReplicaSets; status `active`, `succeeded`, `failed`. Not modelled: backoff, completion
+    /// modes, suspension, the Complete/Failed conditions.
+    async fn sync_job(&self, job: &Value) {
+        let namespace = job["metadata"]["namespace"].as_str().unwrap_or_default();
+        let name = job["metadata"]["name"].as_str().unwrap_or_default();
+        let user = UserInfo::service_account("kube-system", JOB_CONTROLLER);
+        let pods: Vec<Value> = self
+            .list(&Collection::core(namespace, "pods"))
+            .into_iter()
+            .filter(|p| owned_by(p, job))
+            .collect();
+        let succeeded = pods
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Succeeded")
+            .count() as i64;
+        let failed = pods
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Failed")
+            .count() as i64;
+        let active = pods.iter().filter(|p| is_active(p)).count() as i64;
+        let parallelism = job["spec"]["parallelism"].as_i64().unwrap_or(1);
+        let completions = job["spec"]["completions"].as_i64().unwrap_or(1);
+        let wanted = parallelism.min(completions - succeeded).max(0);
+        let uid = job["metadata"]["uid"].clone();
+        for _ in active..wanted {
+            let mut labels = job["spec"]["template"]["metadata"]["labels"].clone();
+            if !labels.is_object() {
+                labels = json!({});
+            }
+            labels["controller-uid"] = uid.clone();
+            labels["job-name"] = json!(name);
+            let pod = json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"generateName": format!("{name}-"), "namespace": namespace,
+                    "labels": labels,
+                    "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name,
+                        "uid": uid, "controller": true, "blockOwnerDeletion": true}]},
+                "spec": job["spec"]["template"]["spec"]});
+            let answer = self
+                .call(
+                    &user,
+                    Method::POST,
+                    &format!("/api/v1/namespaces/{namespace}/pods"),
+                    Some(pod),
+                )
+                .await;
+            if answer.code == 201 {
+                let created = answer.body["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                self.record_event(
+                    JOB_CONTROLLER,
+                    job,
+                    "Job",
+                    "Normal",
+                    "SuccessfulCreate",
+                    &format!("Created pod: {created}"),
+                )
+                .await;
+            } else {
+                self.record_event(
+                    JOB_CONTROLLER,
+                    job,
+                    "Job",
+                    "Warning",
+                    "FailedCreate",
+                    &format!("Error creating: {}", answer.message()),
+                )
+                .await;
+                break;
+            }
+        }
+        let active = self
+            .list(&Collection::core(namespace, "pods"))
+            .into_iter()
+            .filter(|p| owned_by(p, job) && is_active(p))
+            .count();
+        let mut status = json!({"active": active, "succeeded": succeeded, "failed": failed});
+        if let Some(fields) = status.as_object_mut() {
+            fields.retain(|_, v| v != 0);
+        }
+        if status != job["status"] && !(status == json!({}) && job["status"].is_null()) {
+            self.call(
+                &user,
+                Method::PATCH,
+                &format!("/apis/batch/v1/namespaces/{namespace}/jobs/{name}/status"),
+                Some(json!({"status": status})),
+            )
+            .await;
+        }
     }
 
     /// Every object of a resource, all namespaces.
@@ -377,7 +665,8 @@ impl FakeApiServer {
         let event = json!({"apiVersion": "v1", "kind": "Event",
             "metadata": {"name": format!("{name}.{:x}", fnv(&format!("{serial}{now}{message}"))),
                 "namespace": namespace},
-            "involvedObject": {"apiVersion": "apps/v1", "kind": kind, "namespace": namespace,
+            "involvedObject": {"apiVersion": involved["apiVersion"].as_str().unwrap_or("apps/v1"),
+                "kind": kind, "namespace": namespace,
                 "name": name, "uid": involved["metadata"]["uid"],
                 "resourceVersion": involved["metadata"]["resourceVersion"]},
             "reason": reason, "message": message, "type": event_type,
