@@ -206,7 +206,7 @@ pub async fn run(args: ServeArgs, provider: Arc<CryptoProvider>) -> anyhow::Resu
         FixStore::File(_) => None,
     };
     let _limits = cluster.clone().map(|client| {
-        AbortOnDrop(tokio::spawn(crate::cluster::limits::keep_current(
+        AbortOnDrop(tokio::spawn(crate::cluster::facts::keep_current(
             client,
             limits.clone(),
         )))

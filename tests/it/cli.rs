@@ -117,7 +117,8 @@ fn serve_on_local_defaults_generates_certificates_and_becomes_ready() {
         .spawn()
         .unwrap();
     let mut ready = None;
-    for _ in 0..100 {
+    // Up to 30 s: the first start generates a CA and a key, slow on a loaded CI machine.
+    for _ in 0..600 {
         if let Some(body) = http_get(health, "/readyz") {
             ready = Some(body);
             break;

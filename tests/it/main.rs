@@ -3,10 +3,12 @@
 
 mod support;
 
+mod admission_rails;
 mod apiserver_rules;
 mod certificates;
 mod cli;
 mod cli_heal_leader;
+mod cluster_facts;
 mod detect_states;
 mod e2e_cluster;
 mod fix_lifecycle;
@@ -18,6 +20,7 @@ mod kustomize_overlays;
 mod manifests;
 mod observe;
 mod rails;
+mod readme_claims;
 mod reapply;
 mod selfcert;
 mod store_configmap;

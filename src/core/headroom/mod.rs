@@ -65,12 +65,17 @@ pub use pod::{
 
 const MIB: u128 = 1 << 20;
 
-/// A quantity (`768Mi`, `0`, `1.5G`) in whole bytes, rounded up; `None` when unreadable or
-/// negative. Zero is a valid quota.
+/// Largest byte count the rails compute with (2^100 bytes, far past any real quota or node):
+/// sums and products of a few of them never overflow, whatever an admitted object claims.
+const MAX_BYTES: u128 = 1 << 100;
+
+/// A quantity (`768Mi`, `0`, `1.5G`) in whole bytes, rounded up and held to 2^100; `None` when
+/// unreadable or negative. Zero is a valid quota.
 pub fn bytes_of(text: &str) -> Option<u128> {
     let parsed = ParsedQuantity::try_from(text.trim()).ok()?;
     let bytes = parsed.to_bytes_f64()?;
-    (bytes.is_finite() && bytes >= 0.0).then(|| bytes.ceil().min(u128::MAX as f64) as u128)
+    (!bytes.is_nan() && bytes >= 0.0)
+        .then(|| (bytes.ceil().min(MAX_BYTES as f64) as u128).min(MAX_BYTES))
 }
 
 /// Bytes written as a quantity for people: `805306368` → `768Mi`.
@@ -194,7 +199,7 @@ impl Held {
         match self {
             Held::Quota {
                 hard, used, credit, ..
-            } => (hard + credit).saturating_sub(*used),
+            } => hard.saturating_add(*credit).saturating_sub(*used),
             Held::Node { largest, .. } => *largest,
         }
     }
@@ -308,7 +313,7 @@ impl Room {
         for (index, room) in self.quotas.iter().enumerate() {
             let credit = room.resource.of(&demand.credit);
             let needed = demand.pods.saturating_mul(room.resource.of(pod));
-            if needed > (room.hard + credit).saturating_sub(room.used) {
+            if needed > room.hard.saturating_add(credit).saturating_sub(room.used) {
                 return Err(Breach(Some(index)));
             }
         }
@@ -318,6 +323,40 @@ impl Room {
             return Err(Breach(None));
         }
         Ok(())
+    }
+
+    /// The tightest quota resource of this room, told as holding a raise for `why` (a pod
+    /// made from a template is sized by its template: a raise of the pod alone would spend the
+    /// room its siblings and the next rollout need); `None` when no quota applies.
+    pub fn quota_held(&self, why: &str) -> Option<Held> {
+        let index = (0..self.quotas.len()).min_by_key(|&index| {
+            let room = &self.quotas[index];
+            room.hard
+                .saturating_add(room.resource.of(&self.demand.credit))
+                .saturating_sub(room.used)
+        })?;
+        match self.explain(Breach(Some(index))) {
+            Held::Quota {
+                namespace,
+                quota,
+                resource,
+                hard,
+                used,
+                credit,
+                count,
+                ..
+            } => Some(Held::Quota {
+                namespace,
+                quota,
+                resource,
+                hard,
+                used,
+                credit,
+                count,
+                why: why.to_string(),
+            }),
+            Held::Node { .. } => None,
+        }
     }
 
     /// What a [`Breach`] of this room means.
@@ -380,29 +419,53 @@ pub fn largest_fitting<E>(
     (Some(low * MIB), Some(first))
 }
 
+/// A claim a storage raise must fit beside: `count` claims of storage class `class` (`None`: no
+/// class named) at `each` bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtherClaims {
+    pub class: Option<String>,
+    pub count: u128,
+    pub each: u128,
+}
+
 /// The largest storage request each of `count` claims of storage class `class` (and volume
-/// attributes class `attributes_class`) may have under the namespace's `quotas`, with the
-/// tightest constraint; `None` when no quota limits it.
+/// attributes class `attributes_class`) may have under the namespace's `quotas`, beside the
+/// `others` created with them (a StatefulSet's other claim templates), with the tightest
+/// constraint; `None` when no quota limits it. The claims are new (CREATE): none is in `used`.
 pub fn claim_room(
     quotas: &[QuotaFacts],
-    class: Option<&str>,
-    attributes_class: Option<&str>,
+    claim: (Option<&str>, Option<&str>),
     count: u128,
+    others: &[OtherClaims],
     why: &str,
 ) -> Option<(u128, Held)> {
+    let (class, attributes_class) = claim;
     let count = count.max(1);
     let class_resource = class.map(|c| format!("{c}.storageclass.storage.k8s.io/requests.storage"));
+    let beside = |resource: &str| -> u128 {
+        others
+            .iter()
+            .filter(|other| {
+                resource == "requests.storage"
+                    || other
+                        .class
+                        .as_deref()
+                        .is_some_and(|c| resource.starts_with(&format!("{c}.")))
+            })
+            .map(|other| other.count.saturating_mul(other.each))
+            .sum()
+    };
     quotas
         .iter()
         .filter(|quota| quota_applies_to_claim(quota, attributes_class))
         .flat_map(|quota| {
-            ["requests.storage"]
+            ["requests.storage".to_string()]
                 .into_iter()
-                .map(String::from)
                 .chain(class_resource.clone())
                 .filter_map(move |resource| {
                     let hard = *quota.hard.get(&resource)?;
                     let used = quota.used.get(&resource).copied().unwrap_or(0);
+                    let used = used.saturating_add(beside(&resource));
                     let each = hard.saturating_sub(used) / count;
                     Some((
                         each,
@@ -599,6 +662,34 @@ mod tests {
     }
 
     #[test]
+    fn absurd_values_never_overflow() {
+        let huge = json!({"spec": {"replicas": u64::MAX,
+            "strategy": {"rollingUpdate": {"maxSurge": "340282366920938463463374607431768211455%"}},
+            "template": {"spec": {"overhead": {"memory": "100000000Pi"}, "containers": [
+                {"name": "a", "resources": {"limits": {"memory": "100000000Pi"}}},
+                {"name": "b", "resources": {"limits": {"memory": "90000000Pi"}, "requests": {"memory": "10000000Pi"}}}],
+                "initContainers": [{"name": "s", "restartPolicy": "Always",
+                    "resources": {"limits": {"memory": "100000000Pi"}}}]}}},
+            "metadata": {"generation": 1}, "status": {"observedGeneration": 1, "updatedReplicas": u64::MAX}});
+        let spec = &huge["spec"]["template"]["spec"];
+        let kind = crate::core::workload::WorkloadKind::Deployment;
+        let mut demand = pods_at_once(kind, &huge, None);
+        assert!(demand.pods > u128::from(u64::MAX), "{}", demand.pods);
+        demand.credit = credit_of(kind, &huge);
+        let quotas = [quota(
+            "mem",
+            &[("limits.memory", 1 << 80)],
+            &[("limits.memory", 1)],
+        )];
+        let room = Room::new(spec, demand, &quotas, None);
+        let pod = pod_memory_of(spec);
+        assert!(pod.limits > 0);
+        let _ = room.check(&pod, u128::MAX);
+        let _ = room.quota_held("x").map(|held| held.to_string());
+        assert!(bytes_of("100000000000000000Ei").is_none_or(|bytes| bytes <= MAX_BYTES));
+    }
+
+    #[test]
     fn the_largest_fitting_size_is_found_in_whole_mib() {
         let limit = |max: u128| move |bytes: u128| if bytes <= max { Ok(()) } else { Err(max) };
         // Fits: the ceiling itself, exactly.
@@ -643,15 +734,25 @@ mod tests {
                 )],
             ),
         ];
-        let (each, held) = claim_room(&quotas, Some("gold"), None, 1, "1 claim").unwrap();
+        let (each, held) = claim_room(&quotas, (Some("gold"), None), 1, &[], "1 claim").unwrap();
         assert_eq!(each, 15 * 1024 * MI);
         assert!(
             held.to_string()
                 .starts_with("ResourceQuota gold has 15Gi of gold.storageclass"),
             "{held}"
         );
-        let (each, _) = claim_room(&quotas, Some("silver"), None, 3, "3 claims").unwrap();
+        let (each, _) = claim_room(&quotas, (Some("silver"), None), 3, &[], "3 claims").unwrap();
         assert_eq!(each, 30 * 1024 * MI);
-        assert!(claim_room(&[], Some("gold"), None, 1, "1 claim").is_none());
+        assert!(claim_room(&[], (Some("gold"), None), 1, &[], "1 claim").is_none());
+        // Claims created beside it take their share first: 3 × 5Gi of gold leave 0 for it.
+        let others = [OtherClaims {
+            class: Some("gold".into()),
+            count: 3,
+            each: 5 * 1024 * MI,
+        }];
+        let (each, held) =
+            claim_room(&quotas, (Some("gold"), None), 1, &others, "1 claim").unwrap();
+        assert_eq!(each, 0);
+        assert!(held.to_string().contains("gold.storageclass"), "{held}");
     }
 }

@@ -65,24 +65,29 @@ pub fn pod_memory(containers: &[ContainerMemory], overhead: u128) -> PodMemory {
     let mut sidecars = PodMemory::default();
     let mut init_peak = PodMemory::default();
     for container in containers.iter().filter(|c| c.list == "containers") {
-        sum.limits += container.limit.unwrap_or(0);
-        sum.requests += container.effective_request();
+        sum.limits = sum.limits.saturating_add(container.limit.unwrap_or(0));
+        sum.requests = sum.requests.saturating_add(container.effective_request());
     }
     for container in containers.iter().filter(|c| c.list == "initContainers") {
         let (limit, request) = (container.limit.unwrap_or(0), container.effective_request());
         if container.sidecar {
-            sidecars.limits += limit;
-            sidecars.requests += request;
-            sum.limits += limit;
-            sum.requests += request;
+            sidecars.limits = sidecars.limits.saturating_add(limit);
+            sidecars.requests = sidecars.requests.saturating_add(request);
+            sum.limits = sum.limits.saturating_add(limit);
+            sum.requests = sum.requests.saturating_add(request);
         } else {
-            init_peak.limits = init_peak.limits.max(limit + sidecars.limits);
-            init_peak.requests = init_peak.requests.max(request + sidecars.requests);
+            init_peak.limits = init_peak.limits.max(limit.saturating_add(sidecars.limits));
+            init_peak.requests = init_peak
+                .requests
+                .max(request.saturating_add(sidecars.requests));
         }
     }
     PodMemory {
-        limits: sum.limits.max(init_peak.limits) + overhead,
-        requests: sum.requests.max(init_peak.requests) + overhead,
+        limits: sum.limits.max(init_peak.limits).saturating_add(overhead),
+        requests: sum
+            .requests
+            .max(init_peak.requests)
+            .saturating_add(overhead),
     }
 }
 
@@ -248,7 +253,7 @@ pub fn pods_at_once(kind: WorkloadKind, object: &Value, nodes: Option<&[NodeFact
                 scaled(surge, replicas, 25)
             };
             (
-                replicas + surge,
+                replicas.saturating_add(surge),
                 format!("{} + {surge} surge", plural(replicas, "replica")),
             )
         }
@@ -267,7 +272,7 @@ pub fn pods_at_once(kind: WorkloadKind, object: &Value, nodes: Option<&[NodeFact
             let surge = object.pointer("/spec/updateStrategy/rollingUpdate/maxSurge");
             let surge = scaled(surge, matching, 0);
             (
-                matching + surge,
+                matching.saturating_add(surge),
                 format!("{} + {surge} surge", plural(matching, "node")),
             )
         }
@@ -300,7 +305,7 @@ pub fn pods_at_once(kind: WorkloadKind, object: &Value, nodes: Option<&[NodeFact
 /// An int-or-percent (`1`, `"25%"`) of `total`, rounded up as the Deployment controller rounds
 /// `maxSurge`; `default_percent` when unset or unreadable.
 fn scaled(value: Option<&Value>, total: u128, default_percent: u128) -> u128 {
-    let percent = |p: u128| (p * total).div_ceil(100);
+    let percent = |p: u128| p.saturating_mul(total).div_ceil(100);
     match value {
         Some(Value::Number(n)) => n.as_u64().map_or(percent(default_percent), u128::from),
         Some(Value::String(text)) => match text.strip_suffix('%').map(str::parse::<u128>) {
@@ -337,8 +342,8 @@ pub fn credit_of(kind: WorkloadKind, live: &Value) -> PodMemory {
         .map(pod_memory_of)
         .unwrap_or_default();
     PodMemory {
-        limits: each.limits * updated,
-        requests: each.requests * updated,
+        limits: each.limits.saturating_mul(updated),
+        requests: each.requests.saturating_mul(updated),
     }
 }
 

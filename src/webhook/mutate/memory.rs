@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use crate::core::fix::{Fix, FixType};
+use crate::core::headroom::Held;
 use crate::core::index::FixIndex;
 use crate::core::quantity::ByteQuantity;
 use crate::core::raise::{self, Applied, MemoryCaps, for_each_fixed_container};
@@ -25,6 +26,17 @@ pub(super) fn memory_fixes<'i>(request: &Request<'_>, index: &'i FixIndex) -> Ve
         .collect()
 }
 
+/// Leaves every fix in `fixes` out, held by `held`, with a warning each.
+pub(super) fn hold(fixes: &[&Fix], held: Held, mutation: &mut Mutation) {
+    for fix in fixes {
+        mutation.warnings.push(format!(
+            "selfheal: memory fix {} of {} not applied: {held}",
+            fix.resource, fix.value
+        ));
+        mutation.held.push(held.clone());
+    }
+}
+
 /// Raises every fix in `fixes` in `pod_spec` within `caps`, recording what changed.
 pub(super) fn raise(
     pod_spec: &mut Value,
@@ -36,6 +48,7 @@ pub(super) fn raise(
         let raised = raise::raise_pod_spec(pod_spec, fix, caps);
         mutation.applied.extend(raised.applied);
         mutation.warnings.extend(raised.warnings);
+        mutation.held.extend(raised.held);
     }
 }
 

@@ -18,15 +18,18 @@ mod storage;
 
 use serde_json::Value;
 
+use crate::cluster::facts::Facts;
+use crate::core::headroom::Held;
 use crate::core::index::FixIndex;
 use crate::core::quantity::ByteQuantity;
 use crate::core::raise::MemoryCaps;
+use crate::core::targeting::{Excluded, Exclusion, Target, Targeting};
 use crate::core::workload::pointer;
 use crate::webhook::target::{self, WorkloadKind};
 
 pub use crate::core::raise::{APPLIED_ANNOTATION, Applied};
-/// Label that opts an object out: `selfheal.io/ignore: "true"`.
-pub const OPT_OUT_LABEL: &str = "selfheal.io/ignore";
+/// Label that opts an object out: `selfheal.io/ignore: "true"` (`core::targeting`'s).
+pub use crate::core::targeting::IGNORE_LABEL as OPT_OUT_LABEL;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
@@ -58,6 +61,25 @@ pub struct Policy {
     pub protected_namespaces: Vec<String>,
 }
 
+impl Policy {
+    /// Whether the request's object may be changed, by the one targeting rule
+    /// (`core::targeting`): not in a protected namespace, not labelled `selfheal.io/ignore=true`.
+    /// Every namespace counts as watched (a fix recorded for a namespace applies there), and
+    /// namespace labels are not consulted: the webhook's `namespaceSelector` keeps requests from
+    /// ignored namespaces away.
+    fn check(&self, request: &Request<'_>) -> Result<(), Excluded> {
+        let targeting = Targeting {
+            protected: self.protected_namespaces.clone(),
+            watched: Vec::new(),
+        };
+        let name = target::str_at(request.object, &["metadata", "name"]).unwrap_or_default();
+        targeting.check(&Target {
+            ignore_label: target::str_at(request.object, &["metadata", "labels", OPT_OUT_LABEL]),
+            ..Target::new(request.kind.as_str(), request.namespace, name)
+        })
+    }
+}
+
 /// Whether a field the apiserver does not let an UPDATE change or shrink gets its live value
 /// back: exactly when `incoming < live <= fix`.
 ///
@@ -80,7 +102,11 @@ pub fn keeps_live(incoming: &ByteQuantity, live: &ByteQuantity, fix: &ByteQuanti
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skip {
     ProtectedNamespace,
+    /// Outside the watched namespaces (not used by the webhook today: it watches all).
+    UnwatchedNamespace,
     OptedOut,
+    /// The namespace opted out (not used by the webhook today: its `namespaceSelector` does it).
+    IgnoredNamespace,
     BeingDeleted,
     /// The fix exists but the fields it changes are immutable for this operation, and the update
     /// does not lower them below their live values either (nothing to keep).
@@ -97,7 +123,9 @@ impl Skip {
     pub fn as_str(self) -> &'static str {
         match self {
             Skip::ProtectedNamespace => "protected_namespace",
+            Skip::UnwatchedNamespace => "unwatched_namespace",
             Skip::OptedOut => "opted_out",
+            Skip::IgnoredNamespace => "ignored_namespace",
             Skip::BeingDeleted => "being_deleted",
             Skip::ImmutableOnUpdate => "immutable_on_update",
             Skip::ControlledByDeployment => "controlled_by_deployment",
@@ -119,6 +147,9 @@ pub struct Mutation {
     pub kept: Vec<Applied>,
     /// Shown to the client (`kubectl` prints them): fixes that could not be applied, and why.
     pub warnings: Vec<String>,
+    /// Raises a ResourceQuota or the nodes' capacity held below their fix (or left out), and
+    /// what held them.
+    pub held: Vec<Held>,
     pub skipped: Option<Skip>,
 }
 
@@ -130,9 +161,19 @@ impl Mutation {
         }
     }
 
-    /// The metric label of the decision: `patched` (a fix raised something), `kept_live` (only
-    /// live values were given back on UPDATE), else the skip reason or `unchanged`.
+    /// The metric label of the decision: `held_by_quota` / `held_by_node` (a raise was held
+    /// below its fix, or left out, by a ResourceQuota / the nodes' capacity; quota first),
+    /// `patched` (a fix raised something), `kept_live` (only live values were given back on
+    /// UPDATE), else the skip reason or `unchanged`.
     pub fn outcome(&self) -> &'static str {
+        if let Some(held) = self
+            .held
+            .iter()
+            .find(|held| matches!(held, Held::Quota { .. }))
+            .or(self.held.first())
+        {
+            return held.result();
+        }
         if !self.patch.0.is_empty() {
             return if self.applied.is_empty() {
                 "kept_live"
@@ -159,16 +200,44 @@ pub fn mutate_with_old_object(
     index: &FixIndex,
     policy: &Policy,
 ) -> Mutation {
+    decide(request, old_object, index, policy, None)
+}
+
+/// As [`mutate_with_old_object`], under the cluster's `facts`: a raise also fits what the
+/// namespace's ResourceQuotas and the nodes leave (`core::headroom`); where only part fits the
+/// raise goes to what fits, where nothing fits the value stays, and a warning names the quota
+/// or node and the values ([`Mutation::held`]). The LimitRange rules still come from
+/// `request` (`memory_cap`, `memory_ratio`).
+pub fn mutate_with_facts(
+    request: &Request<'_>,
+    old_object: Option<&Value>,
+    index: &FixIndex,
+    policy: &Policy,
+    facts: &Facts,
+) -> Mutation {
+    decide(request, old_object, index, policy, Some(facts))
+}
+
+/// Whether a controller of this kind makes its pods from a pod template.
+fn makes_pods_from_a_template(kind: &str) -> bool {
+    matches!(kind, "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job")
+}
+
+fn decide(
+    request: &Request<'_>,
+    old_object: Option<&Value>,
+    index: &FixIndex,
+    policy: &Policy,
+    facts: Option<&Facts>,
+) -> Mutation {
     let object = request.object;
-    if policy
-        .protected_namespaces
-        .iter()
-        .any(|ns| ns == request.namespace)
-    {
-        return Mutation::skip(Skip::ProtectedNamespace);
-    }
-    if target::str_at(object, &["metadata", "labels", OPT_OUT_LABEL]) == Some("true") {
-        return Mutation::skip(Skip::OptedOut);
+    if let Err(excluded) = policy.check(request) {
+        return Mutation::skip(match excluded.exclusion {
+            Exclusion::ProtectedNamespace => Skip::ProtectedNamespace,
+            Exclusion::UnwatchedNamespace => Skip::UnwatchedNamespace,
+            Exclusion::IgnoredObject => Skip::OptedOut,
+            Exclusion::IgnoredNamespace => Skip::IgnoredNamespace,
+        });
     }
     let may_change_pod_spec = match request.operation {
         Operation::Create => true,
@@ -209,12 +278,35 @@ pub fn mutate_with_old_object(
         && let Some(pod_spec) = changed.pointer_mut(&pointer(path))
     {
         if memory_allowed {
-            let caps = MemoryCaps {
-                max: request.memory_cap.cloned(),
-                ratio: request.memory_ratio,
-                room: None,
+            let room = facts.and_then(|facts| {
+                facts
+                    .memory_caps(request.namespace, request.kind, object, live)
+                    .room
+            });
+            // A pod made from a template is sized by its template (held to the quota for all
+            // its pods at once); raising one pod alone would spend the room its siblings and the
+            // next rollout need.
+            let sized_by_template = match (request.kind, target::controller(object)) {
+                (WorkloadKind::Pod, Some((kind, name))) if makes_pods_from_a_template(kind) => {
+                    room.as_ref().and_then(|room| {
+                        room.quota_held(&format!(
+                            "a pod of {kind} {name}, which its template sizes within the quota"
+                        ))
+                    })
+                }
+                _ => None,
             };
-            memory::raise(pod_spec, &memory_fixes, &caps, &mut mutation);
+            match sized_by_template {
+                Some(held) => memory::hold(&memory_fixes, held, &mut mutation),
+                None => {
+                    let caps = MemoryCaps {
+                        max: request.memory_cap.cloned(),
+                        ratio: request.memory_ratio,
+                        room,
+                    };
+                    memory::raise(pod_spec, &memory_fixes, &caps, &mut mutation);
+                }
+            }
         } else if memory_kept
             && let Some(live_spec) = live.and_then(|live| live.pointer(&pointer(path)))
         {
@@ -224,8 +316,9 @@ pub fn mutate_with_old_object(
         }
     }
     if claims_allowed {
+        let quotas = facts.map_or(&[][..], |facts| facts.quotas(request.namespace));
         for fix in &claim_fixes {
-            storage::raise_claims(request.kind, &mut changed, fix, &mut mutation);
+            storage::raise_claims(request.kind, &mut changed, fix, quotas, &mut mutation);
         }
     } else if claims_kept && let Some(live) = live {
         for fix in &claim_fixes {

@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use crate::core::fix::{Fix, FixType};
+use crate::core::headroom::{self, Held, OtherClaims, QuotaFacts};
 use crate::core::index::FixIndex;
 use crate::core::owners;
 use crate::core::quantity::ByteQuantity;
@@ -155,21 +156,85 @@ pub(super) fn raise_claims(
     kind: WorkloadKind,
     object: &mut Value,
     fix: &Fix,
+    quotas: &[QuotaFacts],
     mutation: &mut Mutation,
 ) {
+    // A StatefulSet's claim templates become a claim per replica, beside the other templates'.
+    let (count, why) = match kind {
+        WorkloadKind::StatefulSet => {
+            let replicas = object
+                .pointer("/spec/replicas")
+                .and_then(Value::as_u64)
+                .unwrap_or(1)
+                .max(1);
+            let claims = if replicas == 1 { "claim" } else { "claims" };
+            (
+                u128::from(replicas),
+                format!("{replicas} {claims} per template ({replicas} replicas)"),
+            )
+        }
+        _ => (1, "1 claim".to_string()),
+    };
+    let mut claims = claim_sizes(kind, object, count);
     for_each_fixed_claim(kind, object, fix, |spec, name| {
-        if let Some(applied) = raise_claim_spec(spec, name, fix, mutation) {
+        let others: Vec<OtherClaims> = claims
+            .iter()
+            .filter(|(claim, _)| claim != name)
+            .map(|(_, other)| other.clone())
+            .collect();
+        let room = (!quotas.is_empty())
+            .then(|| {
+                let class = target::str_at(spec, &["storageClassName"]);
+                let attributes = target::str_at(spec, &["volumeAttributesClassName"]);
+                headroom::claim_room(quotas, (class, attributes), count, &others, &why)
+            })
+            .flatten();
+        if let Some(applied) = raise_claim_spec(spec, name, fix, room, mutation) {
+            let raised = headroom::bytes_of(&applied.to).unwrap_or(0);
+            if let Some((_, claim)) = claims.iter_mut().find(|(claim, _)| claim == name) {
+                claim.each = raised;
+            }
             mutation.applied.push(applied);
         }
     });
 }
 
-/// Raises `resources.requests.storage` of a claim spec. A claim whose storage limit is below
-/// the new request is left alone (the apiserver would reject requests > limits).
+/// Every claim (template) of `object` with its class and size: what a claim raise must fit
+/// beside.
+fn claim_sizes(kind: WorkloadKind, object: &Value, count: u128) -> Vec<(String, OtherClaims)> {
+    let specs: Vec<(String, &Value)> = match kind {
+        WorkloadKind::StatefulSet => object
+            .pointer("/spec/volumeClaimTemplates")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|claim| {
+                let name = target::str_at(claim, &["metadata", "name"])?;
+                Some((name.to_string(), claim.get("spec")?))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    specs
+        .into_iter()
+        .map(|(name, spec)| {
+            let each = target::str_at(spec, &["resources", "requests", "storage"])
+                .and_then(headroom::bytes_of)
+                .unwrap_or(0);
+            let class = target::str_at(spec, &["storageClassName"]).map(String::from);
+            (name, OtherClaims { class, count, each })
+        })
+        .collect()
+}
+
+/// Raises `resources.requests.storage` of a claim spec, to what `room` (the largest size the
+/// quotas leave, and what holds it) allows. A claim whose storage limit is below the new request
+/// is left alone (the apiserver would reject requests > limits).
 fn raise_claim_spec(
     spec: &mut Value,
     claim_name: &str,
     fix: &Fix,
+    room: Option<(u128, Held)>,
     mutation: &mut Mutation,
 ) -> Option<Applied> {
     let request_text = target::str_at(spec, &["resources", "requests", "storage"])?.to_string();
@@ -182,12 +247,36 @@ fn raise_claim_spec(
     if request >= fix.value {
         return None;
     }
+    let mut target = fix.value.clone();
+    if let Some((allowed, held)) = room
+        && allowed < fix.value.bytes()
+    {
+        // Whole MiB, as a memory raise held by a quota.
+        let allowed = ByteQuantity::from_bytes(allowed - allowed % (1 << 20));
+        let fits = allowed > request;
+        mutation.warnings.push(if fits {
+            format!(
+                "selfheal: claim {claim_name}: storage fix {} of {} held at {allowed}: {held}",
+                fix.resource, fix.value
+            )
+        } else {
+            format!(
+                "selfheal: claim {claim_name}: storage fix {} of {} not applied: {held}",
+                fix.resource, fix.value
+            )
+        });
+        mutation.held.push(held);
+        if !fits {
+            return None;
+        }
+        target = allowed;
+    }
     if let Some(limit_text) = target::str_at(spec, &["resources", "limits", "storage"]) {
-        let below = ByteQuantity::parse(limit_text).map_or(true, |limit| limit < fix.value);
+        let below = ByteQuantity::parse(limit_text).map_or(true, |limit| limit < target);
         if below {
             mutation.warnings.push(format!(
                 "selfheal: claim {claim_name}: storage fix {} exceeds its storage limit {limit_text}; left unchanged",
-                fix.value
+                target
             ));
             return None;
         }
@@ -195,13 +284,13 @@ fn raise_claim_spec(
     set_at(
         spec,
         &["resources", "requests", "storage"],
-        Value::String(fix.value.as_str().to_string()),
+        Value::String(target.as_str().to_string()),
     );
     Some(Applied {
         fix_type: FixType::Storage,
         resource: fix.resource.clone(),
         place: format!("claim {claim_name}"),
         from: request_text,
-        to: fix.value.as_str().to_string(),
+        to: target.as_str().to_string(),
     })
 }

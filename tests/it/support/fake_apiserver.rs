@@ -28,6 +28,10 @@
 //! - mutating webhooks: the project's MutatingWebhookConfiguration objects routed to in-process
 //!   routers (see `webhooks`), and the older catch-all hook `set_mutating_webhook`;
 //! - a global, increasing `resourceVersion`; `metadata.generation` bumped when `spec` changes;
+//! - on request, kube-controller-manager's deployment, replicaset, statefulset and job
+//!   controllers acting through the API (`start_controllers`, `reconcile_workloads`; see
+//!   `controllers`), and a scheduler/kubelet that runs pods and answers resizes (`run_pods`,
+//!   `serve_pod_resize`, `answer_resizes`; see `kubelet`);
 //! - a clock (`now`, `advance_clock`) for deletion grace periods and controller deadlines;
 //! - a request log (`request_log`): method, path, query, patch type and user of every request;
 //! - interference for tests: `hold_requests` (matching requests hang until released, to prove one
@@ -41,12 +45,22 @@
 
 #[path = "fake_apiserver/admission.rs"]
 pub mod admission;
+#[path = "fake_apiserver/apply.rs"]
+mod apply;
+#[path = "fake_apiserver/controllers.rs"]
+pub mod controllers;
 #[path = "fake_apiserver/defaults.rs"]
 pub mod defaults;
+#[path = "fake_apiserver/deletion.rs"]
+mod deletion;
+#[path = "fake_apiserver/disruption.rs"]
+mod disruption;
 #[path = "fake_apiserver/events.rs"]
 pub mod events;
 #[path = "fake_apiserver/http.rs"]
 mod http;
+#[path = "fake_apiserver/kubelet.rs"]
+pub mod kubelet;
 #[path = "fake_apiserver/patches.rs"]
 pub mod patches;
 #[path = "fake_apiserver/quantity.rs"]
@@ -59,6 +73,8 @@ pub mod rules;
 pub mod selectors;
 #[path = "fake_apiserver/watch.rs"]
 mod watch;
+#[path = "fake_apiserver/webhooks.rs"]
+pub mod webhooks;
 #[path = "fake_apiserver/write.rs"]
 mod write;
 
@@ -299,8 +315,9 @@ struct WatchEvent {
 #[derive(Debug, Clone)]
 enum Signal {
     Event(WatchEvent),
-    /// `send_bookmarks()`: every watch that asked for bookmarks gets one.
-    Bookmark,
+    /// `send_bookmarks()`: every watch that asked for bookmarks gets one, at this
+    /// resourceVersion.
+    Bookmark(u64),
     /// `expire_watches()`: every open watch ends.
     Expire,
 }
@@ -379,6 +396,8 @@ struct Settings {
     log: Vec<LoggedRequest>,
     /// Names handed out for `generateName`.
     generated: u64,
+    /// The kubelet's settings (pods run, `pods/resize` served, its answer).
+    kubelet: kubelet::KubeletSettings,
 }
 
 /// Handle on the fake server's state, for tests to inspect and change objects directly.
@@ -388,6 +407,8 @@ pub struct FakeApiServer {
     settings: Arc<Mutex<Settings>>,
     signals: broadcast::Sender<Signal>,
     webhook: Arc<Mutex<Option<MutatingWebhook>>>,
+    /// Webhook services (`namespace/name`) or URLs, routed to in-process routers.
+    backends: Arc<Mutex<HashMap<String, webhooks::Backend>>>,
     rules: Arc<Mutex<Vec<Rule>>>,
     next_rule: Arc<AtomicUsize>,
     pub conflicts: Arc<AtomicUsize>,
@@ -410,6 +431,7 @@ impl FakeApiServer {
             settings: Arc::default(),
             signals,
             webhook: Arc::default(),
+            backends: Arc::default(),
             rules: Arc::default(),
             next_rule: Arc::default(),
             conflicts: Arc::default(),
@@ -676,7 +698,10 @@ impl FakeApiServer {
     /// Sends a BOOKMARK (the current resourceVersion) to every open watch that asked for
     /// bookmarks (`allowWatchBookmarks=true`), as the watch cache does about once a minute.
     pub fn send_bookmarks(&self) {
-        let _ = self.signals.send(Signal::Bookmark);
+        let objects = self.objects.lock().unwrap();
+        let _ = self
+            .signals
+            .send(Signal::Bookmark(objects.resource_version));
     }
 
     /// The server's clock: the wall clock, moved on by `advance_clock`.
@@ -701,7 +726,9 @@ impl FakeApiServer {
     }
 
     /// What the passing of time triggers (grace periods that end).
-    fn on_clock(&self) {}
+    fn on_clock(&self) {
+        self.end_due_grace_periods();
+    }
 
     /// Every request received so far, in arrival order.
     pub fn request_log(&self) -> Vec<LoggedRequest> {
@@ -808,12 +835,17 @@ impl FakeApiServer {
         object
     }
 
-    /// The controllers that react to a change at once: the resourcequota controller's status.
+    /// The controllers that react to a change at once: the resourcequota controller's and the
+    /// disruption controller's status.
     fn after_store(&self, objects: &mut Objects, collection: &Collection) {
+        if collection.is_pods() {
+            self.kubelet_pass(objects);
+        }
         let namespace = &collection.namespace;
         if namespace.is_empty() {
             return;
         }
+        self.update_budgets(objects, namespace);
         let quotas = Collection::core(namespace, "resourcequotas");
         let names: Vec<String> = objects
             .by_collection
@@ -870,6 +902,7 @@ async fn handle(State(server): State<FakeApiServer>, request: Request) -> Respon
             .to_string()
     };
     let content_type = header("content-type");
+    let user_agent = header("user-agent");
     let user = match header("impersonate-user") {
         name if name.is_empty() => UserInfo::admin(),
         name => UserInfo {
@@ -893,16 +926,16 @@ async fn handle(State(server): State<FakeApiServer>, request: Request) -> Respon
     let response = match interfered {
         Some(response) => response,
         None => {
-            serve(
-                &server,
-                &method,
-                uri.path(),
-                &params,
-                &content_type,
-                &user,
-                &body,
-            )
-            .await
+            let request = Incoming {
+                method: &method,
+                path: uri.path(),
+                params: &params,
+                content_type: &content_type,
+                user_agent: &user_agent,
+                user: &user,
+                body: &body,
+            };
+            serve(&server, request).await
         }
     };
     let logged_body = serde_json::from_slice::<Value>(&body).ok().or_else(|| {
@@ -922,15 +955,27 @@ async fn handle(State(server): State<FakeApiServer>, request: Request) -> Respon
     response
 }
 
-async fn serve(
-    server: &FakeApiServer,
-    method: &Method,
-    path: &str,
-    params: &BTreeMap<String, String>,
-    content_type: &str,
-    user: &UserInfo,
-    body: &[u8],
-) -> Response {
+/// What a request brings.
+struct Incoming<'a> {
+    method: &'a Method,
+    path: &'a str,
+    params: &'a BTreeMap<String, String>,
+    content_type: &'a str,
+    user_agent: &'a str,
+    user: &'a UserInfo,
+    body: &'a [u8],
+}
+
+async fn serve(server: &FakeApiServer, request: Incoming<'_>) -> Response {
+    let Incoming {
+        method,
+        path,
+        params,
+        content_type,
+        user_agent,
+        user,
+        body,
+    } = request;
     if method == Method::GET
         && let Some(discovery) = watch::discovery(server, path)
     {
@@ -951,6 +996,7 @@ async fn serve(
         dry_run: params.get("dryRun").is_some_and(|d| d == "All"),
         user,
         params,
+        user_agent,
     };
     let watching = params.get("watch").is_some_and(|w| w == "true" || w == "1");
     let result = match (method, target.name, target.subresource.as_deref()) {
@@ -976,6 +1022,16 @@ async fn serve(
             }
         }
         (&Method::DELETE, Some(name), None) => write.delete(&name, body),
+        (&Method::PATCH | &Method::PUT, Some(name), Some("resize"))
+            if collection.is_pods() && server.serves_pod_resize() =>
+        {
+            let kind = if method == Method::PUT {
+                None
+            } else {
+                PatchType::from_content_type(content_type)
+            };
+            write.resize(&name, body, kind).await
+        }
         (method, _, Some(sub)) => Err(Refusal::new(
             StatusCode::NOT_FOUND,
             "NotFound",

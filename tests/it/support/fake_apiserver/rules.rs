@@ -35,16 +35,16 @@ use super::Collection;
 #[derive(Debug, Clone)]
 pub struct Refusal {
     pub code: StatusCode,
-    pub reason: &'static str,
+    pub reason: String,
     pub message: String,
     pub details: Value,
 }
 
 impl Refusal {
-    pub fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: StatusCode, reason: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             code,
-            reason,
+            reason: reason.into(),
             message: message.into(),
             details: Value::Null,
         }
@@ -56,6 +56,11 @@ impl Refusal {
             "status": "Failure", "message": self.message, "reason": self.reason,
             "code": self.code.as_u16(),
         });
+        if self.reason.is_empty()
+            && let Some(fields) = body.as_object_mut()
+        {
+            fields.remove("reason");
+        }
         if !self.details.is_null() {
             body["details"] = self.details.clone();
         }
@@ -64,8 +69,19 @@ impl Refusal {
 }
 
 impl IntoResponse for Refusal {
+    /// The Status, with `Retry-After` when its details ask for a wait (as the apiserver's
+    /// error writer does).
     fn into_response(self) -> Response {
-        (self.code, axum::Json(self.body())).into_response()
+        let retry_after = self.details["retryAfterSeconds"]
+            .as_u64()
+            .filter(|s| *s > 0);
+        let mut response = (self.code, axum::Json(self.body())).into_response();
+        if let Some(seconds) = retry_after
+            && let Ok(value) = seconds.to_string().parse()
+        {
+            response.headers_mut().insert("retry-after", value);
+        }
+        response
     }
 }
 
@@ -187,10 +203,15 @@ fn invalid(collection: &Collection, name: &str, errors: Vec<FieldError>) -> Resu
         .collect();
     Err(Refusal {
         code: StatusCode::UNPROCESSABLE_ENTITY,
-        reason: "Invalid",
+        reason: "Invalid".into(),
         message: format!("{qualified} \"{name}\" is invalid: {list}"),
         details: json!({"name": name, "group": group, "kind": kind, "causes": causes}),
     })
+}
+
+/// 422 Invalid for a Pod.
+pub fn invalid_pod(name: &str, errors: Vec<FieldError>) -> Result<(), Refusal> {
+    invalid(&Collection::core("", "pods"), name, errors)
 }
 
 /// Whether the resource has a `status` subresource, so updates of the main resource keep the
@@ -237,6 +258,8 @@ pub fn validate_update(
         ("api/v1", "persistentvolumeclaims") => claim_update(old, new),
         ("api/v1", "pods") => pod_update(old, new),
         ("api/v1", "configmaps") => configmap_size(new),
+        ("apis/events.k8s.io/v1", "events") => super::events::validate_update(old, new, false),
+        ("api/v1", "events") => super::events::validate_update(old, new, true),
         _ => Vec::new(),
     };
     errors.extend(resource_requirements(collection, new));
@@ -276,7 +299,8 @@ fn configmap_size(object: &Value) -> Vec<FieldError> {
 /// Validation of a CREATE beyond admission.
 pub fn validate_create(collection: &Collection, name: &str, object: &Value) -> Result<(), Refusal> {
     let mut errors = match (collection.prefix.as_str(), collection.plural.as_str()) {
-        ("apis/events.k8s.io/v1", "events") => super::events::validate(object),
+        ("apis/events.k8s.io/v1", "events") => super::events::validate_create(object, false),
+        ("api/v1", "events") => super::events::validate_create(object, true),
         ("api/v1", "configmaps") => configmap_size(object),
         _ => Vec::new(),
     };

@@ -9,13 +9,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::deletion::DeleteOptions;
 use super::http::{bad_request, conflict, not_found_in, parse_json};
 use super::patches::{self, PatchType};
 use super::rules::{self, Refusal};
 use super::watch::event_alias;
 use super::{
-    AdmissionAttributes, Collection, FakeApiServer, Objects, UserInfo, admission, defaults, quota,
-    selectors,
+    AdmissionAttributes, Collection, FakeApiServer, Objects, UserInfo, admission, apply, defaults,
+    quota,
 };
 
 /// Bumps `metadata.generation` when the spec changed, as the apiserver does for workloads.
@@ -35,9 +36,50 @@ pub struct Write<'a> {
     pub dry_run: bool,
     pub user: &'a UserInfo,
     pub params: &'a BTreeMap<String, String>,
+    pub user_agent: &'a str,
+}
+
+/// What an UPDATE's field ownership is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ownership {
+    /// An update: the writer owns what it changed.
+    Update,
+    /// Already decided by a server-side apply.
+    Applied,
 }
 
 impl Write<'_> {
+    /// The field manager: `fieldManager`, else the User-Agent up to its first `/`.
+    fn manager(&self) -> String {
+        match self.params.get("fieldManager").filter(|m| !m.is_empty()) {
+            Some(manager) => manager.clone(),
+            None => self
+                .user_agent
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(128)
+                .collect(),
+        }
+    }
+
+    fn record_update(&self, live: Option<&Value>, object: &mut Value) {
+        let manager = self.manager();
+        let api_version = self.collection.api_version();
+        let time = self.server.now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        apply::record_update(
+            live,
+            object,
+            &apply::Writer {
+                manager: &manager,
+                api_version: &api_version,
+                time: &time,
+            },
+        );
+    }
+
     fn attributes(
         &self,
         operation: &'static str,
@@ -62,7 +104,10 @@ impl Write<'_> {
         attributes: AdmissionAttributes,
         object: Value,
     ) -> Result<Value, Refusal> {
-        let mut object = object;
+        let mut object = self
+            .server
+            .run_configured_webhooks(&attributes, object)
+            .await?;
         if let Some(webhook) = self.server.catch_all_webhook() {
             object = webhook(attributes, object).await;
             defaults::apply(self.collection, &mut object);
@@ -108,10 +153,14 @@ impl Write<'_> {
 
     pub async fn create(&self, body: &[u8]) -> Result<Response, Refusal> {
         let object = parse_json(body)?;
-        self.create_object(object).await
+        self.create_object(object, Ownership::Update).await
     }
 
-    pub async fn create_object(&self, mut object: Value) -> Result<Response, Refusal> {
+    async fn create_object(
+        &self,
+        mut object: Value,
+        ownership: Ownership,
+    ) -> Result<Response, Refusal> {
         let collection = self.collection;
         let sent_namespace = object["metadata"]["namespace"].as_str().unwrap_or_default();
         if !sent_namespace.is_empty() && sent_namespace != collection.namespace {
@@ -145,8 +194,12 @@ impl Write<'_> {
                 ),
             ));
         }
-        // Decoding defaults the object; then the mutating plugins in the apiserver's order.
+        // Decoding defaults the object; the field manager records the write; then the mutating
+        // plugins in the apiserver's order.
         defaults::apply(collection, &mut object);
+        if ownership == Ownership::Update {
+            self.record_update(None, &mut object);
+        }
         let is_pod = collection.is_pods();
         let is_claim = collection.is("api/v1", "persistentvolumeclaims");
         let limit_ranges = if is_pod || is_claim {
@@ -231,7 +284,7 @@ impl Write<'_> {
             self.server.conflicts.fetch_add(1, Ordering::Relaxed);
             return Err(conflict(self.collection, name));
         }
-        self.update(name, &current, object).await
+        self.update(name, &current, object, Ownership::Update).await
     }
 
     /// Admission, validation and storage of `object` replacing `current`; a conflict when the
@@ -241,9 +294,13 @@ impl Write<'_> {
         name: &str,
         current: &Value,
         mut object: Value,
+        ownership: Ownership,
     ) -> Result<Response, Refusal> {
         let collection = self.collection;
         defaults::apply(collection, &mut object);
+        if ownership == Ownership::Update {
+            self.record_update(Some(current), &mut object);
+        }
         let mut object = self
             .mutating_webhooks(self.attributes("UPDATE", name, Some(current)), object)
             .await?;
@@ -276,9 +333,6 @@ impl Write<'_> {
                 }
             }
         }
-        if collection.is_events_v1() {
-            rules::validate_create(collection, name, &object)?;
-        }
         rules::validate_update(collection, name, current, &object)?;
         if !collection.is_pods() {
             next_generation(current, &mut object);
@@ -308,6 +362,7 @@ impl Write<'_> {
             object,
             "MODIFIED",
         );
+        self.server.finalized(&mut objects, collection, &stored);
         Ok(axum::Json(stored).into_response())
     }
 
@@ -342,20 +397,36 @@ impl Write<'_> {
         }
         // The apiserver retries a patch whose object changed between read and write.
         for _ in 0..5 {
+            let manager = self.manager();
+            let api_version = self.collection.api_version();
+            let time = self.server.now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+            let writer = apply::Writer {
+                manager: &manager,
+                api_version: &api_version,
+                time: &time,
+            };
+            let force = self.params.get("force").is_some_and(|f| f == "true");
             let Some(current) = self.server.get(self.collection, name) else {
                 if kind == PatchType::Apply {
-                    let mut object = patch.clone();
+                    let mut object = apply::apply(None, &patch, &writer, force)?;
                     object["metadata"]["name"] = json!(name);
-                    return self.create_object(object).await;
+                    return self.create_object(object, Ownership::Applied).await;
                 }
                 return Err(not_found_in(self.collection, name));
             };
-            let changed = apply_patch(&current, &patch, kind)?;
+            let (changed, ownership) = if kind == PatchType::Apply {
+                (
+                    apply::apply(Some(&current), &patch, &writer, force)?,
+                    Ownership::Applied,
+                )
+            } else {
+                (apply_patch(&current, &patch, kind)?, Ownership::Update)
+            };
             if changed["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"] {
                 self.server.conflicts.fetch_add(1, Ordering::Relaxed);
                 return Err(conflict(self.collection, name));
             }
-            match self.update(name, &current, changed).await {
+            match self.update(name, &current, changed, ownership).await {
                 Err(refusal)
                     if refusal.code == StatusCode::CONFLICT
                         && refusal.reason == "Conflict"
@@ -445,110 +516,108 @@ impl Write<'_> {
         Ok(axum::Json(stored).into_response())
     }
 
-    /// `pods/eviction`: the pod's PodDisruptionBudget decides, as the apiserver's eviction REST
-    /// does.
-    pub async fn evict(&self, name: &str, body: &[u8]) -> Result<Response, Refusal> {
-        let server = self.server;
+    /// `pods/resize` (see `kubelet`): PUT (`kind` None) or PATCH of the pod's resources.
+    pub async fn resize(
+        &self,
+        name: &str,
+        body: &[u8],
+        kind: Option<PatchType>,
+    ) -> Result<Response, Refusal> {
         let collection = self.collection;
-        let pod = server
+        let current = self
+            .server
             .get(collection, name)
             .ok_or_else(|| not_found_in(collection, name))?;
-        let phase = pod["status"]["phase"].as_str().unwrap_or_default();
-        let ignores_budgets = matches!(phase, "Succeeded" | "Failed" | "Pending")
-            || !pod["metadata"]["deletionTimestamp"].is_null();
-        if !ignores_budgets {
-            let budgets_collection = Collection::new(
-                "apis/policy/v1",
-                &collection.namespace,
-                "poddisruptionbudgets",
-            );
-            let budgets: Vec<Value> = server
-                .list(&budgets_collection)
-                .into_iter()
-                .filter(|b| {
-                    selectors::label_selector_matches(
-                        &b["spec"]["selector"],
-                        &pod["metadata"]["labels"],
-                    )
-                })
-                .collect();
-            if budgets.len() > 1 {
-                return Err(Refusal::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "InternalError",
-                    "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
-                ));
-            }
-            if let Some(budget) = budgets.into_iter().next() {
-                let allowed = budget["status"]["disruptionsAllowed"].as_i64().unwrap_or(0);
-                let budget_name = budget["metadata"]["name"].as_str().unwrap_or_default();
-                if allowed < 0 {
-                    return Err(Refusal::new(
-                        StatusCode::FORBIDDEN,
-                        "Forbidden",
-                        "pdb disruptions allowed is negative",
-                    ));
+        let sent = match kind {
+            None => {
+                let sent = parse_json(body)?;
+                let given = sent["metadata"]["resourceVersion"].as_str();
+                if given
+                    .is_some_and(|rv| Some(rv) != current["metadata"]["resourceVersion"].as_str())
+                {
+                    self.server.conflicts.fetch_add(1, Ordering::Relaxed);
+                    return Err(conflict(collection, name));
                 }
-                if allowed == 0 {
-                    let mut refusal = Refusal::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "TooManyRequests",
-                        "Cannot evict pod as it would violate the pod's disruption budget.",
-                    );
-                    refusal.details = json!({"causes": [{
-                        "reason": "DisruptionBudget",
-                        "message": format!(
-                            "The disruption budget {budget_name} needs {} healthy pods and has {} currently",
-                            budget["status"]["desiredHealthy"].as_i64().unwrap_or(0),
-                            budget["status"]["currentHealthy"].as_i64().unwrap_or(0),
-                        ),
-                    }]});
-                    return Err(refusal);
-                }
-                let mut spent = budget.clone();
-                spent["status"]["disruptionsAllowed"] = json!(allowed - 1);
-                server.put_raw(&budgets_collection, spent);
+                sent
             }
-        }
-        self.delete(name, body)?;
-        let success = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
-        Ok((StatusCode::CREATED, axum::Json(success)).into_response())
-    }
-
-    pub fn delete(&self, name: &str, body: &[u8]) -> Result<Response, Refusal> {
-        let server = self.server;
-        let collection = self.collection;
-        let options: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        let precondition = options["preconditions"]["uid"]
-            .as_str()
-            .or(options["deleteOptions"]["preconditions"]["uid"].as_str());
-        let mut objects = server.objects.lock().unwrap();
-        let object = objects
+            Some(kind) => {
+                let patch: Value = if kind == PatchType::Apply {
+                    serde_norway::from_slice(body)
+                        .map_err(|e| bad_request(format!("error decoding YAML: {e}")))?
+                } else {
+                    parse_json(body)?
+                };
+                apply_patch(&current, &patch, kind)?
+            }
+        };
+        // Only the spec is the resize's; the rest is the stored pod's.
+        let mut resized = current.clone();
+        resized["spec"] = sent["spec"].clone();
+        defaults::apply(collection, &mut resized);
+        super::kubelet::validate_resize(name, &current, &resized)?;
+        let mut attributes = self.attributes("UPDATE", name, Some(&current));
+        attributes.subresource = "resize".into();
+        let mut resized = self
+            .server
+            .run_configured_webhooks(&attributes, resized)
+            .await?;
+        resized["status"] = current["status"].clone();
+        admission::limit_ranger_validate(collection, name, &resized, &self.limit_ranges())?;
+        let mut objects = self.server.objects.lock().unwrap();
+        let quotas: Vec<Value> = objects
             .by_collection
-            .get(collection)
-            .and_then(|i| i.get(name))
-            .cloned()
-            .ok_or_else(|| not_found_in(collection, name))?;
-        if let Some(uid) = precondition
-            && object["metadata"]["uid"] != uid
-        {
-            return Err(Refusal::new(
-                StatusCode::CONFLICT,
-                "Conflict",
-                format!("Precondition failed: UID in precondition: {uid}"),
-            ));
+            .get(&Collection::core(&collection.namespace, "resourcequotas"))
+            .map(|items| items.values().cloned().collect())
+            .unwrap_or_default();
+        quota::admit(
+            collection,
+            name,
+            &resized,
+            Some(&current),
+            &quotas,
+            self.server.now(),
+        )?;
+        if self.dry_run || resized == current {
+            return Ok(axum::Json(resized).into_response());
         }
-        if self.dry_run {
-            return Ok(axum::Json(object).into_response());
-        }
-        let deleted = server.store(
+        let stored = self.server.store(
             &mut objects,
             collection,
             name.to_string(),
-            object,
-            "DELETED",
+            resized,
+            "MODIFIED",
         );
-        Ok(axum::Json(deleted).into_response())
+        // The kubelet sees the new desired resources and answers in the status.
+        let mut answered = stored.clone();
+        self.server.answer_resize(&objects, &mut answered);
+        if answered != stored {
+            self.server.store(
+                &mut objects,
+                collection,
+                name.to_string(),
+                answered,
+                "MODIFIED",
+            );
+        }
+        Ok(axum::Json(stored).into_response())
+    }
+
+    /// `pods/eviction` (see `disruption`).
+    pub async fn evict(&self, name: &str, body: &[u8]) -> Result<Response, Refusal> {
+        let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        self.server
+            .evict_pod(self.collection, name, &body, self.dry_run)
+    }
+
+    pub fn delete(&self, name: &str, body: &[u8]) -> Result<Response, Refusal> {
+        let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let options = DeleteOptions::parse(&body, self.params);
+        let dry_run = self.dry_run
+            || body["dryRun"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|v| v == "All"));
+        self.server
+            .delete_object(self.collection, name, &options, dry_run)
     }
 }
 
