@@ -176,7 +176,7 @@ pub(super) fn decide(
         diagnosis: &finding.diagnosis,
         workload: finding.workload.as_ref(),
         container_limit: facts.container_limit(container),
-        limit_range_max: facts.limits.memory_max(&problem.namespace),
+        limit_range_max: facts.cluster.memory_max.get(&problem.namespace).cloned(),
         stored_fix: finding
             .workload
             .as_ref()
@@ -578,13 +578,15 @@ mod tests {
         };
         assert!(matches!(&*action, Action::RaiseMemory { roll: Some(roll), .. } if roll.restart));
         let mut full = facts(read());
-        full.room.quotas = vec![QuotaFacts {
+        let cluster = crate::cluster::facts::ClusterFacts::default();
+        cluster.publish_quotas([QuotaFacts {
             namespace: "shop".into(),
             name: "mem".into(),
             hard: [("limits.memory".to_string(), 512u128 << 20)].into(),
             used: [("limits.memory".to_string(), 512u128 << 20)].into(),
             scopes: Vec::new(),
-        }];
+        }]);
+        full.cluster = cluster.load();
         assert!(matches!(
             plan_of(&oom, &full, &rails(), &NoHistory),
             Decision::Refuse(Refusal {

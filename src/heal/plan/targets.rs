@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::admit::{Changed, Wanted, attempts_key, notice, owner_key};
 use super::{Action, ActionKind, Report, Roll, TargetRef, workload_group};
 use crate::core::fix::Fix;
-use crate::core::headroom::{self, Held, Room};
+use crate::core::headroom::Held;
 use crate::core::owners::{self, Workload};
 use crate::core::raise::{self, MemoryCaps};
 use crate::core::targeting::IGNORE_LABEL;
@@ -89,31 +89,23 @@ fn workload_kind(workload: &Workload) -> Option<WorkloadKind> {
 }
 
 /// The caps a raise of `object` obeys in `namespace`: its LimitRanges, and the room its
-/// ResourceQuotas and the nodes leave (none when neither is known).
+/// ResourceQuotas and the nodes leave for the pods it runs at once, its running pods credited
+/// (the object as read is the live one).
 fn memory_caps(
     facts: &Facts,
     namespace: &str,
     kind: Option<WorkloadKind>,
     object: &Value,
 ) -> MemoryCaps {
-    let room = kind.filter(|_| !facts.room.is_empty()).and_then(|kind| {
-        let pod_spec = object.pointer(&kind.pod_spec_pointer()?)?;
-        let nodes = facts.room.nodes.as_deref();
-        let demand = headroom::Demand {
-            credit: headroom::credit_of(kind, object),
-            ..headroom::pods_at_once(kind, object, nodes)
-        };
-        Some(Room::new(
-            pod_spec,
-            demand,
-            &facts.room.quotas_of(namespace),
-            nodes,
-        ))
-    });
-    MemoryCaps {
-        max: facts.limits.memory_max(namespace),
-        ratio: facts.limits.memory_ratio(namespace),
-        room,
+    match kind {
+        Some(kind) => facts
+            .cluster
+            .memory_caps(namespace, kind, object, Some(object)),
+        None => MemoryCaps {
+            max: facts.cluster.memory_max.get(namespace).cloned(),
+            ratio: facts.cluster.memory_ratio.get(namespace).copied(),
+            room: None,
+        },
     }
 }
 

@@ -47,8 +47,7 @@ pub(super) async fn probe_dependencies(context: Arc<Context>) {
                 executor: &context.executor,
                 rails: &config.rails,
                 index: context.store.snapshot().current(),
-                limits: config.limits.clone(),
-                room: Default::default(),
+                cluster: config.limits.clone(),
                 now,
             };
             let mut reader = Reader::new(&context.client, context.executor.call_timeout());

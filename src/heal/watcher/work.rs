@@ -110,8 +110,7 @@ async fn handle(context: &Context, stores: &Stores, item: &WorkItem) -> Vec<run:
         executor: &context.executor,
         rails: &context.config.rails,
         index: context.store.snapshot().current(),
-        limits: context.config.limits.clone(),
-        room: Default::default(),
+        cluster: context.config.limits.clone(),
         now,
     };
     let mut reader = Reader::new(&context.client, context.executor.call_timeout()).with_stores(
