@@ -389,6 +389,7 @@ fn start_watcher(
                 crate::heal::vault::VaultActions {
                     unseal: args.vault_auto_unseal,
                     dry_run: args.dry_run,
+                    targeting: config.rails.targeting.clone(),
                 },
                 leadership.clone(),
                 metrics.clone(),

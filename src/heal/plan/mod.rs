@@ -24,11 +24,12 @@ mod admit;
 mod decision;
 mod rules;
 mod targets;
+pub mod vault;
 
 pub use admit::{Reads, attempts_key, reads, service_of_host};
 pub use decision::{
-    Action, ActionKind, Decision, Deferral, Rail, Refusal, Report, ReportLevel, Roll, TargetRef,
-    workload_group,
+    Action, ActionKind, Decision, Deferral, Rail, Refusal, Report, ReportLevel, Reset, Roll,
+    TargetRef, workload_group,
 };
 pub use rules::{Intent, Situation, intent, next_memory_limit};
 pub use targets::pod_ready;
