@@ -362,6 +362,7 @@ fn start_watcher(
         include: args.watch_namespaces.clone(),
         check_certificates: args.check_certificates,
         probes: args.probes.clone(),
+        watch_workloads: true,
         ..WatcherConfig::new(scope, rails, limits)
     };
     let limiter = Arc::new(RateLimiter::new(DEFAULT_WINDOW, MAX_BACKOFF));

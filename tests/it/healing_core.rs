@@ -265,3 +265,122 @@ async fn every_line_of_a_handling_names_its_object_and_problem() {
         "{outcome_line}"
     );
 }
+
+/// With the workloads in the watcher's stores (`serve` keeps them), an OOM kill costs four
+/// requests: the fix store's read and write, the Deployment's patch, the Event. Nothing is read
+/// that a watch keeps: no namespace, no Deployment, no events list (the status names the cause),
+/// no StorageClass list.
+#[tokio::test]
+async fn an_oom_kill_costs_four_requests_when_the_workloads_are_watched() {
+    let server = FakeApiServer::new();
+    server.put(&Collection::apps("shop", "deployments"), json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "web:1", "resources": {"limits": {"memory": "512Mi"}}}]}}}}));
+    let metrics = Arc::new(Metrics::new());
+    let store = FixStore::ConfigMap(Arc::new(ConfigMapStore::new(
+        server.client(),
+        "selfheal",
+        "fixes",
+        metrics.clone(),
+    )));
+    let leadership = Leadership::default();
+    let executor = Arc::new(Executor::new(
+        server.client(),
+        store.clone(),
+        Arc::new(RateLimiter::new(
+            Duration::from_secs(300),
+            Duration::from_secs(3600),
+        )),
+        metrics.clone(),
+        false,
+    ));
+    let config = WatcherConfig {
+        watch_workloads: true,
+        ..WatcherConfig::new(Scope::default(), Rails::default(), Default::default())
+    };
+    let lease = LeaseConfig {
+        namespace: "selfheal".into(),
+        name: "selfheal-watcher".into(),
+        identity: "only".into(),
+        lease_duration: Duration::from_secs(15),
+        renew_every: Duration::from_secs(2),
+    };
+    let _running = Running {
+        tasks: vec![
+            store.spawn_sync(),
+            tokio::spawn(leader::campaign(
+                server.client(),
+                lease,
+                leadership.clone(),
+                metrics.clone(),
+            )),
+            tokio::spawn(watcher::run(
+                server.client(),
+                executor,
+                store,
+                config,
+                leadership.clone(),
+                metrics,
+            )),
+        ],
+    };
+    eventually("leadership", || leadership.is_leader()).await;
+    let listed = |path: &str| {
+        server
+            .request_log()
+            .iter()
+            .any(|r| r.path == path && !r.query.contains_key("watch"))
+    };
+    eventually("the Deployments and namespaces are listed", || {
+        listed("/apis/apps/v1/deployments") && listed("/api/v1/namespaces")
+    })
+    .await;
+    server.clear_request_log();
+    server.put(&Collection::core("shop", "pods"), json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web-5d4c3b2a1-a1b2c", "namespace": "shop",
+            "labels": {"app": "web", "pod-template-hash": "5d4c3b2a1"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d4c3b2a1", "uid": "rs", "controller": true}]},
+        "spec": {"containers": [{"name": "app", "image": "web:1", "resources": {"limits": {"memory": "512Mi"}}}]},
+        "status": {"phase": "Running", "containerStatuses": [{"name": "app", "ready": true, "restartCount": 1,
+            "image": "web:1", "imageID": "", "state": {"running": {"startedAt": "2026-11-28T00:00:00Z"}},
+            "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}}));
+    eventually("the fix, the rollout and the Event", || {
+        let rolled = server
+            .get(&Collection::apps("shop", "deployments"), "web")
+            .is_some_and(|d| {
+                d["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
+                    == "768Mi"
+            });
+        rolled && events_in(&server, "shop", "MemoryLimitRaised") == 1
+    })
+    .await;
+    let handling: Vec<String> = server
+        .request_log()
+        .iter()
+        .filter(|r| !r.path.contains("/leases/") && !r.query.contains_key("watch"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        handling,
+        [
+            "GET /api/v1/namespaces/selfheal/configmaps/fixes",
+            "POST /api/v1/namespaces/selfheal/configmaps",
+            "PATCH /apis/apps/v1/namespaces/shop/deployments/web",
+            "POST /apis/events.k8s.io/v1/namespaces/shop/events",
+        ],
+        "{handling:#?}"
+    );
+}
+
+fn events_in(server: &FakeApiServer, namespace: &str, reason: &str) -> usize {
+    server
+        .list(&Collection::new(
+            "apis/events.k8s.io/v1",
+            namespace,
+            "events",
+        ))
+        .iter()
+        .filter(|e| e["reason"] == reason)
+        .count()
+}

@@ -70,6 +70,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{Event, Namespace, PersistentVolumeClaim, Pod, Secret};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -82,12 +84,13 @@ use crate::cluster::limits::LimitSnapshot;
 use crate::core::targeting::Targeting;
 use crate::heal::detect::Thresholds;
 use crate::heal::execute::Executor;
+use crate::heal::facts::WorkloadStores;
 use crate::heal::plan::Rails;
 use crate::heal::probe::ProbeTarget;
 use crate::heal::run::Scope;
 use crate::metrics::Metrics;
 use crate::store::FixStore;
-use feed::{carry_out, on_seen, seen, seen_namespace, seen_warning};
+use feed::{Seen, carry_out, list_end, on_seen, seen, seen_warning};
 use work::{Worked, work};
 
 /// How the watcher behaves.
@@ -111,6 +114,10 @@ pub struct WatcherConfig {
     pub concurrency: usize,
     /// Longest time one workload's diagnosis and fix may take; then it is retried later.
     pub handle_timeout: Duration,
+    /// Keep Deployments, StatefulSets, DaemonSets and CronJobs in stores (RBAC list/watch on
+    /// them), so a raise or a restart reads its workload with no GET; off, each is read when a
+    /// decision needs it.
+    pub watch_workloads: bool,
 }
 
 impl WatcherConfig {
@@ -134,6 +141,7 @@ impl WatcherConfig {
             probe_interval: Duration::from_secs(30),
             concurrency: 4,
             handle_timeout: Duration::from_secs(60),
+            watch_workloads: false,
         }
     }
 }
@@ -210,6 +218,10 @@ pub(super) struct Stores {
     pods: Store<Pod>,
     claims: Store<PersistentVolumeClaim>,
     namespaces: Store<Namespace>,
+    deployments: Store<Deployment>,
+    statefulsets: Store<StatefulSet>,
+    daemonsets: Store<DaemonSet>,
+    cronjobs: Store<CronJob>,
     listed: HashSet<&'static str>,
 }
 
@@ -217,6 +229,51 @@ impl Stores {
     fn listed(&self, kind: &str) -> bool {
         self.listed.contains(kind)
     }
+
+    /// The workload stores that are listed: the facts a raise or a restart reads, with no GET.
+    fn workloads(&self) -> WorkloadStores {
+        WorkloadStores {
+            deployments: self.listed("Deployment").then(|| self.deployments.clone()),
+            statefulsets: self
+                .listed("StatefulSet")
+                .then(|| self.statefulsets.clone()),
+            daemonsets: self.listed("DaemonSet").then(|| self.daemonsets.clone()),
+            cronjobs: self.listed("CronJob").then(|| self.cronjobs.clone()),
+        }
+    }
+}
+
+/// A watch of every `K`, stripped by `strip`, kept in a store; only its lists' ends are events.
+fn kept<K>(
+    client: &Client,
+    kind: &'static str,
+    strip: fn(&mut K),
+) -> (
+    Store<K>,
+    futures::stream::BoxStream<'static, Result<Seen, watcher::Error>>,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store::<K>();
+    let stream = watcher(Api::<K>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(strip)
+        .reflect(writer)
+        .filter_map(move |event| async move {
+            match event {
+                Ok(event) => list_end(event, kind).map(Ok),
+                Err(error) => Some(Err(error)),
+            }
+        })
+        .boxed();
+    (store, stream)
 }
 
 /// Watches and works the queue for one leadership term; returns only if the watches end.
@@ -248,21 +305,25 @@ async fn lead(context: Arc<Context>) {
         })
     })
     .boxed();
-    let (namespace_store, namespace_writer) = reflector::store::<Namespace>();
-    let namespaces = watcher(
-        Api::<Namespace>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .modify(strip::namespace)
-    .reflect(namespace_writer)
-    .filter_map(|event| async move {
-        match event {
-            Ok(event) => seen_namespace(event).map(Ok),
-            Err(error) => Some(Err(error)),
-        }
-    })
-    .boxed();
+    let (namespace_store, namespaces) = kept::<Namespace>(&client, "Namespace", strip::namespace);
+    let (deployments, deployment_watch) =
+        kept::<Deployment>(&client, "Deployment", strip::workload);
+    let (statefulsets, statefulset_watch) =
+        kept::<StatefulSet>(&client, "StatefulSet", strip::workload);
+    let (daemonsets, daemonset_watch) = kept::<DaemonSet>(&client, "DaemonSet", strip::workload);
+    let (cronjobs, cronjob_watch) = kept::<CronJob>(&client, "CronJob", strip::workload);
+    let workload_watches = if context.config.watch_workloads {
+        vec![
+            deployment_watch,
+            statefulset_watch,
+            daemonset_watch,
+            cronjob_watch,
+        ]
+    } else {
+        // Never listed: the workloads are read when a decision needs one.
+        Vec::new()
+    };
+    let facts = futures::stream::select_all(std::iter::once(namespaces).chain(workload_watches));
     let secrets = if context.config.check_certificates {
         watcher(
             Api::<Secret>::all(client.clone()),
@@ -286,13 +347,17 @@ async fn lead(context: Arc<Context>) {
     .boxed();
     let mut events = futures::stream::select(
         futures::stream::select(pods, claims),
-        futures::stream::select(futures::stream::select(secrets, warnings), namespaces),
+        futures::stream::select(futures::stream::select(secrets, warnings), facts),
     );
 
     let mut stores = Stores {
         pods: pod_store,
         claims: claim_store,
         namespaces: namespace_store,
+        deployments,
+        statefulsets,
+        daemonsets,
+        cronjobs,
         listed: HashSet::new(),
     };
     let mut index = WatchIndex::new(context.index_config());

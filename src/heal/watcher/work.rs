@@ -115,9 +115,11 @@ async fn handle(context: &Context, stores: &Stores, item: &WorkItem) -> Vec<run:
         cluster: context.config.limits.clone(),
         now,
     };
+    let workloads = stores.workloads();
     let mut reader = Reader::new(&context.client, context.executor.call_timeout()).with_stores(
         stores.listed("Namespace").then_some(&stores.namespaces),
         stores.listed("Pod").then_some(&stores.pods),
+        Some(&workloads),
     );
     healing.heal(&mut reader, &view, findings).await
 }
