@@ -48,6 +48,7 @@
 //! re-list, and dedup and rate-limit entries expire. Warnings are bounded on their own (see
 //! [`warnings`]).
 
+mod config;
 mod feed;
 mod handled;
 pub mod index;
@@ -59,6 +60,7 @@ mod tracked;
 mod warnings;
 mod work;
 
+pub use config::WatcherConfig;
 pub use handled::Handled;
 pub use index::{Effect, IndexConfig, Now, Settlement, WatchIndex, WorkItem};
 pub use queue::WorkQueue;
@@ -80,71 +82,13 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::cluster::leader::Leadership;
-use crate::cluster::limits::LimitSnapshot;
 use crate::core::targeting::Targeting;
-use crate::heal::detect::Thresholds;
 use crate::heal::execute::Executor;
 use crate::heal::facts::WorkloadStores;
-use crate::heal::plan::Rails;
-use crate::heal::probe::ProbeTarget;
-use crate::heal::run::Scope;
 use crate::metrics::Metrics;
 use crate::store::FixStore;
 use feed::{Seen, carry_out, list_end, on_seen, seen, seen_warning};
 use work::{Worked, work};
-
-/// How the watcher behaves.
-#[derive(Debug, Clone)]
-pub struct WatcherConfig {
-    pub scope: Scope,
-    /// Only these namespaces (empty: all).
-    pub include: Vec<String>,
-    pub rails: Rails,
-    pub thresholds: Thresholds,
-    /// Watch `kubernetes.io/tls` Secrets and check their certificates (needs RBAC on Secrets).
-    pub check_certificates: bool,
-    /// How soon a certificate still wrong after its handling is looked at again.
-    pub certificate_interval: Duration,
-    /// The namespaces' LimitRange maxima, kept current by a watch (`limits::keep_current`).
-    pub limits: LimitSnapshot,
-    /// Dependencies probed over TCP (`namespace/service:port`).
-    pub probes: Vec<ProbeTarget>,
-    pub probe_interval: Duration,
-    /// Workloads handled at the same time.
-    pub concurrency: usize,
-    /// Longest time one workload's diagnosis and fix may take; then it is retried later.
-    pub handle_timeout: Duration,
-    /// Keep Deployments, StatefulSets, DaemonSets and CronJobs in stores (RBAC list/watch on
-    /// them), so a raise or a restart reads its workload with no GET; off, each is read when a
-    /// decision needs it.
-    pub watch_workloads: bool,
-}
-
-impl WatcherConfig {
-    /// The defaults `selfheal serve` uses, for a scope (its protected namespaces are protected
-    /// for the rails too).
-    pub fn new(scope: Scope, mut rails: Rails, limits: LimitSnapshot) -> Self {
-        for namespace in &scope.protected {
-            if !rails.targeting.is_protected(namespace) {
-                rails.targeting.protected.push(namespace.clone());
-            }
-        }
-        Self {
-            scope,
-            include: Vec::new(),
-            rails,
-            thresholds: Thresholds::default(),
-            check_certificates: true,
-            certificate_interval: Duration::from_secs(600),
-            limits,
-            probes: Vec::new(),
-            probe_interval: Duration::from_secs(30),
-            concurrency: 4,
-            handle_timeout: Duration::from_secs(60),
-            watch_workloads: false,
-        }
-    }
-}
 
 /// How often expired memory is dropped.
 const HOUSEKEEPING: Duration = Duration::from_secs(60);
