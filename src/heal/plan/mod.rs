@@ -8,10 +8,10 @@
 //! - `facts`: what is known of the cluster ([`crate::heal::facts`]), read before;
 //! - `rails`: the caps and ceilings, targeting ([`Targeting`]: protected, watched and ignored
 //!   namespaces and objects) and dry run;
-//! - `history`: the earlier actions per [`ActionKey`] (the rate limiter), read-only.
+//! - `history`: the earlier actions per [`ActionKey`](crate::heal::ratelimit::ActionKey) (the rate limiter), read-only.
 //!
-//! Two steps: the catalogue's rules ([`rules`]) say what the problem calls for ([`Intent`]);
-//! [`admit`] then puts that intent through the rails of the object it would change, in this
+//! Two steps: the catalogue's rules (`rules`) say what the problem calls for ([`Intent`]);
+//! `admit` then puts that intent through the rails of the object it would change, in this
 //! order: the problem's own object and namespace (an opted-out pod makes selfheal act nowhere),
 //! what the target is (a dependency behind a Service, a Certificate, a claim, as read), targeting
 //! of the target, a dependency that is not down, the room a raise has (quota, nodes), the rate

@@ -17,7 +17,7 @@ use crate::heal::record::{self, Recorder};
 /// Every change of a server's state is an Event on the Vault StatefulSet (when one is
 /// configured) and a log line; `selfheal_vault_sealed` follows every check, and the series of a
 /// server that is no longer discovered is removed. A partial unseal is reset only once
-/// [`judge_partial`] calls it abandoned; while an operator is at work selfheal says so
+/// [`judge_partial`](super::judge_partial) calls it abandoned; while an operator is at work selfheal says so
 /// (`VaultUnsealInProgress`) and sends nothing. Every write (a reset, a share, an Event) is made
 /// only while this replica leads; in a dry run none is made and the log says what would be.
 pub async fn keep_unsealed(

@@ -102,7 +102,7 @@ async fn find(client: &kube::Client, targets: &VaultTargets) -> Result<Found, ku
 /// Checks every server once; in unseal mode unseals the sealed ones with the keys of the Secret,
 /// which is read only when a server is actually sealed. One look cannot tell an operator's
 /// partial unseal from an abandoned one, so a partial unseal is always left alone here (state
-/// `operator-unsealing`); the watcher ([`keep_unsealed`]) remembers across polls. A one-shot
+/// `operator-unsealing`); the watcher ([`keep_unsealed`](super::keep_unsealed)) remembers across polls. A one-shot
 /// check honours the ignore label on the StatefulSet and its namespace.
 pub async fn check_all(
     vault: &VaultClient,
@@ -148,7 +148,7 @@ struct Decided {
 }
 
 /// [`check_all`] with the partial unseals seen at earlier polls: a partial unseal is reset only
-/// when `partials` has seen it unchanged for the whole hold-off ([`judge_partial`]), as of `now`.
+/// when `partials` has seen it unchanged for the whole hold-off ([`judge_partial`](super::judge_partial)), as of `now`.
 /// With `leadership`, every write (a reset, a share) is sent only while this replica leads.
 /// What to do about a sealed server is decided by `plan::vault::unseal`.
 pub async fn check_all_with(

@@ -46,7 +46,7 @@
 //! **Memory.** The index holds only objects with a problem or a pending check; they, their dedup
 //! entries and their certificate-expiry series go when the object is deleted or missing from a
 //! re-list, and dedup and rate-limit entries expire. Warnings are bounded on their own (see
-//! [`warnings`]).
+//! `warnings`).
 
 mod config;
 mod feed;
