@@ -373,7 +373,7 @@ async fn unseal_mode_unseals_every_sealed_server_with_the_secret() {
     )
     .await
     .unwrap();
-    let states: Vec<&str> = reports.iter().map(|r| r.state).collect();
+    let states: Vec<&str> = reports.iter().map(|r| r.state.as_str()).collect();
     assert_eq!(states, ["unsealed-now", "unsealed"]);
     assert!(!a.lock().unwrap().sealed);
     assert_eq!(b.lock().unwrap().unseal_requests, 0);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::client::VaultClient;
 use super::status::{OPERATOR_HOLD_OFF, PartialUnseals};
-use super::unseal::{OPERATOR_UNSEALING, VaultActions, VaultTargets, check_all_with};
+use super::unseal::{VaultActions, VaultState, VaultTargets, check_all_with};
 use crate::heal::call::{self, CALL_TIMEOUT};
 use crate::heal::plan::{Rail, TargetRef};
 use crate::heal::record::{self, Recorder};
@@ -32,7 +32,7 @@ pub async fn keep_unsealed(
     // The healing half's one recorder: a dry run publishes nothing.
     let recorder = Recorder::new(client.clone(), CALL_TIMEOUT, actions.dry_run);
     let mut statefulset_uid: Option<String> = None;
-    let mut last_state: BTreeMap<String, &'static str> = BTreeMap::new();
+    let mut last_state: BTreeMap<String, VaultState> = BTreeMap::new();
     let mut partials = PartialUnseals::new(OPERATOR_HOLD_OFF);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -68,7 +68,7 @@ pub async fn keep_unsealed(
         }
         partials.retain(&current);
         for report in reports {
-            let sealed = !report.state.starts_with("unsealed");
+            let sealed = !report.state.is_unsealed();
             metrics
                 .vault_sealed
                 .get_or_create(&crate::metrics::AddressLabels {
@@ -88,30 +88,34 @@ pub async fn keep_unsealed(
                 );
             }
             match report.state {
-                "unsealed" => tracing::info!(address = %report.address, "vault unsealed"),
-                "unsealed-now" => {
+                VaultState::Unsealed => tracing::info!(address = %report.address, "vault unsealed"),
+                VaultState::UnsealedNow => {
                     tracing::info!(address = %report.address, detail = %report.detail, "vault was sealed; unsealed it")
                 }
-                OPERATOR_UNSEALING => {
+                VaultState::OperatorUnsealing => {
                     tracing::info!(address = %report.address, detail = %report.detail, "vault unseal in progress by someone else; leaving it alone")
                 }
-                _ => {
-                    tracing::warn!(address = %report.address, state = report.state, detail = %report.detail, "vault needs attention")
+                VaultState::Sealed | VaultState::Error => {
+                    tracing::warn!(address = %report.address, state = %report.state, detail = %report.detail, "vault needs attention")
                 }
             }
             if let Some(statefulset) = &targets.statefulset {
                 let (type_, reason) = match report.state {
-                    "unsealed" => (kube::runtime::events::EventType::Normal, "VaultUnsealed"),
-                    "unsealed-now" => (
+                    VaultState::Unsealed => {
+                        (kube::runtime::events::EventType::Normal, "VaultUnsealed")
+                    }
+                    VaultState::UnsealedNow => (
                         kube::runtime::events::EventType::Normal,
                         "VaultAutoUnsealed",
                     ),
-                    "sealed" => (kube::runtime::events::EventType::Warning, "VaultSealed"),
-                    OPERATOR_UNSEALING => (
+                    VaultState::Sealed => {
+                        (kube::runtime::events::EventType::Warning, "VaultSealed")
+                    }
+                    VaultState::OperatorUnsealing => (
                         kube::runtime::events::EventType::Normal,
                         "VaultUnsealInProgress",
                     ),
-                    _ => (
+                    VaultState::Error => (
                         kube::runtime::events::EventType::Warning,
                         "VaultUnsealFailed",
                     ),
@@ -164,7 +168,7 @@ async fn read_uid(client: &kube::Client, namespace: &str, name: &str) -> Option<
 }
 
 /// The servers known from the last poll that this poll no longer found.
-fn vanished(known: &BTreeMap<String, &'static str>, current: &BTreeSet<&str>) -> Vec<String> {
+fn vanished(known: &BTreeMap<String, VaultState>, current: &BTreeSet<&str>) -> Vec<String> {
     known
         .keys()
         .filter(|address| !current.contains(address.as_str()))
@@ -178,7 +182,10 @@ mod tests {
 
     #[test]
     fn servers_missing_from_this_poll_have_vanished() {
-        let known = BTreeMap::from([("a".to_string(), "unsealed"), ("b".to_string(), "error")]);
+        let known = BTreeMap::from([
+            ("a".to_string(), VaultState::Unsealed),
+            ("b".to_string(), VaultState::Error),
+        ]);
         assert_eq!(vanished(&known, &BTreeSet::from(["a", "c"])), ["b"]);
         assert!(vanished(&known, &BTreeSet::from(["a", "b"])).is_empty());
     }

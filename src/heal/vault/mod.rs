@@ -23,6 +23,6 @@ pub use status::{
     judge_partial,
 };
 pub use unseal::{
-    OPERATOR_UNSEALING, VaultActions, VaultReport, VaultTargets, check_all, check_all_with,
-    discover,
+    OPERATOR_UNSEALING, VaultActions, VaultReport, VaultState, VaultTargets, check_all,
+    check_all_with, discover,
 };

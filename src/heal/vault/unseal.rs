@@ -26,13 +26,61 @@ pub struct VaultTargets {
     pub keys_secret: String,
 }
 
+/// The state of one server after a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VaultState {
+    Unsealed,
+    /// Sealed, and unsealed by this check.
+    UnsealedNow,
+    /// Sealed: alert mode, a dry run, or refused by a rail.
+    Sealed,
+    /// Sealed with a partial unseal someone else may be entering: left alone.
+    OperatorUnsealing,
+    /// Unreachable, or the unseal failed.
+    Error,
+}
+
+impl VaultState {
+    /// `unsealed`, `unsealed-now`, `sealed`, `operator-unsealing`, `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VaultState::Unsealed => "unsealed",
+            VaultState::UnsealedNow => "unsealed-now",
+            VaultState::Sealed => "sealed",
+            VaultState::OperatorUnsealing => OPERATOR_UNSEALING,
+            VaultState::Error => "error",
+        }
+    }
+
+    /// Whether the server is unsealed now.
+    pub fn is_unsealed(self) -> bool {
+        matches!(self, VaultState::Unsealed | VaultState::UnsealedNow)
+    }
+}
+
+impl std::fmt::Display for VaultState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for VaultState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for VaultState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// What was found (and done) at one server.
 #[derive(Debug, Clone, Serialize)]
 pub struct VaultReport {
     pub address: String,
-    /// `unsealed`, `unsealed-now`, `sealed` (alert mode, a dry run, or refused by a rail),
-    /// `operator-unsealing`, `error`.
-    pub state: &'static str,
+    pub state: VaultState,
     pub detail: String,
     /// What was decided about a sealed server (`UnsealVault`, `Alert`, `Report`), what came of
     /// it (`selfheal_healing_actions_total`'s `result`), and the rail that refused it.
@@ -178,13 +226,13 @@ pub async fn check_all_with(
         let status = match vault.seal_status(address).await {
             Ok(status) => status,
             Err(error) => {
-                reports.push(report("error", error.to_string(), None));
+                reports.push(report(VaultState::Error, error.to_string(), None));
                 continue;
             }
         };
         let partial = partials.observe(address, &status, now);
         if !status.sealed {
-            reports.push(report("unsealed", "unsealed".into(), None));
+            reports.push(report(VaultState::Unsealed, "unsealed".into(), None));
             continue;
         }
         let partial = match &partial {
@@ -229,9 +277,9 @@ pub async fn check_all_with(
         let action = match plan::vault::unseal(&sealed, mode, &actions.targeting) {
             Decision::Report(said) => {
                 let (state, result) = match said.level {
-                    ReportLevel::Alert => ("sealed", "alerted"),
+                    ReportLevel::Alert => (VaultState::Sealed, "alerted"),
                     ReportLevel::Notice | ReportLevel::UnderWay(_) => {
-                        (OPERATOR_UNSEALING, "reported")
+                        (VaultState::OperatorUnsealing, "reported")
                     }
                 };
                 let action = Decision::Report(said.clone()).action();
@@ -259,7 +307,7 @@ pub async fn check_all_with(
                     result,
                     rail: (refusal.rail != Rail::DryRun).then_some(refusal.rail),
                 };
-                reports.push(report("sealed", detail, Some(decided)));
+                reports.push(report(VaultState::Sealed, detail, Some(decided)));
                 continue;
             }
             Decision::Defer(_) => continue,
@@ -302,12 +350,12 @@ pub async fn check_all_with(
         };
         reports.push(match outcome {
             Ok(UnsealOutcome::Unsealed { shares_sent }) => report(
-                "unsealed-now",
+                VaultState::UnsealedNow,
                 format!("unsealed with {shares_sent} shares{after_reset}"),
                 decided("done"),
             ),
             Ok(UnsealOutcome::AlreadyUnsealed) => report(
-                "unsealed",
+                VaultState::Unsealed,
                 "unsealed meanwhile".into(),
                 decided("unchanged"),
             ),
@@ -315,13 +363,17 @@ pub async fn check_all_with(
                 progress,
                 threshold,
             }) => report(
-                OPERATOR_UNSEALING,
+                VaultState::OperatorUnsealing,
                 format!(
                     "an unseal moved to {progress}/{threshold} shares while selfheal looked: left alone"
                 ),
                 decided("unchanged"),
             ),
-            Err(error) => report("error", format!("{error}{after_reset}"), decided("failed")),
+            Err(error) => report(
+                VaultState::Error,
+                format!("{error}{after_reset}"),
+                decided("failed"),
+            ),
         });
     }
     Ok(reports)
