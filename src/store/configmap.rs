@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::ObjectMeta;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -179,10 +179,14 @@ impl ConfigMapStore {
             let bytes = text.len();
             let configmap = self.configmap(current.as_ref().map(|c| c.metadata.clone()), text);
             let written = match &current {
-                None => self.api.create(&PostParams::default(), &configmap).await,
+                None => {
+                    self.api
+                        .create(&crate::cluster::post_params(), &configmap)
+                        .await
+                }
                 Some(_) => {
                     self.api
-                        .replace(&self.name, &PostParams::default(), &configmap)
+                        .replace(&self.name, &crate::cluster::post_params(), &configmap)
                         .await
                 }
             };

@@ -11,6 +11,7 @@ mod cli_heal_leader;
 mod cluster_facts;
 mod detect_states;
 mod e2e_cluster;
+mod field_manager;
 mod fix_lifecycle;
 mod gitops_examples;
 mod heal_loop;
