@@ -10,6 +10,7 @@ mod cli_heal_leader;
 mod detect_states;
 mod e2e_cluster;
 mod fix_lifecycle;
+mod fuzz_corpus;
 mod gitops_examples;
 mod heal_loop;
 mod identity;
