@@ -104,6 +104,48 @@ fn benches(c: &mut Criterion) {
             )
         })
     });
+    // The webhook's own path: the same decision under the cluster facts, with a quota that
+    // holds the raise (the largest fitting size is searched) and 1,000 nodes to measure against.
+    let facts = selfheal::cluster::facts::ClusterFacts::default();
+    facts.publish_quotas([selfheal::core::headroom::QuotaFacts {
+        namespace: "gitlab".into(),
+        name: "mem".into(),
+        hard: [("limits.memory".to_string(), 10u128 << 30)].into(),
+        used: [("limits.memory".to_string(), 1u128 << 30)].into(),
+        scopes: Vec::new(),
+    }]);
+    facts.publish_nodes((0..1000).map(|n| selfheal::core::headroom::NodeFacts {
+        name: format!("node-{n}"),
+        allocatable_memory: Some((16u128 + n % 16) << 30),
+        ready: n % 10 != 0,
+        unschedulable: false,
+        labels: [("pool".to_string(), format!("pool-{}", n % 4))].into(),
+    }));
+    let loaded = facts.load();
+    let decide_with_facts = |object: &serde_json::Value| {
+        mutate::mutate_with_facts(
+            &Request {
+                kind: WorkloadKind::Deployment,
+                operation: Operation::Create,
+                namespace: "gitlab",
+                object,
+                memory_cap: None,
+                memory_ratio: None,
+            },
+            None,
+            &index,
+            &policy,
+            &loaded,
+        )
+    };
+    assert!(
+        !decide_with_facts(&object).held.is_empty(),
+        "the bench must exercise a held raise"
+    );
+    c.bench_function(
+        "decide: Deployment, 1000 fixes, held by a quota, 1000 nodes",
+        |b| b.iter(|| decide_with_facts(black_box(&object))),
+    );
     // An UPDATE re-applying a Job manifest below its live, fix-raised template: the live values
     // are kept (the oldObject is read as well).
     let reapply = std::fs::read(concat!(

@@ -19,7 +19,7 @@
 //!   `run` (the shared loop), `watcher` (the long-running loop inside `serve`).
 //! - **Shared below both**: `core` (no Kubernetes I/O), `store` (fix persistence), `cluster`
 //!   (leader election, LimitRange snapshot), `certs` (generation, checks, selfheal's own
-//!   certificate), `vault`, `metrics`, `text`.
+//!   certificate), `metrics`, `text`. Vault is part of the healing half (`heal::vault`).
 //!
 //! Dependencies point one way: `app` → `webhook` / `heal` → `store` / `cluster` → `core`.
 
@@ -31,5 +31,4 @@ pub mod heal;
 pub mod metrics;
 pub mod store;
 pub mod text;
-pub mod vault;
 pub mod webhook;

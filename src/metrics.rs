@@ -28,12 +28,66 @@ pub struct StoreErrorLabels {
     pub error: String,
 }
 
+/// The labels of `selfheal_healing_actions_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ActionLabels {
-    /// The plan: `RaiseMemory`, `EvictPod`, `Report`, ...
+pub struct HealingLabels {
+    /// The decision: `RaiseMemory`, `EvictPod`, `UnsealVault`, `Report`, ...
     pub action: String,
-    /// `done`, `unchanged`, `dry_run`, `rate_limited`, `failed`.
+    /// `done`, `unchanged`, `dry_run`, `rate_limited`, `reported`, `alerted`, `refused`,
+    /// `failed`.
     pub result: String,
+    /// For `refused` (and `dry_run`): the rail that stopped the action (`protected_namespace`,
+    /// `disruption_budget`, ...); empty otherwise.
+    pub rail: String,
+}
+
+/// `selfheal_healing_actions_total` without its `rail` label (counted with `rail=""`): the
+/// label set this family had before it had one. Prefer [`HealingLabels`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct ActionLabels {
+    pub action: String,
+    pub result: String,
+}
+
+impl From<&ActionLabels> for HealingLabels {
+    fn from(labels: &ActionLabels) -> Self {
+        HealingLabels {
+            action: labels.action.clone(),
+            result: labels.result.clone(),
+            rail: String::new(),
+        }
+    }
+}
+
+impl From<&HealingLabels> for HealingLabels {
+    fn from(labels: &HealingLabels) -> Self {
+        labels.clone()
+    }
+}
+
+/// The family `selfheal_healing_actions_total`.
+#[derive(Clone, Debug, Default)]
+pub struct HealingActions(Family<HealingLabels, Counter>);
+
+impl HealingActions {
+    /// The counter of one label set (created at zero).
+    pub fn get_or_create<'a, L>(&self, labels: &'a L) -> impl std::ops::Deref<Target = Counter> + '_
+    where
+        &'a L: Into<HealingLabels>,
+    {
+        self.0.get_or_create(&labels.into())
+    }
+
+    /// Counts one decision carried out (or not).
+    pub fn count(&self, action: &str, result: &str, rail: &str) {
+        self.0
+            .get_or_create(&HealingLabels {
+                action: action.to_string(),
+                result: result.to_string(),
+                rail: rail.to_string(),
+            })
+            .inc();
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -65,7 +119,7 @@ pub struct Metrics {
     pub store_bytes: Gauge,
     pub store_reloads: Counter,
     pub problems_detected: Family<ProblemLabels, Counter>,
-    pub healing_actions: Family<ActionLabels, Counter>,
+    pub healing_actions: HealingActions,
     pub leader: Gauge,
     /// Workloads and objects waiting for the watcher (due now or at a later check).
     pub watcher_queue: Gauge,
@@ -122,7 +176,7 @@ impl Metrics {
             store_reloads.clone(),
         );
         let problems_detected = Family::<ProblemLabels, Counter>::default();
-        let healing_actions = Family::<ActionLabels, Counter>::default();
+        let healing_actions = HealingActions::default();
         let leader = Gauge::default();
         let certificate_expiry = Family::<SecretLabels, Gauge>::default();
         let vault_sealed = Family::<AddressLabels, Gauge>::default();
@@ -143,8 +197,8 @@ impl Metrics {
         );
         registry.register(
             "healing_actions",
-            "Healing decisions carried out (or not), by action and result",
-            healing_actions.clone(),
+            "Healing decisions carried out (or not), by action, result and the rail that stopped one",
+            healing_actions.0.clone(),
         );
         registry.register(
             "leader",

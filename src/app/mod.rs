@@ -2,6 +2,7 @@
 //! decisions live in `webhook`, `heal` and `core`.
 
 pub mod cli;
+pub mod commands;
 pub mod fixes;
 pub mod list;
 pub mod oneshot;

@@ -11,14 +11,15 @@ use crate::app::serve;
 use crate::cluster::leader;
 use crate::core::index::FixIndex;
 use crate::core::quantity::ByteQuantity;
+use crate::core::targeting::Targeting;
 use crate::heal::detect::Thresholds;
 use crate::heal::execute::{DEFAULT_WINDOW, Executor, MAX_BACKOFF};
 use crate::heal::inspect::{self, ClusterView, Finding, UnreadableItem};
 use crate::heal::plan::Rails;
 use crate::heal::ratelimit::RateLimiter;
 use crate::heal::run as heal;
+use crate::heal::vault::{self, VaultClient, VaultTargets};
 use crate::metrics::Metrics;
-use crate::vault::{self, VaultClient, VaultTargets};
 
 impl RailsArgs {
     pub fn rails(&self) -> anyhow::Result<Rails> {
@@ -188,8 +189,8 @@ async fn check_no_leader(client: &kube::Client, args: &HealArgs) -> anyhow::Resu
 /// namespace, so that no action (a dependency restart named by a log line) leaves X.
 fn heal_rails(args: &HealArgs, protected: Vec<String>) -> anyhow::Result<Rails> {
     Ok(Rails {
-        protected_namespaces: protected,
-        watch_namespaces: args.namespace.iter().cloned().collect(),
+        targeting: Targeting::new(protected, args.namespace.iter().cloned().collect()),
+        dry_run: args.dry_run,
         ..args.rails.rails()?
     })
 }
@@ -208,38 +209,20 @@ pub async fn heal(args: &HealArgs) -> anyhow::Result<()> {
         Duration::from_secs(1),
     );
     let document = store.read_document().await?;
-    let index = FixIndex::new(document.fixes().cloned());
+    let index = Arc::new(FixIndex::new(document.fixes().cloned()));
     let scope = heal::Scope {
         namespace: args.namespace.clone(),
         component: args.component.clone(),
         protected,
     };
     let limiter = Arc::new(RateLimiter::new(DEFAULT_WINDOW, MAX_BACKOFF));
-    let limits = match tokio::time::timeout(
-        crate::heal::execute::CALL_TIMEOUT,
-        crate::cluster::limits::read_once(client.clone()),
-    )
-    .await
-    {
-        Ok(Ok(limits)) => limits,
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "LimitRanges could not be listed; raises are capped by the planner only");
-            Default::default()
-        }
-        Err(_) => {
-            tracing::warn!(
-                "LimitRanges could not be listed in time; raises are capped by the planner only"
-            );
-            Default::default()
-        }
-    };
-    let executor =
-        Executor::new(client.clone(), store, limiter, metrics, args.dry_run).with_limits(limits);
+    // LimitRanges come with the view `run_once` lists.
+    let executor = Executor::new(client.clone(), store, limiter, metrics, args.dry_run);
     let handled = heal::run_once(
         &client,
         &executor,
         &rails,
-        &index,
+        index,
         &scope,
         jiff::Timestamp::now(),
     )
@@ -274,23 +257,21 @@ mod tests {
 
     #[test]
     fn heal_in_one_namespace_acts_in_no_other() {
-        let none = std::collections::BTreeMap::new();
-        let target = |namespace| crate::heal::plan::TargetFacts {
-            kind: "Deployment",
-            namespace,
-            name: "db",
-            labels: &none,
-            namespace_labels: &none,
-            ready_replicas: Some(0),
-        };
+        use crate::core::targeting::{Exclusion, Target};
+        let target = |namespace| Target::new("Deployment", namespace, "db");
         let one = heal_rails(&heal_args(&["-n", "shop"]), Vec::new()).unwrap();
-        assert_eq!(one.watch_namespaces, vec!["shop".to_string()]);
-        assert!(crate::heal::plan::admit_target(&target("shop"), &one).is_ok());
-        let refusal = crate::heal::plan::admit_target(&target("platform"), &one).unwrap_err();
-        assert_eq!(refusal.rail, crate::heal::plan::Rail::UnwatchedNamespace);
+        assert_eq!(one.targeting.watched, vec!["shop".to_string()]);
+        assert!(one.targeting.check(&target("shop")).is_ok());
+        let refusal = one.targeting.check(&target("platform")).unwrap_err();
+        assert_eq!(refusal.exclusion, Exclusion::UnwatchedNamespace);
         let all = heal_rails(&heal_args(&[]), Vec::new()).unwrap();
-        assert!(all.watch_namespaces.is_empty());
-        assert!(crate::heal::plan::admit_target(&target("platform"), &all).is_ok());
+        assert!(all.targeting.watched.is_empty());
+        assert!(all.targeting.check(&target("platform")).is_ok());
+        assert!(
+            heal_rails(&heal_args(&["--dry-run"]), Vec::new())
+                .unwrap()
+                .dry_run
+        );
     }
 
     #[test]

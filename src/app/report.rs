@@ -78,12 +78,12 @@ pub fn heal_table(handled: &[Handled]) -> String {
         .iter()
         .map(|h| {
             vec![
-                h.outcome.target.clone(),
+                h.target(),
                 h.finding.problem.kind.name().to_string(),
                 h.finding.diagnosis.cause.as_str().to_string(),
-                h.outcome.action.to_string(),
-                h.outcome.result.to_string(),
-                h.outcome.message.clone(),
+                h.action().to_string(),
+                h.outcome.result().to_string(),
+                h.outcome.message(),
             ]
         })
         .collect();

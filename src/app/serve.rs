@@ -16,6 +16,7 @@ use crate::certs::generate as certs;
 use crate::certs::selfcert::{self, SelfCertConfig};
 use crate::cluster::leader::{self, Leadership, LeaseConfig};
 use crate::cluster::limits::LimitSnapshot;
+use crate::core::targeting::Targeting;
 use crate::heal::execute::{DEFAULT_WINDOW, Executor, MAX_BACKOFF};
 use crate::heal::ratelimit::RateLimiter;
 use crate::heal::run::Scope;
@@ -205,7 +206,7 @@ pub async fn run(args: ServeArgs, provider: Arc<CryptoProvider>) -> anyhow::Resu
         FixStore::File(_) => None,
     };
     let _limits = cluster.clone().map(|client| {
-        AbortOnDrop(tokio::spawn(crate::cluster::limits::keep_current(
+        AbortOnDrop(tokio::spawn(crate::cluster::facts::keep_current(
             client,
             limits.clone(),
         )))
@@ -353,8 +354,8 @@ fn start_watcher(
         ..Scope::default()
     };
     let rails = crate::heal::plan::Rails {
-        protected_namespaces: protected,
-        watch_namespaces: args.watch_namespaces.clone(),
+        targeting: Targeting::new(protected, args.watch_namespaces.clone()),
+        dry_run: args.dry_run,
         ..args.rails.rails()?
     };
     let config = WatcherConfig {
@@ -364,16 +365,13 @@ fn start_watcher(
         ..WatcherConfig::new(scope, rails, limits)
     };
     let limiter = Arc::new(RateLimiter::new(DEFAULT_WINDOW, MAX_BACKOFF));
-    let executor = Arc::new(
-        Executor::new(
-            client.clone(),
-            store.clone(),
-            limiter,
-            metrics.clone(),
-            args.dry_run,
-        )
-        .with_limits(config.limits.clone()),
-    );
+    let executor = Arc::new(Executor::new(
+        client.clone(),
+        store.clone(),
+        limiter,
+        metrics.clone(),
+        args.dry_run,
+    ));
     tracing::info!(dry_run = args.dry_run, "watcher started");
     let mut tasks = Vec::new();
     if args.vault.configured() {
@@ -383,18 +381,20 @@ fn start_watcher(
             dry_run = args.dry_run,
             "watching Vault"
         );
-        tasks.push(AbortOnDrop(tokio::spawn(crate::vault::keep_unsealed(
-            vault,
-            client.clone(),
-            args.vault.targets(),
-            crate::vault::VaultActions {
-                unseal: args.vault_auto_unseal,
-                dry_run: args.dry_run,
-            },
-            leadership.clone(),
-            metrics.clone(),
-            Duration::from_secs(30),
-        ))));
+        tasks.push(AbortOnDrop(tokio::spawn(
+            crate::heal::vault::keep_unsealed(
+                vault,
+                client.clone(),
+                args.vault.targets(),
+                crate::heal::vault::VaultActions {
+                    unseal: args.vault_auto_unseal,
+                    dry_run: args.dry_run,
+                },
+                leadership.clone(),
+                metrics.clone(),
+                Duration::from_secs(30),
+            ),
+        )));
     }
     tasks.push(AbortOnDrop(tokio::spawn(watcher::run(
         client, executor, store, config, leadership, metrics,

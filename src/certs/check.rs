@@ -95,7 +95,7 @@ pub fn check(
             not_before: validity.not_before.to_string(),
         })
     } else if let Some(Err(error)) =
-        key_pem.map(|key| crate::webhook::tls::certified_key(cert_pem, key, provider))
+        key_pem.map(|key| crate::certs::serving::certified_key(cert_pem, key, provider))
     {
         Some(CertIssue::KeyMismatch {
             reason: error.to_string(),

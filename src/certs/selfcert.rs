@@ -22,7 +22,7 @@ use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 
 use crate::certs::generate as certs;
-use crate::webhook::tls::ReloadingCertResolver;
+use crate::certs::serving::ReloadingCertResolver;
 
 /// The PEM material kept in the Secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,36 +178,78 @@ pub async fn ensure(client: &Client, config: &SelfCertConfig) -> anyhow::Result<
     anyhow::bail!("could not agree on a webhook certificate after 5 conflicting writes")
 }
 
+/// How often a caBundle write that lost a race (another replica changed the configuration
+/// between our read and our patch) reads again and retries.
+const CA_BUNDLE_ATTEMPTS: u32 = 8;
+
 /// Sets `caBundle` of every webhook of the configuration; `false` when it already was. A missing
 /// configuration is not an error (selfheal may run before it is installed).
+/// A write that races another replica's reads again and retries (up to `CA_BUNDLE_ATTEMPTS`).
 pub async fn write_ca_bundle(
     client: &Client,
     name: &str,
     bundle_pem: &str,
 ) -> anyhow::Result<bool> {
     let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    let Some(config) = api.get_opt(name).await? else {
-        tracing::warn!(
-            webhook_config = name,
-            "MutatingWebhookConfiguration not found; caBundle not written"
-        );
-        return Ok(false);
-    };
     let encoded = base64::engine::general_purpose::STANDARD.encode(bundle_pem);
-    let webhooks = config.webhooks.unwrap_or_default();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let Some(config) = api.get_opt(name).await? else {
+            tracing::warn!(
+                webhook_config = name,
+                "MutatingWebhookConfiguration not found; caBundle not written"
+            );
+            return Ok(false);
+        };
+        let Some(patch) = ca_bundle_patch(&config, &encoded)? else {
+            return Ok(false);
+        };
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(webhook_config = name, "caBundle written");
+                return Ok(true);
+            }
+            // The resourceVersion test failed (422) or the write conflicted (409): another
+            // replica changed the configuration since it was read. Read it again: if it now
+            // carries this bundle there is nothing left to do.
+            Err(kube::Error::Api(status))
+                if (status.code == 409 || status.code == 422) && attempt < CA_BUNDLE_ATTEMPTS =>
+            {
+                tracing::debug!(
+                    webhook_config = name,
+                    attempt,
+                    "caBundle write raced another writer; reading again"
+                );
+                tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// The JSON patch that puts `encoded` into every webhook of `config` that lacks it, guarded by
+/// the read resourceVersion; `None` when every webhook has it already.
+fn ca_bundle_patch(
+    config: &MutatingWebhookConfiguration,
+    encoded: &str,
+) -> anyhow::Result<Option<json_patch::Patch>> {
     let mut operations = vec![json_patch::PatchOperation::Test(
         json_patch::TestOperation {
             path: json_patch::jsonptr::PointerBuf::parse("/metadata/resourceVersion")?,
             value: serde_json::json!(config.metadata.resource_version),
         },
     )];
-    for (index, webhook) in webhooks.iter().enumerate() {
+    for (index, webhook) in config.webhooks.iter().flatten().enumerate() {
         let current = webhook
             .client_config
             .ca_bundle
             .as_ref()
             .map(|b| base64::engine::general_purpose::STANDARD.encode(&b.0));
-        if current.as_deref() != Some(encoded.as_str()) {
+        if current.as_deref() != Some(encoded) {
             operations.push(json_patch::PatchOperation::Add(json_patch::AddOperation {
                 path: json_patch::jsonptr::PointerBuf::parse(format!(
                     "/webhooks/{index}/clientConfig/caBundle"
@@ -216,17 +258,7 @@ pub async fn write_ca_bundle(
             }));
         }
     }
-    if operations.len() == 1 {
-        return Ok(false);
-    }
-    api.patch(
-        name,
-        &PatchParams::default(),
-        &Patch::Json::<()>(json_patch::Patch(operations)),
-    )
-    .await?;
-    tracing::info!(webhook_config = name, "caBundle written");
-    Ok(true)
+    Ok((operations.len() > 1).then_some(json_patch::Patch(operations)))
 }
 
 /// Every `interval`: makes sure the material is current (rotating when due) and serves it.

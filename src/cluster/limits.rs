@@ -1,50 +1,21 @@
-//! The namespaces' LimitRange maxima for container memory, kept in memory by a watch so the
+//! The namespaces' LimitRange rules for container memory, kept in memory by a watch so the
 //! webhook can cap a memory fix without an API call: a pod whose limit exceeded its namespace's
 //! maximum would be rejected by the apiserver's LimitRanger, after the webhook, and a Deployment
 //! would stop creating pods.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::LimitRange;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
 
+use crate::cluster::facts::ClusterFacts;
 use crate::core::quantity::ByteQuantity;
 
-/// Per namespace, the smallest container memory maximum of its LimitRanges, and the smallest
-/// container memory `maxLimitRequestRatio`.
-#[derive(Debug, Clone, Default)]
-pub struct LimitSnapshot {
-    maxima: Arc<ArcSwap<BTreeMap<String, ByteQuantity>>>,
-    ratios: Arc<ArcSwap<BTreeMap<String, f64>>>,
-}
-
-impl LimitSnapshot {
-    pub fn memory_max(&self, namespace: &str) -> Option<ByteQuantity> {
-        self.maxima.load().get(namespace).cloned()
-    }
-
-    /// The namespace's container memory `maxLimitRequestRatio`, if a LimitRange sets one.
-    pub fn memory_ratio(&self, namespace: &str) -> Option<f64> {
-        self.ratios.load().get(namespace).copied()
-    }
-
-    /// Every namespace's maximum, as of now (an atomic load, no copy).
-    pub fn current(&self) -> Arc<BTreeMap<String, ByteQuantity>> {
-        self.maxima.load_full()
-    }
-
-    pub fn publish(&self, maxima: BTreeMap<String, ByteQuantity>) {
-        self.maxima.store(Arc::new(maxima));
-    }
-
-    pub fn publish_ratios(&self, ratios: BTreeMap<String, f64>) {
-        self.ratios.store(Arc::new(ratios));
-    }
-}
+/// The LimitRange rules live in the cluster facts with the quotas and nodes: one snapshot for
+/// every cap (`cluster::facts`). This name stays for the callers that know it.
+pub type LimitSnapshot = ClusterFacts;
 
 /// The smallest container memory maximum of a namespace's LimitRanges.
 pub fn memory_max(ranges: &[LimitRange]) -> Option<ByteQuantity> {
@@ -119,8 +90,7 @@ pub async fn read_once(client: Client) -> Result<LimitSnapshot, kube::Error> {
         .await?
         .items;
     let snapshot = LimitSnapshot::default();
-    snapshot.publish(maxima(ranges.iter()));
-    snapshot.publish_ratios(ratios(ranges.iter()));
+    snapshot.publish_limits(maxima(ranges.iter()), ratios(ranges.iter()));
     Ok(snapshot)
 }
 
@@ -138,8 +108,10 @@ pub async fn keep_current(client: Client, snapshot: LimitSnapshot) {
             // otherwise the LimitRanges that exist at start-up stay invisible until one changes.
             Ok(event) if publishes(&event) => {
                 let ranges = cache.state();
-                snapshot.publish(maxima(ranges.iter().map(|r| r.as_ref())));
-                snapshot.publish_ratios(ratios(ranges.iter().map(|r| r.as_ref())));
+                snapshot.publish_limits(
+                    maxima(ranges.iter().map(|r| r.as_ref())),
+                    ratios(ranges.iter().map(|r| r.as_ref())),
+                );
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "LimitRange watch error; retrying"),

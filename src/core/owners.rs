@@ -31,7 +31,7 @@ use kube::api::ObjectMeta;
 use serde::Serialize;
 
 /// A workload that owns pods.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct Workload {
     /// `Deployment`, `StatefulSet`, `DaemonSet`, `ReplicaSet`, `Job` or `CronJob`.
     pub kind: String,

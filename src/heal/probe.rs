@@ -10,9 +10,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Service;
 use kube::{Api, Client};
 
+use crate::heal::call::{self, CALL_TIMEOUT};
 use crate::heal::detect::{Problem, ProblemKind};
 use crate::heal::diagnose::{Cause, Diagnosis, Source};
-use crate::heal::execute::CALL_TIMEOUT;
 use crate::heal::inspect::Finding;
 
 /// One dependency to probe.
@@ -70,7 +70,13 @@ pub async fn probe(
     timeout: Duration,
 ) -> Result<(), ProbeFailure> {
     let services: Api<Service> = Api::namespaced(client.clone(), &target.namespace);
-    let service = match tokio::time::timeout(CALL_TIMEOUT, services.get(&target.service)).await {
+    let service = match call::within(
+        CALL_TIMEOUT,
+        || format!("reading Service {}", target.service),
+        services.get(&target.service),
+    )
+    .await
+    {
         Ok(read) => {
             read.map_err(|e| format!("Service {}/{}: {e}", target.namespace, target.service))
         }

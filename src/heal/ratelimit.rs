@@ -4,16 +4,91 @@
 //!
 //! Memory stays bounded: a target quiet for twice the longest backoff is forgotten (`expire`),
 //! and a target whose object is gone can be dropped at once (`reset`).
+//!
+//! The limiter is the healing half's history: `plan` reads it (how many attempts, how long until
+//! the next one may go) and the executor takes a slot when it acts.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::core::owners::Workload;
+
+/// What repeated actions are counted and spaced by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ActionKey {
+    /// Evictions of the pods of one workload (`owner`: the workload, or a bare pod's name).
+    Evict { namespace: String, owner: String },
+    /// Deletions of the pods of one workload to retry an image pull.
+    PullRetry { namespace: String, owner: String },
+    /// Restarts of one dependency.
+    Restart(Workload),
+    /// Renewals of the certificate of one Secret.
+    Renew { namespace: String, secret: String },
+}
+
+impl serde::Serialize for ActionKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl std::fmt::Display for ActionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ActionKey::Evict { namespace, owner } => write!(f, "evict/{namespace}/{owner}"),
+            ActionKey::PullRetry { namespace, owner } => write!(f, "pull/{namespace}/{owner}"),
+            ActionKey::Restart(workload) => write!(f, "dependency/{workload}"),
+            ActionKey::Renew { namespace, secret } => write!(f, "renew/{namespace}/{secret}"),
+        }
+    }
+}
+
+/// What `plan` knows of earlier actions, read-only: how many were taken on a key, and how long
+/// until the next one may go.
+pub trait History {
+    /// Actions already taken on `key`.
+    fn attempts(&self, key: &ActionKey) -> u32;
+    /// How long until an action on `key` may go (`None`: now).
+    fn wait(&self, key: &ActionKey) -> Option<Duration>;
+}
+
+/// No earlier action: what a process that has not acted knows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHistory;
+
+impl History for NoHistory {
+    fn attempts(&self, _: &ActionKey) -> u32 {
+        0
+    }
+
+    fn wait(&self, _: &ActionKey) -> Option<Duration> {
+        None
+    }
+}
+
+/// The limiter's history as of one instant.
+#[derive(Debug, Clone, Copy)]
+pub struct AsOf<'a> {
+    limiter: &'a RateLimiter,
+    now: Instant,
+}
+
+impl History for AsOf<'_> {
+    fn attempts(&self, key: &ActionKey) -> u32 {
+        self.limiter.attempts(key)
+    }
+
+    fn wait(&self, key: &ActionKey) -> Option<Duration> {
+        self.limiter.wait(key, self.now)
+    }
+}
+
 #[derive(Debug)]
 pub struct RateLimiter {
     window: Duration,
     max_backoff: Duration,
-    targets: Mutex<HashMap<String, Entry>>,
+    targets: Mutex<HashMap<ActionKey, Entry>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -31,14 +106,19 @@ impl RateLimiter {
         }
     }
 
+    /// The history `plan` reads, as of `now`.
+    pub fn as_of(&self, now: Instant) -> AsOf<'_> {
+        AsOf { limiter: self, now }
+    }
+
     /// Actions already taken on `target`.
-    pub fn attempts(&self, target: &str) -> u32 {
+    pub fn attempts(&self, target: &ActionKey) -> u32 {
         self.lock().get(target).map_or(0, |e| e.attempts)
     }
 
     /// Takes a slot for an action on `target` at `now`: `Ok(attempt number)` (1 for the first),
     /// or `Err(time to wait)`.
-    pub fn acquire(&self, target: &str, now: Instant) -> Result<u32, Duration> {
+    pub fn acquire(&self, target: &ActionKey, now: Instant) -> Result<u32, Duration> {
         let mut targets = self.lock();
         if let Some(entry) = targets.get(target) {
             let backoff = self.backoff(entry);
@@ -49,7 +129,7 @@ impl RateLimiter {
         }
         let attempts = targets.get(target).map_or(0, |e| e.attempts) + 1;
         targets.insert(
-            target.to_string(),
+            target.clone(),
             Entry {
                 last: now,
                 attempts,
@@ -62,6 +142,16 @@ impl RateLimiter {
         self.window
             .saturating_mul(1 << (entry.attempts.saturating_sub(1)).min(16))
             .min(self.max_backoff)
+    }
+
+    /// How long until an action on `target` may go (`None`: now).
+    pub fn wait(&self, target: &ActionKey, now: Instant) -> Option<Duration> {
+        let targets = self.lock();
+        let entry = targets.get(target)?;
+        let elapsed = now.saturating_duration_since(entry.last);
+        self.backoff(entry)
+            .checked_sub(elapsed)
+            .filter(|wait| !wait.is_zero())
     }
 
     /// How long until the first target now backing off may act again (`None`: none is). A
@@ -94,11 +184,11 @@ impl RateLimiter {
     }
 
     /// Forgets `target` (it recovered).
-    pub fn reset(&self, target: &str) {
+    pub fn reset(&self, target: &ActionKey) {
         self.lock().remove(target);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ActionKey, Entry>> {
         self.targets
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -109,30 +199,71 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
+    fn key(owner: &str) -> ActionKey {
+        ActionKey::Evict {
+            namespace: "shop".into(),
+            owner: owner.into(),
+        }
+    }
+
     #[test]
     fn backoff_doubles_per_target_up_to_the_cap() {
         let limiter = RateLimiter::new(Duration::from_secs(60), Duration::from_secs(300));
         let t0 = Instant::now();
-        assert_eq!(limiter.acquire("a", t0), Ok(1));
-        assert_eq!(limiter.acquire("b", t0), Ok(1), "targets are independent");
+        assert_eq!(limiter.acquire(&key("a"), t0), Ok(1));
         assert_eq!(
-            limiter.acquire("a", t0 + Duration::from_secs(10)),
+            limiter.acquire(&key("b"), t0),
+            Ok(1),
+            "targets are independent"
+        );
+        assert_eq!(
+            limiter.acquire(&key("a"), t0 + Duration::from_secs(10)),
             Err(Duration::from_secs(50))
         );
-        assert_eq!(limiter.acquire("a", t0 + Duration::from_secs(60)), Ok(2));
+        assert_eq!(
+            limiter.wait(&key("a"), t0 + Duration::from_secs(10)),
+            Some(Duration::from_secs(50))
+        );
+        assert_eq!(limiter.wait(&key("a"), t0 + Duration::from_secs(60)), None);
+        assert_eq!(limiter.wait(&key("never"), t0), None);
+        assert_eq!(
+            limiter.acquire(&key("a"), t0 + Duration::from_secs(60)),
+            Ok(2)
+        );
         let t1 = t0 + Duration::from_secs(60);
-        assert!(limiter.acquire("a", t1 + Duration::from_secs(119)).is_err());
-        assert_eq!(limiter.acquire("a", t1 + Duration::from_secs(120)), Ok(3));
+        assert!(
+            limiter
+                .acquire(&key("a"), t1 + Duration::from_secs(119))
+                .is_err()
+        );
+        assert_eq!(
+            limiter.acquire(&key("a"), t1 + Duration::from_secs(120)),
+            Ok(3)
+        );
         let t2 = t1 + Duration::from_secs(120);
-        assert!(limiter.acquire("a", t2 + Duration::from_secs(239)).is_err());
-        assert_eq!(limiter.acquire("a", t2 + Duration::from_secs(240)), Ok(4));
+        assert!(
+            limiter
+                .acquire(&key("a"), t2 + Duration::from_secs(239))
+                .is_err()
+        );
+        assert_eq!(
+            limiter.acquire(&key("a"), t2 + Duration::from_secs(240)),
+            Ok(4)
+        );
         let t3 = t2 + Duration::from_secs(240);
         // 60 × 8 = 480s, capped at 300s.
-        assert!(limiter.acquire("a", t3 + Duration::from_secs(299)).is_err());
-        assert_eq!(limiter.acquire("a", t3 + Duration::from_secs(300)), Ok(5));
-        assert_eq!(limiter.attempts("a"), 5);
-        limiter.reset("a");
-        assert_eq!(limiter.attempts("a"), 0);
+        assert!(
+            limiter
+                .acquire(&key("a"), t3 + Duration::from_secs(299))
+                .is_err()
+        );
+        assert_eq!(
+            limiter.acquire(&key("a"), t3 + Duration::from_secs(300)),
+            Ok(5)
+        );
+        assert_eq!(limiter.attempts(&key("a")), 5);
+        limiter.reset(&key("a"));
+        assert_eq!(limiter.attempts(&key("a")), 0);
     }
 
     #[test]
@@ -140,8 +271,10 @@ mod tests {
         let limiter = RateLimiter::new(Duration::from_secs(60), Duration::from_secs(300));
         let t0 = Instant::now();
         assert_eq!(limiter.next_release(t0), None);
-        limiter.acquire("a", t0).unwrap();
-        limiter.acquire("b", t0 + Duration::from_secs(20)).unwrap();
+        limiter.acquire(&key("a"), t0).unwrap();
+        limiter
+            .acquire(&key("b"), t0 + Duration::from_secs(20))
+            .unwrap();
         assert_eq!(
             limiter.next_release(t0 + Duration::from_secs(30)),
             Some(Duration::from_secs(30)),

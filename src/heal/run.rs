@@ -1,118 +1,85 @@
-//! The loop DETECT → DIAGNOSE → FIX → PERSIST over a cluster view, shared by the one-shot
-//! `selfheal heal` and the watcher inside `selfheal serve`.
+//! The loop READ FACTS → PLAN → EXECUTE over diagnosed findings, shared by the one-shot
+//! `selfheal heal` and the watcher inside `selfheal serve`: for each finding, the facts its
+//! decision reads (`facts::Reader`), one pure decision (`plan::plan`), and the executor carrying
+//! it out.
 
-use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::ListParams;
-use kube::{Api, Client};
+use kube::Client;
 use serde::Serialize;
+use serde::ser::SerializeStruct;
 
-use crate::core::fix::{Fix, FixType};
+use crate::cluster::limits::LimitSnapshot;
 use crate::core::index::FixIndex;
 use crate::core::owners;
-use crate::core::quantity::ByteQuantity;
-use crate::heal::execute::{self, CALL_TIMEOUT, Executor, Outcome};
+use crate::heal::execute::{ExecuteError, Executor, Outcome, subject_name};
+use crate::heal::facts::{Facts, Reader, RoomFacts};
 use crate::heal::inspect::{self, ClusterView, Finding};
-use crate::heal::plan::{self, ClaimInfo, Plan, Rails, Situation};
-use crate::webhook::mutate::OPT_OUT_LABEL;
+use crate::heal::plan::{self, ActionKind, Decision, Rails, Reads};
 
-/// One handled finding.
-#[derive(Debug, Clone, Serialize)]
+/// One handled finding: the decision (none when its facts could not be read) and what came of
+/// it.
+#[derive(Debug)]
 pub struct Handled {
     pub finding: Finding,
-    pub plan: Plan,
+    pub decision: Option<Decision>,
     pub outcome: Outcome,
 }
 
-/// Memory limit of `container` (regular or init) in a pod.
-pub fn container_memory_limit(pod: &Pod, container: &str) -> Option<ByteQuantity> {
-    let spec = pod.spec.as_ref()?;
-    spec.containers
-        .iter()
-        .chain(spec.init_containers.iter().flatten())
-        .find(|c| c.name == container)?
-        .resources
-        .as_ref()?
-        .limits
-        .as_ref()?
-        .get("memory")
-        .and_then(|q| ByteQuantity::parse(&q.0).ok())
+impl Handled {
+    /// The action the decision was about (`RaiseMemory`, `Report`, ...).
+    pub fn action(&self) -> &'static str {
+        self.decision
+            .as_ref()
+            .map_or_else(|| wanted(&self.finding), Decision::action)
+            .as_str()
+    }
+
+    /// `Pod/shop/web-1`: the object the finding is about.
+    pub fn target(&self) -> String {
+        subject_name(&self.finding)
+    }
 }
 
-/// When `container` of `pod` last terminated.
-pub fn last_termination(pod: &Pod, container: &str) -> Option<Timestamp> {
-    let status = pod.status.as_ref()?;
-    status
-        .container_statuses
-        .iter()
-        .flatten()
-        .chain(status.init_container_statuses.iter().flatten())
-        .find(|c| c.name == container)?
-        .last_state
-        .as_ref()?
-        .terminated
-        .as_ref()?
-        .finished_at
-        .as_ref()
-        .map(|t| t.0)
+impl Serialize for Handled {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct OutcomeView<'a> {
+            target: String,
+            action: &'a str,
+            result: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            rail: Option<&'a str>,
+            message: String,
+        }
+        let mut handled = serializer.serialize_struct("Handled", 3)?;
+        handled.serialize_field("finding", &self.finding)?;
+        handled.serialize_field("plan", &self.decision)?;
+        handled.serialize_field(
+            "outcome",
+            &OutcomeView {
+                target: self.target(),
+                action: self.action(),
+                result: self.outcome.result(),
+                rail: self.outcome.rail().map(plan::Rail::as_str),
+                message: self.outcome.message(),
+            },
+        )?;
+        handled.end()
+    }
 }
 
-/// The memory fix stored for a workload's container: the container's own, else workload-wide.
-pub fn stored_memory_fix<'i>(
-    index: &'i FixIndex,
-    namespace: &str,
-    workload: &str,
-    container: &str,
-) -> Option<&'i Fix> {
-    let fixes = index.lookup(namespace, workload);
-    let memory = |target: Option<&str>| {
-        fixes
-            .iter()
-            .find(|f| f.fix_type == FixType::Memory && f.container.as_deref() == target)
-    };
-    memory(Some(container)).or_else(|| memory(None))
-}
-
-/// The claims a pod mounts, as the planner sees them.
-pub fn pod_claims(
-    pod: &Pod,
-    claims: &[PersistentVolumeClaim],
-    expandable_class: impl Fn(&str) -> bool,
-) -> Vec<ClaimInfo> {
-    let namespace = pod.metadata.namespace.as_deref();
-    pod.spec
-        .iter()
-        .flat_map(|spec| spec.volumes.iter().flatten())
-        .filter_map(|volume| volume.persistent_volume_claim.as_ref())
-        .map(|source| {
-            let claim = claims.iter().find(|c| {
-                c.metadata.name.as_deref() == Some(source.claim_name.as_str())
-                    && c.metadata.namespace.as_deref() == namespace
-            });
-            let request = claim
-                .and_then(|c| {
-                    c.spec
-                        .as_ref()?
-                        .resources
-                        .as_ref()?
-                        .requests
-                        .as_ref()?
-                        .get("storage")
-                        .cloned()
-                })
-                .and_then(|q| ByteQuantity::parse(&q.0).ok());
-            let bound = claim.and_then(|c| c.status.as_ref()?.phase.as_deref()) == Some("Bound");
-            let class = claim.and_then(|c| c.spec.as_ref()?.storage_class_name.clone());
-            ClaimInfo {
-                name: source.claim_name.clone(),
-                request,
-                expandable: bound && class.as_deref().is_some_and(&expandable_class),
-            }
-        })
-        .collect()
+/// The action a finding's facts were read for, when they could not be.
+fn wanted(finding: &Finding) -> ActionKind {
+    match plan::reads(finding) {
+        Reads::Workload(_) => ActionKind::RaiseMemory,
+        Reads::Claims => ActionKind::RaiseStorage,
+        Reads::Dependency { .. } => ActionKind::RestartDependency,
+        Reads::Certificate(_) => ActionKind::RenewCertificate,
+        Reads::Nothing => ActionKind::Report,
+    }
 }
 
 /// Where a run may act.
@@ -147,7 +114,7 @@ pub async fn run_once(
     client: &Client,
     executor: &Executor,
     rails: &Rails,
-    index: &FixIndex,
+    index: Arc<FixIndex>,
     scope: &Scope,
     now: Timestamp,
 ) -> Result<Vec<Handled>, kube::Error> {
@@ -157,206 +124,69 @@ pub async fn run_once(
         .into_iter()
         .filter(|f| scope.includes(f))
         .collect();
-    Ok(heal(client, executor, rails, &view, findings, index, now).await)
+    let mut reader = Reader::new(client, executor.call_timeout());
+    let healing = Healing {
+        executor,
+        rails,
+        index,
+        limits: view.limits.clone(),
+        room: RoomFacts::default(),
+        now,
+    };
+    Ok(healing.heal(&mut reader, &view, findings).await)
 }
 
-/// Plans and carries out every finding, in order. The StorageClasses the plans need are listed
-/// once per run; LimitRange maxima come with the view.
-pub async fn heal(
-    client: &Client,
-    executor: &Executor,
-    rails: &Rails,
-    view: &ClusterView,
-    findings: Vec<Finding>,
-    index: &FixIndex,
-    now: Timestamp,
-) -> Vec<Handled> {
-    let classes = expandable_classes(client).await;
-    let mut namespace_opt_outs: HashMap<String, Option<String>> = HashMap::new();
-    let mut handled = Vec::new();
-    for finding in findings {
-        let pod = view
-            .pods
-            .iter()
-            .find(|p| p.metadata.uid.as_deref() == Some(finding.problem.uid.as_str()));
-        let container = finding
-            .problem
-            .kind
-            .container()
-            .unwrap_or_default()
-            .to_string();
-        let namespace = finding.problem.namespace.clone();
-        let claims = pod
-            .map(|p| pod_claims(p, &view.claims, |c| classes.contains(&c.to_string())))
-            .unwrap_or_default();
-        let stored_storage_fixes: Vec<Fix> = claims
-            .iter()
-            .flat_map(|c| index.lookup(&namespace, &c.name).iter().cloned())
-            .collect();
-        let situation = Situation {
-            problem: &finding.problem,
-            diagnosis: &finding.diagnosis,
-            workload: finding.workload.as_ref(),
-            container_limit: pod.and_then(|p| container_memory_limit(p, &container)),
-            limit_range_max: view.memory_max.get(&namespace).cloned(),
-            stored_fix: finding
-                .workload
-                .as_ref()
-                .and_then(|w| stored_memory_fix(index, &w.namespace, &w.name, &container)),
-            stored_storage_fixes: &stored_storage_fixes,
-            last_termination: pod.and_then(|p| last_termination(p, &container)),
-            claims: &claims,
-            attempts: executor
-                .limiter()
-                .attempts(&execute::attempts_key(&finding)),
-            now,
+/// What a batch of findings is handled with.
+pub struct Healing<'a> {
+    pub executor: &'a Executor,
+    pub rails: &'a Rails,
+    /// The fixes stored now.
+    pub index: Arc<FixIndex>,
+    /// The namespaces' LimitRange rules.
+    pub limits: LimitSnapshot,
+    /// What the cluster has left for raises (quotas, nodes), where known.
+    pub room: RoomFacts,
+    pub now: Timestamp,
+}
+
+impl Healing<'_> {
+    /// Reads the facts of each finding, decides, and carries the decision out, in order.
+    pub async fn heal(
+        &self,
+        reader: &mut Reader<'_>,
+        view: &ClusterView,
+        findings: Vec<Finding>,
+    ) -> Vec<Handled> {
+        let executor = self.executor;
+        let rails = Rails {
+            dry_run: self.rails.dry_run || executor.dry_run,
+            ..self.rails.clone()
         };
-        let namespace_opt_out = match namespace_opt_outs.get(&namespace) {
-            Some(known) => known.clone(),
-            None => {
-                let read = namespace_opt_out(executor, &namespace).await;
-                namespace_opt_outs.insert(namespace.clone(), read.clone());
-                read
-            }
+        let base = Facts {
+            room: self.room.clone(),
+            ..Facts::new(self.now, self.index.clone(), self.limits.clone())
         };
-        let plan = if opted_out(&finding.labels) {
-            Plan::Report {
-                reason: format!("labelled {OPT_OUT_LABEL}=true: no automatic action"),
-            }
-        } else if let Some(reason) = namespace_opt_out {
-            Plan::Report { reason }
-        } else {
-            plan::plan(&situation, rails)
-        };
-        let outcome = executor.carry_out(&finding, &plan, rails).await;
-        handled.push(Handled {
-            finding,
-            plan,
-            outcome,
-        });
-    }
-    handled
-}
-
-fn opted_out(labels: &BTreeMap<String, String>) -> bool {
-    labels.get(OPT_OUT_LABEL).is_some_and(|v| v == "true")
-}
-
-/// Why nothing may be done for a pod of `namespace` (one read of the Namespace, within the
-/// executor's call timeout): the namespace is labelled `selfheal.io/ignore=true`, or its labels
-/// cannot be read, so that an opted-out namespace can never make selfheal act, not even on a
-/// dependency elsewhere. A namespace the API does not know has no labels.
-async fn namespace_opt_out(executor: &Executor, namespace: &str) -> Option<String> {
-    match executor.namespace_labels(namespace).await {
-        Ok(labels) => opted_out(&labels).then(|| {
-            format!("namespace {namespace} is labelled {OPT_OUT_LABEL}=true: no automatic action")
-        }),
-        Err(error) => Some(format!(
-            "the labels of namespace {namespace} could not be read ({error:#}): no automatic action"
-        )),
-    }
-}
-
-/// The StorageClasses that allow volume expansion (none when they cannot be listed within
-/// `CALL_TIMEOUT`: claims are then not expanded, only their fixes recorded).
-async fn expandable_classes(client: &Client) -> Vec<String> {
-    let api: Api<StorageClass> = Api::all(client.clone());
-    match tokio::time::timeout(CALL_TIMEOUT, api.list(&ListParams::default())).await {
-        Ok(Ok(list)) => list
-            .items
-            .into_iter()
-            .filter(|c| c.allow_volume_expansion == Some(true))
-            .filter_map(|c| c.metadata.name)
-            .collect(),
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "could not list StorageClasses; no claim is expanded this run");
-            Vec::new()
+        let mut handled = Vec::new();
+        for finding in findings {
+            let (decision, outcome) = match reader.facts(&finding, &base, view).await {
+                Ok(facts) => {
+                    let history = executor.limiter().as_of(Instant::now());
+                    let decision = plan::plan(&finding, &facts, &rails, &history);
+                    let outcome = executor.carry_out(&finding, &decision).await;
+                    (Some(decision), outcome)
+                }
+                Err(error) => {
+                    let outcome =
+                        executor.not_decided(&finding, wanted(&finding), ExecuteError::Read(error));
+                    (None, outcome)
+                }
+            };
+            handled.push(Handled {
+                finding,
+                decision,
+                outcome,
+            });
         }
-        Err(_) => {
-            tracing::warn!(
-                "listing StorageClasses took longer than {}s; no claim is expanded this run",
-                CALL_TIMEOUT.as_secs()
-            );
-            Vec::new()
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::api::core::v1::LimitRange;
-    use serde_json::json;
-
-    #[test]
-    fn reads_limits_ranges_and_claims() {
-        let pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "db-0", "namespace": "data"},
-            "spec": {
-                "initContainers": [{"name": "init", "resources": {"limits": {"memory": "64Mi"}}}],
-                "containers": [{"name": "db", "resources": {"limits": {"memory": "1Gi"}}}],
-                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-db-0"}}]
-            }
-        }))
-        .unwrap();
-        assert_eq!(container_memory_limit(&pod, "db").unwrap().as_str(), "1Gi");
-        assert_eq!(
-            container_memory_limit(&pod, "init").unwrap().as_str(),
-            "64Mi"
-        );
-        assert!(container_memory_limit(&pod, "other").is_none());
-
-        let claim: PersistentVolumeClaim = serde_json::from_value(json!({
-            "metadata": {"name": "data-db-0", "namespace": "data"},
-            "spec": {"storageClassName": "ssd", "resources": {"requests": {"storage": "10Gi"}}},
-            "status": {"phase": "Bound"}
-        }))
-        .unwrap();
-        let claims = pod_claims(&pod, std::slice::from_ref(&claim), |class| class == "ssd");
-        assert_eq!(claims.len(), 1);
-        assert_eq!(claims[0].request.as_ref().unwrap().as_str(), "10Gi");
-        assert!(claims[0].expandable);
-        assert!(!pod_claims(&pod, &[claim], |_| false)[0].expandable);
-
-        let ranges: Vec<LimitRange> = vec![
-            serde_json::from_value(json!({
-                "metadata": {"name": "limits"},
-                "spec": {"limits": [
-                    {"type": "Container", "max": {"memory": "4Gi", "cpu": "2"}},
-                    {"type": "Pod", "max": {"memory": "1Gi"}}
-                ]}
-            }))
-            .unwrap(),
-        ];
-        assert_eq!(
-            crate::cluster::limits::memory_max(&ranges)
-                .unwrap()
-                .as_str(),
-            "4Gi"
-        );
-    }
-
-    #[test]
-    fn container_fix_is_preferred_to_the_workload_fix() {
-        let doc = crate::core::document::FixDocument::parse(
-            "fixes:\n- {namespace: a, resource: web, type: memory, value: 1Gi}\n- {namespace: a, resource: web, type: memory, value: 2Gi, container: app}\n",
-        )
-        .unwrap();
-        let index = FixIndex::new(doc.fixes().cloned());
-        assert_eq!(
-            stored_memory_fix(&index, "a", "web", "app")
-                .unwrap()
-                .value
-                .as_str(),
-            "2Gi"
-        );
-        assert_eq!(
-            stored_memory_fix(&index, "a", "web", "sidecar")
-                .unwrap()
-                .value
-                .as_str(),
-            "1Gi"
-        );
-        assert!(stored_memory_fix(&index, "a", "db", "app").is_none());
+        handled
     }
 }

@@ -39,7 +39,8 @@ const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";
 #[derive(Clone)]
 pub struct AppState {
     pub snapshot: Snapshot,
-    /// LimitRange maxima per namespace (empty without a cluster).
+    /// What the cluster enforces on a raise: LimitRange rules, ResourceQuotas, Nodes (empty
+    /// without a cluster). Named `limits` for the callers that build this state.
     pub limits: LimitSnapshot,
     pub policy: Arc<Policy>,
     pub metrics: Arc<Metrics>,
@@ -235,19 +236,22 @@ fn decide(
         _ => Operation::Other,
     };
     let snapshot = state.snapshot.current();
-    let memory_cap = state.limits.memory_max(namespace);
-    Ok(Some(mutate::mutate_with_old_object(
+    // One view of the cluster facts for the whole decision (LimitRanges, quotas, nodes).
+    let facts = state.limits.load();
+    let memory_cap = facts.memory_max.get(namespace.as_str());
+    Ok(Some(mutate::mutate_with_facts(
         &Request {
             kind,
             operation,
             namespace,
             object: &object,
-            memory_cap: memory_cap.as_ref(),
-            memory_ratio: state.limits.memory_ratio(namespace),
+            memory_cap,
+            memory_ratio: facts.memory_ratio.get(namespace.as_str()).copied(),
         },
         old_object.as_ref(),
         &snapshot,
         &state.policy,
+        &facts,
     )))
 }
 
@@ -259,6 +263,16 @@ fn respond_with(
 ) -> AdmissionResponse {
     if !mutation.warnings.is_empty() {
         response.warnings = Some(mutation.warnings.clone());
+    }
+    for held in &mutation.held {
+        tracing::warn!(
+            kind = %request.kind.kind,
+            namespace = request.namespace.as_deref().unwrap_or_default(),
+            name = %request.name,
+            reason = held.reason(),
+            held = %held,
+            "a fix was held below its value at admission"
+        );
     }
     if mutation.patch.0.is_empty() {
         return response;

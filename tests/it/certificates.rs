@@ -12,7 +12,6 @@ use support::fake_apiserver::{Collection, FakeApiServer};
 use time::OffsetDateTime;
 
 use selfheal::certs::generate::{self as certs, GeneratedCerts};
-use selfheal::core::index::FixIndex;
 use selfheal::heal::execute::Executor;
 use selfheal::heal::plan::Rails;
 use selfheal::heal::ratelimit::RateLimiter;
@@ -76,7 +75,7 @@ async fn heal_once(server: &FakeApiServer, limiter: &Arc<RateLimiter>) -> Vec<Ha
         &client,
         &executor,
         &Rails::default(),
-        &FixIndex::default(),
+        Default::default(),
         &scope,
         jiff::Timestamp::now(),
     )
@@ -136,7 +135,7 @@ async fn every_kind_of_bad_certificate_is_found_and_unmanaged_ones_are_reported(
             .iter()
             .find(|h| h.finding.problem.object_name == secret)
             .unwrap();
-        (h.outcome.action, h.outcome.result)
+        (h.action(), h.outcome.result())
     };
     assert_eq!(result("soon"), ("Report", "reported"));
     assert_eq!(result("expired"), ("Alert", "alerted"));
@@ -165,7 +164,7 @@ async fn cert_manager_renewal_is_triggered_through_the_status_subresource() {
 
     let handled = heal_once(&server, &limiter).await;
     assert_eq!(
-        (handled[0].outcome.action, handled[0].outcome.result),
+        (handled[0].action(), handled[0].outcome.result()),
         ("RenewCertificate", "done"),
         "{:?}",
         handled[0].outcome
@@ -208,7 +207,7 @@ async fn cert_manager_renewal_is_triggered_through_the_status_subresource() {
 
     // Within the backoff window nothing more is done.
     let again = heal_once(&server, &limiter).await;
-    assert_eq!(again[0].outcome.result, "rate_limited");
+    assert_eq!(again[0].outcome.result(), "rate_limited");
 }
 
 #[tokio::test]
@@ -224,7 +223,7 @@ async fn a_renewal_that_stays_stuck_is_reported_after_the_attempt_cap() {
     let mut results = Vec::new();
     for _ in 0..4 {
         let handled = heal_once(&server, &no_backoff).await;
-        results.push((handled[0].outcome.action, handled[0].outcome.result));
+        results.push((handled[0].action(), handled[0].outcome.result()));
         // cert-manager tried and failed: Issuing goes back to False, the Secret stays expired.
         let mut certificate = server.get(&certificates(), "shop").unwrap();
         for condition in certificate["status"]["conditions"].as_array_mut().unwrap() {
@@ -268,18 +267,17 @@ async fn an_issuing_certificate_and_a_missing_certificate_are_left_alone() {
     ));
     let handled = heal_once(&server, &limiter).await;
     let outcome = |secret: &str| {
-        handled
+        &handled
             .iter()
             .find(|h| h.finding.problem.object_name == secret)
             .unwrap()
             .outcome
-            .clone()
     };
-    assert_eq!(outcome("shop-tls").result, "unchanged");
+    assert_eq!(outcome("shop-tls").result(), "unchanged");
     assert_eq!(
         server.get(&certificates(), "shop").unwrap()["metadata"]["resourceVersion"],
         version
     );
-    assert_eq!(outcome("gone-tls").result, "reported");
-    assert!(outcome("gone-tls").message.contains("does not exist"));
+    assert_eq!(outcome("gone-tls").result(), "reported");
+    assert!(outcome("gone-tls").message().contains("does not exist"));
 }

@@ -135,7 +135,7 @@ impl Cluster {
             &client,
             executor,
             rails,
-            &index,
+            Arc::new(index),
             &scope,
             jiff::Timestamp::now(),
         )
@@ -239,7 +239,7 @@ async fn oom_kill_becomes_a_persisted_fix_a_restart_and_a_patched_new_pod() {
     let dry = c.heal(true, &rails).await;
     assert_eq!(dry.len(), 1);
     assert_eq!(
-        (dry[0].outcome.action, dry[0].outcome.result),
+        (dry[0].action(), dry[0].outcome.result()),
         ("RaiseMemory", "dry_run")
     );
     assert!(
@@ -259,7 +259,7 @@ async fn oom_kill_becomes_a_persisted_fix_a_restart_and_a_patched_new_pod() {
     // The real run: fix persisted, workload rolled with the fix in its template.
     let handled = c.heal(false, &rails).await;
     assert_eq!(
-        (handled[0].outcome.action, handled[0].outcome.result),
+        (handled[0].action(), handled[0].outcome.result()),
         ("RaiseMemory", "done"),
         "{:?}",
         handled[0].outcome
@@ -320,7 +320,7 @@ async fn oom_kill_becomes_a_persisted_fix_a_restart_and_a_patched_new_pod() {
     let deployment_version = c.deployment("web")["metadata"]["resourceVersion"].clone();
     let again = c.heal(false, &rails).await;
     assert!(
-        again.iter().all(|h| h.outcome.result == "unchanged"),
+        again.iter().all(|h| h.outcome.result() == "unchanged"),
         "{again:?}"
     );
     assert_eq!(
@@ -355,7 +355,7 @@ async fn runaway_memory_raises_stop_at_the_cap_with_an_alert() {
         crashing["metadata"]["uid"] = json!("api-pod-uid");
         c.server.put(&Collection::core(NS, "pods"), crashing);
         let handled = c.heal(false, &rails).await;
-        raises.push((handled[0].outcome.action, handled[0].outcome.result));
+        raises.push((handled[0].action(), handled[0].outcome.result()));
         if let Some(fix) = c.fixes().fixes().next() {
             limit = fix.value.to_string();
         }
@@ -426,7 +426,7 @@ async fn image_pull_failure_deletes_the_pod_once_per_backoff_window() {
     );
     let handled = c.heal(false, &Rails::default()).await;
     assert_eq!(
-        (handled[0].outcome.action, handled[0].outcome.result),
+        (handled[0].action(), handled[0].outcome.result()),
         ("DeletePod", "done")
     );
     let retried = c
@@ -458,7 +458,7 @@ async fn image_pull_failure_deletes_the_pod_once_per_backoff_window() {
     );
     let again = c.heal(false, &Rails::default()).await;
     assert_eq!(
-        (again[0].outcome.action, again[0].outcome.result),
+        (again[0].action(), again[0].outcome.result()),
         ("DeletePod", "rate_limited")
     );
     assert!(
@@ -501,7 +501,7 @@ async fn connection_refused_restarts_the_dependency_not_the_caller() {
         .find(|h| h.finding.problem.object_name.starts_with("web"))
         .unwrap();
     assert_eq!(
-        (web.outcome.action, web.outcome.result),
+        (web.action(), web.outcome.result()),
         ("RestartDependency", "done"),
         "{:?}",
         web.outcome
@@ -537,7 +537,7 @@ async fn connection_refused_restarts_the_dependency_not_the_caller() {
         .iter()
         .find(|h| h.finding.problem.object_name.starts_with("web"))
         .unwrap();
-    assert_eq!(web.outcome.result, "rate_limited");
+    assert_eq!(web.outcome.result(), "rate_limited");
 }
 
 /// A tenant's log line naming a Service in kube-system, or in a namespace labelled
@@ -592,7 +592,11 @@ async fn a_tenants_log_line_cannot_restart_a_protected_or_ignored_dependency() {
             .find(|h| h.finding.problem.object_name.starts_with("web"))
             .unwrap();
         assert_eq!(
-            (web.outcome.action, web.outcome.result, web.outcome.rail),
+            (
+                web.action(),
+                web.outcome.result(),
+                web.outcome.rail().map(|r| r.as_str())
+            ),
             ("RestartDependency", "refused", Some(rail)),
             "{:?}",
             web.outcome
@@ -660,15 +664,16 @@ async fn a_pod_of_an_ignored_namespace_restarts_no_dependency_elsewhere() {
         "the diagnosis names the dependency"
     );
     assert_eq!(
-        (web.outcome.action, web.outcome.result),
+        (web.action(), web.outcome.result()),
         ("Report", "reported"),
         "{:?}",
         web.outcome
     );
     assert!(
-        format!("{:?}", web.plan).contains("namespace tenant is labelled selfheal.io/ignore=true"),
+        format!("{:?}", web.decision)
+            .contains("namespace tenant is labelled selfheal.io/ignore=true"),
         "{:?}",
-        web.plan
+        web.decision
     );
     assert_eq!(
         c.deployment("db"),
@@ -690,7 +695,7 @@ async fn protected_namespaces_and_opted_out_pods_are_left_alone() {
     let handled = c.heal(false, &Rails::default()).await;
     assert_eq!(handled.len(), 1, "kube-system is out of scope: {handled:?}");
     assert_eq!(
-        (handled[0].outcome.action, handled[0].outcome.result),
+        (handled[0].action(), handled[0].outcome.result()),
         ("Report", "reported")
     );
     assert!(
@@ -732,7 +737,7 @@ async fn no_space_left_records_a_storage_fix_and_expands_the_claim() {
         .find(|h| h.finding.problem.object_kind == "Pod")
         .unwrap();
     assert_eq!(
-        (db.outcome.action, db.outcome.result),
+        (db.action(), db.outcome.result()),
         ("RaiseStorage", "done"),
         "{:?}",
         db.outcome
@@ -761,7 +766,7 @@ async fn no_space_left_records_a_storage_fix_and_expands_the_claim() {
         .iter()
         .find(|h| h.finding.problem.object_kind == "Pod")
         .unwrap();
-    assert_eq!(db.outcome.result, "unchanged");
+    assert_eq!(db.outcome.result(), "unchanged");
 }
 
 #[tokio::test]
@@ -783,7 +788,8 @@ async fn the_namespace_limitrange_caps_a_memory_raise() {
     );
     let handled = c.heal(false, &Rails::default()).await;
     assert_eq!(
-        handled[0].outcome.result, "done",
+        handled[0].outcome.result(),
+        "done",
         "{:?}",
         handled[0].outcome
     );
@@ -809,23 +815,17 @@ async fn a_rolled_template_obeys_the_limitranges_limit_to_request_ratio() {
         &Collection::core(NS, "pods"),
         pod("web", "a1b2c", "512Mi", oom_status(2)),
     );
-    // Request 128Mi and a ratio of 5: the template may reach 640Mi, not the planned 768Mi.
-    let limits = selfheal::cluster::limits::LimitSnapshot::default();
-    limits.publish_ratios([(NS.to_string(), 5.0)].into_iter().collect());
-    let executor = Executor::new(
-        c.server.client(),
-        c.store.clone(),
-        Arc::new(RateLimiter::new(
-            Duration::from_secs(300),
-            Duration::from_secs(3600),
-        )),
-        Arc::new(Metrics::new()),
-        false,
-    )
-    .with_limits(limits);
-    let handled = c.heal_with(&executor, &Rails::default()).await;
+    // Request 128Mi and a ratio of 5: the template may reach 640Mi, not the planned 768Mi. The
+    // run lists the LimitRange with its view.
+    c.server.put(
+        &Collection::core(NS, "limitranges"),
+        json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "ratio", "namespace": NS},
+            "spec": {"limits": [{"type": "Container", "maxLimitRequestRatio": {"memory": "5"}}]}}),
+    );
+    let handled = c.heal(false, &Rails::default()).await;
     assert_eq!(
-        handled[0].outcome.result, "done",
+        handled[0].outcome.result(),
+        "done",
         "{:?}",
         handled[0].outcome
     );
@@ -878,7 +878,7 @@ async fn an_oom_in_a_cronjobs_job_is_fixed_in_the_cronjob_not_the_running_job() 
 
     let handled = c.heal(false, &Rails::default()).await;
     assert_eq!(
-        (handled[0].outcome.action, handled[0].outcome.result),
+        (handled[0].action(), handled[0].outcome.result()),
         ("RaiseMemory", "done"),
         "{:?}",
         handled[0].outcome
@@ -916,7 +916,8 @@ async fn an_oom_in_a_cronjobs_job_is_fixed_in_the_cronjob_not_the_running_job() 
     // Again over the same state: nothing changes.
     let again = c.heal(false, &Rails::default()).await;
     assert_eq!(
-        again[0].outcome.result, "unchanged",
+        again[0].outcome.result(),
+        "unchanged",
         "{:?}",
         again[0].outcome
     );

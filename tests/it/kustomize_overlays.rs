@@ -173,6 +173,8 @@ fn webhook_only_overlay_runs_no_watcher_and_cannot_touch_workloads() {
     let cluster = rule_resources(find(&webhook_only, "ClusterRole", "selfheal"));
     let expected: BTreeSet<String> = [
         "/limitranges",
+        "/resourcequotas",
+        "/nodes",
         "events.k8s.io/events",
         "admissionregistration.k8s.io/mutatingwebhookconfigurations",
     ]

@@ -3,16 +3,19 @@
 
 mod support;
 
+mod admission_rails;
 mod apiserver_rules;
 mod certificates;
 mod cli;
 mod cli_heal_leader;
+mod cluster_facts;
 mod detect_states;
 mod e2e_cluster;
 mod fix_lifecycle;
 mod fuzz_corpus;
 mod gitops_examples;
 mod heal_loop;
+mod healing_core;
 mod identity;
 mod kustomize_overlays;
 mod manifests;

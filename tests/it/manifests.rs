@@ -99,6 +99,8 @@ fn rbac_grants_only_what_the_code_uses() {
             "/limitranges:list",
             "/limitranges:watch",
             "/namespaces:get",
+            "/nodes:list",
+            "/nodes:watch",
             "/persistentvolumeclaims:get",
             "/persistentvolumeclaims:list",
             "/persistentvolumeclaims:patch",
@@ -108,6 +110,8 @@ fn rbac_grants_only_what_the_code_uses() {
             "/pods:delete",
             "/pods:list",
             "/pods:watch",
+            "/resourcequotas:list",
+            "/resourcequotas:watch",
             "/secrets:list",
             "/secrets:watch",
             "/services:get",
@@ -157,6 +161,42 @@ fn rbac_grants_only_what_the_code_uses() {
         ["selfheal-webhook-tls"],
         "writes only its own Secret"
     );
+}
+
+/// The kinds `src/cluster/` watches cluster-wide (`Api::<Kind>::all`), as plurals.
+fn watched_by_cluster_facts() -> Vec<String> {
+    let dir = format!("{}/src/cluster", env!("CARGO_MANIFEST_DIR"));
+    let mut kinds: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path()).ok())
+        .flat_map(|text| {
+            text.split("Api::<")
+                .skip(1)
+                .filter_map(|rest| {
+                    let (kind, after) = rest.split_once('>')?;
+                    let kind = kind.rsplit("::").next()?.to_lowercase();
+                    after.starts_with("::all(").then(|| format!("{kind}s"))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds
+}
+
+#[test]
+fn every_kind_the_cluster_facts_watch_is_granted_list_and_watch_and_no_more() {
+    let watched = watched_by_cluster_facts();
+    assert_eq!(watched, ["limitranges", "nodes", "resourcequotas"]);
+    let cluster = grants("ClusterRole");
+    for plural in &watched {
+        let verbs: Vec<&str> = cluster
+            .iter()
+            .filter_map(|grant| grant.strip_prefix(&format!("/{plural}:")))
+            .collect();
+        assert_eq!(verbs, ["list", "watch"], "{plural}");
+    }
 }
 
 #[test]

@@ -1,9 +1,10 @@
-//! The rails on every object an action changes, carried out by the executor against the test
-//! API server: every action kind against targets in a protected namespace, an object labelled
-//! `selfheal.io/ignore=true`, a namespace so labelled and an unwatched namespace changes nothing
-//! and reports the refusal; the same target in a watched namespace is acted on (so the table
-//! cannot pass by never acting). Also the refusals the cluster makes: an eviction refused by a
-//! PodDisruptionBudget, a client retrying a 429, an API call that never answers.
+//! The rails on every object an action changes, through the whole handling (facts read, one
+//! decision by `plan`, the executor carrying it out) against the test API server: every action
+//! kind against targets in a protected namespace, an object labelled `selfheal.io/ignore=true`,
+//! a namespace so labelled and an unwatched namespace changes nothing and reports the refusal;
+//! the same target in a watched namespace is acted on (so the table cannot pass by never
+//! acting). Also the refusals the cluster makes: an eviction refused by a PodDisruptionBudget, a
+//! client retrying a 429, an API call that never answers.
 
 use crate::support;
 
@@ -19,15 +20,16 @@ use serde_json::{Value, json};
 use support::fake_apiserver::{Collection, FakeApiServer};
 
 use selfheal::certs::check::CertIssue;
-use selfheal::core::fix::{Fix, FixType};
 use selfheal::core::owners::Workload;
-use selfheal::core::quantity::ByteQuantity;
+use selfheal::core::targeting::Targeting;
 use selfheal::heal::detect::{Problem, ProblemKind};
 use selfheal::heal::diagnose::{Cause, Diagnosis, Source};
-use selfheal::heal::execute::{Executor, Outcome};
-use selfheal::heal::inspect::Finding;
-use selfheal::heal::plan::{Plan, Rails};
+use selfheal::heal::execute::Executor;
+use selfheal::heal::facts::Reader;
+use selfheal::heal::inspect::{ClusterView, Finding};
+use selfheal::heal::plan::Rails;
 use selfheal::heal::ratelimit::RateLimiter;
+use selfheal::heal::run::{Handled, Healing};
 use selfheal::metrics::Metrics;
 use selfheal::store::{ConfigMapStore, FixStore};
 
@@ -39,8 +41,10 @@ const PROTECTED: &str = "kube-system";
 
 fn rails() -> Rails {
     Rails {
-        protected_namespaces: vec![PROTECTED.into(), "selfheal".into()],
-        watch_namespaces: vec![SHOP.into(), IGNORED_NS.into()],
+        targeting: Targeting::new(
+            vec![PROTECTED.into(), "selfheal".into()],
+            vec![SHOP.into(), IGNORED_NS.into()],
+        ),
         ..Rails::default()
     }
 }
@@ -77,6 +81,17 @@ impl Case {
         match self {
             Case::IgnoredObject => json!({"selfheal.io/ignore": "true"}),
             _ => json!({}),
+        }
+    }
+
+    /// Whether the object that shows the problem (the pod, the Secret) is itself opted out
+    /// where `action` is wanted: then selfheal acts nowhere and says so (a report), before any
+    /// target is looked at. The dependency's caller is never opted out (it lives in `shop`).
+    fn opts_out_the_subject(self, action: Action) -> bool {
+        match self {
+            Case::IgnoredNamespace => !matches!(action, Action::RestartDependency),
+            Case::IgnoredObject => matches!(action, Action::EvictPod | Action::DeletePod),
+            _ => false,
         }
     }
 
@@ -136,7 +151,7 @@ fn deployment(namespace: &str, name: &str, labels: Value) -> Value {
                     "resources": {"limits": {"memory": "512Mi"}}}]}}}})
 }
 
-/// A pod of Deployment `name`, ready or not.
+/// A pod of Deployment `name`, ready or not, its container limited to 512Mi.
 fn pod(namespace: &str, name: &str, suffix: &str, ready: bool, labels: Value) -> Value {
     let mut all_labels = json!({"app": name, "pod-template-hash": "5d4c3b2a1"});
     for (key, value) in labels.as_object().into_iter().flatten() {
@@ -147,9 +162,18 @@ fn pod(namespace: &str, name: &str, suffix: &str, ready: bool, labels: Value) ->
             "labels": all_labels,
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
                 "name": format!("{name}-5d4c3b2a1"), "uid": "rs", "controller": true}]},
-        "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1"}]},
+        "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1",
+            "resources": {"limits": {"memory": "512Mi"}}}]},
         "status": {"phase": "Running",
             "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}})
+}
+
+fn image_pull() -> ProblemKind {
+    ProblemKind::ImagePull {
+        container: "app".into(),
+        reason: "ImagePullBackOff".into(),
+        message: None,
+    }
 }
 
 fn crashloop() -> ProblemKind {
@@ -201,25 +225,10 @@ fn pod_finding(pod: &Value, kind: ProblemKind, diagnosis: Diagnosis) -> Finding 
     }
 }
 
-fn memory_fix(namespace: &str, resource: &str, value: &str) -> Fix {
-    Fix {
-        namespace: namespace.into(),
-        resource: resource.into(),
-        fix_type: FixType::Memory,
-        value: ByteQuantity::parse(value).unwrap(),
-        timestamp: None,
-        container: Some("app".into()),
-        claim: None,
-        reason: Some("OOMKilled".into()),
-        evidence: None,
-        previous: None,
-        count: 1,
-    }
-}
-
 /// Builds the objects for `action` with its target placed as `case` says; answers the finding
-/// and the plan, and the collections that must not change when the rails refuse.
-fn scene(server: &FakeApiServer, action: Action, case: Case) -> (Finding, Plan, Vec<Collection>) {
+/// (the problem and diagnosis that call for that action) and the collections that must not
+/// change when the rails refuse.
+fn scene(server: &FakeApiServer, action: Action, case: Case) -> (Finding, Vec<Collection>) {
     namespaces(server);
     let ns = case.namespace();
     match action {
@@ -233,37 +242,29 @@ fn scene(server: &FakeApiServer, action: Action, case: Case) -> (Finding, Plan, 
                 pod(ns, "web", "a1b2c", false, json!({})),
             );
             let finding = pod_finding(&pod, crashloop(), diagnosis(Cause::OutOfMemory, None));
-            let plan = Plan::RaiseMemory {
-                fix: memory_fix(ns, "web", "768Mi"),
-                roll_into: finding.workload.clone(),
-            };
-            (finding, plan, vec![Collection::apps(ns, "deployments")])
+            (finding, vec![Collection::apps(ns, "deployments")])
         }
         Action::RaiseStorage => {
+            server.put(
+                &Collection::new("apis/storage.k8s.io/v1", "", "storageclasses"),
+                json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                    "metadata": {"name": "fast"}, "provisioner": "csi.example.com",
+                    "allowVolumeExpansion": true}),
+            );
             server.put(
                 &Collection::core(ns, "persistentvolumeclaims"),
                 json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                     "metadata": {"name": "data", "namespace": ns, "labels": case.object_labels()},
-                    "spec": {"resources": {"requests": {"storage": "10Gi"}}},
+                    "spec": {"storageClassName": "fast", "resources": {"requests": {"storage": "10Gi"}}},
                     "status": {"phase": "Bound"}}),
             );
-            let pod = server.put(
-                &Collection::core(ns, "pods"),
-                pod(ns, "db", "d15k0", false, json!({})),
-            );
+            let mut db = pod(ns, "db", "d15k0", false, json!({}));
+            db["spec"]["volumes"] =
+                json!([{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]);
+            let pod = server.put(&Collection::core(ns, "pods"), db);
             let finding = pod_finding(&pod, crashloop(), diagnosis(Cause::NoSpaceLeft, None));
-            let plan = Plan::RaiseStorage {
-                fix: Fix {
-                    fix_type: FixType::Storage,
-                    container: None,
-                    ..memory_fix(ns, "data", "15Gi")
-                },
-                claim: "data".into(),
-                expand: true,
-            };
             (
                 finding,
-                plan,
                 vec![Collection::core(ns, "persistentvolumeclaims")],
             )
         }
@@ -272,12 +273,11 @@ fn scene(server: &FakeApiServer, action: Action, case: Case) -> (Finding, Plan, 
                 &Collection::core(ns, "pods"),
                 pod(ns, "web", "a1b2c", false, case.object_labels()),
             );
-            let finding = pod_finding(&pod, crashloop(), diagnosis(Cause::Unknown, None));
-            let plan = match action {
-                Action::EvictPod => Plan::EvictPod,
-                _ => Plan::DeletePod,
+            let finding = match action {
+                Action::EvictPod => pod_finding(&pod, crashloop(), diagnosis(Cause::Unknown, None)),
+                _ => pod_finding(&pod, image_pull(), diagnosis(Cause::RegistryTimeout, None)),
             };
-            (finding, plan, vec![Collection::core(ns, "pods")])
+            (finding, vec![Collection::core(ns, "pods")])
         }
         Action::RestartDependency => {
             // The caller is always an ordinary tenant pod; the dependency is the target.
@@ -305,8 +305,7 @@ fn scene(server: &FakeApiServer, action: Action, case: Case) -> (Finding, Plan, 
                 crashloop(),
                 diagnosis(Cause::ConnectionRefused, Some((host.clone(), 53))),
             );
-            let plan = Plan::RestartDependency { host, port: 53 };
-            (finding, plan, vec![Collection::apps(ns, "deployments")])
+            (finding, vec![Collection::apps(ns, "deployments")])
         }
         Action::RenewCertificate => {
             let certificates = Collection::new("apis/cert-manager.io/v1", ns, "certificates");
@@ -339,10 +338,7 @@ fn scene(server: &FakeApiServer, action: Action, case: Case) -> (Finding, Plan, 
                 workload: None,
                 labels: Default::default(),
             };
-            let plan = Plan::RenewCertificate {
-                certificate: "site".into(),
-            };
-            (finding, plan, vec![certificates])
+            (finding, vec![certificates])
         }
     }
 }
@@ -417,6 +413,38 @@ fn executor_counting(client: kube::Client, dry_run: bool, metrics: Arc<Metrics>)
     Executor::new(client, store, limiter, metrics, dry_run)
 }
 
+/// One handling of `finding` through `executor`: its facts read from the server (the view holds
+/// what the server holds of its namespace), one decision, carried out.
+async fn handle(server: &FakeApiServer, executor: &Executor, finding: &Finding) -> Handled {
+    let namespace = &finding.problem.namespace;
+    let typed = |plural: &str| -> Vec<Value> { server.list(&Collection::core(namespace, plural)) };
+    let view = ClusterView {
+        pods: typed("pods")
+            .into_iter()
+            .map(|p| serde_json::from_value(p).unwrap())
+            .collect(),
+        claims: typed("persistentvolumeclaims")
+            .into_iter()
+            .map(|c| serde_json::from_value(c).unwrap())
+            .collect(),
+        ..ClusterView::default()
+    };
+    let rails = rails();
+    let healing = Healing {
+        executor,
+        rails: &rails,
+        index: Default::default(),
+        limits: Default::default(),
+        room: Default::default(),
+        now: jiff::Timestamp::now(),
+    };
+    let mut reader = Reader::new(executor.client(), executor.call_timeout());
+    let mut handled = healing
+        .heal(&mut reader, &view, vec![finding.clone()])
+        .await;
+    handled.remove(0)
+}
+
 fn events(server: &FakeApiServer, namespace: &str) -> Vec<Value> {
     server.list(&Collection::new(
         "apis/events.k8s.io/v1",
@@ -430,27 +458,47 @@ async fn every_action_is_refused_on_a_protected_ignored_or_unwatched_target() {
     for action in Action::ALL {
         for case in Case::ALL {
             let server = FakeApiServer::new();
-            let (finding, plan, guarded) = scene(&server, action, case);
+            let (finding, guarded) = scene(&server, action, case);
             let before: Vec<Vec<Value>> = guarded.iter().map(|c| server.list(c)).collect();
             let metrics = Arc::new(Metrics::new());
             let client = kube::Client::new(
                 router(&server, Evictions::Granted, Arc::default()),
                 "default",
             );
-            let outcome: Outcome = executor_counting(client, false, metrics.clone())
-                .carry_out(&finding, &plan, &rails())
-                .await;
-            let label = format!("{action:?} in {case:?}: {outcome:?}");
+            let executor = executor_counting(client, false, metrics.clone());
+            let handled = handle(&server, &executor, &finding).await;
+            let outcome = &handled.outcome;
+            let label = format!("{action:?} in {case:?}: {:?}", handled.decision);
             let after: Vec<Vec<Value>> = guarded.iter().map(|c| server.list(c)).collect();
             let fixes = server.get(&Collection::core("selfheal", "configmaps"), "fixes");
             match case.rail() {
                 None => {
-                    assert_eq!(outcome.result, "done", "{label}");
+                    assert_eq!(outcome.result(), "done", "{label}");
                     assert_ne!(before, after, "the allowed target is changed: {label}");
+                }
+                Some(_) if case.opts_out_the_subject(action) => {
+                    assert_eq!(
+                        (handled.action(), outcome.result()),
+                        ("Report", "reported"),
+                        "{label}"
+                    );
+                    assert!(
+                        outcome.message().contains("selfheal.io/ignore=true"),
+                        "{label}"
+                    );
+                    assert_eq!(before, after, "nothing is changed: {label}");
+                    assert!(fixes.is_none(), "no fix is recorded: {label}");
+                    let subject = &finding.problem;
+                    let reported = events(&server, &subject.namespace);
+                    assert!(
+                        reported.iter().any(|e| e["reason"] == "NotActing"
+                            && e["regarding"]["uid"] == subject.uid.as_str()),
+                        "a NotActing Event about the subject: {label}"
+                    );
                 }
                 Some(rail) => {
                     assert_eq!(
-                        (outcome.result, outcome.rail),
+                        (outcome.result(), outcome.rail().map(|r| r.as_str())),
                         ("refused", Some(rail)),
                         "{label}"
                     );
@@ -462,7 +510,7 @@ async fn every_action_is_refused_on_a_protected_ignored_or_unwatched_target() {
                         .iter()
                         .find(|e| e["reason"] == "NotActing")
                         .unwrap_or_else(|| panic!("a NotActing Event: {label}"));
-                    assert_eq!(refusal["note"], outcome.message.as_str(), "{label}");
+                    assert_eq!(refusal["note"], outcome.message().as_str(), "{label}");
                     assert_eq!(refusal["regarding"]["uid"], subject.uid.as_str(), "{label}");
                     // The refused object is named as `related`, by uid (the pod itself for
                     // evictions and deletions, where it is the subject already).
@@ -476,8 +524,8 @@ async fn every_action_is_refused_on_a_protected_ignored_or_unwatched_target() {
                         ),
                     }
                     let counted = format!(
-                        "selfheal_healing_actions_total{{action=\"{}\",result=\"refused_{rail}\"}} 1",
-                        outcome.action
+                        "selfheal_healing_actions_total{{action=\"{}\",result=\"refused\",rail=\"{rail}\"}} 1",
+                        handled.action()
                     );
                     assert!(
                         metrics.encode().contains(&counted),
@@ -493,16 +541,16 @@ async fn every_action_is_refused_on_a_protected_ignored_or_unwatched_target() {
 #[tokio::test]
 async fn a_dependency_with_a_ready_replica_is_not_restarted() {
     let server = FakeApiServer::new();
-    let (finding, plan, guarded) = scene(&server, Action::RestartDependency, Case::Allowed);
+    let (finding, guarded) = scene(&server, Action::RestartDependency, Case::Allowed);
     // A rollout in progress: one new pod not ready, one old pod still serving.
     server.put(
         &Collection::core(SHOP, "pods"),
         pod(SHOP, "dns", "r34dy", true, json!({})),
     );
     let before = server.list(&guarded[0]);
-    let outcome = executor(&server).carry_out(&finding, &plan, &rails()).await;
+    let outcome = handle(&server, &executor(&server), &finding).await.outcome;
     assert_eq!(
-        (outcome.result, outcome.rail),
+        (outcome.result(), outcome.rail().map(|r| r.as_str())),
         ("refused", Some("dependency_ready")),
         "{outcome:?}"
     );
@@ -513,15 +561,15 @@ async fn a_dependency_with_a_ready_replica_is_not_restarted() {
 async fn dry_run_changes_nothing_and_still_applies_the_rails() {
     for case in [Case::Allowed, Case::Protected] {
         let server = FakeApiServer::new();
-        let (finding, plan, guarded) = scene(&server, Action::RestartDependency, case);
+        let (finding, guarded) = scene(&server, Action::RestartDependency, case);
         let before = server.list(&guarded[0]);
         let dry = executor_with(server.client(), true);
-        let outcome = dry.carry_out(&finding, &plan, &rails()).await;
+        let outcome = handle(&server, &dry, &finding).await.outcome;
         let expected = match case {
             Case::Allowed => "dry_run",
             _ => "refused",
         };
-        assert_eq!(outcome.result, expected, "{outcome:?}");
+        assert_eq!(outcome.result(), expected, "{outcome:?}");
         assert_eq!(server.list(&guarded[0]), before);
         assert!(events(&server, SHOP).is_empty(), "dry run writes no Event");
     }
@@ -530,7 +578,7 @@ async fn dry_run_changes_nothing_and_still_applies_the_rails() {
 #[tokio::test]
 async fn an_eviction_refused_by_a_budget_is_reported_at_once_and_not_retried() {
     let server = FakeApiServer::new();
-    let (finding, plan, _) = scene(&server, Action::EvictPod, Case::Allowed);
+    let (finding, _) = scene(&server, Action::EvictPod, Case::Allowed);
     let evictions = Arc::new(AtomicUsize::new(0));
     let client = kube::Client::new(
         router(&server, Evictions::RefusedByBudget, evictions.clone()),
@@ -538,18 +586,18 @@ async fn an_eviction_refused_by_a_budget_is_reported_at_once_and_not_retried() {
     );
     let executor = executor_with(client, false);
 
-    let outcome = executor.carry_out(&finding, &plan, &rails()).await;
+    let outcome = handle(&server, &executor, &finding).await.outcome;
     assert_eq!(
-        (outcome.result, outcome.rail),
+        (outcome.result(), outcome.rail().map(|r| r.as_str())),
         ("refused", Some("disruption_budget")),
         "{outcome:?}"
     );
     assert!(
         outcome
-            .message
+            .message()
             .contains("The disruption budget web-pdb needs 1 healthy pods"),
         "the budget's own reason: {}",
-        outcome.message
+        outcome.message()
     );
     assert_eq!(evictions.load(Ordering::SeqCst), 1, "asked once, no retry");
     assert!(
@@ -564,12 +612,12 @@ async fn an_eviction_refused_by_a_budget_is_reported_at_once_and_not_retried() {
         .into_iter()
         .find(|e| e["reason"] == "NotActing")
         .expect("a NotActing Event");
-    assert_eq!(refusal["note"], outcome.message.as_str());
+    assert_eq!(refusal["note"], outcome.message().as_str());
     assert_eq!(refusal["regarding"]["uid"], finding.problem.uid.as_str());
 
     // The next attempt waits for the backoff instead of asking again.
-    let again = executor.carry_out(&finding, &plan, &rails()).await;
-    assert_eq!(again.result, "rate_limited", "{again:?}");
+    let again = handle(&server, &executor, &finding).await.outcome;
+    assert_eq!(again.result(), "rate_limited", "{again:?}");
     assert_eq!(evictions.load(Ordering::SeqCst), 1);
 }
 
@@ -584,7 +632,7 @@ async fn the_default_clients_retry_of_a_429_is_bounded_by_the_call_timeout() {
     use tower::retry::RetryLayer;
 
     let server = FakeApiServer::new();
-    let (finding, plan, _) = scene(&server, Action::EvictPod, Case::Allowed);
+    let (finding, _) = scene(&server, Action::EvictPod, Case::Allowed);
     let evictions = Arc::new(AtomicUsize::new(0));
     let retrying = ServiceBuilder::new()
         .layer(RetryLayer::new(RetryPolicy::server_retry()))
@@ -597,12 +645,13 @@ async fn the_default_clients_retry_of_a_429_is_bounded_by_the_call_timeout() {
     let executor = executor_with(kube::Client::new(retrying, "default"), false)
         .with_call_timeout(Duration::from_secs(1));
 
-    let outcome = executor.carry_out(&finding, &plan, &rails()).await;
-    assert_eq!(outcome.result, "failed", "{outcome:?}");
+    let outcome = handle(&server, &executor, &finding).await.outcome;
+    assert_eq!(outcome.result(), "failed", "{outcome:?}");
     assert!(
-        outcome.message.contains("evicting pod") && outcome.message.contains("no answer within"),
+        outcome.message().contains("evicting pod")
+            && outcome.message().contains("no answer within"),
         "{}",
-        outcome.message
+        outcome.message()
     );
     assert!(
         evictions.load(Ordering::SeqCst) > 1,
@@ -613,7 +662,7 @@ async fn the_default_clients_retry_of_a_429_is_bounded_by_the_call_timeout() {
 #[tokio::test]
 async fn a_hung_api_call_ends_the_action_at_the_call_timeout() {
     let server = FakeApiServer::new();
-    let (finding, plan, guarded) = scene(&server, Action::RestartDependency, Case::Allowed);
+    let (finding, guarded) = scene(&server, Action::RestartDependency, Case::Allowed);
     // The namespace read (the rails' facts) never answers.
     let hanging = Router::new()
         .route(
@@ -625,14 +674,14 @@ async fn a_hung_api_call_ends_the_action_at_the_call_timeout() {
         .with_call_timeout(Duration::from_millis(200));
     let before = server.list(&guarded[0]);
 
-    let outcome = executor.carry_out(&finding, &plan, &rails()).await;
-    assert_eq!(outcome.result, "failed", "{outcome:?}");
+    let outcome = handle(&server, &executor, &finding).await.outcome;
+    assert_eq!(outcome.result(), "failed", "{outcome:?}");
     assert!(
         outcome
-            .message
+            .message()
             .contains("reading namespace shop: no answer within"),
         "{}",
-        outcome.message
+        outcome.message()
     );
     assert_eq!(
         server.list(&guarded[0]),

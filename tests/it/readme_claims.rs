@@ -18,7 +18,7 @@ use selfheal::core::fix::{Fix, FixRecord};
 use selfheal::core::index::FixIndex;
 use selfheal::heal::execute::{DEFAULT_WINDOW, Executor, MAX_BACKOFF};
 use selfheal::heal::plan::Rails;
-use selfheal::heal::ratelimit::RateLimiter;
+use selfheal::heal::ratelimit::{ActionKey, RateLimiter};
 use selfheal::heal::run::{self as heal, Scope};
 use selfheal::metrics::Metrics;
 use selfheal::store::{CONFIGMAP_LIMIT_BYTES, ConfigMapStore, FixStore};
@@ -119,7 +119,7 @@ async fn a_fix_the_full_store_refuses_is_a_failed_action_and_changes_nothing() {
         &server.client(),
         &executor,
         &Rails::default(),
-        &index,
+        std::sync::Arc::new(index),
         &scope,
         jiff::Timestamp::now(),
     )
@@ -131,7 +131,7 @@ async fn a_fix_the_full_store_refuses_is_a_failed_action_and_changes_nothing() {
         .filter(|h| h.finding.problem.namespace == "shop")
         .collect();
     assert_eq!(web.len(), 1, "{handled:#?}");
-    assert_eq!(web[0].outcome.result, "failed", "{:#?}", web[0].outcome);
+    assert_eq!(web[0].outcome.result(), "failed", "{:#?}", web[0].outcome);
     assert_eq!(
         server.get(&configmaps, "fixes").unwrap(),
         stored,
@@ -199,19 +199,23 @@ fn the_default_backoff_is_five_minutes_doubling_to_at_most_an_hour() {
     assert_eq!(MAX_BACKOFF, Duration::from_secs(60 * 60));
     let limiter = RateLimiter::new(DEFAULT_WINDOW, MAX_BACKOFF);
     let minutes = |m: u64| Duration::from_secs(m * 60);
+    let web = ActionKey::Evict {
+        namespace: "shop".into(),
+        owner: "Deployment/shop/web".into(),
+    };
     let mut at = Instant::now();
-    assert_eq!(limiter.acquire("shop/web", at), Ok(1));
+    assert_eq!(limiter.acquire(&web, at), Ok(1));
     // Waits before the next action: 5, 10, 20, 40 minutes, then an hour, and an hour after that.
     for (attempt, wait) in [(2, 5), (3, 10), (4, 20), (5, 40), (6, 60), (7, 60), (8, 60)] {
         let early = at + minutes(wait) - Duration::from_secs(1);
         assert_eq!(
-            limiter.acquire("shop/web", early),
+            limiter.acquire(&web, early),
             Err(Duration::from_secs(1)),
             "attempt {attempt} one second early"
         );
         at += minutes(wait);
         assert_eq!(
-            limiter.acquire("shop/web", at),
+            limiter.acquire(&web, at),
             Ok(attempt),
             "attempt {attempt} after {wait} min"
         );

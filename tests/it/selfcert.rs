@@ -122,10 +122,9 @@ async fn concurrent_first_starts_end_with_one_certificate() {
 
 /// Two replicas that find the Secret and write the caBundle at the same moment: both read the
 /// webhook configuration at one resourceVersion, so one JSON patch fails its resourceVersion
-/// test (422) and that replica's `ensure` fails instead of reading again; at startup `serve`
-/// exits. Ignored until `write_ca_bundle` retries a failed test as it retries a conflict.
+/// test (422). That replica must read again and find the bundle written, not fail (before the
+/// retry, its `ensure` failed and `serve` exited at startup).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: concurrent caBundle writes fail one replica (write_ca_bundle does not retry a failed resourceVersion test)"]
 async fn concurrent_ca_bundle_writes_both_succeed() {
     let server = FakeApiServer::new();
     install_webhook_config(&server);

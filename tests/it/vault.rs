@@ -14,7 +14,7 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use selfheal::vault::{
+use selfheal::heal::vault::{
     self, OPERATOR_HOLD_OFF, PartialUnseals, UnsealAttempt, UnsealKey, UnsealOutcome, VaultClient,
     VaultError, VaultTargets, keys_from_secret,
 };

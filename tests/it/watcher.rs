@@ -269,7 +269,7 @@ async fn a_rate_limited_image_pull_retry_happens_when_the_backoff_ends_with_no_n
     server.put(&pods, pulling_pod("bbbbb", "uid-b", timeout));
     eventually("the retry is refused by the rate limit", || {
         metrics.encode().contains(
-            "selfheal_healing_actions_total{action=\"DeletePod\",result=\"rate_limited\"} 1",
+            "selfheal_healing_actions_total{action=\"DeletePod\",result=\"rate_limited\",rail=\"\"} 1",
         )
     })
     .await;

@@ -1,15 +1,15 @@
 //! Renewing a cert-manager Certificate, the way `cmctl renew` does.
 
-use std::time::Instant;
-
 use kube::Api;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use kube::runtime::events::EventType;
 use serde_json::json;
 
-use super::{Executor, Step, object_ref, step, subject_ref};
+use super::{ExecuteError, Executor, Outcome, subject_ref};
 use crate::heal::inspect::Finding;
-use crate::heal::plan::{Rails, TargetFacts};
+use crate::heal::plan::TargetRef;
+use crate::heal::ratelimit::ActionKey;
+use crate::heal::record;
 
 impl Executor {
     /// Triggers re-issuance the way `cmctl renew` does: an `Issuing=True` condition with reason
@@ -19,121 +19,62 @@ impl Executor {
     pub(super) async fn renew_certificate(
         &self,
         finding: &Finding,
-        certificate: &str,
-        rails: &Rails,
-    ) -> anyhow::Result<Step> {
-        let namespace = &finding.problem.namespace;
-        let resource = ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("cert-manager.io", "v1", "Certificate"),
-            "certificates",
-        );
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), namespace, &resource);
-        let what = format!("reading Certificate {namespace}/{certificate}");
-        let mut object = match self.within(&what, api.get_opt(certificate)).await? {
-            Ok(Some(object)) => object,
-            Ok(None) => {
-                return Ok(step(
-                    "reported",
-                    format!(
-                        "Certificate {namespace}/{certificate} named by the Secret does not exist"
-                    ),
-                ));
-            }
-            Err(kube::Error::Api(status)) if status.code == 404 => {
-                return Ok(step(
-                    "reported",
-                    "cert-manager is not installed (no certificates.cert-manager.io API)".into(),
-                ));
-            }
-            Err(error) => return Err(anyhow::anyhow!("{what}: {error}")),
-        };
-        let reference = object_ref(
-            "cert-manager.io/v1",
-            "Certificate",
-            namespace,
-            certificate,
-            object.metadata.uid.as_deref(),
-        );
-        let labels = object.metadata.labels.clone().unwrap_or_default();
-        let facts = TargetFacts {
-            kind: "Certificate",
-            namespace,
-            name: certificate,
-            labels: &labels,
-            namespace_labels: &Default::default(),
-            ready_replicas: None,
-        };
-        if let Err(refusal) = self.admit(facts, rails).await? {
-            return Ok(self.refuse(finding, Some(reference), refusal).await);
+        certificate: &TargetRef,
+        object: &serde_json::Value,
+        slot: &ActionKey,
+    ) -> Result<Outcome, ExecuteError> {
+        let (namespace, name) = (&certificate.namespace, &certificate.name);
+        if let Err(outcome) = self.take(slot, &format!("renewal of {name}")) {
+            return Ok(outcome);
         }
-        if let Err(wait) = self
-            .limiter
-            .acquire(&super::attempts_key(finding), Instant::now())
-        {
-            return Ok(step(
-                "rate_limited",
-                format!(
-                    "renewal of {certificate} backing off for {}s",
-                    wait.as_secs()
-                ),
-            ));
-        }
-        if self.dry_run {
-            return Ok(step(
-                "dry_run",
-                format!("would trigger re-issuance of Certificate {namespace}/{certificate}"),
-            ));
-        }
-        let conditions = object.data["status"]["conditions"]
+        let mut object: DynamicObject =
+            serde_json::from_value(object.clone()).map_err(|error| ExecuteError::Patch {
+                what: format!("Certificate {namespace}/{name}"),
+                reason: error.to_string(),
+            })?;
+        let mut conditions: Vec<serde_json::Value> = object.data["status"]["conditions"]
             .as_array()
             .cloned()
-            .unwrap_or_default();
-        if let Some(issuing) = conditions
-            .iter()
-            .find(|c| c["type"] == "Issuing" && c["status"] == "True")
-        {
-            let since = issuing["lastTransitionTime"].as_str().unwrap_or("?");
-            return Ok(step(
-                "unchanged",
-                format!("Certificate {certificate} is already being issued (since {since})"),
-            ));
-        }
-        let mut conditions: Vec<serde_json::Value> = conditions
+            .unwrap_or_default()
             .into_iter()
             .filter(|c| c["type"] != "Issuing")
             .collect();
+        let now = jiff::Timestamp::now();
         conditions.push(json!({
             "type": "Issuing",
             "status": "True",
             "reason": "ManuallyTriggered",
             "message": "Certificate re-issuance manually triggered",
-            "lastTransitionTime": jiff::Timestamp::now().round(jiff::Unit::Second)?.to_string(),
+            "lastTransitionTime": now.round(jiff::Unit::Second).unwrap_or(now).to_string(),
             "observedGeneration": object.metadata.generation,
         }));
         if !object.data["status"].is_object() {
             object.data["status"] = json!({});
         }
         object.data["status"]["conditions"] = json!(conditions);
-        let what = format!("triggering re-issuance of Certificate {namespace}/{certificate}");
-        self.within(
-            &what,
-            api.replace_status(certificate, &kube::api::PostParams::default(), &object),
+        let resource = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("cert-manager.io", "v1", "Certificate"),
+            "certificates",
+        );
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &resource);
+        self.call(
+            &format!("triggering re-issuance of Certificate {namespace}/{name}"),
+            api.replace_status(name, &PostParams::default(), &object),
         )
-        .await?
-        .map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+        .await?;
         let message = format!(
-            "triggered re-issuance of Certificate {certificate}: {}",
+            "triggered re-issuance of Certificate {name}: {}",
             finding.diagnosis.evidence
         );
         self.event(
-            &reference,
+            &record::reference(certificate),
             Some(subject_ref(finding)),
             EventType::Normal,
             "CertificateRenewalTriggered",
             &message,
         )
         .await;
-        Ok(step("done", message))
+        Ok(Outcome::Done(message))
     }
 }

@@ -1,22 +1,27 @@
-//! Raising a workload's memory: record the fix, then put it into the workload's template (a
-//! rollout; a CronJob's `jobTemplate`, for its next Job; a running Job is never touched).
+//! Raising a workload's memory: record the fix, then put it into the workload's template with
+//! `core::raise` (the webhook's rule, under the caps the decision computed): a rollout; a
+//! CronJob's `jobTemplate`, for its next Job. A running Job is never touched.
 
 use kube::runtime::events::EventType;
 
-use super::{Executor, Step, related_pod, step, subject_ref, workload_ref};
+use super::{
+    ExecuteError, Executor, Outcome, RESTART_ANNOTATION, related_pod, set_template_annotation,
+    subject_ref,
+};
 use crate::core::fix::{Fix, MergeOutcome};
-use crate::core::owners::Workload;
+use crate::core::raise;
+use crate::core::workload::WorkloadKind;
 use crate::heal::inspect::Finding;
-use crate::heal::plan::{Rails, TargetFacts};
+use crate::heal::plan::{Roll, TargetRef, workload_group};
+use crate::heal::record;
 
 impl Executor {
     pub(super) async fn raise_memory(
         &self,
         finding: &Finding,
         fix: &Fix,
-        roll_into: Option<&Workload>,
-        rails: &Rails,
-    ) -> anyhow::Result<Step> {
+        roll: Option<&Roll>,
+    ) -> Result<Outcome, ExecuteError> {
         let what = format!(
             "memory of {}/{} container {} to {}",
             fix.namespace,
@@ -24,54 +29,7 @@ impl Executor {
             fix.target().unwrap_or("*"),
             fix.value
         );
-        // The rails look at the workload that carries the fix: read when its template is
-        // changed now; otherwise (a Job, a ReplicaSet) the pod's labels stand for it, and the
-        // webhook checks the object's own labels when it applies the fix.
-        let object = match roll_into {
-            Some(workload) => match self.get_workload(workload).await? {
-                Some(object) => Some(object),
-                None => {
-                    return Ok(step(
-                        "reported",
-                        format!("{workload} no longer exists; nothing to raise"),
-                    ));
-                }
-            },
-            None => None,
-        };
-        let (kind, labels) = match (roll_into, &object) {
-            (Some(workload), Some(object)) => (
-                workload.kind.as_str(),
-                object.metadata.labels.clone().unwrap_or_default(),
-            ),
-            _ => (
-                finding.workload.as_ref().map_or("Pod", |w| w.kind.as_str()),
-                finding.labels.clone(),
-            ),
-        };
-        let facts = TargetFacts {
-            kind,
-            namespace: &fix.namespace,
-            name: &fix.resource,
-            labels: &labels,
-            namespace_labels: &Default::default(),
-            ready_replicas: None,
-        };
-        if let Err(refusal) = self.admit(facts, rails).await? {
-            let target = roll_into
-                .zip(object.as_ref())
-                .map(|(w, o)| workload_ref(w, o));
-            return Ok(self.refuse(finding, target, refusal).await);
-        }
-        if self.dry_run {
-            let then = roll_into
-                .map(|w| format!(", then roll it into {w}"))
-                .unwrap_or_default();
-            return Ok(step("dry_run", format!("would record {what}{then}")));
-        }
-        let recorded = self
-            .bounded("recording the fix", self.store.record(fix.clone()))
-            .await?;
+        let recorded = self.record_fix(fix).await?;
         let stored = &recorded.stored;
         let mut message = match &recorded.outcome {
             MergeOutcome::Unchanged => {
@@ -83,18 +41,40 @@ impl Executor {
             ),
         };
         let mut changed = recorded.outcome.changed();
-        if let Some((workload, object)) = roll_into.zip(object.as_ref()) {
-            let restart = workload.restartable().then(|| {
+        if let Some(roll) = roll {
+            let workload = &roll.target.workload;
+            let restart = roll.restart.then(|| {
                 format!(
                     "memory {} for container {}",
                     stored.value,
                     stored.target().unwrap_or("*")
                 )
             });
-            if self
-                .roll(workload, object, Some(stored), restart.as_deref())
-                .await?
-            {
+            // The fix as stored (a larger one recorded meanwhile wins), by the webhook's rule.
+            let kind = workload_group(&workload.kind)
+                .and_then(|group| WorkloadKind::from_group_kind(group, &workload.kind));
+            let raised = kind
+                .map(|kind| raise::raise_workload(kind, &roll.target.object, stored, &roll.caps));
+            let rolled = match raised {
+                Some(Ok(raised)) => {
+                    for warning in &raised.raised.warnings {
+                        tracing::warn!(%workload, %warning, "raising the template");
+                    }
+                    self.patch_workload(&roll.target, |object| {
+                        *object = raised.object;
+                        if let Some(value) = &restart {
+                            set_template_annotation(object, RESTART_ANNOTATION, value);
+                        }
+                    })
+                    .await?
+                }
+                Some(Err(not_raised)) => {
+                    message.push_str(&format!("; {workload} not changed: {not_raised}"));
+                    false
+                }
+                None => false,
+            };
+            if rolled {
                 changed = true;
                 if restart.is_some() {
                     message.push_str(&format!("; restarted {workload} with it"));
@@ -104,8 +84,11 @@ impl Executor {
             }
         }
         if changed {
-            let (regarding, related) = match roll_into.zip(object.as_ref()) {
-                Some((workload, object)) => (workload_ref(workload, object), related_pod(finding)),
+            let (regarding, related) = match roll {
+                Some(roll) => (
+                    record::reference(&TargetRef::workload(&roll.target)),
+                    related_pod(finding),
+                ),
                 None => (subject_ref(finding), None),
             };
             self.event(
@@ -116,7 +99,9 @@ impl Executor {
                 &format!("{message}. Evidence: {}", finding.diagnosis.evidence),
             )
             .await;
+            Ok(Outcome::Done(message))
+        } else {
+            Ok(Outcome::Unchanged(message))
         }
-        Ok(step(if changed { "done" } else { "unchanged" }, message))
     }
 }

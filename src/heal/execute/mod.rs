@@ -1,16 +1,16 @@
-//! FIX + PERSIST, the doing: carries out a `Plan` against the cluster, with the safety rails
-//! that need state (rate limits per target, dry-run) and an audit trail for every decision:
-//! a Kubernetes Event on the affected object, a structured log line and a metric.
+//! EXECUTE + RECORD: carries a [`Decision`] out against the cluster and says what happened: a
+//! Kubernetes Event, a structured log line and `selfheal_healing_actions_total{action,result,
+//! rail}` for every decision, acted on or not.
 //!
-//! Every object an action changes (the workload rolled, the pod evicted or deleted, the claim
-//! expanded, the dependency restarted, the Certificate renewed) passes `plan::admit_target`:
-//! this module gathers the facts (the object, its namespace's labels) and obeys; a refusal is a
-//! `NotActing` Event naming the rail. Every API call has its own short timeout (`CALL_TIMEOUT`),
-//! so no answer (or a client retrying a 429) can stall the caller.
+//! It decides nothing: `plan` decided, over facts read before (the objects to change come with
+//! the action). What is left here is I/O: recording the fix, the patch, the eviction, the
+//! deletion, the status write; taking the action's rate-limit slot (check and take at once, so
+//! two handlings cannot both act); and reporting what the API answered (a PodDisruptionBudget's
+//! refusal, an object already gone). Every API call has its own timeout (`heal::call`).
 //!
 //! Every action is idempotent: fixes merge (recording twice changes nothing), restarts set a
-//! template annotation to a value derived from the fix (setting it twice changes nothing),
-//! deletions carry the pod's UID as a precondition.
+//! template annotation to a value derived from the occurrence (setting it twice changes nothing),
+//! deletions carry the pod's UID as a precondition, patches test the resourceVersion read.
 
 mod certificate;
 mod dependency;
@@ -18,84 +18,139 @@ mod memory;
 mod pod;
 mod storage;
 
-use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
-use kube::api::{
-    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, Preconditions,
-};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::runtime::events::EventType;
 use kube::{Api, Client};
-use serde::Serialize;
 use serde_json::json;
 
-pub use dependency::service_of_host;
+pub use crate::heal::call::CALL_TIMEOUT;
+pub use crate::heal::plan::service_of_host;
 
-use crate::cluster::limits::LimitSnapshot;
 use crate::core::fix::Fix;
-use crate::core::index::FixIndex;
-use crate::core::owners::Workload;
+use crate::heal::call::{self, Elapsed};
+use crate::heal::facts::WorkloadObject;
+use crate::heal::facts::read::ReadError;
 use crate::heal::inspect::Finding;
-use crate::heal::plan::{self, Plan, Rails, Refusal, TargetFacts};
-use crate::heal::ratelimit::RateLimiter;
-use crate::metrics::{ActionLabels, Metrics};
-use crate::store::FixStore;
-use crate::webhook::mutate::{self, Operation, Policy, Request};
-use crate::webhook::target::WorkloadKind;
+use crate::heal::plan::{
+    Action, ActionKind, Decision, Rail, ReportLevel, TargetRef, workload_group,
+};
+use crate::heal::ratelimit::{ActionKey, RateLimiter};
+use crate::heal::record::{self, Recorder};
+use crate::metrics::Metrics;
+use crate::store::{FixStore, Recorded, StoreError};
 
 /// Pod template annotation whose change makes a controller roll its pods (like
 /// `kubectl rollout restart`); its value says why, and repeats are no-ops.
 pub const RESTART_ANNOTATION: &str = "selfheal.io/restarted-for";
 
-/// Longest time one API call of an action may take (also the fix store's write and an Event).
-/// The default kube client retries 429/503/504 answers for minutes; this bound is what keeps
-/// one refused or hung call from stalling other work.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default spacing of repeated actions on one target.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(300);
+/// Longest backoff between repeated actions on one target.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
-/// What happened to one plan.
-#[derive(Debug, Clone, Serialize)]
-pub struct Outcome {
-    pub target: String,
-    pub action: &'static str,
-    /// `done`, `unchanged`, `dry_run`, `rate_limited`, `reported`, `alerted`, `refused`,
-    /// `failed`.
-    pub result: &'static str,
-    /// For `refused`: the rail that stopped the action (`protected_namespace`, ...).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rail: Option<&'static str>,
-    pub message: String,
+/// What happened to one decision.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The action changed what it had to.
+    Done(String),
+    /// Nothing needed changing (the fix was there already, the pod was gone, a renewal is under
+    /// way).
+    Unchanged(String),
+    /// `--dry-run`: what would have been done.
+    DryRun(String),
+    /// The action waits for its rate limit; it may go in `retry_in`.
+    RateLimited { message: String, retry_in: Duration },
+    /// Nothing to do, said (a `NotActing` Event).
+    Reported(String),
+    /// A person must look (a `HealingStopped` Warning Event).
+    Alerted(String),
+    /// A rail stopped the action (a `NotActing` Event naming it). A PodDisruptionBudget may
+    /// allow it later: `retry_in`.
+    Refused {
+        rail: Rail,
+        message: String,
+        retry_in: Option<Duration>,
+    },
+    /// The action could not be carried out; it is retried later.
+    Failed(ExecuteError),
 }
 
-/// The result of one action before it becomes an `Outcome`.
-struct Step {
-    result: &'static str,
-    message: String,
-    rail: Option<&'static str>,
-}
+impl Outcome {
+    /// The `result` label: `done`, `unchanged`, `dry_run`, `rate_limited`, `reported`,
+    /// `alerted`, `refused`, `failed`.
+    pub fn result(&self) -> &'static str {
+        match self {
+            Outcome::Done(_) => "done",
+            Outcome::Unchanged(_) => "unchanged",
+            Outcome::DryRun(_) => "dry_run",
+            Outcome::RateLimited { .. } => "rate_limited",
+            Outcome::Reported(_) => "reported",
+            Outcome::Alerted(_) => "alerted",
+            Outcome::Refused { .. } => "refused",
+            Outcome::Failed(_) => "failed",
+        }
+    }
 
-fn step(result: &'static str, message: String) -> Step {
-    Step {
-        result,
-        message,
-        rail: None,
+    /// The rail that refused the action.
+    pub fn rail(&self) -> Option<Rail> {
+        match self {
+            Outcome::Refused { rail, .. } => Some(*rail),
+            _ => None,
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            Outcome::Done(message)
+            | Outcome::Unchanged(message)
+            | Outcome::DryRun(message)
+            | Outcome::Reported(message)
+            | Outcome::Alerted(message)
+            | Outcome::RateLimited { message, .. }
+            | Outcome::Refused { message, .. } => message.clone(),
+            Outcome::Failed(error) => error.to_string(),
+        }
+    }
+
+    /// When the action may be tried again: a rate limit or a PodDisruptionBudget's refusal.
+    pub fn retry_in(&self) -> Option<Duration> {
+        match self {
+            Outcome::RateLimited { retry_in, .. } => Some(*retry_in),
+            Outcome::Refused { retry_in, .. } => *retry_in,
+            _ => None,
+        }
     }
 }
 
-/// The key under which repeated actions for one finding are counted: image-pull retries per
-/// workload, certificate renewals per Secret.
-pub fn attempts_key(finding: &Finding) -> String {
-    let problem = &finding.problem;
-    if let crate::heal::detect::ProblemKind::Certificate { .. } = problem.kind {
-        return format!("renew/{}/{}", problem.namespace, problem.object_name);
+/// Why an action could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    /// Its facts could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Timeout(#[from] Elapsed),
+    #[error("{what}: {source}")]
+    Api {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("putting the change into {what}: {reason}")]
+    Patch { what: String, reason: String },
+}
+
+impl ExecuteError {
+    fn api(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Self {
+        let what = what.into();
+        move |source| ExecuteError::Api { what, source }
     }
-    let owner = finding
-        .workload
-        .as_ref()
-        .map_or_else(|| problem.object_name.clone(), ToString::to_string);
-    format!("pull/{}/{owner}", problem.namespace)
 }
 
 pub struct Executor {
@@ -105,9 +160,6 @@ pub struct Executor {
     limiter: Arc<RateLimiter>,
     metrics: Arc<Metrics>,
     call_timeout: Duration,
-    /// The namespaces' LimitRange rules, so a template the executor raises obeys them exactly as
-    /// the webhook does (none: the planner's cap only).
-    limits: Option<LimitSnapshot>,
     pub dry_run: bool,
 }
 
@@ -119,32 +171,22 @@ impl Executor {
         metrics: Arc<Metrics>,
         dry_run: bool,
     ) -> Self {
-        let reporter = Reporter {
-            controller: "selfheal".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Recorder::new(client.clone(), CALL_TIMEOUT, dry_run),
             client,
             store,
             limiter,
             metrics,
             call_timeout: CALL_TIMEOUT,
-            limits: None,
             dry_run,
         }
-    }
-
-    /// Raises templates within the namespaces' LimitRange maximum and limit-to-request ratio.
-    pub fn with_limits(mut self, limits: LimitSnapshot) -> Self {
-        self.limits = Some(limits);
-        self
     }
 
     /// Bounds every API call, fix store write and Event by `timeout` instead of
     /// `CALL_TIMEOUT`.
     pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
         self.call_timeout = timeout;
+        self.recorder = Recorder::new(self.client.clone(), timeout, self.dry_run);
         self
     }
 
@@ -152,274 +194,187 @@ impl Executor {
         &self.limiter
     }
 
-    /// Runs one API call within the call timeout. The outer error is the timeout (naming
-    /// `what`); the inner result is the API's answer, for the caller to read status codes from.
-    async fn within<T>(
-        &self,
-        what: &str,
-        call: impl std::future::Future<Output = Result<T, kube::Error>>,
-    ) -> anyhow::Result<Result<T, kube::Error>> {
-        tokio::time::timeout(self.call_timeout, call)
-            .await
-            .map_err(|_| anyhow::anyhow!("{what}: no answer within {:?}", self.call_timeout))
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
-    /// Runs one fallible step (a fix store write) within the call timeout.
-    async fn bounded<T, E>(
-        &self,
-        what: &str,
-        step: impl std::future::Future<Output = Result<T, E>>,
-    ) -> anyhow::Result<T>
-    where
-        anyhow::Error: From<E>,
-    {
-        let answer = tokio::time::timeout(self.call_timeout, step)
-            .await
-            .map_err(|_| anyhow::anyhow!("{what}: no answer within {:?}", self.call_timeout))?;
-        Ok(answer?)
+    pub fn call_timeout(&self) -> Duration {
+        self.call_timeout
     }
 
-    /// Carries out `plan` for `finding`, within `rails`. Never panics; failures are reported in
-    /// the outcome.
-    pub async fn carry_out(&self, finding: &Finding, plan: &Plan, rails: &Rails) -> Outcome {
-        let problem = &finding.problem;
-        let target = format!(
-            "{}/{}/{}",
-            problem.object_kind, problem.namespace, problem.object_name
-        );
-        let outcome = match self.run(finding, plan, rails).await {
-            Ok(step) => Outcome {
-                target,
-                action: plan.name(),
-                result: step.result,
-                rail: step.rail,
-                message: step.message,
+    /// The Event recorder, shared with whatever else reports for this process.
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    /// Carries `decision` about `finding` out and records it. Never panics; a failure is the
+    /// outcome.
+    pub async fn carry_out(&self, finding: &Finding, decision: &Decision) -> Outcome {
+        let outcome = match decision {
+            Decision::Act(action) => self
+                .act(finding, action)
+                .await
+                .unwrap_or_else(Outcome::Failed),
+            Decision::Refuse(refusal) if refusal.rail == Rail::DryRun => {
+                Outcome::DryRun(refusal.reason.clone())
+            }
+            Decision::Refuse(refusal) => {
+                self.not_acting(finding, refusal.related.as_ref(), &refusal.reason)
+                    .await;
+                Outcome::Refused {
+                    rail: refusal.rail,
+                    message: refusal.reason.clone(),
+                    retry_in: None,
+                }
+            }
+            Decision::Report(report) => match report.level {
+                ReportLevel::Notice => {
+                    self.not_acting(finding, None, &report.reason).await;
+                    Outcome::Reported(report.reason.clone())
+                }
+                ReportLevel::Alert => {
+                    self.event(
+                        &subject_ref(finding),
+                        None,
+                        EventType::Warning,
+                        "HealingStopped",
+                        &report.reason,
+                    )
+                    .await;
+                    Outcome::Alerted(report.reason.clone())
+                }
+                ReportLevel::UnderWay(_) => Outcome::Unchanged(report.reason.clone()),
             },
-            Err(error) => Outcome {
-                target,
-                action: plan.name(),
-                result: "failed",
-                rail: None,
-                message: format!("{error:#}"),
+            Decision::Defer(deferral) => Outcome::RateLimited {
+                message: deferral.reason.clone(),
+                retry_in: deferral.wait,
             },
         };
-        let result = match outcome.rail {
-            Some(rail) => format!("{}_{rail}", outcome.result),
-            None => outcome.result.to_string(),
-        };
-        self.metrics
-            .healing_actions
-            .get_or_create(&ActionLabels {
-                action: outcome.action.into(),
-                result,
-            })
-            .inc();
-        tracing::info!(
-            target_object = %outcome.target,
-            action = outcome.action,
-            result = outcome.result,
-            rail = outcome.rail.unwrap_or_default(),
-            problem = problem.kind.name(),
-            cause = finding.diagnosis.cause.as_str(),
-            evidence = %finding.diagnosis.evidence,
-            dry_run = self.dry_run,
-            "{}", outcome.message
-        );
+        self.count(finding, decision.action(), &outcome);
         outcome
     }
 
-    async fn run(&self, finding: &Finding, plan: &Plan, rails: &Rails) -> anyhow::Result<Step> {
-        let subject = subject_ref(finding);
-        match plan {
-            Plan::Report { reason } => {
-                self.event(&subject, None, EventType::Normal, "NotActing", reason)
-                    .await;
-                Ok(step("reported", reason.clone()))
-            }
-            Plan::Alert { reason } => {
-                self.event(&subject, None, EventType::Warning, "HealingStopped", reason)
-                    .await;
-                Ok(step("alerted", reason.clone()))
-            }
-            Plan::RaiseMemory { fix, roll_into } => {
-                self.raise_memory(finding, fix, roll_into.as_ref(), rails)
-                    .await
-            }
-            Plan::RaiseStorage { fix, claim, expand } => {
-                self.raise_storage(finding, fix, claim, *expand, rails)
-                    .await
-            }
-            Plan::EvictPod => self.evict_pod(finding, rails).await,
-            Plan::DeletePod => self.delete_pod(finding, rails).await,
-            Plan::RestartDependency { host, port } => {
-                self.restart_dependency(finding, host, *port, rails).await
-            }
-            Plan::RenewCertificate { certificate } => {
-                self.renew_certificate(finding, certificate, rails).await
-            }
-        }
-    }
-
-    /// The rails' answer for changing the object described by `facts` (its namespace's labels
-    /// are read here, one bounded call).
-    async fn admit(
-        &self,
-        facts: TargetFacts<'_>,
-        rails: &Rails,
-    ) -> anyhow::Result<Result<(), Refusal>> {
-        let namespace_labels = self.namespace_labels(facts.namespace).await?;
-        Ok(plan::admit_target(
-            &TargetFacts {
-                namespace_labels: &namespace_labels,
-                ..facts
-            },
-            rails,
-        ))
-    }
-
-    /// The labels of `namespace`. A namespace the API does not know has none.
-    /// The labels of `namespace` (none for a namespace the API does not know), read within the
-    /// call timeout.
-    pub async fn namespace_labels(
-        &self,
-        namespace: &str,
-    ) -> anyhow::Result<BTreeMap<String, String>> {
-        let api: Api<Namespace> = Api::all(self.client.clone());
-        let found = self
-            .within(
-                &format!("reading namespace {namespace}"),
-                api.get_opt(namespace),
-            )
-            .await?
-            .map_err(|e| anyhow::anyhow!("reading namespace {namespace}: {e}"))?;
-        Ok(found.and_then(|n| n.metadata.labels).unwrap_or_default())
-    }
-
-    /// Reports a refusal: a `NotActing` Event about the pod (or Secret) that asked for the
-    /// action, with the refused object as `related`.
-    async fn refuse(
+    /// The outcome of a finding whose facts could not be read (`action`: what they were read
+    /// for), counted and logged as any outcome; it is retried later.
+    pub fn not_decided(
         &self,
         finding: &Finding,
-        target: Option<ObjectReference>,
-        refusal: Refusal,
-    ) -> Step {
-        self.event(
-            &subject_ref(finding),
-            target,
-            EventType::Normal,
-            "NotActing",
-            &refusal.reason,
-        )
-        .await;
-        Step {
-            result: "refused",
-            message: refusal.reason,
-            rail: Some(refusal.rail.as_str()),
-        }
+        action: ActionKind,
+        error: ExecuteError,
+    ) -> Outcome {
+        let outcome = Outcome::Failed(error);
+        self.count(finding, action, &outcome);
+        outcome
     }
 
-    /// Reads a workload as a dynamic object; `None` when it does not exist.
-    async fn get_workload(&self, workload: &Workload) -> anyhow::Result<Option<DynamicObject>> {
-        let Some(group) = workload_group(&workload.kind) else {
-            anyhow::bail!("{workload} is not a workload kind selfheal changes");
-        };
-        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, "v1", &workload.kind));
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), &workload.namespace, &resource);
-        self.within(&format!("reading {workload}"), api.get_opt(&workload.name))
-            .await?
-            .map_err(|e| anyhow::anyhow!("reading {workload}: {e}"))
+    /// The metric and the log line of one decision.
+    fn count(&self, finding: &Finding, action: ActionKind, outcome: &Outcome) {
+        let action = action.as_str();
+        let rail = outcome.rail().map(Rail::as_str).unwrap_or_default();
+        self.metrics
+            .healing_actions
+            .count(action, outcome.result(), rail);
+        tracing::info!(
+            target_object = %subject_name(finding),
+            action,
+            result = outcome.result(),
+            rail,
+            problem = finding.problem.kind.name(),
+            cause = finding.diagnosis.cause.as_str(),
+            evidence = %finding.diagnosis.evidence,
+            dry_run = self.dry_run,
+            "{}", outcome.message()
+        );
     }
 
-    /// Puts `fix` into a workload's template directly (the same decision the webhook makes, so
-    /// the fix does not wait for the webhook to learn it) and, when `restart_value` is given,
-    /// sets the restart annotation to it, so its controller rolls the pods. `original` is the
-    /// workload as read. `false` when the workload already had both (nothing to do). The JSON
-    /// patch starts with a `test` of the resourceVersion read, so a concurrent change makes it
-    /// fail rather than patch the wrong container.
-    async fn roll(
-        &self,
-        workload: &Workload,
-        original: &DynamicObject,
-        fix: Option<&Fix>,
-        restart_value: Option<&str>,
-    ) -> anyhow::Result<bool> {
-        let group = workload_group(&workload.kind).unwrap_or_default();
-        let Some(kind) = WorkloadKind::from_group_kind(group, &workload.kind) else {
-            anyhow::bail!("{workload} cannot be changed");
-        };
-        let original = serde_json::to_value(original)?;
-        let mut changed = original.clone();
-        if let Some(fix) = fix {
-            // The planner already capped the fix at the LimitRange maximum; the ratio depends on
-            // each container's request, so the webhook's rule applies it here too.
-            let limits = self.limits.as_ref();
-            let memory_cap = limits.and_then(|l| l.memory_max(&workload.namespace));
-            let request = Request {
-                kind,
-                operation: Operation::Update,
-                namespace: &workload.namespace,
-                object: &original,
-                memory_cap: memory_cap.as_ref(),
-                memory_ratio: limits.and_then(|l| l.memory_ratio(&workload.namespace)),
-            };
-            let index = FixIndex::new([fix.clone()]);
-            let mutation = mutate::mutate(
-                &request,
-                &index,
-                &Policy {
-                    protected_namespaces: Vec::new(),
-                },
-            );
-            json_patch::patch(&mut changed, &mutation.patch)?;
-        }
-        if let Some(value) = restart_value {
-            set_template_annotation(&mut changed, RESTART_ANNOTATION, value);
-        }
-        if changed == original {
-            return Ok(false);
-        }
-        let mut operations = vec![json_patch::PatchOperation::Test(
-            json_patch::TestOperation {
-                path: json_patch::jsonptr::PointerBuf::parse("/metadata/resourceVersion")?,
-                value: original["metadata"]["resourceVersion"].clone(),
-            },
-        )];
-        operations.extend(json_patch::diff(&original, &changed).0);
-        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, "v1", &workload.kind));
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), &workload.namespace, &resource);
-        self.within(
-            &format!("patching {workload}"),
-            api.patch(
-                &workload.name,
-                &PatchParams::default(),
-                &Patch::Json::<()>(json_patch::Patch(operations)),
-            ),
-        )
-        .await?
-        .map_err(|e| anyhow::anyhow!("patching {workload}: {e}"))?;
-        Ok(true)
-    }
-
-    /// The reference to a workload with its uid (read, bounded), so `kubectl describe` shows
-    /// Events about it; `None` for kinds selfheal does not read or when it cannot be read.
-    async fn workload_reference(&self, workload: &Workload) -> Option<ObjectReference> {
-        workload_group(&workload.kind)?;
-        match self.get_workload(workload).await {
-            Ok(Some(object)) => Some(workload_ref(workload, &object)),
-            Ok(None) => None,
-            Err(error) => {
-                tracing::warn!(%workload, error = %format!("{error:#}"), "could not read the workload for its Event");
-                None
+    async fn act(&self, finding: &Finding, action: &Action) -> Result<Outcome, ExecuteError> {
+        match action {
+            Action::RaiseMemory { fix, roll } => {
+                self.raise_memory(finding, fix, roll.as_ref()).await
+            }
+            Action::RaiseStorage {
+                fix,
+                claim,
+                current,
+                expand,
+            } => {
+                self.raise_storage(finding, fix, claim, current.as_ref(), *expand)
+                    .await
+            }
+            Action::EvictPod { pod, slot } => self.evict_pod(finding, pod, slot).await,
+            Action::DeletePod {
+                pod,
+                slot,
+                workload,
+                ..
+            } => self.delete_pod(finding, pod, slot, workload.as_ref()).await,
+            Action::RestartDependency {
+                dependency,
+                restart,
+                slot,
+                endpoint,
+                caller,
+            } => {
+                self.restart_dependency(finding, dependency, restart, slot, endpoint, caller)
+                    .await
+            }
+            Action::RenewCertificate {
+                certificate,
+                object,
+                slot,
+            } => {
+                self.renew_certificate(finding, certificate, object, slot)
+                    .await
             }
         }
     }
 
-    /// Publishes an Event about `regarding` (`related`: a second object it concerns). One
-    /// Recorder aggregates repeats into a series by (type, action, reason, regarding, related);
-    /// the action carries a fingerprint of the note, so a repeat of the same note counts up
-    /// while a new note (a raise to a new value) is a new Event with its own note.
+    /// Takes the slot of a rate-limited action; `Err` is the outcome when another handling took
+    /// it since the decision.
+    fn take(&self, slot: &ActionKey, what: &str) -> Result<u32, Outcome> {
+        self.limiter
+            .acquire(slot, Instant::now())
+            .map_err(|wait| Outcome::RateLimited {
+                message: format!("{what} backing off for {}s", wait.as_secs()),
+                retry_in: wait,
+            })
+    }
+
+    /// Runs one API call within the call timeout, naming it in the error.
+    async fn call<T>(
+        &self,
+        what: &str,
+        call: impl std::future::Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, ExecuteError> {
+        call::within(self.call_timeout, || what.to_string(), call)
+            .await?
+            .map_err(ExecuteError::api(what))
+    }
+
+    /// Records a fix, bounded by the call timeout.
+    async fn record_fix(&self, fix: &Fix) -> Result<Recorded, ExecuteError> {
+        let recorded = call::within(
+            self.call_timeout,
+            || "recording the fix".into(),
+            self.store.record(fix.clone()),
+        )
+        .await??;
+        Ok(recorded)
+    }
+
+    /// Reports a refusal or a report: a `NotActing` Event about the object that asked (its
+    /// pod, claim, Secret), with the refused object as `related`.
+    async fn not_acting(&self, finding: &Finding, related: Option<&TargetRef>, note: &str) {
+        self.event(
+            &subject_ref(finding),
+            related.map(record::reference),
+            EventType::Normal,
+            "NotActing",
+            note,
+        )
+        .await;
+    }
+
     async fn event(
         &self,
         regarding: &ObjectReference,
@@ -428,42 +383,87 @@ impl Executor {
         reason: &str,
         note: &str,
     ) {
-        if self.dry_run {
-            return;
-        }
-        let note = crate::text::truncate(note, 1000);
-        let event = Event {
-            type_,
-            reason: reason.to_string(),
-            action: format!("Heal-{:016x}", fingerprint(&note)),
-            note: Some(note),
-            secondary: related,
-        };
-        let publish = self.recorder.publish(&event, regarding);
-        match tokio::time::timeout(self.call_timeout, publish).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(%error, reason, "could not publish an Event"),
-            Err(_) => tracing::warn!(
-                reason,
-                "could not publish an Event within {:?}",
-                self.call_timeout
-            ),
-        }
+        self.recorder
+            .publish(regarding, related, type_, ("Heal", reason), note)
+            .await;
     }
-}
 
-fn fingerprint(text: &str) -> u64 {
-    let mut hasher = std::hash::DefaultHasher::new();
-    text.hash(&mut hasher);
-    hasher.finish()
-}
+    /// Changes a workload as read: `change` edits its JSON, the difference is patched with a
+    /// `test` of the resourceVersion read first, so a concurrent change makes it fail rather
+    /// than patch the wrong container. `false` when `change` changed nothing.
+    async fn patch_workload(
+        &self,
+        read: &WorkloadObject,
+        change: impl FnOnce(&mut serde_json::Value),
+    ) -> Result<bool, ExecuteError> {
+        let workload = &read.workload;
+        let original = &read.object;
+        let mut changed = original.clone();
+        change(&mut changed);
+        if changed == *original {
+            return Ok(false);
+        }
+        let pointer = json_patch::jsonptr::PointerBuf::parse("/metadata/resourceVersion").map_err(
+            |error| ExecuteError::Patch {
+                what: workload.to_string(),
+                reason: error.to_string(),
+            },
+        )?;
+        let mut operations = vec![json_patch::PatchOperation::Test(
+            json_patch::TestOperation {
+                path: pointer,
+                value: original["metadata"]["resourceVersion"].clone(),
+            },
+        )];
+        operations.extend(json_patch::diff(original, &changed).0);
+        let group = workload_group(&workload.kind).unwrap_or_default();
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, "v1", &workload.kind));
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &workload.namespace, &resource);
+        self.call(
+            &format!("patching {workload}"),
+            api.patch(
+                &workload.name,
+                &PatchParams::default(),
+                &Patch::Json::<()>(json_patch::Patch(operations)),
+            ),
+        )
+        .await?;
+        Ok(true)
+    }
 
-/// The API group of the workload kinds selfheal reads and changes.
-fn workload_group(kind: &str) -> Option<&'static str> {
-    match kind {
-        "Deployment" | "StatefulSet" | "DaemonSet" => Some("apps"),
-        "CronJob" => Some("batch"),
-        _ => None,
+    /// The reference to a workload with its uid (read, bounded), so `kubectl describe` shows
+    /// Events about it; `None` for kinds selfheal does not read or when it cannot be read.
+    async fn workload_reference(
+        &self,
+        workload: &crate::core::owners::Workload,
+    ) -> Option<ObjectReference> {
+        let group = workload_group(&workload.kind)?;
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, "v1", &workload.kind));
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &workload.namespace, &resource);
+        match self
+            .call(
+                &format!("reading {workload}"),
+                api.get_metadata_opt(&workload.name),
+            )
+            .await
+        {
+            Ok(Some(object)) => Some(record::reference(
+                &TargetRef::new(
+                    &format!("{group}/v1"),
+                    &workload.kind,
+                    &workload.namespace,
+                    &workload.name,
+                )
+                .with_uid(object.metadata.uid.as_deref()),
+            )),
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!(%workload, %error, "could not read the workload for its Event");
+                None
+            }
+        }
     }
 }
 
@@ -486,49 +486,36 @@ fn set_template_annotation(object: &mut serde_json::Value, key: &str, value: &st
     annotations[key] = json!(value);
 }
 
-fn owner_key(finding: &Finding) -> String {
-    finding
-        .workload
-        .as_ref()
-        .map_or_else(|| finding.problem.object_name.clone(), |w| w.to_string())
-}
-
-fn uid_precondition(uid: &str) -> DeleteParams {
+fn uid_precondition(uid: Option<&str>) -> DeleteParams {
     DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: Some(uid.to_string()),
+        preconditions: Some(kube::api::Preconditions {
+            uid: uid.map(str::to_string),
             resource_version: None,
         }),
         ..DeleteParams::default()
     }
 }
 
-fn object_ref(
-    api_version: &str,
-    kind: &str,
-    namespace: &str,
-    name: &str,
-    uid: Option<&str>,
-) -> ObjectReference {
-    ObjectReference {
-        api_version: Some(api_version.to_string()),
-        kind: Some(kind.to_string()),
-        namespace: Some(namespace.to_string()),
-        name: Some(name.to_string()),
-        uid: uid.map(str::to_string),
-        ..ObjectReference::default()
-    }
+/// `Pod/shop/web-1`: the object a finding is about, for logs and tables.
+pub fn subject_name(finding: &Finding) -> String {
+    let problem = &finding.problem;
+    format!(
+        "{}/{}/{}",
+        problem.object_kind, problem.namespace, problem.object_name
+    )
 }
 
-/// The object a finding is about (a pod, a claim, a Secret), with its uid.
+/// The object a finding is about (a pod, a claim, a Secret, a Service), with its uid.
 fn subject_ref(finding: &Finding) -> ObjectReference {
     let problem = &finding.problem;
-    object_ref(
-        "v1",
-        problem.object_kind,
-        &problem.namespace,
-        &problem.object_name,
-        Some(&problem.uid),
+    record::reference(
+        &TargetRef::new(
+            "v1",
+            problem.object_kind,
+            &problem.namespace,
+            &problem.object_name,
+        )
+        .with_uid(Some(&problem.uid)),
     )
 }
 
@@ -536,20 +523,3 @@ fn subject_ref(finding: &Finding) -> ObjectReference {
 fn related_pod(finding: &Finding) -> Option<ObjectReference> {
     (finding.problem.object_kind == "Pod").then(|| subject_ref(finding))
 }
-
-/// The reference to a workload as read (its uid included).
-fn workload_ref(workload: &Workload, object: &DynamicObject) -> ObjectReference {
-    let group = workload_group(&workload.kind).unwrap_or("apps");
-    object_ref(
-        &format!("{group}/v1"),
-        &workload.kind,
-        &workload.namespace,
-        &workload.name,
-        object.metadata.uid.as_deref(),
-    )
-}
-
-/// Default spacing of repeated actions on one target.
-pub const DEFAULT_WINDOW: Duration = Duration::from_secs(300);
-/// Longest backoff between repeated actions on one target.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);

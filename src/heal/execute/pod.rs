@@ -8,9 +8,11 @@ use kube::api::EvictParams;
 use kube::core::Status;
 use kube::runtime::events::EventType;
 
-use super::{Executor, Step, owner_key, related_pod, step, subject_ref, uid_precondition};
+use super::{ExecuteError, Executor, Outcome, related_pod, subject_ref, uid_precondition};
+use crate::core::owners::Workload;
 use crate::heal::inspect::Finding;
-use crate::heal::plan::{Rail, Rails, Refusal, TargetFacts};
+use crate::heal::plan::{Rail, TargetRef};
+use crate::heal::ratelimit::ActionKey;
 
 /// The apiserver's refusal of an eviction because of a PodDisruptionBudget (429 with a
 /// `DisruptionBudget` cause naming the budget), as a reason a person can act on. Other answers
@@ -37,56 +39,32 @@ fn eviction_refusal(status: &Status) -> Option<String> {
 }
 
 impl Executor {
-    /// The rails' answer for changing the pod of `finding` (its labels came with the finding).
-    async fn admit_pod(
+    pub(super) async fn evict_pod(
         &self,
         finding: &Finding,
-        rails: &Rails,
-    ) -> anyhow::Result<Result<(), Refusal>> {
-        let problem = &finding.problem;
-        let facts = TargetFacts {
-            kind: "Pod",
-            namespace: &problem.namespace,
-            name: &problem.object_name,
-            labels: &finding.labels,
-            namespace_labels: &Default::default(),
-            ready_replicas: None,
-        };
-        self.admit(facts, rails).await
-    }
-
-    pub(super) async fn evict_pod(&self, finding: &Finding, rails: &Rails) -> anyhow::Result<Step> {
-        let problem = &finding.problem;
-        if let Err(refusal) = self.admit_pod(finding, rails).await? {
-            return Ok(self.refuse(finding, None, refusal).await);
+        pod: &TargetRef,
+        slot: &ActionKey,
+    ) -> Result<Outcome, ExecuteError> {
+        if let Err(outcome) = self.take(slot, "eviction") {
+            return Ok(outcome);
         }
-        let key = format!("evict/{}/{}", problem.namespace, owner_key(finding));
-        if let Err(wait) = self.limiter.acquire(&key, Instant::now()) {
-            return Ok(step(
-                "rate_limited",
-                format!("eviction backing off for {}s", wait.as_secs()),
-            ));
-        }
-        if self.dry_run {
-            return Ok(step(
-                "dry_run",
-                format!("would evict pod {}", problem.object_name),
-            ));
-        }
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &problem.namespace);
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
         let params = EvictParams {
-            delete_options: Some(uid_precondition(&problem.uid)),
+            delete_options: Some(uid_precondition(pod.uid.as_deref())),
             ..EvictParams::default()
         };
-        let what = format!("evicting pod {}/{}", problem.namespace, problem.object_name);
-        match self
-            .within(&what, pods.evict(&problem.object_name, &params))
-            .await?
-        {
+        let what = format!("evicting pod {}/{}", pod.namespace, pod.name);
+        let answer = crate::heal::call::within(
+            self.call_timeout,
+            || what.clone(),
+            pods.evict(&pod.name, &params),
+        )
+        .await?;
+        match answer {
             Ok(_) => {
                 let message = format!(
                     "evicted pod {} to restart it ({})",
-                    problem.object_name, finding.diagnosis.evidence
+                    pod.name, finding.diagnosis.evidence
                 );
                 self.event(
                     &subject_ref(finding),
@@ -96,66 +74,52 @@ impl Executor {
                     &message,
                 )
                 .await;
-                Ok(step("done", message))
+                Ok(Outcome::Done(message))
             }
             Err(kube::Error::Api(status)) if eviction_refusal(&status).is_some() => {
                 let reason = eviction_refusal(&status).unwrap_or_default();
-                let refusal = Refusal {
+                let message = format!("{reason}; backing off before the next eviction");
+                self.not_acting(finding, None, &message).await;
+                // The budget may allow it once the eviction's backoff ends.
+                Ok(Outcome::Refused {
                     rail: Rail::DisruptionBudget,
-                    reason: format!("{reason}; backing off before the next eviction"),
-                };
-                Ok(self.refuse(finding, None, refusal).await)
+                    message,
+                    retry_in: self.limiter.wait(slot, Instant::now()),
+                })
             }
             Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {
-                Ok(step("unchanged", "the pod is already gone".to_string()))
+                Ok(Outcome::Unchanged("the pod is already gone".to_string()))
             }
-            Err(error) => Err(anyhow::anyhow!("{what}: {error}")),
+            Err(source) => Err(ExecuteError::Api { what, source }),
         }
     }
 
     pub(super) async fn delete_pod(
         &self,
         finding: &Finding,
-        rails: &Rails,
-    ) -> anyhow::Result<Step> {
-        let problem = &finding.problem;
-        if let Err(refusal) = self.admit_pod(finding, rails).await? {
-            return Ok(self.refuse(finding, None, refusal).await);
-        }
-        let key = super::attempts_key(finding);
-        let attempt = match self.limiter.acquire(&key, Instant::now()) {
+        pod: &TargetRef,
+        slot: &ActionKey,
+        workload: Option<&Workload>,
+    ) -> Result<Outcome, ExecuteError> {
+        let attempt = match self.take(slot, "image pull retry") {
             Ok(attempt) => attempt,
-            Err(wait) => {
-                return Ok(step(
-                    "rate_limited",
-                    format!("image pull retry backing off for {}s", wait.as_secs()),
-                ));
-            }
+            Err(outcome) => return Ok(outcome),
         };
-        if self.dry_run {
-            return Ok(step(
-                "dry_run",
-                format!(
-                    "would delete pod {} to retry the image pull",
-                    problem.object_name
-                ),
-            ));
-        }
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &problem.namespace);
-        let what = format!("deleting pod {}/{}", problem.namespace, problem.object_name);
-        match self
-            .within(
-                &what,
-                pods.delete(&problem.object_name, &uid_precondition(&problem.uid)),
-            )
-            .await?
-        {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
+        let what = format!("deleting pod {}/{}", pod.namespace, pod.name);
+        let answer = crate::heal::call::within(
+            self.call_timeout,
+            || what.clone(),
+            pods.delete(&pod.name, &uid_precondition(pod.uid.as_deref())),
+        )
+        .await?;
+        match answer {
             Ok(_) => {
                 let message = format!(
                     "deleted pod {} so its controller retries the image pull (attempt {attempt}): {}",
-                    problem.object_name, finding.diagnosis.evidence
+                    pod.name, finding.diagnosis.evidence
                 );
-                let workload = match &finding.workload {
+                let workload = match workload {
                     Some(workload) => self.workload_reference(workload).await,
                     None => None,
                 };
@@ -171,12 +135,12 @@ impl Executor {
                     &message,
                 )
                 .await;
-                Ok(step("done", message))
+                Ok(Outcome::Done(message))
             }
             Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {
-                Ok(step("unchanged", "the pod is already gone".to_string()))
+                Ok(Outcome::Unchanged("the pod is already gone".to_string()))
             }
-            Err(error) => Err(anyhow::anyhow!("{what}: {error}")),
+            Err(source) => Err(ExecuteError::Api { what, source }),
         }
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::heal::detect::{Problem, ProblemKind};
+use crate::heal::detect::{Problem, ProblemKey};
 
 #[derive(Debug)]
 pub struct Handled {
@@ -22,7 +22,7 @@ pub struct Handled {
 struct Entry {
     /// `Pod`, `PersistentVolumeClaim`, ...
     kind: &'static str,
-    problems: HashSet<String>,
+    problems: HashSet<ProblemKey>,
     seen: Instant,
 }
 
@@ -37,7 +37,7 @@ impl Handled {
     /// Whether this occurrence was handled; refreshes its entry if so.
     pub fn contains(&mut self, problem: &Problem, now: Instant) -> bool {
         match self.by_object.get_mut(&problem.uid) {
-            Some(entry) if entry.problems.contains(&problem_key(problem)) => {
+            Some(entry) if entry.problems.contains(&problem.key()) => {
                 entry.seen = now;
                 true
             }
@@ -54,7 +54,7 @@ impl Handled {
                 problems: HashSet::new(),
                 seen: now,
             });
-        entry.problems.insert(problem_key(problem));
+        entry.problems.insert(problem.key());
         entry.seen = now;
     }
 
@@ -86,24 +86,10 @@ impl Handled {
     }
 }
 
-/// Identity of one occurrence of a problem.
-pub fn problem_key(problem: &Problem) -> String {
-    let restarts = match &problem.kind {
-        ProblemKind::OomKilled { restart_count, .. }
-        | ProblemKind::CrashLoopBackOff { restart_count, .. } => *restart_count,
-        _ => 0,
-    };
-    format!(
-        "{}/{}/{}/{restarts}",
-        problem.uid,
-        problem.kind.container().unwrap_or("-"),
-        problem.kind.name()
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::heal::detect::ProblemKind;
 
     fn oom(uid: &str, restart_count: i32) -> Problem {
         Problem {

@@ -44,7 +44,7 @@ mod queue;
 mod subject;
 mod warnings;
 
-pub use handled::{Handled, problem_key};
+pub use handled::Handled;
 pub use queue::WorkQueue;
 pub use subject::Subject;
 pub use warnings::RecentWarnings;
@@ -65,11 +65,15 @@ use tokio::time::Instant;
 
 use crate::cluster::leader::Leadership;
 use crate::cluster::limits::LimitSnapshot;
-use crate::heal::detect::{Problem, Thresholds};
+use crate::heal::call::CALL_TIMEOUT;
+use crate::heal::detect::{Problem, ProblemKey, Thresholds};
 use crate::heal::execute::Executor;
+use crate::heal::execute::Outcome;
+use crate::heal::facts::Reader;
 use crate::heal::inspect::{self, ClusterView, Finding, Logs};
 use crate::heal::plan::Rails;
 use crate::heal::probe::{self, ProbeTarget};
+use crate::heal::ratelimit::ActionKey;
 use crate::heal::run::{self, Scope};
 use crate::metrics::{Metrics, ProblemLabels, SecretLabels};
 use crate::store::FixStore;
@@ -98,8 +102,14 @@ pub struct WatcherConfig {
 }
 
 impl WatcherConfig {
-    /// The defaults `selfheal serve` uses, for a scope.
-    pub fn new(scope: Scope, rails: Rails, limits: LimitSnapshot) -> Self {
+    /// The defaults `selfheal serve` uses, for a scope (its protected namespaces are protected
+    /// for the rails too).
+    pub fn new(scope: Scope, mut rails: Rails, limits: LimitSnapshot) -> Self {
+        for namespace in &scope.protected {
+            if !rails.targeting.is_protected(namespace) {
+                rails.targeting.protected.push(namespace.clone());
+            }
+        }
         Self {
             scope,
             include: Vec::new(),
@@ -116,7 +126,7 @@ impl WatcherConfig {
     }
 
     fn in_scope(&self, namespace: &str) -> bool {
-        !self.scope.protected.iter().any(|p| p == namespace)
+        self.rails.targeting.in_scope(namespace)
             && (self.include.is_empty() || self.include.iter().any(|i| i == namespace))
     }
 }
@@ -137,8 +147,6 @@ const WARNED_OBJECTS: usize = 2048;
 const WARNINGS_PER_OBJECT: usize = 4;
 /// How long an object's Warnings are kept after its last one (the apiserver's default event TTL).
 const WARNING_TTL: Duration = Duration::from_secs(3600);
-/// Deadline of one API call the watcher makes itself.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs until the task is dropped: leads whenever `leadership` says so.
 pub async fn run(
@@ -183,6 +191,9 @@ struct Context {
 struct Tracked {
     subject: Subject,
     not_before: Option<Instant>,
+    /// `not_before` is a later look at a settled problem (a certificate), not a backoff: any
+    /// change to the object is looked at at once.
+    recheck: bool,
 }
 
 /// What a watch said, for any kind of subject.
@@ -413,6 +424,7 @@ impl Term {
             Tracked {
                 subject,
                 not_before,
+                recheck: false,
             },
         );
         self.reschedule(&key);
@@ -420,21 +432,26 @@ impl Term {
 
     /// The backoff an object keeps when it is seen again: only while it has no problem the earlier
     /// sighting did not have. A new occurrence (a new OOM kill, a new restart) is handled at once,
-    /// not after the backoff of an earlier one that failed.
+    /// not after the backoff of an earlier one that failed. A later look at a settled problem is
+    /// not a backoff: a change to the object is looked at at once.
     fn carried_backoff(&mut self, key: &str, uid: &str, subject: &Subject) -> Option<Instant> {
         let previous = self.tracked.get(key)?.get(uid)?;
         let not_before = previous.not_before?;
+        let changed = previous.subject.meta().resource_version != subject.meta().resource_version;
+        if previous.recheck && changed {
+            return None;
+        }
         let previous = previous.subject.clone();
         let (now, at) = (Timestamp::now(), Instant::now());
-        let before: HashSet<String> = self
+        let before: HashSet<ProblemKey> = self
             .fresh(&previous, now, at)
             .iter()
-            .map(problem_key)
+            .map(Problem::key)
             .collect();
         let new_problem = self
             .fresh(subject, now, at)
             .iter()
-            .any(|problem| !before.contains(&problem_key(problem)));
+            .any(|problem| !before.contains(&problem.key()));
         (!new_problem).then_some(not_before)
     }
 
@@ -483,10 +500,10 @@ impl Term {
             let labels = secret_labels(secret);
             self.context.metrics.certificate_expiry.remove(&labels);
             self.exported.remove(&labels);
-            self.context
-                .executor
-                .limiter()
-                .reset(&format!("renew/{}/{}", labels.namespace, labels.secret));
+            self.context.executor.limiter().reset(&ActionKey::Renew {
+                namespace: labels.namespace.clone(),
+                secret: labels.secret.clone(),
+            });
         }
         let key = subject.work_key();
         if let Some(entries) = self.tracked.get_mut(&key) {
@@ -636,37 +653,24 @@ impl Term {
         match &results {
             Some(results) => {
                 for done in results {
-                    // A PodDisruptionBudget may allow the eviction later: it is tried again
-                    // when the eviction's backoff ends, like a rate-limited action.
-                    let when_free = match done.outcome.result {
-                        "rate_limited" => true,
-                        "refused" => done.outcome.rail == Some("disruption_budget"),
-                        _ => false,
-                    };
-                    if when_free {
-                        let wait = self
-                            .context
-                            .executor
-                            .limiter()
-                            .next_release(std::time::Instant::now())
-                            .unwrap_or(FAILURE_BACKOFF);
+                    // A rate-limited action, or an eviction a PodDisruptionBudget refused, is
+                    // tried again when its backoff ends.
+                    if let Some(wait) = done.outcome.retry_in() {
                         retry(at + wait);
-                    } else if done.outcome.result == "failed" {
+                    } else if let Outcome::Failed(_) = done.outcome {
                         failed = true;
                     } else {
-                        settled.push(problem_key(&done.finding.problem));
+                        settled.push(done.finding.problem.key());
                     }
                 }
                 // A wanted problem that had no finding (gone by the time the worker looked)
                 // is settled too: a new occurrence has a new key.
-                let answered: HashSet<String> = results
-                    .iter()
-                    .map(|d| problem_key(&d.finding.problem))
-                    .collect();
+                let answered: HashSet<ProblemKey> =
+                    results.iter().map(|d| d.finding.problem.key()).collect();
                 settled.extend(
                     wanted
                         .iter()
-                        .map(problem_key)
+                        .map(Problem::key)
                         .filter(|k| !answered.contains(k)),
                 );
             }
@@ -687,7 +691,7 @@ impl Term {
         }
         let certificate_recheck = at + self.context.config.certificate_interval;
         for problem in &wanted {
-            let key_of = problem_key(problem);
+            let key_of = problem.key();
             if !settled.contains(&key_of) {
                 continue;
             }
@@ -699,6 +703,13 @@ impl Term {
                 .is_some_and(|entries| entries.contains_key(&problem.uid));
             if problem.object_kind == "Secret" {
                 self.delay(&key, &problem.uid, certificate_recheck);
+                if let Some(tracked) = self
+                    .tracked
+                    .get_mut(&key)
+                    .and_then(|e| e.get_mut(&problem.uid))
+                {
+                    tracked.recheck = true;
+                }
             } else if still_there {
                 // (An object deleted meanwhile leaves nothing behind.)
                 self.handled.insert(problem, at);
@@ -716,6 +727,7 @@ impl Term {
     fn delay(&mut self, key: &str, uid: &str, until: Instant) {
         if let Some(tracked) = self.tracked.get_mut(key).and_then(|e| e.get_mut(uid)) {
             tracked.not_before = Some(tracked.not_before.map_or(until, |nb| nb.max(until)));
+            tracked.recheck = false;
         }
     }
 
@@ -755,7 +767,6 @@ async fn work(
 ) -> Vec<run::Handled> {
     let mut view = ClusterView {
         claims: claims.state().iter().map(|c| (**c).clone()).collect(),
-        memory_max: context.config.limits.current(),
         ..ClusterView::default()
     };
     let uids: Vec<String> = subjects.iter().map(Subject::uid).collect();
@@ -779,29 +790,28 @@ async fn work(
             view.events.push(event);
         }
     }
-    let wanted_keys: HashSet<String> = wanted.iter().map(problem_key).collect();
+    let wanted_keys: HashSet<ProblemKey> = wanted.iter().map(Problem::key).collect();
     let mut seen = HashSet::new();
     let findings: Vec<Finding> = diagnose(context, &mut view, wanted, now)
         .await
         .into_iter()
-        .filter(|f| wanted_keys.contains(&problem_key(&f.problem)))
-        .filter(|f| seen.insert(problem_key(&f.problem)))
+        .filter(|f| wanted_keys.contains(&f.problem.key()))
+        .filter(|f| seen.insert(f.problem.key()))
         .filter(|f| context.config.scope.includes(f))
         .collect();
     for finding in &findings {
         count_problem(&context.metrics, finding);
     }
-    let index = context.store.snapshot().current();
-    run::heal(
-        &context.client,
-        &context.executor,
-        &context.config.rails,
-        &view,
-        findings,
-        &index,
+    let healing = run::Healing {
+        executor: &context.executor,
+        rails: &context.config.rails,
+        index: context.store.snapshot().current(),
+        limits: context.config.limits.clone(),
+        room: Default::default(),
         now,
-    )
-    .await
+    };
+    let mut reader = Reader::new(&context.client, context.executor.call_timeout());
+    healing.heal(&mut reader, &view, findings).await
 }
 
 /// The findings of `view` with the watcher's grace periods (those detection used), knowing the
@@ -854,20 +864,17 @@ async fn probe_dependencies(context: Arc<Context>) {
             tracing::warn!(%target, error = %failure, %since, "dependency probe failed");
             let finding = probe::finding(target, &failure, &since);
             count_problem(&context.metrics, &finding);
-            let index = context.store.snapshot().current();
-            let view = ClusterView {
-                memory_max: config.limits.current(),
-                ..ClusterView::default()
-            };
-            let handling = run::heal(
-                &context.client,
-                &context.executor,
-                &config.rails,
-                &view,
-                vec![finding],
-                &index,
+            let healing = run::Healing {
+                executor: &context.executor,
+                rails: &config.rails,
+                index: context.store.snapshot().current(),
+                limits: config.limits.clone(),
+                room: Default::default(),
                 now,
-            );
+            };
+            let mut reader = Reader::new(&context.client, context.executor.call_timeout());
+            let view = ClusterView::default();
+            let handling = healing.heal(&mut reader, &view, vec![finding]);
             if tokio::time::timeout(config.handle_timeout, handling)
                 .await
                 .is_err()
@@ -892,7 +899,13 @@ fn count_problem(metrics: &Metrics, finding: &Finding) {
 async fn events_of(client: &Client, uid: &str) -> Vec<Event> {
     let api: Api<Event> = Api::all(client.clone());
     let params = ListParams::default().fields(&format!("involvedObject.uid={uid}"));
-    match tokio::time::timeout(CALL_TIMEOUT, api.list(&params)).await {
+    match crate::heal::call::within(
+        CALL_TIMEOUT,
+        || format!("listing the events of {uid}"),
+        api.list(&params),
+    )
+    .await
+    {
         Ok(Ok(list)) => list.items,
         Ok(Err(error)) => {
             tracing::debug!(%error, uid, "listing events failed; diagnosing without them");

@@ -1,25 +1,35 @@
 //! A small Kubernetes API server for tests: an axum `Router` holding objects in memory, served to
 //! `kube::Client::new` in process (no sockets). It implements what selfheal's clients use, with
-//! the real apiserver's semantics and refusals where they matter:
+//! the real apiserver's semantics and refusals where they matter (Kubernetes 1.24, the version the
+//! product is verified against, unless a rule names another):
 //!
 //! - get; list (all namespaces too; field selectors checked against the fields the apiserver
-//!   supports per resource, 400 otherwise; label selectors); create (409 AlreadyExists);
+//!   supports per resource, 400 otherwise; label selectors; paging with `limit`/`continue`, 410
+//!   for a continue token older than the compacted history, see `watch`); create (409
+//!   AlreadyExists; `generateName` resolved after the mutating admission, as the registry does);
 //!   replace (409 Conflict on a stale `resourceVersion`); JSON patch, JSON merge patch,
-//!   strategic merge patch and server-side apply (see `patches`; a patch that changes nothing
-//!   stores nothing); delete (UID preconditions); `dryRun=All` on every write;
-//! - the built-in admission and validation the apiserver runs (see `rules`): ServiceAccount token
-//!   mounts and the LimitRanger on Pod create; StatefulSet, Job, claim and Pod update rules;
-//!   `events.k8s.io/v1` Event checks;
+//!   strategic merge patch and server-side apply with field ownership (see `patches` and
+//!   `apply`; a patch that changes nothing stores nothing); delete (preconditions, graceful
+//!   deletion of pods, finalizers, see `deletion`); `dryRun=All` on every write;
+//! - the decode-time defaulting (see `defaults`), then the admission chain in the apiserver's
+//!   order (see `admission`): LimitRanger defaults, ServiceAccount, DefaultStorageClass, the
+//!   mutating webhooks, object validation (see `rules`), LimitRanger min/max/ratio, ResourceQuota
+//!   (see `quota`, whose controller keeps every quota's `status` current);
 //! - watch from a `resourceVersion`, replaying what happened since, then following live (from
 //!   `0` or none: the current objects as ADDED, then live, as the apiserver's watch cache does);
+//!   selector transitions as ADDED / DELETED, bookmarks, `timeoutSeconds` (see `watch`);
 //!   `expire_watches()` ends every open watch and compacts the history, so a watch resumed from
 //!   an older `resourceVersion` gets the apiserver's 410 Gone ERROR event and must re-list;
-//! - subresources `pods/log` (logs set by the test), `pods/eviction` (with PodDisruptionBudgets:
-//!   429 TooManyRequests when no disruption is allowed), and `status` (PUT and merge PATCH);
+//! - subresources `pods/log` (logs set by the test), `pods/eviction` (the disruption controller's
+//!   PodDisruptionBudget status and the eviction REST's decision, see `disruption`), `status`
+//!   (PUT and every PATCH type) for the kinds that have one (cert-manager Certificates too), and
+//!   `pods/resize` when enabled (see `kubelet`);
 //! - Events stored once and served by both `core/v1` and `events.k8s.io/v1` (see `events`);
-//! - an optional mutating webhook, called on every create and update (with the old object on
-//!   update) like the apiserver calls a MutatingWebhookConfiguration;
+//! - mutating webhooks: the project's MutatingWebhookConfiguration objects routed to in-process
+//!   routers (see `webhooks`), and the older catch-all hook `set_mutating_webhook`;
 //! - a global, increasing `resourceVersion`; `metadata.generation` bumped when `spec` changes;
+//! - a clock (`now`, `advance_clock`) for deletion grace periods and controller deadlines;
+//! - a request log (`request_log`): method, path, query, patch type and user of every request;
 //! - interference for tests: `hold_requests` (matching requests hang until released, to prove one
 //!   slow call delays nothing else) and `fail_requests` (the next N matching requests get a
 //!   chosen Status, e.g. 429 or 503);
@@ -27,16 +37,42 @@
 //!   a kubeconfig (429/503/504 retried up to 15 times), to reproduce what selfheal really sees.
 //!
 //! Paths: `/api/v1[/namespaces/{ns}]/{plural}[/{name}[/{sub}]]` and the `/apis/{group}/{version}/...`
-//! form.
+//! form; discovery at `/api`, `/api/v1`, `/apis` and `/apis/{group}/{version}`.
 
+#[path = "fake_apiserver/admission.rs"]
+pub mod admission;
+#[path = "fake_apiserver/apply.rs"]
+mod apply;
+#[path = "fake_apiserver/controllers.rs"]
+pub mod controllers;
+#[path = "fake_apiserver/defaults.rs"]
+pub mod defaults;
+#[path = "fake_apiserver/deletion.rs"]
+mod deletion;
+#[path = "fake_apiserver/disruption.rs"]
+mod disruption;
 #[path = "fake_apiserver/events.rs"]
 pub mod events;
+#[path = "fake_apiserver/http.rs"]
+mod http;
+#[path = "fake_apiserver/kubelet.rs"]
+pub mod kubelet;
 #[path = "fake_apiserver/patches.rs"]
 pub mod patches;
+#[path = "fake_apiserver/quantity.rs"]
+pub mod quantity;
+#[path = "fake_apiserver/quota.rs"]
+pub mod quota;
 #[path = "fake_apiserver/rules.rs"]
 pub mod rules;
 #[path = "fake_apiserver/selectors.rs"]
 pub mod selectors;
+#[path = "fake_apiserver/watch.rs"]
+mod watch;
+#[path = "fake_apiserver/webhooks.rs"]
+pub mod webhooks;
+#[path = "fake_apiserver/write.rs"]
+mod write;
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -46,16 +82,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch as signal};
 
+use http::{TargetPath, parse_path, query_params};
 use patches::PatchType;
 use rules::Refusal;
+use write::Write;
 
 /// One collection: API prefix (`api/v1` or `apis/group/version`), namespace (empty for
 /// cluster-scoped objects) and resource plural.
@@ -97,17 +133,49 @@ impl Collection {
         }
     }
 
+    /// `apiVersion` of the objects served here (`v1`, `apps/v1`).
+    pub fn api_version(&self) -> String {
+        match self.group_version() {
+            (group, version) if group.is_empty() => version,
+            (group, version) => format!("{group}/{version}"),
+        }
+    }
+
     /// The kind this collection serves (`Pod`, `StatefulSet`, ...).
     pub fn kind(&self) -> String {
         rules::kind_of_plural(&self.plural)
     }
 
+    /// The group-qualified resource as the apiserver's messages name it (`pods`,
+    /// `deployments.apps`).
+    pub fn resource(&self) -> String {
+        let (group, _) = self.group_version();
+        if group.is_empty() {
+            self.plural.clone()
+        } else {
+            format!("{}.{group}", self.plural)
+        }
+    }
+
+    /// The same resource in another namespace.
+    pub fn in_namespace(&self, namespace: &str) -> Self {
+        Self::new(&self.prefix, namespace, &self.plural)
+    }
+
+    pub fn is(&self, prefix: &str, plural: &str) -> bool {
+        self.prefix == prefix && self.plural == plural
+    }
+
+    pub fn is_pods(&self) -> bool {
+        self.is("api/v1", "pods")
+    }
+
     fn is_core_events(&self) -> bool {
-        self.prefix == "api/v1" && self.plural == "events"
+        self.is("api/v1", "events")
     }
 
     fn is_events_v1(&self) -> bool {
-        self.prefix == "apis/events.k8s.io/v1" && self.plural == "events"
+        self.is("apis/events.k8s.io/v1", "events")
     }
 }
 
@@ -119,16 +187,57 @@ pub type AdmissionHook = Arc<dyn Fn(&Collection, &str, &mut Value) + Send + Sync
 pub type UpdateAdmissionHook =
     Arc<dyn Fn(&Collection, &str, Option<&Value>, &mut Value) + Send + Sync>;
 
+/// Who made a request: the default user (a cluster admin), or whom the request impersonates
+/// (`Impersonate-User` / `Impersonate-Group` headers, as kube's impersonation sends them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    pub username: String,
+    pub groups: Vec<String>,
+}
+
+impl UserInfo {
+    /// The user tests act as unless they impersonate another (`kubectl` with admin credentials).
+    pub fn admin() -> Self {
+        Self {
+            username: "kubernetes-admin".into(),
+            groups: vec!["system:masters".into(), "system:authenticated".into()],
+        }
+    }
+
+    /// A ServiceAccount, as the apiserver names it.
+    pub fn service_account(namespace: &str, name: &str) -> Self {
+        Self {
+            username: format!("system:serviceaccount:{namespace}:{name}"),
+            groups: vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{namespace}"),
+                "system:authenticated".into(),
+            ],
+        }
+    }
+
+    /// As an AdmissionReview's `userInfo`.
+    pub fn to_json(&self) -> Value {
+        json!({"username": self.username, "groups": self.groups})
+    }
+}
+
 /// What the apiserver tells a mutating webhook about a write (an AdmissionReview's request).
 #[derive(Debug, Clone)]
 pub struct AdmissionAttributes {
     pub collection: Collection,
     /// `CREATE` or `UPDATE`.
     pub operation: &'static str,
+    /// The object's name; empty on a CREATE with `generateName` (named after admission).
     pub name: String,
     /// The stored object, on UPDATE.
     pub old: Option<Value>,
     pub dry_run: bool,
+    /// The subresource written (`resize`), empty for the main resource.
+    pub subresource: String,
+    pub user: UserInfo,
+    /// The `fieldManager` of the request, if any (in the AdmissionReview's options).
+    pub field_manager: Option<String>,
 }
 
 pub type WebhookFuture = Pin<Box<dyn Future<Output = Value> + Send>>;
@@ -137,11 +246,64 @@ pub type WebhookFuture = Pin<Box<dyn Future<Output = Value> + Send>>;
 /// to store (unchanged when it fails: the tests' webhooks fail open, as selfheal's is configured).
 pub type MutatingWebhook = Arc<dyn Fn(AdmissionAttributes, Value) -> WebhookFuture + Send + Sync>;
 
+/// One request as the server received it.
+#[derive(Debug, Clone)]
+pub struct LoggedRequest {
+    pub method: Method,
+    pub path: String,
+    /// The query parameters, decoded.
+    pub query: BTreeMap<String, String>,
+    /// For a PATCH, how its body was to be read (from the content type).
+    pub patch_type: Option<PatchType>,
+    pub user: String,
+    /// The status code answered.
+    pub code: u16,
+    /// The body, when it was JSON (or YAML for an apply patch).
+    pub body: Option<Value>,
+}
+
+impl LoggedRequest {
+    fn target(&self) -> Option<TargetPath> {
+        parse_path(&self.path)
+    }
+
+    /// The collection the request addressed.
+    pub fn collection(&self) -> Option<Collection> {
+        self.target().map(|t| t.collection)
+    }
+
+    /// The object's name, for requests on one object.
+    pub fn name(&self) -> Option<String> {
+        self.target().and_then(|t| t.name)
+    }
+
+    /// The subresource (`status`, `eviction`, `resize`, `log`), if any.
+    pub fn subresource(&self) -> Option<String> {
+        self.target().and_then(|t| t.subresource)
+    }
+
+    /// POST, PUT, PATCH or DELETE (watches and reads are not writes).
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self.method,
+            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        )
+    }
+
+    pub fn is_watch(&self) -> bool {
+        self.query
+            .get("watch")
+            .is_some_and(|w| w == "true" || w == "1")
+    }
+}
+
 #[derive(Debug, Clone)]
 struct WatchEvent {
     collection: Collection,
     kind: &'static str,
     object: Value,
+    /// The object before this change (`None` when it was added).
+    prev: Option<Value>,
     resource_version: u64,
 }
 
@@ -149,6 +311,9 @@ struct WatchEvent {
 #[derive(Debug, Clone)]
 enum Signal {
     Event(WatchEvent),
+    /// `send_bookmarks()`: every watch that asked for bookmarks gets one, at this
+    /// resourceVersion.
+    Bookmark(u64),
     /// `expire_watches()`: every open watch ends.
     Expire,
 }
@@ -218,12 +383,28 @@ struct Objects {
     logs: HashMap<(String, String, String, bool), String>,
 }
 
+/// Settings and state outside the object store.
+#[derive(Default)]
+struct Settings {
+    /// How far the clock was moved on by `advance_clock`.
+    clock_offset: jiff::SignedDuration,
+    /// Requests in arrival order.
+    log: Vec<LoggedRequest>,
+    /// Names handed out for `generateName`.
+    generated: u64,
+    /// The kubelet's settings (pods run, `pods/resize` served, its answer).
+    kubelet: kubelet::KubeletSettings,
+}
+
 /// Handle on the fake server's state, for tests to inspect and change objects directly.
 #[derive(Clone)]
 pub struct FakeApiServer {
     objects: Arc<Mutex<Objects>>,
+    settings: Arc<Mutex<Settings>>,
     signals: broadcast::Sender<Signal>,
     webhook: Arc<Mutex<Option<MutatingWebhook>>>,
+    /// Webhook services (`namespace/name`) or URLs, routed to in-process routers.
+    backends: Arc<Mutex<HashMap<String, webhooks::Backend>>>,
     rules: Arc<Mutex<Vec<Rule>>>,
     next_rule: Arc<AtomicUsize>,
     pub conflicts: Arc<AtomicUsize>,
@@ -243,8 +424,10 @@ impl FakeApiServer {
         let (signals, _) = broadcast::channel(4096);
         Self {
             objects: Arc::default(),
+            settings: Arc::default(),
             signals,
             webhook: Arc::default(),
+            backends: Arc::default(),
             rules: Arc::default(),
             next_rule: Arc::default(),
             conflicts: Arc::default(),
@@ -267,6 +450,29 @@ impl FakeApiServer {
                 kube::client::retry::RetryPolicy::server_retry(),
             ))
             .map_err(|never: Infallible| -> tower::BoxError { match never {} })
+            .service(self.router());
+        kube::Client::new(service, "default")
+    }
+
+    /// A client whose requests are made as `user` (impersonation headers).
+    pub fn client_as(&self, user: &UserInfo) -> kube::Client {
+        let username = user.username.clone();
+        let groups = user.groups.clone();
+        let service = tower::ServiceBuilder::new()
+            .map_request(
+                move |mut request: axum::http::Request<kube::client::Body>| {
+                    let headers = request.headers_mut();
+                    if let Ok(value) = username.parse() {
+                        headers.insert("impersonate-user", value);
+                    }
+                    for group in &groups {
+                        if let Ok(value) = group.parse() {
+                            headers.append("impersonate-group", value);
+                        }
+                    }
+                    request
+                },
+            )
             .service(self.router());
         kube::Client::new(service, "default")
     }
@@ -388,7 +594,8 @@ impl FakeApiServer {
         }));
     }
 
-    /// Calls `webhook` on every create and update that goes through the API (not on `put`).
+    /// Calls `webhook` on every create and update of a main resource that goes through the API
+    /// (not on `put`), after the webhooks of stored MutatingWebhookConfigurations.
     pub fn set_mutating_webhook(&self, webhook: MutatingWebhook) {
         *self.webhook.lock().unwrap() = Some(webhook);
     }
@@ -419,9 +626,31 @@ impl FakeApiServer {
         self.objects.lock().unwrap().resource_version
     }
 
-    /// Creates or replaces an object as an out-of-band writer would (a controller, `kubectl`),
-    /// without admission or validation.
-    pub fn put(&self, collection: &Collection, object: Value) -> Value {
+    /// Creates or replaces an object as an out-of-band writer would (a controller, `kubectl`):
+    /// with the decode-time defaulting every stored object has been through (see `defaults`;
+    /// a Pod without a status gets `phase: Pending` and its `qosClass`), without admission or
+    /// validation.
+    pub fn put(&self, collection: &Collection, mut object: Value) -> Value {
+        defaults::apply(collection, &mut object);
+        if collection.is_pods() {
+            let qos = defaults::qos_class(&object["spec"]);
+            if !object["status"].is_object() {
+                object["status"] = json!({});
+            }
+            let status = &mut object["status"];
+            if status.get("phase").is_none() {
+                status["phase"] = json!("Pending");
+            }
+            if status.get("qosClass").is_none() {
+                status["qosClass"] = json!(qos);
+            }
+        }
+        self.put_raw(collection, object)
+    }
+
+    /// Like `put`, but stores the object exactly as given (no defaulting): for objects a real
+    /// apiserver would never hold, to test how selfheal copes with them.
+    pub fn put_raw(&self, collection: &Collection, object: Value) -> Value {
         let name = object["metadata"]["name"].as_str().unwrap().to_string();
         let mut objects = self.objects.lock().unwrap();
         let exists = objects
@@ -432,7 +661,7 @@ impl FakeApiServer {
         self.store(&mut objects, collection, name, object, kind)
     }
 
-    /// Deletes an object out of band.
+    /// Deletes an object out of band (at once, whatever its grace period or finalizers).
     pub fn remove(&self, collection: &Collection, name: &str) {
         let mut objects = self.objects.lock().unwrap();
         if let Some(object) = objects
@@ -462,15 +691,109 @@ impl FakeApiServer {
         let _ = self.signals.send(Signal::Expire);
     }
 
-    async fn admit(&self, attributes: AdmissionAttributes, object: Value) -> Value {
-        let webhook = self.webhook.lock().unwrap().clone();
-        match webhook {
-            Some(webhook) => webhook(attributes, object).await,
-            None => object,
+    /// Sends a BOOKMARK (the current resourceVersion) to every open watch that asked for
+    /// bookmarks (`allowWatchBookmarks=true`), as the watch cache does about once a minute.
+    pub fn send_bookmarks(&self) {
+        let objects = self.objects.lock().unwrap();
+        let _ = self
+            .signals
+            .send(Signal::Bookmark(objects.resource_version));
+    }
+
+    /// The server's clock: the wall clock, moved on by `advance_clock`.
+    pub fn now(&self) -> jiff::Timestamp {
+        let offset = self.settings.lock().unwrap().clock_offset;
+        jiff::Timestamp::now()
+            .checked_add(offset)
+            .unwrap_or_else(|_| jiff::Timestamp::now())
+    }
+
+    /// Moves the server's clock on (deletion grace periods end, controller deadlines pass).
+    pub fn advance_clock(&self, by: std::time::Duration) {
+        {
+            let mut settings = self.settings.lock().unwrap();
+            let by = jiff::SignedDuration::try_from(by).unwrap_or(jiff::SignedDuration::ZERO);
+            settings.clock_offset = settings
+                .clock_offset
+                .checked_add(by)
+                .unwrap_or(settings.clock_offset);
         }
+        self.on_clock();
+    }
+
+    /// What the passing of time triggers (grace periods that end).
+    fn on_clock(&self) {
+        self.end_due_grace_periods();
+    }
+
+    /// Every request received so far, in arrival order.
+    pub fn request_log(&self) -> Vec<LoggedRequest> {
+        self.settings.lock().unwrap().log.clone()
+    }
+
+    /// Forgets the requests logged so far.
+    pub fn clear_request_log(&self) {
+        self.settings.lock().unwrap().log.clear();
+    }
+
+    /// The writes (POST, PUT, PATCH, DELETE) that addressed `collection` (any namespace when its
+    /// namespace is empty), for assertions such as "no Deployment was ever patched".
+    pub fn writes_to(&self, collection: &Collection) -> Vec<LoggedRequest> {
+        self.request_log()
+            .into_iter()
+            .filter(|r| r.is_write())
+            .filter(|r| {
+                r.collection().is_some_and(|c| {
+                    c.prefix == collection.prefix
+                        && c.plural == collection.plural
+                        && (collection.namespace.is_empty() || c.namespace == collection.namespace)
+                })
+            })
+            .collect()
+    }
+
+    fn log_request(&self, request: LoggedRequest) {
+        self.settings.lock().unwrap().log.push(request);
+    }
+
+    /// A name for `generateName`: the prefix and five characters of the apiserver's alphabet.
+    fn generate_name(&self, prefix: &str) -> String {
+        const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+        let serial = {
+            let mut settings = self.settings.lock().unwrap();
+            settings.generated += 1;
+            settings.generated
+        };
+        // A fixed permutation of the serial, so consecutive names look unrelated.
+        let mut value = serial.wrapping_mul(2_654_435_761).wrapping_add(97_531) % 14_348_907;
+        let mut suffix = String::new();
+        for _ in 0..5 {
+            suffix.push(ALPHABET[(value % 27) as usize] as char);
+            value /= 27;
+        }
+        format!("{prefix}{suffix}")
+    }
+
+    /// The catch-all webhook, if set.
+    fn catch_all_webhook(&self) -> Option<MutatingWebhook> {
+        self.webhook.lock().unwrap().clone()
     }
 
     fn store(
+        &self,
+        objects: &mut Objects,
+        collection: &Collection,
+        name: String,
+        object: Value,
+        kind: &'static str,
+    ) -> Value {
+        let stored = self.store_raw(objects, collection, name, object, kind);
+        self.after_store(objects, collection);
+        stored
+    }
+
+    /// Stores one change and tells the watches; no controller reacts.
+    fn store_raw(
         &self,
         objects: &mut Objects,
         collection: &Collection,
@@ -491,15 +814,16 @@ impl FakeApiServer {
             object["metadata"]["creationTimestamp"] = json!("2026-11-28T00:00:00Z");
         }
         let items = objects.by_collection.entry(collection.clone()).or_default();
-        if kind == "DELETED" {
-            items.remove(&name);
+        let prev = if kind == "DELETED" {
+            items.remove(&name)
         } else {
-            items.insert(name, object.clone());
-        }
+            items.insert(name, object.clone())
+        };
         let event = WatchEvent {
             collection: collection.clone(),
             kind,
             object: object.clone(),
+            prev,
             resource_version,
         };
         objects.history.push(event.clone());
@@ -507,808 +831,213 @@ impl FakeApiServer {
         object
     }
 
-    /// The LimitRanges of a namespace.
-    fn limit_ranges(&self, namespace: &str) -> Vec<Value> {
-        self.list(&Collection::core(namespace, "limitranges"))
-    }
-}
-
-/// What a request path names.
-struct Target {
-    collection: Collection,
-    name: Option<String>,
-    subresource: Option<String>,
-}
-
-fn parse_path(path: &str) -> Option<Target> {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (prefix, rest) = match segments.as_slice() {
-        ["api", "v1", rest @ ..] => ("api/v1".to_string(), rest),
-        ["apis", group, version, rest @ ..] => (format!("apis/{group}/{version}"), rest),
-        _ => return None,
-    };
-    let (namespace, rest) = match rest {
-        ["namespaces", namespace, tail @ ..] if !tail.is_empty() => (namespace.to_string(), tail),
-        _ => (String::new(), rest),
-    };
-    let (plural, name, subresource) = match rest {
-        [plural] => (plural, None, None),
-        [plural, name] => (plural, Some(name.to_string()), None),
-        [plural, name, sub] => (plural, Some(name.to_string()), Some(sub.to_string())),
-        _ => return None,
-    };
-    Some(Target {
-        collection: Collection {
-            prefix,
-            namespace,
-            plural: plural.to_string(),
-        },
-        name,
-        subresource,
-    })
-}
-
-fn query_params(query: Option<&str>) -> BTreeMap<String, String> {
-    query
-        .unwrap_or_default()
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (k.to_string(), percent_decode(v)))
-        .collect()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = std::str::from_utf8(bytes.get(i + 1..i + 3).unwrap_or_default())
-            .ok()
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        if let (b'%', Some(byte)) = (bytes[i], escaped) {
-            out.push(byte);
-            i += 3;
-            continue;
+    /// The controllers that react to a change at once: the resourcequota controller's and the
+    /// disruption controller's status.
+    fn after_store(&self, objects: &mut Objects, collection: &Collection) {
+        if collection.is_pods() {
+            self.kubelet_pass(objects);
         }
-        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn status(code: StatusCode, reason: &'static str, message: String) -> Response {
-    Refusal::new(code, reason, message).into_response()
-}
-
-fn bad_request(message: impl Into<String>) -> Refusal {
-    Refusal::new(StatusCode::BAD_REQUEST, "BadRequest", message)
-}
-
-fn not_found_in(collection: &Collection, name: &str) -> Refusal {
-    let (group, _) = collection.group_version();
-    let resource = if group.is_empty() {
-        collection.plural.clone()
-    } else {
-        format!("{}.{group}", collection.plural)
-    };
-    let mut refusal = Refusal::new(
-        StatusCode::NOT_FOUND,
-        "NotFound",
-        format!("{resource} \"{name}\" not found"),
-    );
-    refusal.details = json!({"name": name, "group": group, "kind": collection.plural});
-    refusal
-}
-
-fn conflict(collection: &Collection, name: &str) -> Refusal {
-    Refusal::new(
-        StatusCode::CONFLICT,
-        "Conflict",
-        format!(
-            "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
-            collection.plural
-        ),
-    )
-}
-
-/// The request's selectors, parsed and checked against what the resource supports.
-struct Selectors {
-    fields: Vec<selectors::FieldRequirement>,
-    labels: Option<String>,
-}
-
-impl Selectors {
-    fn parse(collection: &Collection, params: &BTreeMap<String, String>) -> Result<Self, Refusal> {
-        let fields = match params.get("fieldSelector") {
-            Some(text) => selectors::parse_field_selector(collection, text).map_err(bad_request)?,
-            None => Vec::new(),
-        };
-        Ok(Self {
-            fields,
-            labels: params.get("labelSelector").cloned(),
-        })
+        let namespace = &collection.namespace;
+        if namespace.is_empty() {
+            return;
+        }
+        self.update_budgets(objects, namespace);
+        let quotas = Collection::core(namespace, "resourcequotas");
+        let names: Vec<String> = objects
+            .by_collection
+            .get(&quotas)
+            .map(|items| items.keys().cloned().collect())
+            .unwrap_or_default();
+        if names.is_empty() {
+            return;
+        }
+        let now = self.now();
+        for name in names {
+            let Some(quota) = objects
+                .by_collection
+                .get(&quotas)
+                .and_then(|items| items.get(&name))
+                .cloned()
+            else {
+                continue;
+            };
+            let status = {
+                let in_namespace: Vec<(&Collection, &Value)> = objects
+                    .by_collection
+                    .iter()
+                    .filter(|(c, _)| &c.namespace == namespace)
+                    .flat_map(|(c, items)| items.values().map(move |o| (c, o)))
+                    .collect();
+                quota::status(&quota, &in_namespace, now)
+            };
+            if quota["status"] != status {
+                let mut updated = quota;
+                updated["status"] = status;
+                self.store_raw(objects, &quotas, name, updated, "MODIFIED");
+            }
+        }
     }
 
-    fn matches(&self, object: &Value) -> bool {
-        selectors::fields_match(&self.fields, object)
-            && self
-                .labels
-                .as_deref()
-                .is_none_or(|selector| selectors::labels_match(selector, object))
-    }
-}
-
-/// `object` from `stored` as a read of `requested` serves it: the same resource (all namespaces
-/// when `requested` has none), or an Event of the other Events API, converted.
-fn served_as(requested: &Collection, stored: &Collection, object: &Value) -> Option<Value> {
-    if !requested.namespace.is_empty() && requested.namespace != stored.namespace {
-        return None;
-    }
-    if requested.prefix == stored.prefix && requested.plural == stored.plural {
-        return Some(object.clone());
-    }
-    if requested.is_core_events() && stored.is_events_v1() {
-        return Some(events::to_core(object));
-    }
-    if requested.is_events_v1() && stored.is_core_events() {
-        return Some(events::to_events_v1(object));
-    }
-    None
-}
-
-/// The collection holding the other Events API's view of `collection`, if it is an Events one.
-fn event_alias(collection: &Collection) -> Option<Collection> {
-    if collection.is_core_events() {
-        Some(Collection::new(
-            "apis/events.k8s.io/v1",
-            &collection.namespace,
-            "events",
-        ))
-    } else if collection.is_events_v1() {
-        Some(Collection::core(&collection.namespace, "events"))
-    } else {
-        None
+    /// The objects of a collection (in name order).
+    fn objects_of(&self, collection: &Collection) -> Vec<Value> {
+        self.list(collection)
     }
 }
 
 async fn handle(State(server): State<FakeApiServer>, request: Request) -> Response {
     server.requests.fetch_add(1, Ordering::Relaxed);
-    let method = request.method().clone();
-    let uri = request.uri().clone();
-    let content_type = request
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    if let Some(response) = server.interfere(&method, uri.path()).await {
-        return response;
-    }
-    let Some(target) = parse_path(uri.path()) else {
-        return status(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("no route {}", uri.path()),
-        );
+    let (parts, body) = request.into_parts();
+    let method = parts.method.clone();
+    let uri = parts.uri.clone();
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let content_type = header("content-type");
+    let user_agent = header("user-agent");
+    let user = match header("impersonate-user") {
+        name if name.is_empty() => UserInfo::admin(),
+        name => UserInfo {
+            username: name,
+            groups: parts
+                .headers
+                .get_all("impersonate-group")
+                .iter()
+                .filter_map(|v| v.to_str().ok().map(str::to_string))
+                .collect(),
+        },
     };
     let params = query_params(uri.query());
-    let body = axum::body::to_bytes(request.into_body(), 16 << 20)
+    let patch_type = (method == Method::PATCH)
+        .then(|| PatchType::from_content_type(&content_type))
+        .flatten();
+    let interfered = server.interfere(&method, uri.path()).await;
+    let body = axum::body::to_bytes(body, 16 << 20)
         .await
         .unwrap_or_default();
+    let response = match interfered {
+        Some(response) => response,
+        None => {
+            let request = Incoming {
+                method: &method,
+                path: uri.path(),
+                params: &params,
+                content_type: &content_type,
+                user_agent: &user_agent,
+                user: &user,
+                body: &body,
+            };
+            serve(&server, request).await
+        }
+    };
+    let logged_body = serde_json::from_slice::<Value>(&body).ok().or_else(|| {
+        (patch_type == Some(PatchType::Apply))
+            .then(|| serde_norway::from_slice::<Value>(&body).ok())
+            .flatten()
+    });
+    server.log_request(LoggedRequest {
+        method,
+        path: uri.path().to_string(),
+        query: params,
+        patch_type,
+        user: user.username,
+        code: response.status().as_u16(),
+        body: logged_body,
+    });
+    response
+}
+
+/// What a request brings.
+struct Incoming<'a> {
+    method: &'a Method,
+    path: &'a str,
+    params: &'a BTreeMap<String, String>,
+    content_type: &'a str,
+    user_agent: &'a str,
+    user: &'a UserInfo,
+    body: &'a [u8],
+}
+
+async fn serve(server: &FakeApiServer, request: Incoming<'_>) -> Response {
+    let Incoming {
+        method,
+        path,
+        params,
+        content_type,
+        user_agent,
+        user,
+        body,
+    } = request;
+    if method == Method::GET
+        && let Some(discovery) = watch::discovery(server, path)
+    {
+        return axum::Json(discovery).into_response();
+    }
+    let Some(target) = parse_path(path) else {
+        return Refusal::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .into_response();
+    };
     let collection = target.collection;
     let write = Write {
-        server: &server,
+        server,
         collection: &collection,
         dry_run: params.get("dryRun").is_some_and(|d| d == "All"),
+        user,
+        params,
+        user_agent,
     };
+    let watching = params.get("watch").is_some_and(|w| w == "true" || w == "1");
     let result = match (method, target.name, target.subresource.as_deref()) {
-        (Method::GET, None, _) if params.get("watch").is_some_and(|w| w == "true" || w == "1") => {
-            watch(&server, collection, &params)
+        (&Method::GET, None, _) if watching => watch::watch(server, collection.clone(), params),
+        (&Method::GET, None, _) => watch::list(server, &collection, params),
+        (&Method::GET, Some(name), Some("log")) => watch::log(server, &collection, &name, params),
+        (&Method::GET, Some(name), None | Some("status")) => watch::get(server, &collection, &name),
+        (&Method::POST, None, _) => write.create(body).await,
+        (&Method::POST, Some(name), Some("eviction")) => write.evict(&name, body).await,
+        (&Method::PUT, Some(name), None) => write.replace(&name, body).await,
+        (&Method::PUT, Some(name), Some("status")) => write.replace_status(&name, body),
+        (&Method::PATCH, Some(name), sub @ (None | Some("status"))) => {
+            match PatchType::from_content_type(content_type) {
+                Some(kind) if sub == Some("status") => write.patch_status(&name, body, kind),
+                Some(kind) => write.patch(&name, body, kind).await,
+                None => Err(Refusal::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "UnsupportedMediaType",
+                    format!(
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {content_type:?})"
+                    ),
+                )),
+            }
         }
-        (Method::GET, None, _) => list(&server, &collection, &params),
-        (Method::GET, Some(name), Some("log")) => log(&server, &collection, &name, &params),
-        (Method::GET, Some(name), None) => get(&server, &collection, &name),
-        (Method::POST, None, _) => write.create(&body).await,
-        (Method::POST, Some(name), Some("eviction")) => evict(&server, &collection, &name, &body),
-        (Method::PUT, Some(name), None) => write.replace(&name, &body).await,
-        (Method::PUT, Some(name), Some("status")) => {
-            replace_status(&server, &collection, &name, &body)
+        (&Method::DELETE, Some(name), None) => write.delete(&name, body),
+        (&Method::PATCH | &Method::PUT, Some(name), Some("resize"))
+            if collection.is_pods() && server.serves_pod_resize() =>
+        {
+            let kind = if method == Method::PUT {
+                None
+            } else {
+                PatchType::from_content_type(content_type)
+            };
+            write.resize(&name, body, kind).await
         }
-        (Method::PATCH, Some(name), Some("status")) => {
-            patch_status(&server, &collection, &name, &body)
-        }
-        (Method::PATCH, Some(name), None) => match PatchType::from_content_type(&content_type) {
-            Some(kind) => write.patch(&name, &body, kind, &params).await,
-            None => Err(Refusal::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "UnsupportedMediaType",
-                format!(
-                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {content_type:?})"
-                ),
-            )),
-        },
-        (Method::DELETE, Some(name), None) => delete(&server, &collection, &name, &body),
-        (method, _, sub) => Err(Refusal::new(
+        (method, _, Some(sub)) => Err(Refusal::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("the server could not find the requested resource ({method} {sub})"),
+        )),
+        (method, _, None) => Err(Refusal::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
-            format!("{method} {sub:?} not supported"),
+            format!("the server does not allow this method on the requested resource ({method})"),
         )),
     };
     result.unwrap_or_else(IntoResponse::into_response)
-}
-
-fn log(
-    server: &FakeApiServer,
-    collection: &Collection,
-    name: &str,
-    params: &BTreeMap<String, String>,
-) -> Result<Response, Refusal> {
-    let objects = server.objects.lock().unwrap();
-    let key = (
-        collection.namespace.clone(),
-        name.to_string(),
-        params.get("container").cloned().unwrap_or_default(),
-        params.get("previous").is_some_and(|p| p == "true"),
-    );
-    match objects.logs.get(&key) {
-        Some(text) => Ok(text.clone().into_response()),
-        None => Err(bad_request(format!("no logs for {name}"))),
-    }
-}
-
-fn get(server: &FakeApiServer, collection: &Collection, name: &str) -> Result<Response, Refusal> {
-    let alias = event_alias(collection);
-    let found = [Some(collection.clone()), alias]
-        .into_iter()
-        .flatten()
-        .find_map(|stored| {
-            server
-                .get(&stored, name)
-                .and_then(|object| served_as(collection, &stored, &object))
-        });
-    match found {
-        Some(object) => Ok(axum::Json(object).into_response()),
-        None => Err(not_found_in(collection, name)),
-    }
-}
-
-fn list(
-    server: &FakeApiServer,
-    collection: &Collection,
-    params: &BTreeMap<String, String>,
-) -> Result<Response, Refusal> {
-    let selectors = Selectors::parse(collection, params)?;
-    let objects = server.objects.lock().unwrap();
-    let items: Vec<Value> = objects
-        .by_collection
-        .iter()
-        .flat_map(|(stored, items)| {
-            items
-                .values()
-                .filter_map(move |o| served_as(collection, stored, o))
-        })
-        .filter(|o| selectors.matches(o))
-        .collect();
-    Ok(axum::Json(json!({
-        "kind": "List", "apiVersion": "v1",
-        "metadata": {"resourceVersion": objects.resource_version.to_string()},
-        "items": items,
-    }))
-    .into_response())
-}
-
-fn watch_line(kind: &str, object: &Value) -> Bytes {
-    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
-    line.push(b'\n');
-    Bytes::from(line)
-}
-
-fn watch(
-    server: &FakeApiServer,
-    collection: Collection,
-    params: &BTreeMap<String, String>,
-) -> Result<Response, Refusal> {
-    let selectors = Selectors::parse(&collection, params)?;
-    let since: u64 = params
-        .get("resourceVersion")
-        .and_then(|rv| rv.parse().ok())
-        .unwrap_or(0);
-    // Subscribe under the lock so no event falls between the replay and the live stream.
-    let (replay, live) = {
-        let objects = server.objects.lock().unwrap();
-        if since != 0 && since < objects.compacted {
-            server.expired_watches.fetch_add(1, Ordering::Relaxed);
-            let gone = Refusal::new(
-                StatusCode::GONE,
-                "Expired",
-                format!("too old resource version: {since} ({})", objects.compacted),
-            );
-            let line = watch_line("ERROR", &gone.body());
-            return Ok(Response::new(Body::from(line)));
-        }
-        let replay: Vec<(&'static str, Value)> = if since == 0 {
-            // "Any" resourceVersion: the current state as ADDED events, then live.
-            objects
-                .by_collection
-                .iter()
-                .flat_map(|(stored, items)| {
-                    let collection = &collection;
-                    items
-                        .values()
-                        .filter_map(move |o| served_as(collection, stored, o))
-                })
-                .map(|o| ("ADDED", o))
-                .collect()
-        } else {
-            objects
-                .history
-                .iter()
-                .filter(|e| e.resource_version > since)
-                .filter_map(|e| {
-                    served_as(&collection, &e.collection, &e.object).map(|o| (e.kind, o))
-                })
-                .collect()
-        };
-        (replay, server.signals.subscribe())
-    };
-    let live_collection = collection.clone();
-    let live = futures::stream::unfold(live, move |mut receiver| {
-        let collection = live_collection.clone();
-        async move {
-            loop {
-                match receiver.recv().await {
-                    Ok(Signal::Event(event)) => {
-                        if let Some(object) =
-                            served_as(&collection, &event.collection, &event.object)
-                        {
-                            return Some(((event.kind, object), receiver));
-                        }
-                    }
-                    Ok(Signal::Expire) | Err(broadcast::error::RecvError::Closed) => return None,
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                }
-            }
-        }
-    });
-    let stream = futures::stream::iter(replay)
-        .chain(live)
-        .filter(move |(_, object)| futures::future::ready(selectors.matches(object)))
-        .map(|(kind, object)| Ok::<Bytes, Infallible>(watch_line(kind, &object)));
-    Ok(Response::new(Body::from_stream(stream)))
-}
-
-fn parse_json(body: &[u8]) -> Result<Value, Refusal> {
-    serde_json::from_slice::<Value>(body).map_err(|e| bad_request(format!("body is not JSON: {e}")))
-}
-
-/// Bumps `metadata.generation` when the spec changed, as the apiserver does for workloads.
-fn next_generation(old: &Value, new: &mut Value) {
-    let generation = old["metadata"]["generation"].as_i64();
-    if old["spec"] != new["spec"] {
-        new["metadata"]["generation"] = json!(generation.unwrap_or(1) + 1);
-    } else if let Some(generation) = generation {
-        new["metadata"]["generation"] = json!(generation);
-    }
-}
-
-/// The write path: admission, validation, storage (unless a dry run).
-struct Write<'a> {
-    server: &'a FakeApiServer,
-    collection: &'a Collection,
-    dry_run: bool,
-}
-
-impl Write<'_> {
-    fn attributes(
-        &self,
-        operation: &'static str,
-        name: &str,
-        old: Option<&Value>,
-    ) -> AdmissionAttributes {
-        AdmissionAttributes {
-            collection: self.collection.clone(),
-            operation,
-            name: name.to_string(),
-            old: old.cloned(),
-            dry_run: self.dry_run,
-        }
-    }
-
-    async fn create(&self, body: &[u8]) -> Result<Response, Refusal> {
-        let object = parse_json(body)?;
-        self.create_object(object).await
-    }
-
-    async fn create_object(&self, mut object: Value) -> Result<Response, Refusal> {
-        let collection = self.collection;
-        let sent_namespace = object["metadata"]["namespace"].as_str().unwrap_or_default();
-        if !sent_namespace.is_empty() && sent_namespace != collection.namespace {
-            return Err(bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request",
-            ));
-        }
-        if !collection.namespace.is_empty() {
-            object["metadata"]["namespace"] = json!(collection.namespace);
-        }
-        let name = match (
-            object["metadata"]["name"].as_str(),
-            object["metadata"]["generateName"].as_str(),
-        ) {
-            (Some(name), _) => name.to_string(),
-            (None, Some(prefix)) => format!("{prefix}{}", self.server.resource_version() + 1),
-            (None, None) => {
-                return Err(Refusal::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "Invalid",
-                    "metadata.name: Required value",
-                ));
-            }
-        };
-        object["metadata"]["name"] = json!(name);
-        let is_pod = collection.prefix == "api/v1" && collection.plural == "pods";
-        let limit_ranges = if is_pod {
-            self.server.limit_ranges(&collection.namespace)
-        } else {
-            Vec::new()
-        };
-        if is_pod {
-            rules::service_account_admission(&mut object);
-        }
-        rules::limit_ranger_defaults(&mut object, &limit_ranges);
-        let mut object = self
-            .server
-            .admit(self.attributes("CREATE", &name, None), object)
-            .await;
-        object["metadata"]["name"] = json!(name);
-        rules::validate_create(collection, &name, &object)?;
-        rules::limit_ranger_validate(collection, &name, &object, &limit_ranges)?;
-        if object.get("spec").is_some() && !is_pod {
-            object["metadata"]["generation"] = json!(1);
-        }
-        let mut objects = self.server.objects.lock().unwrap();
-        let taken = [Some(collection.clone()), event_alias(collection)]
-            .into_iter()
-            .flatten()
-            .any(|c| {
-                objects
-                    .by_collection
-                    .get(&c)
-                    .is_some_and(|items| items.contains_key(&name))
-            });
-        if taken {
-            self.server.conflicts.fetch_add(1, Ordering::Relaxed);
-            return Err(Refusal::new(
-                StatusCode::CONFLICT,
-                "AlreadyExists",
-                format!("{} \"{name}\" already exists", collection.plural),
-            ));
-        }
-        let stored = if self.dry_run {
-            object
-        } else {
-            self.server
-                .store(&mut objects, collection, name, object, "ADDED")
-        };
-        Ok((StatusCode::CREATED, axum::Json(stored)).into_response())
-    }
-
-    async fn replace(&self, name: &str, body: &[u8]) -> Result<Response, Refusal> {
-        let object = parse_json(body)?;
-        let current = self
-            .server
-            .get(self.collection, name)
-            .ok_or_else(|| not_found_in(self.collection, name))?;
-        let sent = object["metadata"]["resourceVersion"].as_str();
-        if sent.is_none() || sent != current["metadata"]["resourceVersion"].as_str() {
-            self.server.conflicts.fetch_add(1, Ordering::Relaxed);
-            return Err(conflict(self.collection, name));
-        }
-        self.update(name, &current, object).await
-    }
-
-    /// Admission, validation and storage of `object` replacing `current`; a conflict when the
-    /// stored object changed meanwhile.
-    async fn update(
-        &self,
-        name: &str,
-        current: &Value,
-        object: Value,
-    ) -> Result<Response, Refusal> {
-        let collection = self.collection;
-        let mut object = self
-            .server
-            .admit(self.attributes("UPDATE", name, Some(current)), object)
-            .await;
-        for field in ["uid", "creationTimestamp", "name", "namespace"] {
-            match current["metadata"].get(field) {
-                Some(value) => object["metadata"][field] = value.clone(),
-                None => {
-                    if let Some(metadata) = object["metadata"].as_object_mut() {
-                        metadata.remove(field);
-                    }
-                }
-            }
-        }
-        if rules::has_status_subresource(collection) {
-            // The main resource cannot change the status (the apiserver's update strategies
-            // copy the stored one); only the `status` subresource can.
-            match current.get("status") {
-                Some(status) => object["status"] = status.clone(),
-                None => {
-                    if let Some(fields) = object.as_object_mut() {
-                        fields.remove("status");
-                    }
-                }
-            }
-        }
-        if collection.is_events_v1() {
-            rules::validate_create(collection, name, &object)?;
-        }
-        rules::validate_update(collection, name, current, &object)?;
-        if !(collection.prefix == "api/v1" && collection.plural == "pods") {
-            next_generation(current, &mut object);
-        }
-        let mut objects = self.server.objects.lock().unwrap();
-        let stored = objects
-            .by_collection
-            .get(collection)
-            .and_then(|items| items.get(name))
-            .ok_or_else(|| not_found_in(collection, name))?;
-        if stored["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"] {
-            self.server.conflicts.fetch_add(1, Ordering::Relaxed);
-            return Err(conflict(collection, name));
-        }
-        if &object == current || self.dry_run {
-            return Ok(axum::Json(object).into_response());
-        }
-        let stored = self.server.store(
-            &mut objects,
-            collection,
-            name.to_string(),
-            object,
-            "MODIFIED",
-        );
-        Ok(axum::Json(stored).into_response())
-    }
-
-    async fn patch(
-        &self,
-        name: &str,
-        body: &[u8],
-        kind: PatchType,
-        params: &BTreeMap<String, String>,
-    ) -> Result<Response, Refusal> {
-        let patch: Value = if kind == PatchType::Apply {
-            serde_norway::from_slice(body)
-                .map_err(|e| bad_request(format!("error decoding YAML: {e}")))?
-        } else {
-            parse_json(body)?
-        };
-        if kind == PatchType::Apply {
-            if params.get("fieldManager").is_none_or(String::is_empty) {
-                return Err(Refusal::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "Invalid",
-                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
-                ));
-            }
-            if patch["metadata"]["name"]
-                .as_str()
-                .is_some_and(|n| n != name)
-            {
-                return Err(bad_request(
-                    "the name of the object does not match the name on the URL",
-                ));
-            }
-        }
-        // The apiserver retries a patch whose object changed between read and write.
-        for _ in 0..5 {
-            let Some(current) = self.server.get(self.collection, name) else {
-                if kind == PatchType::Apply {
-                    let mut object = patch.clone();
-                    object["metadata"]["name"] = json!(name);
-                    return self.create_object(object).await;
-                }
-                return Err(not_found_in(self.collection, name));
-            };
-            let mut changed = current.clone();
-            match kind {
-                PatchType::Json => {
-                    let ops = serde_json::from_value::<json_patch::Patch>(patch.clone())
-                        .map_err(|e| bad_request(format!("not a JSON Patch: {e}")))?;
-                    json_patch::patch(&mut changed, &ops).map_err(|error| {
-                        Refusal::new(
-                            StatusCode::UNPROCESSABLE_ENTITY,
-                            "Invalid",
-                            format!("the patch does not apply: {error}"),
-                        )
-                    })?;
-                }
-                PatchType::Merge => json_patch::merge(&mut changed, &patch),
-                PatchType::Strategic => patches::strategic_merge(&mut changed, &patch),
-                PatchType::Apply => patches::server_side_apply(&mut changed, &patch),
-            }
-            if changed["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"] {
-                self.server.conflicts.fetch_add(1, Ordering::Relaxed);
-                return Err(conflict(self.collection, name));
-            }
-            match self.update(name, &current, changed).await {
-                Err(refusal)
-                    if refusal.code == StatusCode::CONFLICT
-                        && self.server.get(self.collection, name).is_some_and(|now| {
-                            now["metadata"]["resourceVersion"]
-                                != current["metadata"]["resourceVersion"]
-                        }) =>
-                {
-                    continue;
-                }
-                other => return other,
-            }
-        }
-        Err(conflict(self.collection, name))
-    }
-}
-
-/// The status subresource: only `status` is taken from the body; a stale resourceVersion conflicts.
-fn replace_status(
-    server: &FakeApiServer,
-    collection: &Collection,
-    name: &str,
-    body: &[u8],
-) -> Result<Response, Refusal> {
-    let sent = parse_json(body)?;
-    let mut current = server
-        .get(collection, name)
-        .ok_or_else(|| not_found_in(collection, name))?;
-    if sent["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"] {
-        server.conflicts.fetch_add(1, Ordering::Relaxed);
-        return Err(conflict(collection, name));
-    }
-    current["status"] = sent["status"].clone();
-    let mut objects = server.objects.lock().unwrap();
-    let stored = server.store(
-        &mut objects,
-        collection,
-        name.to_string(),
-        current,
-        "MODIFIED",
-    );
-    Ok(axum::Json(stored).into_response())
-}
-
-/// A merge patch of the status subresource: only `status` changes.
-fn patch_status(
-    server: &FakeApiServer,
-    collection: &Collection,
-    name: &str,
-    body: &[u8],
-) -> Result<Response, Refusal> {
-    let patch = parse_json(body)?;
-    let mut current = server
-        .get(collection, name)
-        .ok_or_else(|| not_found_in(collection, name))?;
-    let mut status = current["status"].clone();
-    json_patch::merge(&mut status, &patch["status"]);
-    current["status"] = status;
-    let mut objects = server.objects.lock().unwrap();
-    let stored = server.store(
-        &mut objects,
-        collection,
-        name.to_string(),
-        current,
-        "MODIFIED",
-    );
-    Ok(axum::Json(stored).into_response())
-}
-
-/// `pods/eviction`: the pod's PodDisruptionBudget decides, as the apiserver's eviction REST does.
-fn evict(
-    server: &FakeApiServer,
-    collection: &Collection,
-    name: &str,
-    body: &[u8],
-) -> Result<Response, Refusal> {
-    let pod = server
-        .get(collection, name)
-        .ok_or_else(|| not_found_in(collection, name))?;
-    let phase = pod["status"]["phase"].as_str().unwrap_or_default();
-    let ignores_budgets = matches!(phase, "Succeeded" | "Failed" | "Pending")
-        || !pod["metadata"]["deletionTimestamp"].is_null();
-    if !ignores_budgets {
-        let budgets: Vec<Value> = server
-            .list(&Collection::new(
-                "apis/policy/v1",
-                &collection.namespace,
-                "poddisruptionbudgets",
-            ))
-            .into_iter()
-            .filter(|b| {
-                selectors::label_selector_matches(
-                    &b["spec"]["selector"],
-                    &pod["metadata"]["labels"],
-                )
-            })
-            .collect();
-        if budgets.len() > 1 {
-            return Err(Refusal::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalError",
-                "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
-            ));
-        }
-        if let Some(budget) = budgets.into_iter().next() {
-            let allowed = budget["status"]["disruptionsAllowed"].as_i64().unwrap_or(0);
-            let budget_name = budget["metadata"]["name"].as_str().unwrap_or_default();
-            if allowed < 0 {
-                return Err(Refusal::new(
-                    StatusCode::FORBIDDEN,
-                    "Forbidden",
-                    "pdb disruptions allowed is negative",
-                ));
-            }
-            if allowed == 0 {
-                let mut refusal = Refusal::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "TooManyRequests",
-                    "Cannot evict pod as it would violate the pod's disruption budget.",
-                );
-                refusal.details = json!({"causes": [{
-                    "reason": "DisruptionBudget",
-                    "message": format!(
-                        "The disruption budget {budget_name} needs {} healthy pods and has {} currently",
-                        budget["status"]["desiredHealthy"].as_i64().unwrap_or(0),
-                        budget["status"]["currentHealthy"].as_i64().unwrap_or(0),
-                    ),
-                }]});
-                return Err(refusal);
-            }
-            let mut spent = budget.clone();
-            spent["status"]["disruptionsAllowed"] = json!(allowed - 1);
-            let budgets = Collection::new(
-                "apis/policy/v1",
-                &collection.namespace,
-                "poddisruptionbudgets",
-            );
-            server.put(&budgets, spent);
-        }
-    }
-    delete(server, collection, name, body)?;
-    let success = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
-    Ok((StatusCode::CREATED, axum::Json(success)).into_response())
-}
-
-fn delete(
-    server: &FakeApiServer,
-    collection: &Collection,
-    name: &str,
-    body: &[u8],
-) -> Result<Response, Refusal> {
-    let options: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let precondition = options["preconditions"]["uid"]
-        .as_str()
-        .or(options["deleteOptions"]["preconditions"]["uid"].as_str());
-    let mut objects = server.objects.lock().unwrap();
-    let object = objects
-        .by_collection
-        .get(collection)
-        .and_then(|i| i.get(name))
-        .cloned()
-        .ok_or_else(|| not_found_in(collection, name))?;
-    if let Some(uid) = precondition
-        && object["metadata"]["uid"] != uid
-    {
-        return Err(Refusal::new(
-            StatusCode::CONFLICT,
-            "Conflict",
-            format!("Precondition failed: UID in precondition: {uid}"),
-        ));
-    }
-    let deleted = server.store(
-        &mut objects,
-        collection,
-        name.to_string(),
-        object,
-        "DELETED",
-    );
-    Ok(axum::Json(deleted).into_response())
 }

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tower::ServiceExt;
 
 use selfheal::core::document::FixDocument;
@@ -123,37 +123,44 @@ pub async fn admit(state: &AppState, review: &Value) -> (Value, Value) {
     (answer, object)
 }
 
-/// The AdmissionReview the apiserver sends a mutating webhook for one write: `kind`, `resource`
-/// (and their `request*` twins), `namespace`, `name`, `operation`, `object`, `oldObject` on
-/// UPDATE, `dryRun` and the operation's options.
+/// The AdmissionReview the apiserver sends a mutating webhook for one write (see
+/// `fake_apiserver::webhooks::review`): `kind`, `resource` (and their `request*` twins),
+/// `namespace`, `name` (none on a CREATE with `generateName`), `operation`, `userInfo`,
+/// `object`, `oldObject` on UPDATE, `dryRun` and the operation's options.
 pub fn admission_review(attributes: &AdmissionAttributes, object: &Value) -> Value {
-    static REVIEWS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let serial = REVIEWS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let collection = &attributes.collection;
-    let (group, version) = collection.group_version();
-    let kind = json!({"group": group, "version": version, "kind": collection.kind()});
-    let resource = json!({"group": group, "version": version, "resource": collection.plural});
-    let options_kind = if attributes.operation == "CREATE" {
-        "CreateOptions"
-    } else {
-        "UpdateOptions"
-    };
-    let mut request = json!({
-        "uid": format!("00000000-0000-0000-0000-{serial:012}"),
-        "kind": kind, "resource": resource,
-        "requestKind": kind, "requestResource": resource,
-        "name": attributes.name,
-        "operation": attributes.operation,
-        "userInfo": {"username": "system:admin", "groups": ["system:masters", "system:authenticated"]},
-        "object": object,
-        "oldObject": attributes.old,
-        "dryRun": attributes.dry_run,
-        "options": {"apiVersion": "meta.k8s.io/v1", "kind": options_kind},
-    });
-    if !collection.namespace.is_empty() {
-        request["namespace"] = json!(collection.namespace);
-    }
-    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request})
+    fake_apiserver::webhooks::review(attributes, object)
+}
+
+/// The project's own MutatingWebhookConfiguration (`manifests/base`), as `kubectl apply` stores
+/// it.
+pub fn manifest_webhook_configuration() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("manifests/base/mutatingwebhookconfiguration.yaml");
+    let text = std::fs::read_to_string(path).expect("the manifest");
+    serde_norway::from_str(&text).expect("the manifest is YAML")
+}
+
+/// Installs the project's MutatingWebhookConfiguration in `server` and routes its service
+/// (`selfheal/selfheal`) to selfheal's real webhook over `state`: every write the
+/// configuration's rules and selectors match is sent to it as the apiserver sends it (timeout,
+/// failure policy and all). Returns the stored configuration.
+pub fn install_manifest_webhook(server: &FakeApiServer, state: AppState) -> Value {
+    install_manifest_webhook_routed(server, webhook::router(state))
+}
+
+/// Installs the project's MutatingWebhookConfiguration with its service routed to `router`.
+pub fn install_manifest_webhook_routed(server: &FakeApiServer, router: Router) -> Value {
+    let configuration = manifest_webhook_configuration();
+    let stored = server.put(
+        &fake_apiserver::Collection::new(
+            "apis/admissionregistration.k8s.io/v1",
+            "",
+            "mutatingwebhookconfigurations",
+        ),
+        configuration,
+    );
+    server.route_webhook_service("selfheal", "selfheal", router);
+    stored
 }
 
 /// What the apiserver does with a mutating webhook's answer: the object with the returned
@@ -191,11 +198,18 @@ async fn call_webhook(router: Router, review: &Value) -> Option<(StatusCode, Val
     Some((status, serde_json::from_slice(&bytes).ok()?))
 }
 
-/// Installs selfheal's real webhook (`webhook::router` over `state`) as `server`'s mutating
-/// webhook, called the way the apiserver calls it: a real `admission.k8s.io/v1` AdmissionReview
-/// for every create and update (with `oldObject` on UPDATE), the returned JSON patch applied to
-/// the object; fails open (the object unchanged) on any error, as `failurePolicy: Ignore` does.
+/// Installs selfheal's real webhook (`webhook::router` over `state`) the way a cluster has it:
+/// the project's MutatingWebhookConfiguration (rules, selectors, timeout, `failurePolicy:
+/// Ignore`) routed to it, so every write the configuration matches is sent to it as the
+/// apiserver sends it (see `install_manifest_webhook`).
 pub fn install_webhook(server: &FakeApiServer, state: AppState) {
+    install_manifest_webhook(server, state);
+}
+
+/// Installs selfheal's webhook as a catch-all: called on every create and update of every
+/// resource, whatever the configuration's rules and selectors, failing open on any error (the
+/// older, kinder emulation; prefer `install_webhook`).
+pub fn install_catch_all_webhook(server: &FakeApiServer, state: AppState) {
     let router = webhook::router(state);
     server.set_mutating_webhook(Arc::new(move |attributes, object| {
         let router = router.clone();

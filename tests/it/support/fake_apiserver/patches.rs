@@ -11,8 +11,7 @@
 //!   a merge key (`volumeClaimTemplates`, `tolerations`, `args`, ...) are replaced whole, as the real
 //!   schema declares them atomic.
 //! - Server-side apply: the applied configuration is merged into the live object with the same
-//!   name-keyed list merging. Approximated: no field ownership (`managedFields`) is tracked, so
-//!   fields a manager stopped applying are not removed and `force` conflicts are never raised.
+//!   name-keyed list merging; field ownership, conflicts and removals are `apply`'s.
 
 use serde_json::{Map, Value};
 
@@ -140,7 +139,7 @@ fn merge_keyed_list(list: &mut Value, items: &[Value], merge_key: &str) {
     }
 }
 
-/// Server-side apply of `applied` onto `live` (see the module notes for what is approximated).
+/// The merge of a server-side apply of `applied` onto `live` (ownership: see `apply`).
 pub fn server_side_apply(live: &mut Value, applied: &Value) {
     strategic_merge(live, applied);
 }

@@ -1,5 +1,5 @@
 //! The apiserver's validation of the objects selfheal touches, with the real status codes and
-//! messages (Kubernetes v1.33, the API level selfheal is built against):
+//! messages (Kubernetes 1.24 wording):
 //!
 //! - StatefulSet update: only `replicas`, `ordinals`, `template`, `updateStrategy`,
 //!   `revisionHistoryLimit`, `persistentVolumeClaimRetentionPolicy`, `minReadySeconds` may change
@@ -13,23 +13,20 @@
 //!   ("field can not be less than previous value").
 //! - Pod update: the spec is immutable except container/initContainer images,
 //!   `activeDeadlineSeconds`, additions to `tolerations` and `terminationGracePeriodSeconds` (422).
+//!   Both sides are compared defaulted, as the apiserver compares them.
+//! - Container resources, in Pods and in every pod template (create and update): a request may
+//!   not exceed the limit of the same resource (`spec.containers[0].resources.requests: Invalid
+//!   value: "2Gi": must be less than or equal to memory limit`, 422).
 //! - ServiceAccount admission on Pod create: the API token volume is added and mounted (so a
 //!   later update that drops those mounts is a forbidden Pod update, as on a real cluster).
-//! - LimitRanger on Pod create: `default` / `defaultRequest` memory of `type: Container` items fill
-//!   containers that set none, then a container above `max.memory` is refused (403 Forbidden).
-//!
 //! - ConfigMap create and update: the values of `data` and `binaryData` together may hold at most
 //!   1 MiB (`core.MaxSecretSize`, 1048576 bytes; keys are not counted), else 422 Invalid on the
 //!   field path `[]` (ValidateConfigMap: `field.TooLong(field.NewPath(""), ...)`).
 //!
 //! Updates of the main resource keep the stored `status` of kinds with a status subresource.
-//!
-//! Objects are compared as sent (the real apiserver defaults both sides first; the fake defaults
-//! neither, which compares the same way for the fields selfheal touches).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use kube_quantity::ParsedQuantity;
 use serde_json::{Value, json};
 
 use super::Collection;
@@ -38,16 +35,16 @@ use super::Collection;
 #[derive(Debug, Clone)]
 pub struct Refusal {
     pub code: StatusCode,
-    pub reason: &'static str,
+    pub reason: String,
     pub message: String,
     pub details: Value,
 }
 
 impl Refusal {
-    pub fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: StatusCode, reason: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             code,
-            reason,
+            reason: reason.into(),
             message: message.into(),
             details: Value::Null,
         }
@@ -59,6 +56,11 @@ impl Refusal {
             "status": "Failure", "message": self.message, "reason": self.reason,
             "code": self.code.as_u16(),
         });
+        if self.reason.is_empty()
+            && let Some(fields) = body.as_object_mut()
+        {
+            fields.remove("reason");
+        }
         if !self.details.is_null() {
             body["details"] = self.details.clone();
         }
@@ -67,54 +69,65 @@ impl Refusal {
 }
 
 impl IntoResponse for Refusal {
+    /// The Status, with `Retry-After` when its details ask for a wait (as the apiserver's
+    /// error writer does).
     fn into_response(self) -> Response {
-        (self.code, axum::Json(self.body())).into_response()
+        let retry_after = self.details["retryAfterSeconds"]
+            .as_u64()
+            .filter(|s| *s > 0);
+        let mut response = (self.code, axum::Json(self.body())).into_response();
+        if let Some(seconds) = retry_after
+            && let Ok(value) = seconds.to_string().parse()
+        {
+            response.headers_mut().insert("retry-after", value);
+        }
+        response
     }
 }
 
 /// One field error, as `field.Error` renders it.
 pub struct FieldError {
-    field: &'static str,
+    field: String,
     cause: &'static str,
     text: String,
 }
 
 impl FieldError {
-    pub fn forbidden(field: &'static str, detail: &str) -> Self {
+    pub fn forbidden(field: &str, detail: &str) -> Self {
         Self {
-            field,
+            field: field.into(),
             cause: "FieldValueForbidden",
             text: format!("Forbidden: {detail}"),
         }
     }
 
-    pub fn immutable(field: &'static str, value: &Value) -> Self {
+    pub fn immutable(field: &str, value: &Value) -> Self {
         Self {
-            field,
+            field: field.into(),
             cause: "FieldValueInvalid",
             text: format!("Invalid value: {value}: field is immutable"),
         }
     }
 
-    pub fn required(field: &'static str) -> Self {
+    pub fn required(field: &str) -> Self {
         Self {
-            field,
+            field: field.into(),
             cause: "FieldValueRequired",
             text: "Required value".into(),
         }
     }
 
-    pub fn too_long(field: &'static str, limit: usize) -> Self {
+    pub fn too_long(field: &str, limit: usize) -> Self {
         Self {
-            field,
+            field: field.into(),
             cause: "FieldValueTooLong",
             text: format!("Too long: must have at most {limit} bytes"),
         }
     }
 
-    pub fn invalid(field: &'static str, value: &str, detail: &str) -> Self {
+    pub fn invalid(field: &str, value: &str, detail: &str) -> Self {
         Self {
-            field,
+            field: field.into(),
             cause: "FieldValueInvalid",
             text: format!("Invalid value: \"{value}\": {detail}"),
         }
@@ -154,6 +167,11 @@ pub fn kind_of_plural(plural: &str) -> String {
         "services" => "Service",
         "storageclasses" => "StorageClass",
         "certificates" => "Certificate",
+        "resourcequotas" => "ResourceQuota",
+        "priorityclasses" => "PriorityClass",
+        "serviceaccounts" => "ServiceAccount",
+        "mutatingwebhookconfigurations" => "MutatingWebhookConfiguration",
+        "validatingwebhookconfigurations" => "ValidatingWebhookConfiguration",
         other => return other.trim_end_matches('s').to_string(),
     };
     known.to_string()
@@ -185,15 +203,23 @@ fn invalid(collection: &Collection, name: &str, errors: Vec<FieldError>) -> Resu
         .collect();
     Err(Refusal {
         code: StatusCode::UNPROCESSABLE_ENTITY,
-        reason: "Invalid",
+        reason: "Invalid".into(),
         message: format!("{qualified} \"{name}\" is invalid: {list}"),
         details: json!({"name": name, "group": group, "kind": kind, "causes": causes}),
     })
 }
 
+/// 422 Invalid for a Pod.
+pub fn invalid_pod(name: &str, errors: Vec<FieldError>) -> Result<(), Refusal> {
+    invalid(&Collection::core("", "pods"), name, errors)
+}
+
 /// Whether the resource has a `status` subresource, so updates of the main resource keep the
 /// stored status.
 pub fn has_status_subresource(collection: &Collection) -> bool {
+    if collection.prefix == "apis/cert-manager.io/v1" {
+        return collection.plural == "certificates";
+    }
     matches!(
         collection.plural.as_str(),
         "pods"
@@ -208,6 +234,7 @@ pub fn has_status_subresource(collection: &Collection) -> bool {
             | "namespaces"
             | "nodes"
             | "services"
+            | "resourcequotas"
     )
 }
 
@@ -218,7 +245,7 @@ pub fn validate_update(
     old: &Value,
     new: &Value,
 ) -> Result<(), Refusal> {
-    let errors = match (collection.prefix.as_str(), collection.plural.as_str()) {
+    let mut errors = match (collection.prefix.as_str(), collection.plural.as_str()) {
         ("apis/apps/v1", "statefulsets") => statefulset_update(old, new),
         ("apis/apps/v1", "deployments" | "daemonsets" | "replicasets") => {
             immutable(old, new, "/spec/selector", "spec.selector")
@@ -231,8 +258,11 @@ pub fn validate_update(
         ("api/v1", "persistentvolumeclaims") => claim_update(old, new),
         ("api/v1", "pods") => pod_update(old, new),
         ("api/v1", "configmaps") => configmap_size(new),
+        ("apis/events.k8s.io/v1", "events") => super::events::validate_update(old, new, false),
+        ("api/v1", "events") => super::events::validate_update(old, new, true),
         _ => Vec::new(),
     };
+    errors.extend(resource_requirements(collection, new));
     invalid(collection, name, errors)
 }
 
@@ -268,15 +298,68 @@ fn configmap_size(object: &Value) -> Vec<FieldError> {
 
 /// Validation of a CREATE beyond admission.
 pub fn validate_create(collection: &Collection, name: &str, object: &Value) -> Result<(), Refusal> {
-    let errors = match (collection.prefix.as_str(), collection.plural.as_str()) {
-        ("apis/events.k8s.io/v1", "events") => super::events::validate(object),
+    let mut errors = match (collection.prefix.as_str(), collection.plural.as_str()) {
+        ("apis/events.k8s.io/v1", "events") => super::events::validate_create(object, false),
+        ("api/v1", "events") => super::events::validate_create(object, true),
         ("api/v1", "configmaps") => configmap_size(object),
         _ => Vec::new(),
     };
+    errors.extend(resource_requirements(collection, object));
     invalid(collection, name, errors)
 }
 
-fn immutable(old: &Value, new: &Value, pointer: &str, field: &'static str) -> Vec<FieldError> {
+/// Where a kind keeps its pod spec.
+fn pod_spec_path(collection: &Collection) -> Option<&'static str> {
+    match (collection.prefix.as_str(), collection.plural.as_str()) {
+        ("api/v1", "pods") => Some("spec"),
+        ("apis/apps/v1", "deployments" | "statefulsets" | "daemonsets" | "replicasets")
+        | ("apis/batch/v1", "jobs") => Some("spec.template.spec"),
+        ("apis/batch/v1", "cronjobs") => Some("spec.jobTemplate.spec.template.spec"),
+        _ => None,
+    }
+}
+
+/// `ValidateResourceRequirements`' request <= limit rule, for every container of the pod spec.
+fn resource_requirements(collection: &Collection, object: &Value) -> Vec<FieldError> {
+    let Some(path) = pod_spec_path(collection) else {
+        return Vec::new();
+    };
+    let pointer = format!("/{}", path.replace('.', "/"));
+    let Some(spec) = object.pointer(&pointer) else {
+        return Vec::new();
+    };
+    let mut errors = Vec::new();
+    for list in ["initContainers", "containers"] {
+        for (index, container) in spec[list].as_array().into_iter().flatten().enumerate() {
+            let resources = &container["resources"];
+            let Some(requests) = resources["requests"].as_object() else {
+                continue;
+            };
+            let mut names: Vec<&String> = requests.keys().collect();
+            names.sort();
+            for resource in names {
+                let request = super::quantity::Quantity::parse(
+                    requests[resource].as_str().unwrap_or_default(),
+                );
+                let limit = super::quantity::Quantity::parse(
+                    resources["limits"][resource].as_str().unwrap_or_default(),
+                );
+                if let (Some(request), Some(limit)) = (request, limit)
+                    && request > limit
+                {
+                    errors.push(FieldError::invalid(
+                        &format!("{path}.{list}[{index}].resources.requests"),
+                        &request.canonical(),
+                        &format!("must be less than or equal to {resource} limit"),
+                    ));
+                }
+            }
+        }
+    }
+    errors
+}
+
+fn immutable(old: &Value, new: &Value, pointer: &str, field: &str) -> Vec<FieldError> {
     let before = old.pointer(pointer).unwrap_or(&Value::Null);
     let after = new.pointer(pointer).unwrap_or(&Value::Null);
     if before == after {
@@ -316,10 +399,8 @@ fn statefulset_update(old: &Value, new: &Value) -> Vec<FieldError> {
     )]
 }
 
-pub fn quantity(value: &Value) -> Option<ParsedQuantity> {
-    value
-        .as_str()
-        .and_then(|text| ParsedQuantity::try_from(text).ok())
+pub fn quantity(value: &Value) -> Option<super::quantity::Quantity> {
+    value.as_str().and_then(super::quantity::Quantity::parse)
 }
 
 /// Sets the field at `pointer` in `to` as it is in `from`, removing it when `from` has none.
@@ -406,6 +487,9 @@ fn pod_spec_as_updatable(old: &Value, new: &Value) -> Option<Value> {
 }
 
 fn pod_update(old: &Value, new: &Value) -> Vec<FieldError> {
+    // The stored pod was defaulted when it was written; default it again for one stored raw.
+    let mut old = old.clone();
+    super::defaults::apply(&Collection::core("", "pods"), &mut old);
     let allowed = pod_spec_as_updatable(&old["spec"], &new["spec"]);
     if allowed.as_ref() == Some(&old["spec"]) {
         return Vec::new();
@@ -469,110 +553,4 @@ pub fn service_account_admission(pod: &mut Value) {
             }
         }
     }
-}
-
-/// The LimitRanger on Pod CREATE: memory defaults first (its mutating half), then the maximum
-/// (its validating half), over every `type: Container` item of the namespace's LimitRanges.
-pub fn limit_ranger_defaults(pod: &mut Value, limit_ranges: &[Value]) {
-    for item in container_items(limit_ranges) {
-        for list in ["containers", "initContainers"] {
-            let Some(containers) = pod
-                .pointer_mut(&format!("/spec/{list}"))
-                .and_then(Value::as_array_mut)
-            else {
-                continue;
-            };
-            for container in containers {
-                for (field, source) in [("limits", "default"), ("requests", "defaultRequest")] {
-                    let default = &item[source]["memory"];
-                    if default.is_string() && container["resources"][field]["memory"].is_null() {
-                        container["resources"][field]["memory"] = default.clone();
-                    }
-                }
-            }
-        }
-    }
-}
-
-pub fn limit_ranger_validate(
-    collection: &Collection,
-    name: &str,
-    pod: &Value,
-    limit_ranges: &[Value],
-) -> Result<(), Refusal> {
-    let mut problems = Vec::new();
-    for item in container_items(limit_ranges) {
-        let Some(max) = quantity(&item["max"]["memory"]) else {
-            continue;
-        };
-        let max_text = item["max"]["memory"].as_str().unwrap_or_default();
-        for list in ["containers", "initContainers"] {
-            for container in pod["spec"][list].as_array().into_iter().flatten() {
-                let limit = &container["resources"]["limits"]["memory"];
-                match quantity(limit) {
-                    None => problems.push(format!(
-                        "maximum memory usage per Container is {max_text}.  No limit is specified"
-                    )),
-                    Some(value) if value > max => problems.push(format!(
-                        "maximum memory usage per Container is {max_text}, but limit is {}",
-                        limit.as_str().unwrap_or_default()
-                    )),
-                    Some(_) => {}
-                }
-            }
-        }
-    }
-    // maxLimitRequestRatio: limit / request may not exceed the ratio (the apiserver's wording).
-    for item in container_items(limit_ranges) {
-        let Some(ratio_text) = item["maxLimitRequestRatio"]["memory"].as_str() else {
-            continue;
-        };
-        let Some(ratio) =
-            quantity(&item["maxLimitRequestRatio"]["memory"]).and_then(|q| q.to_bytes_f64())
-        else {
-            continue;
-        };
-        for list in ["containers", "initContainers"] {
-            for container in pod["spec"][list].as_array().into_iter().flatten() {
-                let limit = quantity(&container["resources"]["limits"]["memory"])
-                    .and_then(|q| q.to_bytes_f64());
-                let request = quantity(&container["resources"]["requests"]["memory"])
-                    .and_then(|q| q.to_bytes_f64());
-                match (limit, request) {
-                    (Some(_), None) | (Some(_), Some(0.0)) => problems.push(format!(
-                        "memory max limit to request ratio per Container is {ratio_text}, but no request is specified or request is 0"
-                    )),
-                    (Some(limit), Some(request)) if limit / request > ratio => {
-                        problems.push(format!(
-                            "memory max limit to request ratio per Container is {ratio_text}, but provided ratio is {:.6}",
-                            limit / request
-                        ))
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-    if problems.is_empty() {
-        return Ok(());
-    }
-    let list = if problems.len() == 1 {
-        problems[0].clone()
-    } else {
-        format!("[{}]", problems.join(", "))
-    };
-    let mut refusal = Refusal::new(
-        StatusCode::FORBIDDEN,
-        "Forbidden",
-        format!("{} \"{name}\" is forbidden: {list}", collection.plural),
-    );
-    refusal.details = json!({"name": name, "kind": collection.plural});
-    Err(refusal)
-}
-
-fn container_items(limit_ranges: &[Value]) -> impl Iterator<Item = &Value> {
-    limit_ranges
-        .iter()
-        .flat_map(|range| range["spec"]["limits"].as_array().into_iter().flatten())
-        .filter(|item| item["type"] == "Container")
 }

@@ -1,12 +1,22 @@
-//! DETECT: what is wrong with a Pod or a PersistentVolumeClaim, read from its status as the
-//! kubelet and controllers write it. Pure functions; the watcher feeds them from its caches.
+//! DETECT: what is wrong with a Pod, a PersistentVolumeClaim, a TLS Secret or a Service, read
+//! from its status as the kubelet and controllers write it. Pure functions; the watcher feeds
+//! them from its caches. One file per kind of object (`pod`, `claim`, `secret`, `service`); the
+//! problem types and thresholds they share live here.
+
+mod claim;
+mod pod;
+mod secret;
+mod service;
+
+pub use claim::{claim_grace_ends, claim_problem, claim_problem_with};
+pub use pod::{pod_grace_ends, pod_problems, pod_problems_with};
+pub use secret::{CERT_MANAGER_CERTIFICATE_ANNOTATION, secret_problem};
+pub use service::{selects, service_problem};
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{ContainerStatus, PersistentVolumeClaim, Pod, Secret, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-
-use crate::certs::check::{self, CertIssue};
 use serde::Serialize;
+
+use crate::certs::check::CertIssue;
 
 /// One detected problem.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -152,6 +162,47 @@ impl ProblemKind {
     }
 }
 
+/// Identity of one occurrence of a problem: the object, the container, the kind of problem, and
+/// for problems that recur with restarts (an OOM kill, a crash loop) the restart count, so a new
+/// restart is a new occurrence. Printed as `uid/container/problem/restarts`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProblemKey {
+    pub uid: String,
+    pub container: Option<String>,
+    pub problem: &'static str,
+    pub occurrence: i32,
+}
+
+impl std::fmt::Display for ProblemKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}/{}",
+            self.uid,
+            self.container.as_deref().unwrap_or("-"),
+            self.problem,
+            self.occurrence
+        )
+    }
+}
+
+impl Problem {
+    /// The identity of this occurrence.
+    pub fn key(&self) -> ProblemKey {
+        let occurrence = match &self.kind {
+            ProblemKind::OomKilled { restart_count, .. }
+            | ProblemKind::CrashLoopBackOff { restart_count, .. } => *restart_count,
+            _ => 0,
+        };
+        ProblemKey {
+            uid: self.uid.clone(),
+            container: self.kind.container().map(str::to_string),
+            problem: self.kind.name(),
+            occurrence,
+        }
+    }
+}
+
 /// The waiting reasons of a container the kubelet cannot start, each named as the kubelet
 /// names it (`pkg/kubelet/container` and `images` errors).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -262,468 +313,11 @@ impl Default for Thresholds {
     }
 }
 
-/// Every problem of a pod, init containers included, read from its status alone (the watcher's
-/// per-pod check): states the status names are problems at once, the others after their grace.
-pub fn pod_problems(pod: &Pod, now: Timestamp, thresholds: &Thresholds) -> Vec<Problem> {
-    pod_problems_with(pod, &[], now, thresholds)
-}
-
-/// Every problem of a pod, also knowing the Warning events about it: a pod still creating with a
-/// Warning (`FailedMount`, `FailedCreatePodSandBox`, ...) and a container not ready with a failed
-/// readiness probe (`Unhealthy`) are problems at once instead of after the grace period.
-///
-/// | state                                    | signal                                  | when          |
-/// |------------------------------------------|-----------------------------------------|---------------|
-/// | OOMKilled, CrashLoopBackOff, image pull  | container status                        | at once       |
-/// | CreateContainerConfigError, NotStarted   | waiting reason and message              | at once       |
-/// | ContainerFailed                          | terminated, non-zero, not restarted     | at once       |
-/// | Evicted / PodFailed                      | phase Failed with a reason              | at once       |
-/// | Unschedulable                            | PodScheduled False, Unschedulable       | at once       |
-/// | NotReady                                 | `Unhealthy` "Readiness probe failed"    | at once       |
-/// | NotReady                                 | none (ready false, running)             | grace         |
-/// | StuckCreating                            | a Warning event since scheduling        | at once       |
-/// | StuckCreating                            | none (ContainerCreating)                | grace         |
-/// | SchedulingGated                          | PodScheduled False, SchedulingGated     | grace (gates are set on purpose) |
-pub fn pod_problems_with(
-    pod: &Pod,
-    warnings: &[Warning],
-    now: Timestamp,
-    thresholds: &Thresholds,
-) -> Vec<Problem> {
-    let Some(status) = &pod.status else {
-        return Vec::new();
-    };
-    let problem = |kind| Problem {
-        namespace: pod.metadata.namespace.clone().unwrap_or_default(),
-        object_kind: "Pod",
-        object_name: pod.metadata.name.clone().unwrap_or_default(),
-        uid: pod.metadata.uid.clone().unwrap_or_default(),
-        kind,
-    };
-    let phase = status.phase.as_deref().unwrap_or_default();
-    if phase == "Failed"
-        && let Some(reason) = status.reason.clone()
-    {
-        // The pod is over for a reason of its own; its containers were stopped because of it.
-        return vec![problem(ProblemKind::PodFailed {
-            reason,
-            message: status.message.clone(),
-        })];
-    }
-    let spec = pod.spec.as_ref();
-    let never_restarts =
-        phase == "Failed" || spec.and_then(|s| s.restart_policy.as_deref()) == Some("Never");
-    let init = status
-        .init_container_statuses
-        .iter()
-        .flatten()
-        .map(|s| (s, true));
-    let regular = status
-        .container_statuses
-        .iter()
-        .flatten()
-        .map(|s| (s, false));
-    let mut problems: Vec<Problem> = init
-        .chain(regular)
-        .filter_map(|(container, init)| {
-            // A restartable init container (a sidecar) is restarted whatever the pod's policy.
-            let sidecar = init
-                && spec
-                    .and_then(|s| s.init_containers.as_ref())
-                    .and_then(|c| c.iter().find(|c| c.name == container.name))
-                    .and_then(|c| c.restart_policy.as_deref())
-                    == Some("Always");
-            let facts = ContainerFacts {
-                init,
-                restarted: !never_restarts || sidecar,
-            };
-            container_problem(container, facts, now, thresholds)
-        })
-        .map(problem)
-        .collect();
-
-    if phase == "Running" && problems.is_empty() && pod.metadata.deletion_timestamp.is_none() {
-        problems.extend(
-            status
-                .container_statuses
-                .iter()
-                .flatten()
-                .filter_map(|c| not_ready(c, warnings, now, thresholds))
-                .map(problem),
-        );
-    }
-
-    if phase == "Pending" && problems.is_empty() {
-        let conditions = status.conditions.iter().flatten();
-        let not_scheduled = |reason: &str| {
-            conditions.clone().find(|c| {
-                c.type_ == "PodScheduled"
-                    && c.status == "False"
-                    && c.reason.as_deref() == Some(reason)
-            })
-        };
-        let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
-        let age = |since: Option<Timestamp>| since.map(|t| now.as_second() - t.as_second());
-        if let Some(condition) = not_scheduled("Unschedulable") {
-            problems.push(problem(ProblemKind::Unschedulable {
-                message: condition.message.clone().unwrap_or_default(),
-            }));
-        } else if let Some(condition) = not_scheduled("SchedulingGated") {
-            let seconds = age(condition
-                .last_transition_time
-                .as_ref()
-                .map(|t| t.0)
-                .or(created));
-            if seconds.is_none_or(|s| s >= thresholds.stuck_creating_seconds) {
-                problems.push(problem(ProblemKind::SchedulingGated {
-                    gates: spec
-                        .and_then(|s| s.scheduling_gates.as_ref())
-                        .map(|gates| gates.iter().map(|g| g.name.clone()).collect())
-                        .unwrap_or_default(),
-                    message: condition.message.clone(),
-                    seconds,
-                }));
-            }
-        } else if let Some(scheduled) = scheduled_condition(pod) {
-            let since = scheduled.last_transition_time.as_ref().map(|t| t.0);
-            let seconds = age(since.or(created));
-            let warned = warnings.iter().any(|w| w.seen_since(since));
-            if warned || seconds.is_none_or(|s| s >= thresholds.stuck_creating_seconds) {
-                problems.push(problem(ProblemKind::StuckCreating { seconds }));
-            }
-        }
-    }
-    problems
-}
-
-/// When a problem of `pod` that is not there yet can first appear by the passing of time alone:
-/// the end of the grace period of a scheduled pod whose containers have not started, of a running
-/// container that is not ready, of a pod held by scheduling gates. `None` when time alone changes
-/// nothing (a Warning event or a status change does; the watcher looks again then). Each
-/// container and condition has its own grace end: the earliest one after `now` is returned, so
-/// a second container that went unready later is looked at when its own grace ends.
-pub fn pod_grace_ends(pod: &Pod, now: Timestamp, thresholds: &Thresholds) -> Option<Timestamp> {
-    let status = pod.status.as_ref()?;
-    let grace = jiff::SignedDuration::from_secs(thresholds.stuck_creating_seconds);
-    let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    let starts: Vec<Timestamp> = match status.phase.as_deref() {
-        Some("Pending") => status
-            .conditions
-            .iter()
-            .flatten()
-            .filter(|c| {
-                c.type_ == "PodScheduled"
-                    && (c.status == "True" || c.reason.as_deref() == Some("SchedulingGated"))
-            })
-            .filter_map(|c| c.last_transition_time.as_ref().map(|t| t.0).or(created))
-            .collect(),
-        Some("Running") if pod.metadata.deletion_timestamp.is_none() => status
-            .container_statuses
-            .iter()
-            .flatten()
-            .filter(|c| !c.ready && c.started != Some(false))
-            .filter_map(|c| c.state.as_ref()?.running.as_ref()?.started_at.as_ref())
-            .map(|t| t.0)
-            .collect(),
-        _ => Vec::new(),
-    };
-    starts
-        .into_iter()
-        .filter_map(|start| start.checked_add(grace).ok())
-        .filter(|end| *end > now)
-        .min()
-}
-
-/// When a Pending claim's grace period ends (`None` for a claim not Pending, or of unknown age:
-/// that one is reported at once).
-pub fn claim_grace_ends(
-    claim: &PersistentVolumeClaim,
-    thresholds: &Thresholds,
-) -> Option<Timestamp> {
-    if claim.status.as_ref()?.phase.as_deref() != Some("Pending") {
-        return None;
-    }
-    let created = claim.metadata.creation_timestamp.as_ref()?.0;
-    created
-        .checked_add(jiff::SignedDuration::from_secs(
-            thresholds.claim_pending_seconds,
-        ))
-        .ok()
-}
-
-/// What a container's problem depends on besides its status.
-#[derive(Debug, Clone, Copy)]
-struct ContainerFacts {
-    init: bool,
-    /// The kubelet restarts it when it exits (its pod's policy, or it is a sidecar).
-    restarted: bool,
-}
-
-fn container_problem(
-    status: &ContainerStatus,
-    facts: ContainerFacts,
-    now: Timestamp,
-    thresholds: &Thresholds,
-) -> Option<ProblemKind> {
-    let init = facts.init;
-    let name = status.name.clone();
-    let waiting = status.state.as_ref().and_then(|s| s.waiting.as_ref());
-    let waiting_reason = waiting
-        .and_then(|w| w.reason.as_deref())
-        .unwrap_or_default();
-    let waiting_message = waiting.and_then(|w| w.message.clone());
-    let terminated_now = status.state.as_ref().and_then(|s| s.terminated.as_ref());
-    let terminated_last = status
-        .last_state
-        .as_ref()
-        .and_then(|s| s.terminated.as_ref());
-    let oom = |t: Option<&k8s_openapi::api::core::v1::ContainerStateTerminated>| {
-        t.is_some_and(|t| t.reason.as_deref() == Some("OOMKilled"))
-    };
-    // OOM first: a CrashLoopBackOff whose last exit was an OOM kill is an OOM problem, and so is
-    // a Running container whose previous instance was OOM killed (seen by its restart count) —
-    // while that is news: `lastState` stays OOMKilled long after a container recovered, so a
-    // ready container's old OOM kill counts only within `recent_oom_seconds` of its end.
-    let recent = |t: &k8s_openapi::api::core::v1::ContainerStateTerminated| {
-        t.finished_at.as_ref().is_none_or(|finished| {
-            now.as_second() - finished.0.as_second() <= thresholds.recent_oom_seconds
-        })
-    };
-    let last_oom_is_news =
-        oom(terminated_last) && (!status.ready || terminated_last.is_some_and(recent));
-    if oom(terminated_now) || last_oom_is_news {
-        return Some(ProblemKind::OomKilled {
-            container: name,
-            init,
-            restart_count: status.restart_count,
-        });
-    }
-    match waiting_reason {
-        "CrashLoopBackOff" => {
-            return Some(ProblemKind::CrashLoopBackOff {
-                container: name,
-                init,
-                restart_count: status.restart_count,
-                exit_code: terminated_last.map(|t| t.exit_code),
-                message: terminated_last
-                    .and_then(|t| t.message.clone().or(t.reason.clone()))
-                    .or(waiting_message),
-            });
-        }
-        "ImagePullBackOff" | "ErrImagePull" => {
-            return Some(ProblemKind::ImagePull {
-                container: name,
-                reason: waiting_reason.to_string(),
-                message: waiting_message,
-            });
-        }
-        "CreateContainerConfigError" => {
-            return Some(ProblemKind::CreateConfigError {
-                container: name,
-                message: waiting_message.unwrap_or_default(),
-            });
-        }
-        other => {
-            if let Some(reason) = StartFailure::from_reason(other) {
-                return Some(ProblemKind::NotStarted {
-                    container: name,
-                    init,
-                    reason,
-                    message: waiting_message,
-                });
-            }
-        }
-    }
-    let failed = terminated_now.filter(|t| t.exit_code != 0 && !facts.restarted)?;
-    Some(ProblemKind::ContainerFailed {
-        container: name,
-        init,
-        exit_code: failed.exit_code,
-        reason: failed.reason.clone(),
-        message: failed.message.clone(),
-    })
-}
-
-/// A running container that is not ready: at once when a readiness probe failure of its current
-/// instance is reported, after the grace period otherwise. A container whose startup probe has
-/// not passed yet (`started: false`) is still starting.
-fn not_ready(
-    status: &ContainerStatus,
-    warnings: &[Warning],
-    now: Timestamp,
-    thresholds: &Thresholds,
-) -> Option<ProblemKind> {
-    let running = status.state.as_ref()?.running.as_ref()?;
-    if status.ready || status.started == Some(false) {
-        return None;
-    }
-    let started = running.started_at.as_ref().map(|t| t.0);
-    let running_seconds = started.map(|t| now.as_second() - t.as_second());
-    let probe_failed = warnings.iter().any(|w| {
-        w.is_readiness_failure()
-            && w.container.as_deref().is_none_or(|c| c == status.name)
-            && w.seen_since(started)
-    });
-    let overdue = running_seconds.is_some_and(|s| s >= thresholds.stuck_creating_seconds);
-    (probe_failed || overdue).then(|| ProblemKind::NotReady {
-        container: status.name.clone(),
-        running_seconds,
-    })
-}
-
-fn scheduled_condition(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::PodCondition> {
-    pod.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "PodScheduled" && c.status == "True")
-}
-
-/// Annotation cert-manager puts on the Secrets it issues, naming their Certificate.
-pub const CERT_MANAGER_CERTIFICATE_ANNOTATION: &str = "cert-manager.io/certificate-name";
-
-/// The certificate problem of a `kubernetes.io/tls` Secret, if it has one.
-pub fn secret_problem(
-    secret: &Secret,
-    now: Timestamp,
-    window_days: i64,
-    provider: &rustls::crypto::CryptoProvider,
-) -> Option<Problem> {
-    if secret.type_.as_deref() != Some("kubernetes.io/tls") {
-        return None;
-    }
-    let data = secret.data.as_ref();
-    let cert = data
-        .and_then(|d| d.get("tls.crt"))
-        .map(|b| b.0.as_slice())
-        .unwrap_or_default();
-    let key = data.and_then(|d| d.get("tls.key")).map(|b| b.0.as_slice());
-    let (_, issue) = check::check(cert, key, now, window_days, provider);
-    Some(Problem {
-        namespace: secret.metadata.namespace.clone().unwrap_or_default(),
-        object_kind: "Secret",
-        object_name: secret.metadata.name.clone().unwrap_or_default(),
-        uid: secret.metadata.uid.clone().unwrap_or_default(),
-        kind: ProblemKind::Certificate {
-            issue: issue?,
-            managed_by: secret
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(CERT_MANAGER_CERTIFICATE_ANNOTATION).cloned()),
-        },
-    })
-}
-
-/// Whether `labels` satisfy an equality `selector` (a Service's `spec.selector`).
-pub fn selects(
-    selector: &std::collections::BTreeMap<String, String>,
-    labels: Option<&std::collections::BTreeMap<String, String>>,
-) -> bool {
-    !selector.is_empty()
-        && labels.is_some_and(|labels| selector.iter().all(|(k, v)| labels.get(k) == Some(v)))
-}
-
-/// The problem of a Service whose selected pods (`pods`, same namespace) have no ready endpoint
-/// in its EndpointSlices (`slices`, those labelled with its name).
-pub fn service_problem(
-    service: &Service,
-    pods: &[Pod],
-    slices: &[EndpointSlice],
-) -> Option<Problem> {
-    let namespace = service.metadata.namespace.clone().unwrap_or_default();
-    let name = service.metadata.name.clone().unwrap_or_default();
-    let spec = service.spec.as_ref()?;
-    let selector = spec.selector.as_ref()?;
-    let selected_pods = pods
-        .iter()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(namespace.as_str()))
-        .filter(|p| selects(selector, p.metadata.labels.as_ref()))
-        .count();
-    if selected_pods == 0 {
-        return None;
-    }
-    let ready = slices
-        .iter()
-        .filter(|s| s.metadata.namespace.as_deref() == Some(namespace.as_str()))
-        .filter(|s| {
-            s.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get("kubernetes.io/service-name"))
-                == Some(&name)
-        })
-        .flat_map(|s| s.endpoints.iter())
-        // A missing `ready` means unknown, which consumers treat as ready.
-        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
-        .count();
-    (ready == 0).then(|| Problem {
-        namespace,
-        object_kind: "Service",
-        object_name: name,
-        uid: service.metadata.uid.clone().unwrap_or_default(),
-        kind: ProblemKind::NoReadyEndpoints {
-            selected_pods,
-            port: spec.ports.as_ref().and_then(|p| p.first()).map(|p| p.port),
-        },
-    })
-}
-
-/// The problem of a claim, if it has one, read from its status alone.
-pub fn claim_problem(
-    claim: &PersistentVolumeClaim,
-    now: Timestamp,
-    thresholds: &Thresholds,
-) -> Option<Problem> {
-    claim_problem_with(claim, &[], now, thresholds)
-}
-
-/// The problem of a claim, also knowing the Warning events about it: a Pending claim with a
-/// Warning (`ProvisioningFailed`, `FailedBinding`) is a problem at once; without one, after the
-/// grace period (waiting for a provisioner or a first consumer is normal for a while). A claim
-/// with no `creationTimestamp` has no known age and is reported.
-pub fn claim_problem_with(
-    claim: &PersistentVolumeClaim,
-    warnings: &[Warning],
-    now: Timestamp,
-    thresholds: &Thresholds,
-) -> Option<Problem> {
-    let phase = claim.status.as_ref()?.phase.as_deref()?;
-    let kind = match phase {
-        "Lost" => ProblemKind::ClaimLost,
-        "Pending" => {
-            let seconds = claim
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map(|created| now.as_second() - created.0.as_second());
-            let overdue = seconds.is_none_or(|s| s >= thresholds.claim_pending_seconds);
-            if !overdue && warnings.is_empty() {
-                return None;
-            }
-            ProblemKind::ClaimPending {
-                seconds,
-                storage_class: claim
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.storage_class_name.clone()),
-            }
-        }
-        _ => return None,
-    };
-    Some(Problem {
-        namespace: claim.metadata.namespace.clone().unwrap_or_default(),
-        object_kind: "PersistentVolumeClaim",
-        object_name: claim.metadata.name.clone().unwrap_or_default(),
-        uid: claim.metadata.uid.clone().unwrap_or_default(),
-        kind,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
     use serde_json::json;
 
     fn now() -> Timestamp {

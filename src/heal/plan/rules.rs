@@ -1,182 +1,21 @@
-//! FIX, the decision: from a problem and its diagnosis, what to do — or why not to act.
-//!
-//! Pure: everything the decision needs is in `Situation`; `execute` carries the plan out.
-//! The safety rails live here: ceilings, the memory rule, the number of raises before giving up,
-//! and `admit_target`, the rails every object an action changes must pass (protected and
-//! unwatched namespaces, the ignore label on the object and on its namespace).
-
-use std::collections::BTreeMap;
+//! The catalogue's rules: from a problem, its diagnosis and what is known of its pod and the
+//! stored fixes, what to do (`Intent`) — before the rails of the object the action would change
+//! (`plan::admit`). Pure.
 
 use jiff::Timestamp;
 use serde::Serialize;
 
+use super::Rails;
 use crate::certs::check::CertIssue;
 use crate::core::fix::{Fix, FixType};
 use crate::core::owners::Workload;
 use crate::core::quantity::ByteQuantity;
 use crate::heal::detect::{Problem, ProblemKind};
 use crate::heal::diagnose::{Cause, Diagnosis};
-use crate::webhook::mutate::OPT_OUT_LABEL;
+use crate::heal::facts::ClaimInfo;
 
 const MI: u128 = 1 << 20;
 const GI: u128 = 1 << 30;
-
-/// Safety rails on automatic actions.
-#[derive(Debug, Clone)]
-pub struct Rails {
-    /// Memory is never raised past this.
-    pub memory_ceiling: ByteQuantity,
-    /// A raise adds at least this much...
-    pub memory_min_step: ByteQuantity,
-    /// ...and multiplies by at least this percentage.
-    pub memory_ratio_percent: u32,
-    /// After this many raises of the same fix without recovery: stop and alert.
-    pub max_memory_raises: u32,
-    pub storage_ceiling: ByteQuantity,
-    pub storage_ratio_percent: u32,
-    /// Pod deletions to retry an image that does not exist or is denied, before alerting.
-    pub max_permanent_pull_retries: u32,
-    /// Renewals of one certificate triggered before reporting the renewal as stuck.
-    pub max_certificate_renewals: u32,
-    /// Raises of one storage fix before selfheal stops and alerts.
-    pub max_storage_raises: u32,
-    /// Namespaces where nothing is ever changed (kube-system, selfheal's own, the configured).
-    pub protected_namespaces: Vec<String>,
-    /// When not empty, the only namespaces where anything is changed.
-    pub watch_namespaces: Vec<String>,
-}
-
-impl Default for Rails {
-    fn default() -> Self {
-        Self {
-            memory_ceiling: ByteQuantity::from_bytes(8 * GI),
-            memory_min_step: ByteQuantity::from_bytes(256 * MI),
-            memory_ratio_percent: 150,
-            max_memory_raises: 3,
-            storage_ceiling: ByteQuantity::from_bytes(1024 * GI),
-            storage_ratio_percent: 150,
-            max_permanent_pull_retries: 2,
-            max_certificate_renewals: 3,
-            max_storage_raises: 3,
-            protected_namespaces: vec!["kube-system".into()],
-            watch_namespaces: Vec::new(),
-        }
-    }
-}
-
-/// What the rails look at in an object an action would change (the workload rolled, the pod
-/// evicted, the dependency restarted, the claim expanded, the Certificate renewed).
-#[derive(Debug, Clone, Copy)]
-pub struct TargetFacts<'a> {
-    /// `Deployment`, `Pod`, `PersistentVolumeClaim`, `Certificate`, ...
-    pub kind: &'a str,
-    pub namespace: &'a str,
-    pub name: &'a str,
-    pub labels: &'a BTreeMap<String, String>,
-    /// The labels of the target's namespace.
-    pub namespace_labels: &'a BTreeMap<String, String>,
-    /// For an action that needs the target down (a dependency restart): how many of its
-    /// replicas are ready. `None` where readiness does not matter.
-    pub ready_replicas: Option<u32>,
-}
-
-impl TargetFacts<'_> {
-    pub fn describe(&self) -> String {
-        format!("{} {}/{}", self.kind, self.namespace, self.name)
-    }
-}
-
-/// The rail that stops an action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rail {
-    ProtectedNamespace,
-    UnwatchedNamespace,
-    IgnoredObject,
-    IgnoredNamespace,
-    /// A dependency with a ready replica is not down: a restart would not help.
-    DependencyReady,
-    /// The apiserver refused an eviction because of a PodDisruptionBudget.
-    DisruptionBudget,
-}
-
-impl Rail {
-    /// The rail's name in logs, metrics and outcomes.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Rail::ProtectedNamespace => "protected_namespace",
-            Rail::UnwatchedNamespace => "unwatched_namespace",
-            Rail::IgnoredObject => "ignored_object",
-            Rail::IgnoredNamespace => "ignored_namespace",
-            Rail::DependencyReady => "dependency_ready",
-            Rail::DisruptionBudget => "disruption_budget",
-        }
-    }
-}
-
-/// A decision not to change an object, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub rail: Rail,
-    pub reason: String,
-}
-
-fn ignored(labels: &BTreeMap<String, String>) -> bool {
-    labels.get(OPT_OUT_LABEL).is_some_and(|v| v == "true")
-}
-
-/// Whether an action may change `target`. The same rails as for the pod that triggered the
-/// action, applied to whatever the action changes, so a pod cannot make selfheal act where it
-/// would never act on its own.
-pub fn admit_target(target: &TargetFacts<'_>, rails: &Rails) -> Result<(), Refusal> {
-    let what = target.describe();
-    let refuse = |rail, reason: String| Err(Refusal { rail, reason });
-    let namespace = target.namespace;
-    if rails.protected_namespaces.iter().any(|p| p == namespace) {
-        return refuse(
-            Rail::ProtectedNamespace,
-            format!("{what} is in the protected namespace {namespace}; not changing it"),
-        );
-    }
-    if !rails.watch_namespaces.is_empty() && !rails.watch_namespaces.iter().any(|w| w == namespace)
-    {
-        return refuse(
-            Rail::UnwatchedNamespace,
-            format!("{what} is outside the watched namespaces; not changing it"),
-        );
-    }
-    if ignored(target.labels) {
-        return refuse(
-            Rail::IgnoredObject,
-            format!("{what} is labelled {OPT_OUT_LABEL}=true; not changing it"),
-        );
-    }
-    if ignored(target.namespace_labels) {
-        return refuse(
-            Rail::IgnoredNamespace,
-            format!(
-                "namespace {namespace} of {what} is labelled {OPT_OUT_LABEL}=true; not changing it"
-            ),
-        );
-    }
-    if let Some(ready) = target.ready_replicas.filter(|ready| *ready > 0) {
-        return refuse(
-            Rail::DependencyReady,
-            format!(
-                "{what} has {ready} ready replica(s): it is not down, a restart would not help"
-            ),
-        );
-    }
-    Ok(())
-}
-
-/// A claim mounted by the pod.
-#[derive(Debug, Clone)]
-pub struct ClaimInfo {
-    pub name: String,
-    pub request: Option<ByteQuantity>,
-    /// Bound, and its StorageClass has `allowVolumeExpansion: true`.
-    pub expandable: bool,
-}
 
 /// Everything the decision looks at.
 #[derive(Debug, Clone)]
@@ -200,9 +39,10 @@ pub struct Situation<'a> {
     pub now: Timestamp,
 }
 
+/// What the catalogue wants done about a problem, before the rails of its target.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "action", rename_all = "camelCase")]
-pub enum Plan {
+pub enum Intent {
     /// Record a memory fix, then put it into the workload's template at once: a rollout of a
     /// Deployment, StatefulSet or DaemonSet; the `jobTemplate` of a CronJob (its next Job).
     RaiseMemory {
@@ -231,17 +71,17 @@ pub enum Plan {
     Alert { reason: String },
 }
 
-impl Plan {
+impl Intent {
     pub fn name(&self) -> &'static str {
         match self {
-            Plan::RaiseMemory { .. } => "RaiseMemory",
-            Plan::RaiseStorage { .. } => "RaiseStorage",
-            Plan::EvictPod => "EvictPod",
-            Plan::DeletePod => "DeletePod",
-            Plan::RestartDependency { .. } => "RestartDependency",
-            Plan::RenewCertificate { .. } => "RenewCertificate",
-            Plan::Report { .. } => "Report",
-            Plan::Alert { .. } => "Alert",
+            Intent::RaiseMemory { .. } => "RaiseMemory",
+            Intent::RaiseStorage { .. } => "RaiseStorage",
+            Intent::EvictPod => "EvictPod",
+            Intent::DeletePod => "DeletePod",
+            Intent::RestartDependency { .. } => "RestartDependency",
+            Intent::RenewCertificate { .. } => "RenewCertificate",
+            Intent::Report { .. } => "Report",
+            Intent::Alert { .. } => "Alert",
         }
     }
 }
@@ -256,13 +96,13 @@ fn fix_summary<S: serde::Serializer>(fix: &Fix, serializer: S) -> Result<S::Ok, 
     ))
 }
 
-fn report(reason: impl Into<String>) -> Plan {
-    Plan::Report {
+fn report(reason: impl Into<String>) -> Intent {
+    Intent::Report {
         reason: reason.into(),
     }
 }
 
-/// Decides what to do about one problem. Only the catalogue's fixes act; every other problem is
+/// What the catalogue wants done about one problem. Only the catalogue's fixes act; every other problem is
 /// reported (an Event, a metric, a row of `health`):
 ///
 /// | problem                                  | action                                           |
@@ -283,7 +123,7 @@ fn report(reason: impl Into<String>) -> Plan {
 /// | NoReadyEndpoints                         | Report                                            |
 /// | DependencyDown                           | RestartDependency                                 |
 /// | Certificate                              | RenewCertificate (cert-manager), else Report/Alert |
-pub fn plan(s: &Situation<'_>, rails: &Rails) -> Plan {
+pub fn intent(s: &Situation<'_>, rails: &Rails) -> Intent {
     let cause = s.diagnosis.cause;
     match &s.problem.kind {
         ProblemKind::OomKilled { container, .. } => plan_memory(s, container, rails),
@@ -291,7 +131,7 @@ pub fn plan(s: &Situation<'_>, rails: &Rails) -> Plan {
             Cause::OutOfMemory => plan_memory(s, container, rails),
             Cause::NoSpaceLeft => plan_storage(s, rails),
             Cause::ConnectionRefused => match &s.diagnosis.endpoint {
-                Some((host, port)) => Plan::RestartDependency {
+                Some((host, port)) => Intent::RestartDependency {
                     host: host.clone(),
                     port: *port,
                 },
@@ -307,7 +147,7 @@ pub fn plan(s: &Situation<'_>, rails: &Rails) -> Plan {
             _ if s.workload.is_none() => {
                 report("bare pod: no controller would recreate it, not restarting")
             }
-            _ => Plan::EvictPod,
+            _ => Intent::EvictPod,
         },
         ProblemKind::ImagePull { .. } => {
             if s.workload.is_none() {
@@ -315,7 +155,7 @@ pub fn plan(s: &Situation<'_>, rails: &Rails) -> Plan {
             }
             let permanent = matches!(cause, Cause::ImageNotFound | Cause::ImageUnauthorized);
             if permanent && s.attempts >= rails.max_permanent_pull_retries {
-                return Plan::Alert {
+                return Intent::Alert {
                     reason: format!(
                         "{} after {} retries: fix the image reference or the pull secret",
                         cause.as_str(),
@@ -323,7 +163,7 @@ pub fn plan(s: &Situation<'_>, rails: &Rails) -> Plan {
                     ),
                 };
             }
-            Plan::DeletePod
+            Intent::DeletePod
         }
         ProblemKind::CreateConfigError { .. } => report(format!(
             "{}: the kubelet retries by itself once the configuration is right",
@@ -355,11 +195,11 @@ pub fn plan(s: &Situation<'_>, rails: &Rails) -> Plan {
         )),
         ProblemKind::StuckCreating { .. } => report(format!("stuck creating: {}", cause.as_str())),
         ProblemKind::ClaimPending { .. } => report(format!("claim pending: {}", cause.as_str())),
-        ProblemKind::ClaimLost => Plan::Alert {
+        ProblemKind::ClaimLost => Intent::Alert {
             reason: "the claim lost its volume: data may be gone, restore from backup".into(),
         },
         ProblemKind::DependencyDown { .. } => match &s.diagnosis.endpoint {
-            Some((host, port)) => Plan::RestartDependency {
+            Some((host, port)) => Intent::RestartDependency {
                 host: host.clone(),
                 port: *port,
             },
@@ -369,21 +209,23 @@ pub fn plan(s: &Situation<'_>, rails: &Rails) -> Plan {
             "no ready endpoints: the workload behind is restarted when a caller is refused, not before",
         ),
         ProblemKind::Certificate { issue, managed_by } => match (managed_by, issue) {
-            (Some(certificate), _) if s.attempts >= rails.max_certificate_renewals => Plan::Alert {
-                reason: format!(
-                    "renewal of Certificate {certificate} triggered {} times and still {}: renewal stuck",
-                    s.attempts,
-                    issue.describe()
-                ),
-            },
-            (Some(certificate), _) => Plan::RenewCertificate {
+            (Some(certificate), _) if s.attempts >= rails.max_certificate_renewals => {
+                Intent::Alert {
+                    reason: format!(
+                        "renewal of Certificate {certificate} triggered {} times and still {}: renewal stuck",
+                        s.attempts,
+                        issue.describe()
+                    ),
+                }
+            }
+            (Some(certificate), _) => Intent::RenewCertificate {
                 certificate: certificate.clone(),
             },
             (None, CertIssue::ExpiringSoon { .. }) => report(format!(
                 "{}; not managed by cert-manager: renew it by hand",
                 issue.describe()
             )),
-            (None, _) => Plan::Alert {
+            (None, _) => Intent::Alert {
                 reason: format!(
                     "{}; not managed by cert-manager: replace it by hand",
                     issue.describe()
@@ -418,11 +260,11 @@ pub fn next_memory_limit(
 /// Whether a fix written into the workload's template reaches its pods: by a rollout, or (a
 /// CronJob) with its next Job. A running Job's template is immutable; a ReplicaSet's belongs to
 /// its Deployment.
-fn carries_fix_in_template(workload: &Workload) -> bool {
+pub(super) fn carries_fix_in_template(workload: &Workload) -> bool {
     workload.restartable() || workload.kind == "CronJob"
 }
 
-fn plan_memory(s: &Situation<'_>, container: &str, rails: &Rails) -> Plan {
+fn plan_memory(s: &Situation<'_>, container: &str, rails: &Rails) -> Intent {
     let Some(workload) = s.workload else {
         return report("bare pod: no workload carries a fix across restarts; reported only");
     };
@@ -432,7 +274,7 @@ fn plan_memory(s: &Situation<'_>, container: &str, rails: &Rails) -> Plan {
         ));
     };
     let Some(next) = next_memory_limit(current, rails, s.limit_range_max.as_ref()) else {
-        return Plan::Alert {
+        return Intent::Alert {
             reason: format!(
                 "container {container} is at the memory ceiling ({current}); not raising further"
             ),
@@ -442,7 +284,7 @@ fn plan_memory(s: &Situation<'_>, container: &str, rails: &Rails) -> Plan {
         // The pod already runs with the stored value (or more) and still ran out of memory.
         let raised_without_recovery = *current >= stored.value;
         if raised_without_recovery && stored.count >= rails.max_memory_raises {
-            return Plan::Alert {
+            return Intent::Alert {
                 reason: format!(
                     "memory of container {container} raised {} times (now {}) without recovery; stopping",
                     stored.count, stored.value
@@ -466,13 +308,13 @@ fn plan_memory(s: &Situation<'_>, container: &str, rails: &Rails) -> Plan {
         previous: Some(current.to_string()),
         count: 1,
     };
-    Plan::RaiseMemory {
+    Intent::RaiseMemory {
         fix,
         roll_into: carries_fix_in_template(workload).then(|| workload.clone()),
     }
 }
 
-fn plan_storage(s: &Situation<'_>, rails: &Rails) -> Plan {
+fn plan_storage(s: &Situation<'_>, rails: &Rails) -> Intent {
     let [claim] = s.claims else {
         return report(format!(
             "no space left on device, and the pod mounts {} claims: cannot tell which one is full",
@@ -494,14 +336,14 @@ fn plan_storage(s: &Situation<'_>, rails: &Rails) -> Plan {
             _ => true,
         };
         if fixed_after_failure {
-            return Plan::RaiseStorage {
+            return Intent::RaiseStorage {
                 fix: stored.clone(),
                 claim: claim.name.clone(),
                 expand: claim.expandable,
             };
         }
         if stored.count >= rails.max_storage_raises {
-            return Plan::Alert {
+            return Intent::Alert {
                 reason: format!(
                     "claim {} raised {} times (now {}) and still full; stopping",
                     claim.name, stored.count, stored.value
@@ -517,7 +359,7 @@ fn plan_storage(s: &Situation<'_>, rails: &Rails) -> Plan {
         .saturating_mul(GI)
         .min(rails.storage_ceiling.bytes());
     if wanted <= current.bytes() {
-        return Plan::Alert {
+        return Intent::Alert {
             reason: format!("claim {} is at the storage ceiling ({current})", claim.name),
         };
     }
@@ -534,7 +376,7 @@ fn plan_storage(s: &Situation<'_>, rails: &Rails) -> Plan {
         previous: Some(current.to_string()),
         count: 1,
     };
-    Plan::RaiseStorage {
+    Intent::RaiseStorage {
         fix,
         claim: claim.name.clone(),
         expand: claim.expandable,
@@ -649,7 +491,7 @@ mod tests {
     #[test]
     fn oom_raises_memory_and_restarts_the_workload() {
         let (problem, diagnosis, workload) = (oom_problem(), diagnosis(Cause::OutOfMemory), web());
-        let Plan::RaiseMemory { fix, roll_into } = plan(
+        let Intent::RaiseMemory { fix, roll_into } = intent(
             &situation(&problem, &diagnosis, Some(&workload)),
             &Rails::default(),
         ) else {
@@ -669,25 +511,25 @@ mod tests {
     fn oom_of_a_bare_pod_or_without_limit_is_reported() {
         let (problem, diagnosis) = (oom_problem(), diagnosis(Cause::OutOfMemory));
         assert!(matches!(
-            plan(&situation(&problem, &diagnosis, None), &Rails::default()),
-            Plan::Report { .. }
+            intent(&situation(&problem, &diagnosis, None), &Rails::default()),
+            Intent::Report { .. }
         ));
         let workload = web();
         let mut s = situation(&problem, &diagnosis, Some(&workload));
         s.container_limit = None;
         assert!(
-            matches!(plan(&s, &Rails::default()), Plan::Report { reason } if reason.contains("no memory limit"))
+            matches!(intent(&s, &Rails::default()), Intent::Report { reason } if reason.contains("no memory limit"))
         );
     }
 
     #[test]
     fn runaway_raises_stop_with_an_alert() {
         let (problem, diagnosis, workload) = (oom_problem(), diagnosis(Cause::OutOfMemory), web());
-        let mut stored = match plan(
+        let mut stored = match intent(
             &situation(&problem, &diagnosis, Some(&workload)),
             &Rails::default(),
         ) {
-            Plan::RaiseMemory { fix, .. } => fix,
+            Intent::RaiseMemory { fix, .. } => fix,
             other => panic!("{other:?}"),
         };
         stored.count = 3;
@@ -695,13 +537,13 @@ mod tests {
         s.container_limit = Some(stored.value.clone());
         s.stored_fix = Some(&stored);
         assert!(
-            matches!(plan(&s, &Rails::default()), Plan::Alert { reason } if reason.contains("3 times"))
+            matches!(intent(&s, &Rails::default()), Intent::Alert { reason } if reason.contains("3 times"))
         );
         // An old pod still running with less than the stored fix is not a failed raise.
         s.container_limit = Some(q("512Mi"));
         assert!(matches!(
-            plan(&s, &Rails::default()),
-            Plan::RaiseMemory { .. }
+            intent(&s, &Rails::default()),
+            Intent::RaiseMemory { .. }
         ));
     }
 
@@ -713,7 +555,7 @@ mod tests {
             namespace: "gitlab".into(),
             name: "backup".into(),
         };
-        let Plan::RaiseMemory { fix, roll_into } = plan(
+        let Intent::RaiseMemory { fix, roll_into } = intent(
             &situation(&problem, &diagnosis, Some(&cronjob)),
             &Rails::default(),
         ) else {
@@ -727,104 +569,15 @@ mod tests {
             name: "migrate".into(),
         };
         assert!(matches!(
-            plan(
+            intent(
                 &situation(&problem, &diagnosis, Some(&job)),
                 &Rails::default()
             ),
-            Plan::RaiseMemory {
+            Intent::RaiseMemory {
                 roll_into: None,
                 ..
             }
         ));
-    }
-
-    #[test]
-    fn the_rails_apply_to_every_target() {
-        let labels = |ignored: bool| -> BTreeMap<String, String> {
-            if ignored {
-                [(OPT_OUT_LABEL.to_string(), "true".to_string())].into()
-            } else {
-                BTreeMap::new()
-            }
-        };
-        let rails = Rails {
-            protected_namespaces: vec!["kube-system".into(), "selfheal".into()],
-            watch_namespaces: vec!["shop".into(), "kube-system".into(), "selfheal".into()],
-            ..Rails::default()
-        };
-        // (namespace, object ignored, namespace ignored, ready replicas) → the rail, if any.
-        type Row = (&'static str, bool, bool, Option<u32>, Option<Rail>);
-        let table: [Row; 8] = [
-            ("shop", false, false, None, None),
-            ("shop", false, false, Some(0), None),
-            (
-                "kube-system",
-                false,
-                false,
-                Some(0),
-                Some(Rail::ProtectedNamespace),
-            ),
-            (
-                "selfheal",
-                false,
-                false,
-                None,
-                Some(Rail::ProtectedNamespace),
-            ),
-            (
-                "elsewhere",
-                false,
-                false,
-                None,
-                Some(Rail::UnwatchedNamespace),
-            ),
-            ("shop", true, false, None, Some(Rail::IgnoredObject)),
-            ("shop", false, true, None, Some(Rail::IgnoredNamespace)),
-            ("shop", false, false, Some(1), Some(Rail::DependencyReady)),
-        ];
-        for (namespace, object_ignored, namespace_ignored, ready, rail) in table {
-            let (object_labels, namespace_labels) =
-                (labels(object_ignored), labels(namespace_ignored));
-            let facts = TargetFacts {
-                kind: "Deployment",
-                namespace,
-                name: "dns",
-                labels: &object_labels,
-                namespace_labels: &namespace_labels,
-                ready_replicas: ready,
-            };
-            let verdict = admit_target(&facts, &rails);
-            assert_eq!(
-                verdict.as_ref().err().map(|r| r.rail),
-                rail,
-                "{namespace} {verdict:?}"
-            );
-            if let Err(refusal) = verdict {
-                assert!(refusal.reason.contains("Deployment"), "{}", refusal.reason);
-                assert!(refusal.reason.contains(namespace), "{}", refusal.reason);
-            }
-        }
-        // No watch list: every namespace but the protected ones.
-        let open = Rails::default();
-        let empty = BTreeMap::new();
-        let facts = TargetFacts {
-            kind: "Pod",
-            namespace: "anywhere",
-            name: "p",
-            labels: &empty,
-            namespace_labels: &empty,
-            ready_replicas: None,
-        };
-        assert_eq!(admit_target(&facts, &open), Ok(()));
-        let system = TargetFacts {
-            namespace: "kube-system",
-            ..facts
-        };
-        assert_eq!(
-            admit_target(&system, &open).map_err(|r| r.rail),
-            Err(Rail::ProtectedNamespace),
-            "kube-system is protected by default"
-        );
     }
 
     #[test]
@@ -840,20 +593,23 @@ mod tests {
         let workload = web();
         let missing = diagnosis(Cause::ImageNotFound);
         let mut s = situation(&problem, &missing, Some(&workload));
-        assert_eq!(plan(&s, &Rails::default()), Plan::DeletePod);
+        assert_eq!(intent(&s, &Rails::default()), Intent::DeletePod);
         s.attempts = 2;
-        assert!(matches!(plan(&s, &Rails::default()), Plan::Alert { .. }));
+        assert!(matches!(
+            intent(&s, &Rails::default()),
+            Intent::Alert { .. }
+        ));
         let timeout = diagnosis(Cause::RegistryTimeout);
         let mut s = situation(&problem, &timeout, Some(&workload));
         s.attempts = 5;
         assert_eq!(
-            plan(&s, &Rails::default()),
-            Plan::DeletePod,
+            intent(&s, &Rails::default()),
+            Intent::DeletePod,
             "transient: keep retrying (rate-limited)"
         );
         assert!(matches!(
-            plan(&situation(&problem, &timeout, None), &Rails::default()),
-            Plan::Report { .. }
+            intent(&situation(&problem, &timeout, None), &Rails::default()),
+            Intent::Report { .. }
         ));
     }
 
@@ -875,39 +631,40 @@ mod tests {
             ..diagnosis(Cause::ConnectionRefused)
         };
         assert_eq!(
-            plan(
+            intent(
                 &situation(&problem, &refused, Some(&workload)),
                 &Rails::default()
             ),
-            Plan::RestartDependency {
+            Intent::RestartDependency {
                 host: "db".into(),
                 port: 5432
             }
         );
         assert_eq!(
-            plan(
+            intent(
                 &situation(&problem, &diagnosis(Cause::Unknown), Some(&workload)),
                 &Rails::default()
             ),
-            Plan::EvictPod
+            Intent::EvictPod
         );
         assert!(matches!(
-            plan(
+            intent(
                 &situation(&problem, &diagnosis(Cause::MissingSecret), Some(&workload)),
                 &Rails::default()
             ),
-            Plan::Report { .. }
+            Intent::Report { .. }
         ));
 
         let claims = [ClaimInfo {
             name: "data-db-0".into(),
             request: Some(q("10Gi")),
             expandable: true,
+            ..ClaimInfo::default()
         }];
         let full = diagnosis(Cause::NoSpaceLeft);
         let mut s = situation(&problem, &full, Some(&workload));
         s.claims = &claims;
-        let Plan::RaiseStorage { fix, claim, expand } = plan(&s, &Rails::default()) else {
+        let Intent::RaiseStorage { fix, claim, expand } = intent(&s, &Rails::default()) else {
             panic!()
         };
         assert_eq!(
@@ -934,8 +691,9 @@ mod tests {
             name: "data".into(),
             request: Some(q("15Gi")),
             expandable: true,
+            ..ClaimInfo::default()
         }];
-        let mut stored = match plan(
+        let mut stored = match intent(
             &Situation {
                 claims: &[ClaimInfo {
                     request: Some(q("10Gi")),
@@ -945,7 +703,7 @@ mod tests {
             },
             &Rails::default(),
         ) {
-            Plan::RaiseStorage { fix, .. } => fix,
+            Intent::RaiseStorage { fix, .. } => fix,
             other => panic!("{other:?}"),
         };
         assert_eq!(stored.value.as_str(), "15Gi");
@@ -957,12 +715,12 @@ mod tests {
         // The failure predates the fix: same incident, re-apply the stored value.
         s.last_termination = Some("2026-11-28T11:59:00Z".parse().unwrap());
         assert!(
-            matches!(plan(&s, &Rails::default()), Plan::RaiseStorage { fix, .. } if fix == stored)
+            matches!(intent(&s, &Rails::default()), Intent::RaiseStorage { fix, .. } if fix == stored)
         );
         // A new failure after the fix: grow again.
         s.last_termination = Some("2026-11-28T13:00:00Z".parse().unwrap());
         assert!(
-            matches!(plan(&s, &Rails::default()), Plan::RaiseStorage { fix, .. } if fix.value.as_str() == "23Gi")
+            matches!(intent(&s, &Rails::default()), Intent::RaiseStorage { fix, .. } if fix.value.as_str() == "23Gi")
         );
         // ...until the cap.
         let capped = [Fix {
@@ -970,7 +728,10 @@ mod tests {
             ..stored.clone()
         }];
         s.stored_storage_fixes = &capped;
-        assert!(matches!(plan(&s, &Rails::default()), Plan::Alert { .. }));
+        assert!(matches!(
+            intent(&s, &Rails::default()),
+            Intent::Alert { .. }
+        ));
     }
     /// The detections of issue 10 are reported, never acted on, whatever their cause: none of
     /// the catalogue's fixes clearly applies.
@@ -1021,12 +782,12 @@ mod tests {
                     endpoint: Some(("db".into(), 5432)),
                     ..diagnosis(cause)
                 };
-                let decided = plan(
+                let decided = intent(
                     &situation(&problem, &diagnosis, Some(&workload)),
                     &Rails::default(),
                 );
                 assert!(
-                    matches!(decided, Plan::Report { .. }),
+                    matches!(decided, Intent::Report { .. }),
                     "{} with {cause:?}: {decided:?}",
                     problem.kind.name()
                 );
@@ -1051,11 +812,11 @@ mod tests {
         ] {
             let diagnosis = diagnosis(cause);
             assert!(matches!(
-                plan(
+                intent(
                     &situation(&crashloop, &diagnosis, Some(&workload)),
                     &Rails::default()
                 ),
-                Plan::Report { .. }
+                Intent::Report { .. }
             ));
         }
     }

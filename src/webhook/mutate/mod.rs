@@ -12,21 +12,24 @@
 //! value from before the fix gets the live value back, so the apiserver accepts it (see
 //! [`keeps_live`] for the exact rule).
 
-use std::collections::BTreeMap;
-use std::fmt;
+mod memory;
+mod note;
+mod storage;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::core::fix::{Fix, FixType};
+use crate::cluster::facts::Facts;
+use crate::core::headroom::Held;
 use crate::core::index::FixIndex;
-use crate::core::owners;
 use crate::core::quantity::ByteQuantity;
+use crate::core::raise::MemoryCaps;
+use crate::core::targeting::{Excluded, Exclusion, Target, Targeting};
+use crate::core::workload::pointer;
 use crate::webhook::target::{self, WorkloadKind};
 
-/// Annotation written on every object the webhook changed, listing what it applied.
-pub const APPLIED_ANNOTATION: &str = "selfheal.io/applied-fixes";
-/// Label that opts an object out: `selfheal.io/ignore: "true"`.
-pub const OPT_OUT_LABEL: &str = "selfheal.io/ignore";
+pub use crate::core::raise::{APPLIED_ANNOTATION, Applied};
+/// Label that opts an object out: `selfheal.io/ignore: "true"` (`core::targeting`'s).
+pub use crate::core::targeting::IGNORE_LABEL as OPT_OUT_LABEL;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
@@ -58,6 +61,25 @@ pub struct Policy {
     pub protected_namespaces: Vec<String>,
 }
 
+impl Policy {
+    /// Whether the request's object may be changed, by the one targeting rule
+    /// (`core::targeting`): not in a protected namespace, not labelled `selfheal.io/ignore=true`.
+    /// Every namespace counts as watched (a fix recorded for a namespace applies there), and
+    /// namespace labels are not consulted: the webhook's `namespaceSelector` keeps requests from
+    /// ignored namespaces away.
+    fn check(&self, request: &Request<'_>) -> Result<(), Excluded> {
+        let targeting = Targeting {
+            protected: self.protected_namespaces.clone(),
+            watched: Vec::new(),
+        };
+        let name = target::str_at(request.object, &["metadata", "name"]).unwrap_or_default();
+        targeting.check(&Target {
+            ignore_label: target::str_at(request.object, &["metadata", "labels", OPT_OUT_LABEL]),
+            ..Target::new(request.kind.as_str(), request.namespace, name)
+        })
+    }
+}
+
 /// Whether a field the apiserver does not let an UPDATE change or shrink gets its live value
 /// back: exactly when `incoming < live <= fix`.
 ///
@@ -80,7 +102,11 @@ pub fn keeps_live(incoming: &ByteQuantity, live: &ByteQuantity, fix: &ByteQuanti
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skip {
     ProtectedNamespace,
+    /// Outside the watched namespaces (not used by the webhook today: it watches all).
+    UnwatchedNamespace,
     OptedOut,
+    /// The namespace opted out (not used by the webhook today: its `namespaceSelector` does it).
+    IgnoredNamespace,
     BeingDeleted,
     /// The fix exists but the fields it changes are immutable for this operation, and the update
     /// does not lower them below their live values either (nothing to keep).
@@ -97,35 +123,15 @@ impl Skip {
     pub fn as_str(self) -> &'static str {
         match self {
             Skip::ProtectedNamespace => "protected_namespace",
+            Skip::UnwatchedNamespace => "unwatched_namespace",
             Skip::OptedOut => "opted_out",
+            Skip::IgnoredNamespace => "ignored_namespace",
             Skip::BeingDeleted => "being_deleted",
             Skip::ImmutableOnUpdate => "immutable_on_update",
             Skip::ControlledByDeployment => "controlled_by_deployment",
             Skip::NoMatchingFix => "no_matching_fix",
             Skip::UnsupportedOperation => "unsupported_operation",
         }
-    }
-}
-
-/// One change made to the object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Applied {
-    pub fix_type: FixType,
-    /// The fix's `resource`.
-    pub resource: String,
-    /// `container app` or `claim data`.
-    pub place: String,
-    pub from: String,
-    pub to: String,
-}
-
-impl fmt::Display for Applied {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}={} {} (was {}, fix {})",
-            self.fix_type, self.to, self.place, self.from, self.resource
-        )
     }
 }
 
@@ -141,6 +147,9 @@ pub struct Mutation {
     pub kept: Vec<Applied>,
     /// Shown to the client (`kubectl` prints them): fixes that could not be applied, and why.
     pub warnings: Vec<String>,
+    /// Raises a ResourceQuota or the nodes' capacity held below their fix (or left out), and
+    /// what held them.
+    pub held: Vec<Held>,
     pub skipped: Option<Skip>,
 }
 
@@ -152,9 +161,19 @@ impl Mutation {
         }
     }
 
-    /// The metric label of the decision: `patched` (a fix raised something), `kept_live` (only
-    /// live values were given back on UPDATE), else the skip reason or `unchanged`.
+    /// The metric label of the decision: `held_by_quota` / `held_by_node` (a raise was held
+    /// below its fix, or left out, by a ResourceQuota / the nodes' capacity; quota first),
+    /// `patched` (a fix raised something), `kept_live` (only live values were given back on
+    /// UPDATE), else the skip reason or `unchanged`.
     pub fn outcome(&self) -> &'static str {
+        if let Some(held) = self
+            .held
+            .iter()
+            .find(|held| matches!(held, Held::Quota { .. }))
+            .or(self.held.first())
+        {
+            return held.result();
+        }
         if !self.patch.0.is_empty() {
             return if self.applied.is_empty() {
                 "kept_live"
@@ -181,16 +200,44 @@ pub fn mutate_with_old_object(
     index: &FixIndex,
     policy: &Policy,
 ) -> Mutation {
+    decide(request, old_object, index, policy, None)
+}
+
+/// As [`mutate_with_old_object`], under the cluster's `facts`: a raise also fits what the
+/// namespace's ResourceQuotas and the nodes leave (`core::headroom`); where only part fits the
+/// raise goes to what fits, where nothing fits the value stays, and a warning names the quota
+/// or node and the values ([`Mutation::held`]). The LimitRange rules still come from
+/// `request` (`memory_cap`, `memory_ratio`).
+pub fn mutate_with_facts(
+    request: &Request<'_>,
+    old_object: Option<&Value>,
+    index: &FixIndex,
+    policy: &Policy,
+    facts: &Facts,
+) -> Mutation {
+    decide(request, old_object, index, policy, Some(facts))
+}
+
+/// Whether a controller of this kind makes its pods from a pod template.
+fn makes_pods_from_a_template(kind: &str) -> bool {
+    matches!(kind, "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job")
+}
+
+fn decide(
+    request: &Request<'_>,
+    old_object: Option<&Value>,
+    index: &FixIndex,
+    policy: &Policy,
+    facts: Option<&Facts>,
+) -> Mutation {
     let object = request.object;
-    if policy
-        .protected_namespaces
-        .iter()
-        .any(|ns| ns == request.namespace)
-    {
-        return Mutation::skip(Skip::ProtectedNamespace);
-    }
-    if target::str_at(object, &["metadata", "labels", OPT_OUT_LABEL]) == Some("true") {
-        return Mutation::skip(Skip::OptedOut);
+    if let Err(excluded) = policy.check(request) {
+        return Mutation::skip(match excluded.exclusion {
+            Exclusion::ProtectedNamespace => Skip::ProtectedNamespace,
+            Exclusion::UnwatchedNamespace => Skip::UnwatchedNamespace,
+            Exclusion::IgnoredObject => Skip::OptedOut,
+            Exclusion::IgnoredNamespace => Skip::IgnoredNamespace,
+        });
     }
     let may_change_pod_spec = match request.operation {
         Operation::Create => true,
@@ -212,8 +259,8 @@ pub fn mutate_with_old_object(
         return Mutation::skip(Skip::NoMatchingFix);
     }
 
-    let memory_fixes = memory_fixes(request, index);
-    let claim_fixes = claim_fixes(request, index);
+    let memory_fixes = memory::memory_fixes(request, index);
+    let claim_fixes = storage::claim_fixes(request, index);
     if memory_fixes.is_empty() && claim_fixes.is_empty() {
         return Mutation::skip(Skip::NoMatchingFix);
     }
@@ -231,30 +278,51 @@ pub fn mutate_with_old_object(
         && let Some(pod_spec) = changed.pointer_mut(&pointer(path))
     {
         if memory_allowed {
-            for fix in &memory_fixes {
-                raise_memory(
-                    pod_spec,
-                    fix,
-                    request.memory_cap,
-                    request.memory_ratio,
-                    &mut mutation,
-                );
+            let room = facts.and_then(|facts| {
+                facts
+                    .memory_caps(request.namespace, request.kind, object, live)
+                    .room
+            });
+            // A pod made from a template is sized by its template (held to the quota for all
+            // its pods at once); raising one pod alone would spend the room its siblings and the
+            // next rollout need.
+            let sized_by_template = match (request.kind, target::controller(object)) {
+                (WorkloadKind::Pod, Some((kind, name))) if makes_pods_from_a_template(kind) => {
+                    room.as_ref().and_then(|room| {
+                        room.quota_held(&format!(
+                            "a pod of {kind} {name}, which its template sizes within the quota"
+                        ))
+                    })
+                }
+                _ => None,
+            };
+            match sized_by_template {
+                Some(held) => memory::hold(&memory_fixes, held, &mut mutation),
+                None => {
+                    let caps = MemoryCaps {
+                        max: request.memory_cap.cloned(),
+                        ratio: request.memory_ratio,
+                        room,
+                    };
+                    memory::raise(pod_spec, &memory_fixes, &caps, &mut mutation);
+                }
             }
         } else if memory_kept
             && let Some(live_spec) = live.and_then(|live| live.pointer(&pointer(path)))
         {
             for fix in &memory_fixes {
-                keep_live_memory(pod_spec, live_spec, fix, &mut mutation);
+                memory::keep_live_memory(pod_spec, live_spec, fix, &mut mutation);
             }
         }
     }
     if claims_allowed {
+        let quotas = facts.map_or(&[][..], |facts| facts.quotas(request.namespace));
         for fix in &claim_fixes {
-            raise_claims(request.kind, &mut changed, fix, &mut mutation);
+            storage::raise_claims(request.kind, &mut changed, fix, quotas, &mut mutation);
         }
     } else if claims_kept && let Some(live) = live {
         for fix in &claim_fixes {
-            keep_live_claims(request.kind, &mut changed, live, fix, &mut mutation);
+            storage::keep_live_claims(request.kind, &mut changed, live, fix, &mut mutation);
         }
     }
     if mutation.applied.is_empty() && mutation.kept.is_empty() {
@@ -265,479 +333,9 @@ pub fn mutate_with_old_object(
         });
         return mutation;
     }
-    let live_note = live
-        .and_then(|live| target::str_at(live, &["metadata", "annotations", APPLIED_ANNOTATION]));
-    match live_note {
-        // Only live values were given back: the live object's note still describes them, and
-        // keeping it keeps the object equal to the live one in everything the user did not change.
-        Some(note) if mutation.applied.is_empty() => set_at(
-            &mut changed,
-            &["metadata", "annotations", APPLIED_ANNOTATION],
-            Value::String(note.to_string()),
-        ),
-        // Nothing raised and no live note: nothing new to say, the note is left as sent.
-        None if mutation.applied.is_empty() => {}
-        _ => annotate(&mut changed, live_note, &mutation.applied, &mutation.kept),
-    }
+    note::write(&mut changed, live, &mutation);
     mutation.patch = json_patch::diff(object, &changed);
     mutation
-}
-
-fn memory_fixes<'i>(request: &Request<'_>, index: &'i FixIndex) -> Vec<&'i Fix> {
-    if request.kind.pod_spec_path().is_none() {
-        return Vec::new();
-    }
-    target::fix_names(request.kind, request.object)
-        .iter()
-        .flat_map(|name| index.lookup(request.namespace, name))
-        .filter(|fix| fix.fix_type == FixType::Memory)
-        .collect()
-}
-
-/// Storage fixes for a claim (by its own name, or as a claim of a StatefulSet) or a StatefulSet.
-fn claim_fixes<'i>(request: &Request<'_>, index: &'i FixIndex) -> Vec<&'i Fix> {
-    let storage = |fix: &&Fix| fix.fix_type == FixType::Storage;
-    let name = target::str_at(request.object, &["metadata", "name"]).unwrap_or_default();
-    match request.kind {
-        WorkloadKind::StatefulSet => index
-            .lookup(request.namespace, name)
-            .iter()
-            .filter(storage)
-            .collect(),
-        WorkloadKind::PersistentVolumeClaim => {
-            let mut found: Vec<&Fix> = index
-                .lookup(request.namespace, name)
-                .iter()
-                .filter(storage)
-                .filter(|fix| fix.claim.is_none())
-                .collect();
-            let owner = match target::controller(request.object) {
-                Some(("StatefulSet", owner)) => Some(owner),
-                _ => None,
-            };
-            // A reading the owner reference confirms takes the StatefulSet's fixes for any
-            // claim template; an unconfirmed one (`data-keycloak-postgresql-0` could be a claim
-            // of `postgresql`) only a fix that names this very template.
-            let confirmed = owner.is_some();
-            for (template, statefulset) in owners::statefulset_claim_readings(name, owner) {
-                found.extend(
-                    index
-                        .lookup(request.namespace, statefulset)
-                        .iter()
-                        .filter(storage)
-                        .filter(|fix| {
-                            fix.claim
-                                .as_deref()
-                                .map_or(confirmed, |claim| claim == template)
-                        }),
-                );
-            }
-            found
-        }
-        _ => Vec::new(),
-    }
-}
-
-/// Raises memory limits in a pod spec to `fix.value`. Never lowers a value, never adds a limit
-/// to a container that has none (it is unbounded already), and keeps `requests == limits` where
-/// they were equal so a Guaranteed pod stays Guaranteed.
-fn raise_memory(
-    pod_spec: &mut Value,
-    fix: &Fix,
-    cap: Option<&ByteQuantity>,
-    ratio: Option<f64>,
-    mutation: &mut Mutation,
-) {
-    let pod_level = pod_spec.pointer("/resources/limits/memory").is_some()
-        || pod_spec.pointer("/resources/requests/memory").is_some();
-    if pod_level {
-        mutation.warnings.push(format!(
-            "selfheal: memory fix {} not applied: the pod sets pod-level memory resources",
-            fix.resource
-        ));
-        return;
-    }
-    let target = match cap {
-        Some(cap) if *cap < fix.value => {
-            mutation.warnings.push(format!(
-                "selfheal: memory fix {} of {} capped at the namespace's LimitRange maximum {cap}",
-                fix.resource, fix.value
-            ));
-            cap
-        }
-        _ => &fix.value,
-    };
-    for_each_fixed_container(pod_spec, fix, |container, name, _| {
-        if let Some(applied) = raise_container_memory(container, name, fix, target, ratio, mutation)
-        {
-            mutation.applied.push(applied);
-        }
-    });
-}
-
-/// Calls `visit(container, name, list)` for every container of `pod_spec` a memory fix names:
-/// every regular container when the fix names none, else the one it names; init containers only
-/// when the fix names them (they rarely share the app's needs).
-fn for_each_fixed_container(
-    pod_spec: &mut Value,
-    fix: &Fix,
-    mut visit: impl FnMut(&mut Value, &str, &str),
-) {
-    for list in ["containers", "initContainers"] {
-        if list == "initContainers" && fix.container.is_none() {
-            continue;
-        }
-        let Some(containers) = pod_spec.get_mut(list).and_then(Value::as_array_mut) else {
-            continue;
-        };
-        for container in containers {
-            let name = target::str_at(container, &["name"])
-                .unwrap_or_default()
-                .to_string();
-            if fix.container.as_deref().is_none_or(|wanted| wanted == name) {
-                visit(container, &name, list);
-            }
-        }
-    }
-}
-
-fn raise_container_memory(
-    container: &mut Value,
-    name: &str,
-    fix: &Fix,
-    target: &ByteQuantity,
-    ratio: Option<f64>,
-    mutation: &mut Mutation,
-) -> Option<Applied> {
-    let resources = container.get_mut("resources")?;
-    let limit_text = target::str_at(resources, &["limits", "memory"])?.to_string();
-    let Ok(limit) = ByteQuantity::parse(&limit_text) else {
-        mutation.warnings.push(format!(
-            "selfheal: container {name}: memory limit {limit_text:?} is unreadable; left unchanged"
-        ));
-        return None;
-    };
-    if limit >= *target {
-        return None;
-    }
-    let request = target::str_at(resources, &["requests", "memory"])
-        .and_then(|text| ByteQuantity::parse(text).ok());
-    let request_equals_limit = request.as_ref() == Some(&limit);
-    let ratio_cap = if request_equals_limit {
-        None
-    } else {
-        request
-            .as_ref()
-            .zip(ratio)
-            .and_then(|(request, ratio)| ratio_limit(request, ratio))
-    };
-    let target = match ratio_cap {
-        Some(allowed) if allowed < *target => {
-            mutation.warnings.push(format!(
-                "selfheal: container {name}: memory fix {} of {} capped at {allowed}, the namespace's LimitRange maxLimitRequestRatio {} times its request",
-                fix.resource,
-                fix.value,
-                ratio.unwrap_or_default()
-            ));
-            if limit >= allowed {
-                return None;
-            }
-            allowed
-        }
-        _ => target.clone(),
-    };
-    let target = &target;
-    let new_value = Value::String(target.as_str().to_string());
-    set_at(resources, &["limits", "memory"], new_value.clone());
-    if request_equals_limit {
-        set_at(resources, &["requests", "memory"], new_value);
-    }
-    Some(Applied {
-        fix_type: FixType::Memory,
-        resource: fix.resource.clone(),
-        place: format!("container {name}"),
-        from: limit_text,
-        to: target.as_str().to_string(),
-    })
-}
-
-/// The largest limit a LimitRange `maxLimitRequestRatio` allows for `request`, rounded down to a
-/// whole MiB; `None` for a ratio that is not a finite number of at least 1.
-fn ratio_limit(request: &ByteQuantity, ratio: f64) -> Option<ByteQuantity> {
-    if !ratio.is_finite() || ratio < 1.0 {
-        return None;
-    }
-    const MIB: u128 = 1 << 20;
-    let allowed = (request.bytes() as f64 * ratio).floor();
-    // `as` saturates: an allowance past u128 is held to 1 EiB by `from_bytes`.
-    let allowed = allowed as u128;
-    Some(ByteQuantity::from_bytes(allowed - allowed % MIB))
-}
-
-/// On UPDATE of an immutable pod spec (a Pod's, a Job's template): gives each container the fix
-/// names its live memory limit back where [`keeps_live`] says so, and its live memory request
-/// where the incoming request equalled the incoming limit (as CREATE raised both together).
-/// Writes only exact live values; never raises past them.
-fn keep_live_memory(pod_spec: &mut Value, live_spec: &Value, fix: &Fix, mutation: &mut Mutation) {
-    for_each_fixed_container(pod_spec, fix, |container, name, list| {
-        let live = live_spec
-            .get(list)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .find(|live| target::str_at(live, &["name"]) == Some(name));
-        if let Some(live) = live
-            && let Some(kept) = keep_container_memory(container, live, name, fix)
-        {
-            mutation.kept.push(kept);
-        }
-    });
-}
-
-fn keep_container_memory(
-    container: &mut Value,
-    live: &Value,
-    name: &str,
-    fix: &Fix,
-) -> Option<Applied> {
-    let quantity = |value: &Value, path: &[&str]| {
-        let text = target::str_at(value, path)?;
-        Some((text.to_string(), ByteQuantity::parse(text).ok()?))
-    };
-    let limit = ["resources", "limits", "memory"];
-    let request = ["resources", "requests", "memory"];
-    let (incoming_text, incoming) = quantity(container, &limit)?;
-    let (live_text, live_limit) = quantity(live, &limit)?;
-    if !keeps_live(&incoming, &live_limit, &fix.value) {
-        return None;
-    }
-    let incoming_request = quantity(container, &request);
-    let live_request = quantity(live, &request);
-    set_at(container, &limit, Value::String(live_text.clone()));
-    if let (Some((_, incoming_request)), Some((live_request_text, live_request))) =
-        (incoming_request, live_request)
-        && incoming_request == incoming
-        && keeps_live(&incoming_request, &live_request, &fix.value)
-    {
-        set_at(container, &request, Value::String(live_request_text));
-    }
-    Some(Applied {
-        fix_type: FixType::Memory,
-        resource: fix.resource.clone(),
-        place: format!("container {name}"),
-        from: incoming_text,
-        to: live_text,
-    })
-}
-
-/// On UPDATE of a claim or a StatefulSet: gives `resources.requests.storage` (of the claim, or
-/// of each claim template the fix names) its live value back where [`keeps_live`] says so.
-fn keep_live_claims(
-    kind: WorkloadKind,
-    object: &mut Value,
-    live: &Value,
-    fix: &Fix,
-    mutation: &mut Mutation,
-) {
-    for_each_fixed_claim(kind, object, fix, |spec, name| {
-        let live_spec = match kind {
-            WorkloadKind::StatefulSet => live
-                .pointer("/spec/volumeClaimTemplates")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .find(|live| target::str_at(live, &["metadata", "name"]) == Some(name))
-                .and_then(|live| live.get("spec")),
-            _ => live.get("spec"),
-        };
-        if let Some(live_spec) = live_spec
-            && let Some(kept) = keep_claim_spec(spec, live_spec, name, fix)
-        {
-            mutation.kept.push(kept);
-        }
-    });
-}
-
-/// Calls `visit(spec, claim_name)` for every claim spec of `object` a storage fix names: a
-/// claim's own spec, or each of a StatefulSet's `volumeClaimTemplates` (only the one the fix
-/// names, when it names one).
-fn for_each_fixed_claim(
-    kind: WorkloadKind,
-    object: &mut Value,
-    fix: &Fix,
-    mut visit: impl FnMut(&mut Value, &str),
-) {
-    match kind {
-        WorkloadKind::PersistentVolumeClaim => {
-            let name = target::str_at(object, &["metadata", "name"])
-                .unwrap_or_default()
-                .to_string();
-            if let Some(spec) = object.get_mut("spec") {
-                visit(spec, &name);
-            }
-        }
-        WorkloadKind::StatefulSet => {
-            let Some(templates) = object
-                .pointer_mut("/spec/volumeClaimTemplates")
-                .and_then(Value::as_array_mut)
-            else {
-                return;
-            };
-            for claim in templates {
-                let name = target::str_at(claim, &["metadata", "name"])
-                    .unwrap_or_default()
-                    .to_string();
-                if fix.claim.as_deref().is_some_and(|wanted| wanted != name) {
-                    continue;
-                }
-                if let Some(spec) = claim.get_mut("spec") {
-                    visit(spec, &name);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-fn keep_claim_spec(
-    spec: &mut Value,
-    live_spec: &Value,
-    claim_name: &str,
-    fix: &Fix,
-) -> Option<Applied> {
-    let path = ["resources", "requests", "storage"];
-    let incoming_text = target::str_at(spec, &path)?.to_string();
-    let live_text = target::str_at(live_spec, &path)?.to_string();
-    let incoming = ByteQuantity::parse(&incoming_text).ok()?;
-    let live = ByteQuantity::parse(&live_text).ok()?;
-    if !keeps_live(&incoming, &live, &fix.value) {
-        return None;
-    }
-    set_at(spec, &path, Value::String(live_text.clone()));
-    Some(Applied {
-        fix_type: FixType::Storage,
-        resource: fix.resource.clone(),
-        place: format!("claim {claim_name}"),
-        from: incoming_text,
-        to: live_text,
-    })
-}
-
-fn raise_claims(kind: WorkloadKind, object: &mut Value, fix: &Fix, mutation: &mut Mutation) {
-    for_each_fixed_claim(kind, object, fix, |spec, name| {
-        if let Some(applied) = raise_claim_spec(spec, name, fix, mutation) {
-            mutation.applied.push(applied);
-        }
-    });
-}
-
-/// Raises `resources.requests.storage` of a claim spec. A claim whose storage limit is below
-/// the new request is left alone (the apiserver would reject requests > limits).
-fn raise_claim_spec(
-    spec: &mut Value,
-    claim_name: &str,
-    fix: &Fix,
-    mutation: &mut Mutation,
-) -> Option<Applied> {
-    let request_text = target::str_at(spec, &["resources", "requests", "storage"])?.to_string();
-    let Ok(request) = ByteQuantity::parse(&request_text) else {
-        mutation.warnings.push(format!(
-            "selfheal: claim {claim_name}: storage request {request_text:?} is unreadable; left unchanged"
-        ));
-        return None;
-    };
-    if request >= fix.value {
-        return None;
-    }
-    if let Some(limit_text) = target::str_at(spec, &["resources", "limits", "storage"]) {
-        let below = ByteQuantity::parse(limit_text).map_or(true, |limit| limit < fix.value);
-        if below {
-            mutation.warnings.push(format!(
-                "selfheal: claim {claim_name}: storage fix {} exceeds its storage limit {limit_text}; left unchanged",
-                fix.value
-            ));
-            return None;
-        }
-    }
-    set_at(
-        spec,
-        &["resources", "requests", "storage"],
-        Value::String(fix.value.as_str().to_string()),
-    );
-    Some(Applied {
-        fix_type: FixType::Storage,
-        resource: fix.resource.clone(),
-        place: format!("claim {claim_name}"),
-        from: request_text,
-        to: fix.value.as_str().to_string(),
-    })
-}
-
-/// Records what was applied in the object's annotation (creating `annotations` if missing).
-/// Writes the applied-fixes note: the live note's lines, then the kept values it does not
-/// describe yet, then what was raised now; a later line replaces an earlier one about the same
-/// field (same fix type and place), so the note says where each field stands.
-fn annotate(object: &mut Value, live_note: Option<&str>, applied: &[Applied], kept: &[Applied]) {
-    let mut lines: BTreeMap<String, String> = BTreeMap::new();
-    for line in live_note.into_iter().flat_map(|note| note.split("; ")) {
-        lines.insert(note_line_field(line), line.to_string());
-    }
-    for line in kept.iter().map(Applied::to_string) {
-        lines.entry(note_line_field(&line)).or_insert(line);
-    }
-    for line in applied.iter().map(Applied::to_string) {
-        lines.insert(note_line_field(&line), line);
-    }
-    let mut lines: Vec<String> = lines.into_values().filter(|l| !l.is_empty()).collect();
-    lines.sort();
-    lines.dedup();
-    set_at(
-        object,
-        &["metadata", "annotations", APPLIED_ANNOTATION],
-        Value::String(lines.join("; ")),
-    );
-}
-
-/// The field a note line is about: `memory container app` of
-/// `memory=4Gi container app (was 2Gi, fix web)`; a line in any other form is its own field.
-fn note_line_field(line: &str) -> String {
-    let field = line.split_once('=').and_then(|(fix_type, rest)| {
-        let (_, place) = rest.split_once(' ')?;
-        let (place, _) = place.split_once(" (was ")?;
-        Some(format!("{fix_type} {place}"))
-    });
-    field.unwrap_or_else(|| line.to_string())
-}
-
-/// Sets `value` at `path`, creating missing (or null) parent objects.
-fn set_at(root: &mut Value, path: &[&str], value: Value) {
-    let Some((last, parents)) = path.split_last() else {
-        return;
-    };
-    let mut node = root;
-    for segment in parents {
-        let Some(map) = as_object(node) else {
-            return;
-        };
-        node = map
-            .entry(segment.to_string())
-            .or_insert_with(|| Value::Object(Map::new()));
-    }
-    if let Some(map) = as_object(node) {
-        map.insert(last.to_string(), value);
-    }
-}
-
-/// The node as an object, turning `null` into `{}`; `None` for any other non-object.
-fn as_object(node: &mut Value) -> Option<&mut Map<String, Value>> {
-    if node.is_null() {
-        *node = Value::Object(Map::new());
-    }
-    node.as_object_mut()
-}
-
-fn pointer(path: &[&str]) -> String {
-    path.iter().map(|segment| format!("/{segment}")).collect()
 }
 
 #[cfg(test)]
