@@ -27,6 +27,7 @@ use tower::ServiceExt;
 
 use selfheal::cluster::limits::LimitSnapshot;
 use selfheal::core::document::FixDocument;
+use selfheal::core::headroom::{NodeFacts, QuotaFacts};
 use selfheal::core::index::FixIndex;
 use selfheal::core::quantity::ByteQuantity;
 use selfheal::metrics::Metrics;
@@ -44,7 +45,9 @@ thread_local! {
 }
 
 /// The webhook state for configuration byte `config`: bits 0–1 choose gitlab's LimitRange
-/// maximum (none, 1Gi, 3Gi, 6Gi), bits 2–3 its ratio (none, 1, 1.5, 4).
+/// maximum (none, 1Gi, 3Gi, 6Gi), bits 2–3 its ratio (none, 1, 1.5, 4), bit 4 a ResourceQuota
+/// in gitlab with 2Gi of memory limits and 1Gi of requests and 10Gi of storage requests left,
+/// bit 5 the nodes (one schedulable with 3Gi allocatable, one cordoned with 64Gi).
 fn state(config: u8) -> AppState {
     let fixes: Vec<_> = [FIXES, REAPPLY_FIXES]
         .iter()
@@ -65,6 +68,38 @@ fn state(config: u8) -> AppState {
     }
     if let Some(ratio) = [None, Some(1.0), Some(1.5), Some(4.0)][usize::from((config >> 2) & 3)] {
         limits.publish_ratios([("gitlab".to_string(), ratio)].into_iter().collect());
+    }
+    if config & 0x10 != 0 {
+        let gib = 1u128 << 30;
+        limits.publish_quotas([QuotaFacts {
+            namespace: "gitlab".into(),
+            name: "team".into(),
+            hard: [
+                ("limits.memory".to_string(), 10 * gib),
+                ("requests.memory".to_string(), 5 * gib),
+                ("requests.storage".to_string(), 100 * gib),
+            ]
+            .into_iter()
+            .collect(),
+            used: [
+                ("limits.memory".to_string(), 8 * gib),
+                ("requests.memory".to_string(), 4 * gib),
+                ("requests.storage".to_string(), 90 * gib),
+            ]
+            .into_iter()
+            .collect(),
+            scopes: Vec::new(),
+        }]);
+    }
+    if config & 0x20 != 0 {
+        let node = |name: &str, gib: u128, unschedulable: bool| NodeFacts {
+            name: name.into(),
+            allocatable_memory: Some(gib << 30),
+            ready: true,
+            unschedulable,
+            labels: Default::default(),
+        };
+        limits.publish_nodes([node("small", 3, false), node("cordoned", 64, true)]);
     }
     AppState {
         snapshot,
