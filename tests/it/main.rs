@@ -13,6 +13,7 @@ mod detect_states;
 mod e2e_cluster;
 mod field_manager;
 mod fix_lifecycle;
+mod fuzz_corpus;
 mod gitops_examples;
 mod heal_loop;
 mod healing_core;
