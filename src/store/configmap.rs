@@ -166,13 +166,18 @@ impl ConfigMapStore {
             };
             let seeded = current.is_none() && document.fixes().next().is_some();
             // A re-created ConfigMap is written even when `change` itself changes nothing.
+            let origin = || format!("ConfigMap {}/{}", self.namespace, self.name);
+            let unwritable = |source| StoreError::Document {
+                origin: origin(),
+                source,
+            };
             let before = if seeded {
                 String::new()
             } else {
-                document.to_yaml()
+                document.to_yaml().map_err(unwritable)?
             };
             let result = change(&mut document);
-            let text = document.to_yaml();
+            let text = document.to_yaml().map_err(unwritable)?;
             if text == before {
                 return Ok(result);
             }

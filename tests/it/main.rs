@@ -27,6 +27,7 @@ mod reapply;
 mod selfcert;
 mod store_configmap;
 mod store_file;
+mod store_unwritable;
 mod tls_server;
 mod vault;
 mod watcher;
