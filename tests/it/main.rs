@@ -3,6 +3,7 @@
 
 mod support;
 
+mod admission_ignore;
 mod admission_rails;
 mod apiserver_rules;
 mod certificates;
