@@ -216,7 +216,7 @@ pub async fn heal(args: &HealArgs) -> anyhow::Result<()> {
         protected,
     };
     let limiter = Arc::new(RateLimiter::new(DEFAULT_WINDOW, MAX_BACKOFF));
-    // LimitRanges come with the view `run_once` lists.
+    // `run_once` lists the caps (LimitRanges, ResourceQuotas, nodes) once.
     let executor = Executor::new(client.clone(), store, limiter, metrics, args.dry_run);
     let handled = heal::run_once(
         &client,

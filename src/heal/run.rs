@@ -11,11 +11,12 @@ use kube::Client;
 use serde::Serialize;
 use serde::ser::SerializeStruct;
 
-use crate::cluster::limits::LimitSnapshot;
+use crate::cluster::facts::{self as cluster_facts_of, ClusterFacts};
 use crate::core::index::FixIndex;
 use crate::core::owners;
+use crate::heal::call;
 use crate::heal::execute::{ExecuteError, Executor, Outcome, subject_name};
-use crate::heal::facts::{Facts, Reader, RoomFacts};
+use crate::heal::facts::{Facts, Reader};
 use crate::heal::inspect::{self, ClusterView, Finding};
 use crate::heal::plan::{self, ActionKind, Decision, Rails, Reads};
 
@@ -124,16 +125,38 @@ pub async fn run_once(
         .into_iter()
         .filter(|f| scope.includes(f))
         .collect();
+    let cluster = cluster_facts(client, executor.call_timeout()).await;
     let mut reader = Reader::new(client, executor.call_timeout());
     let healing = Healing {
         executor,
         rails,
         index,
-        limits: view.limits.clone(),
-        room: RoomFacts::default(),
+        cluster,
         now,
     };
     Ok(healing.heal(&mut reader, &view, findings).await)
+}
+
+/// The LimitRanges, ResourceQuotas and nodes as of one list each (a one-shot run has no watch);
+/// without them (not allowed, no answer in time) raises are capped by the planner only.
+async fn cluster_facts(client: &Client, timeout: std::time::Duration) -> ClusterFacts {
+    let listed = call::within(
+        timeout,
+        || "listing LimitRanges, ResourceQuotas and nodes".into(),
+        cluster_facts_of::read_once(client.clone()),
+    )
+    .await;
+    match listed {
+        Ok(Ok(facts)) => facts,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "the cluster's caps could not be listed; raises are capped by the planner only");
+            ClusterFacts::default()
+        }
+        Err(elapsed) => {
+            tracing::warn!(%elapsed, "raises are capped by the planner only");
+            ClusterFacts::default()
+        }
+    }
 }
 
 /// What a batch of findings is handled with.
@@ -142,10 +165,8 @@ pub struct Healing<'a> {
     pub rails: &'a Rails,
     /// The fixes stored now.
     pub index: Arc<FixIndex>,
-    /// The namespaces' LimitRange rules.
-    pub limits: LimitSnapshot,
-    /// What the cluster has left for raises (quotas, nodes), where known.
-    pub room: RoomFacts,
+    /// What the cluster enforces on a raise (LimitRanges, quotas, nodes).
+    pub cluster: ClusterFacts,
     pub now: Timestamp,
 }
 
@@ -162,10 +183,8 @@ impl Healing<'_> {
             dry_run: self.rails.dry_run || executor.dry_run,
             ..self.rails.clone()
         };
-        let base = Facts {
-            room: self.room.clone(),
-            ..Facts::new(self.now, self.index.clone(), self.limits.clone())
-        };
+        // Every finding of the batch reads the cluster as of one moment.
+        let base = Facts::new(self.now, self.index.clone(), self.cluster.load());
         let mut handled = Vec::new();
         for finding in findings {
             let (decision, outcome) = match reader.facts(&finding, &base, view).await {

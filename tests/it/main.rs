@@ -20,6 +20,7 @@ mod heal_loop;
 mod healing_core;
 mod identity;
 mod kustomize_overlays;
+mod layering;
 mod manifests;
 mod observe;
 mod rails;

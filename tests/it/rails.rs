@@ -434,8 +434,7 @@ async fn handle(server: &FakeApiServer, executor: &Executor, finding: &Finding) 
         executor,
         rails: &rails,
         index: Default::default(),
-        limits: Default::default(),
-        room: Default::default(),
+        cluster: Default::default(),
         now: jiff::Timestamp::now(),
     };
     let mut reader = Reader::new(executor.client(), executor.call_timeout());

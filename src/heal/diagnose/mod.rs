@@ -126,6 +126,13 @@ pub fn diagnose(problem: &Problem, evidence: &Evidence<'_>) -> Diagnosis {
     from_texts.unwrap_or_else(|| fallback(problem, evidence))
 }
 
+/// Whether the diagnosis of `problem` reads the events of its object: not when its status
+/// names the cause (an OOM kill, a certificate's issue, an invalid image name), which is the
+/// diagnosis whatever the events say.
+pub fn reads_events(problem: &Problem) -> bool {
+    status_diagnosis(problem).is_none()
+}
+
 fn status_diagnosis(problem: &Problem) -> Option<Diagnosis> {
     let from_status = |cause, evidence| {
         Some(Diagnosis {

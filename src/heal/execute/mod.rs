@@ -15,8 +15,11 @@
 mod certificate;
 mod dependency;
 mod memory;
+mod outcome;
 mod pod;
 mod storage;
+
+pub use outcome::{ExecuteError, Outcome};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,9 +34,8 @@ pub use crate::heal::call::CALL_TIMEOUT;
 pub use crate::heal::plan::service_of_host;
 
 use crate::core::fix::Fix;
-use crate::heal::call::{self, Elapsed};
+use crate::heal::call;
 use crate::heal::facts::WorkloadObject;
-use crate::heal::facts::read::ReadError;
 use crate::heal::inspect::Finding;
 use crate::heal::plan::{
     Action, ActionKind, Decision, Rail, ReportLevel, TargetRef, workload_group,
@@ -41,7 +43,7 @@ use crate::heal::plan::{
 use crate::heal::ratelimit::{ActionKey, RateLimiter};
 use crate::heal::record::{self, Recorder};
 use crate::metrics::Metrics;
-use crate::store::{FixStore, Recorded, StoreError};
+use crate::store::{FixStore, Recorded};
 
 /// Pod template annotation whose change makes a controller roll its pods (like
 /// `kubectl rollout restart`); its value says why, and repeats are no-ops.
@@ -51,107 +53,6 @@ pub const RESTART_ANNOTATION: &str = "selfheal.io/restarted-for";
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(300);
 /// Longest backoff between repeated actions on one target.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
-
-/// What happened to one decision.
-#[derive(Debug)]
-pub enum Outcome {
-    /// The action changed what it had to.
-    Done(String),
-    /// Nothing needed changing (the fix was there already, the pod was gone, a renewal is under
-    /// way).
-    Unchanged(String),
-    /// `--dry-run`: what would have been done.
-    DryRun(String),
-    /// The action waits for its rate limit; it may go in `retry_in`.
-    RateLimited { message: String, retry_in: Duration },
-    /// Nothing to do, said (a `NotActing` Event).
-    Reported(String),
-    /// A person must look (a `HealingStopped` Warning Event).
-    Alerted(String),
-    /// A rail stopped the action (a `NotActing` Event naming it). A PodDisruptionBudget may
-    /// allow it later: `retry_in`.
-    Refused {
-        rail: Rail,
-        message: String,
-        retry_in: Option<Duration>,
-    },
-    /// The action could not be carried out; it is retried later.
-    Failed(ExecuteError),
-}
-
-impl Outcome {
-    /// The `result` label: `done`, `unchanged`, `dry_run`, `rate_limited`, `reported`,
-    /// `alerted`, `refused`, `failed`.
-    pub fn result(&self) -> &'static str {
-        match self {
-            Outcome::Done(_) => "done",
-            Outcome::Unchanged(_) => "unchanged",
-            Outcome::DryRun(_) => "dry_run",
-            Outcome::RateLimited { .. } => "rate_limited",
-            Outcome::Reported(_) => "reported",
-            Outcome::Alerted(_) => "alerted",
-            Outcome::Refused { .. } => "refused",
-            Outcome::Failed(_) => "failed",
-        }
-    }
-
-    /// The rail that refused the action.
-    pub fn rail(&self) -> Option<Rail> {
-        match self {
-            Outcome::Refused { rail, .. } => Some(*rail),
-            _ => None,
-        }
-    }
-
-    pub fn message(&self) -> String {
-        match self {
-            Outcome::Done(message)
-            | Outcome::Unchanged(message)
-            | Outcome::DryRun(message)
-            | Outcome::Reported(message)
-            | Outcome::Alerted(message)
-            | Outcome::RateLimited { message, .. }
-            | Outcome::Refused { message, .. } => message.clone(),
-            Outcome::Failed(error) => error.to_string(),
-        }
-    }
-
-    /// When the action may be tried again: a rate limit or a PodDisruptionBudget's refusal.
-    pub fn retry_in(&self) -> Option<Duration> {
-        match self {
-            Outcome::RateLimited { retry_in, .. } => Some(*retry_in),
-            Outcome::Refused { retry_in, .. } => *retry_in,
-            _ => None,
-        }
-    }
-}
-
-/// Why an action could not be carried out.
-#[derive(Debug, thiserror::Error)]
-pub enum ExecuteError {
-    /// Its facts could not be read.
-    #[error(transparent)]
-    Read(#[from] ReadError),
-    #[error(transparent)]
-    Timeout(#[from] Elapsed),
-    #[error("{what}: {source}")]
-    Api {
-        what: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("putting the change into {what}: {reason}")]
-    Patch { what: String, reason: String },
-}
-
-impl ExecuteError {
-    fn api(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Self {
-        let what = what.into();
-        move |source| ExecuteError::Api { what, source }
-    }
-}
 
 pub struct Executor {
     client: Client,

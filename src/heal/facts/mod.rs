@@ -1,8 +1,8 @@
 //! FACTS: what a decision reads about the cluster, as plain data. Gathered before `plan`, once
 //! per handling: in the watcher from its reflector stores (pods, claims, namespaces with their
-//! labels) and snapshots (fixes, LimitRanges, and the ResourceQuotas and nodes of
-//! `core::headroom` where they are kept), and by a few reads of the one object an action would
-//! change (`read`); in `selfheal heal` from its one list of the cluster. `plan` is pure over them.
+//! labels) and snapshots (the fixes; `cluster::facts`: LimitRanges, ResourceQuotas, nodes, as of
+//! one moment), and by a few reads of the one object an action would change (`read`); in
+//! `selfheal heal` from its one list of the cluster. `plan` is pure over them.
 
 pub mod read;
 
@@ -15,9 +15,8 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use serde_json::Value;
 
-use crate::cluster::limits::LimitSnapshot;
+use crate::cluster::facts::Facts as ClusterSnapshot;
 use crate::core::fix::{Fix, FixType};
-use crate::core::headroom::{NodeFacts, QuotaFacts};
 use crate::core::index::FixIndex;
 use crate::core::owners::Workload;
 use crate::core::quantity::ByteQuantity;
@@ -35,11 +34,9 @@ pub struct Facts {
     pub fixes: Arc<FixIndex>,
     /// The labels of every namespace the decision may touch.
     pub namespaces: NamespaceFacts,
-    /// The namespaces' LimitRange maximum and ratio for container memory.
-    pub limits: LimitSnapshot,
-    /// What the cluster has left for a memory raise: ResourceQuotas and nodes (`core::headroom`),
-    /// where they are known.
-    pub room: RoomFacts,
+    /// What the cluster enforces on a raise, as of one moment: the namespaces' LimitRange rules
+    /// for container memory, their ResourceQuotas, the nodes (`cluster::facts`).
+    pub cluster: Arc<ClusterSnapshot>,
     /// The object the wanted action would change, as read.
     pub target: TargetFacts,
 }
@@ -47,15 +44,14 @@ pub struct Facts {
 impl Facts {
     /// Facts with nothing known but the time and the fixes (a probe's dependency restart reads
     /// its target; the rest is empty).
-    pub fn new(now: Timestamp, fixes: Arc<FixIndex>, limits: LimitSnapshot) -> Self {
+    pub fn new(now: Timestamp, fixes: Arc<FixIndex>, cluster: Arc<ClusterSnapshot>) -> Self {
         Self {
             now,
             pod: None,
             claims: Vec::new(),
             fixes,
             namespaces: NamespaceFacts::default(),
-            limits,
-            room: RoomFacts::default(),
+            cluster,
             target: TargetFacts::None,
         }
     }
@@ -92,30 +88,6 @@ impl NamespaceFacts {
             Some(labels) => NamespaceLabels::Known(labels),
             None => NamespaceLabels::Unreadable("not read"),
         }
-    }
-}
-
-/// ResourceQuotas and nodes for `core::headroom` (empty: nothing known, nothing held).
-#[derive(Debug, Clone, Default)]
-pub struct RoomFacts {
-    /// The ResourceQuotas of the namespaces concerned.
-    pub quotas: Vec<QuotaFacts>,
-    /// Every node, when the nodes are known.
-    pub nodes: Option<Vec<NodeFacts>>,
-}
-
-impl RoomFacts {
-    /// The quotas of `namespace`.
-    pub fn quotas_of(&self, namespace: &str) -> Vec<QuotaFacts> {
-        self.quotas
-            .iter()
-            .filter(|q| q.namespace == namespace)
-            .cloned()
-            .collect()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.quotas.is_empty() && self.nodes.is_none()
     }
 }
 

@@ -3,7 +3,7 @@
 
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event, LimitRange, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{ListParams, LogParams};
 use kube::{Api, Client};
@@ -89,10 +89,6 @@ pub async fn gather(client: &Client, namespace: Option<&str>) -> Result<ClusterV
         .items;
     let events = api::<Event>(client, namespace).list(&params).await?.items;
     let services = api::<Service>(client, namespace).list(&params).await?.items;
-    let limit_ranges = api::<LimitRange>(client, namespace)
-        .list(&params)
-        .await?
-        .items;
     let endpoint_slices = api::<EndpointSlice>(client, namespace)
         .list(&params)
         .await?
@@ -133,12 +129,6 @@ pub async fn gather(client: &Client, namespace: Option<&str>) -> Result<ClusterV
         secrets,
         services,
         endpoint_slices,
-        limits: {
-            let limits = crate::cluster::limits::LimitSnapshot::default();
-            limits.publish(crate::cluster::limits::maxima(&limit_ranges));
-            limits.publish_ratios(crate::cluster::limits::ratios(&limit_ranges));
-            limits
-        },
         owners,
         unreadable: Vec::new(),
     })

@@ -38,6 +38,67 @@ pub struct Finding {
     pub labels: BTreeMap<String, String>,
 }
 
+/// The findings of problems detected already (the watcher's work items carry them): each
+/// diagnosed from the events of its object in `view` and the `logs` read for it, with the
+/// workload it answers to (`learned`: intermediate owners read since). Nothing is detected
+/// again; a problem whose object the view does not hold is left out.
+pub fn diagnosed(
+    view: &ClusterView,
+    problems: &[Problem],
+    learned: &Owners,
+    logs: &Logs,
+) -> Vec<Finding> {
+    let events = EventIndex::new(&view.events);
+    problems
+        .iter()
+        .filter_map(|problem| {
+            let uid = Some(problem.uid.as_str());
+            let (meta, workload, evidence_of) = match problem.object_kind {
+                "Pod" => {
+                    let pod = view
+                        .pods
+                        .iter()
+                        .find(|p| p.metadata.uid.as_deref() == uid)?;
+                    (&pod.metadata, view.workload_with(pod, learned), true)
+                }
+                "PersistentVolumeClaim" => {
+                    let claim = view
+                        .claims
+                        .iter()
+                        .find(|c| c.metadata.uid.as_deref() == uid)?;
+                    (&claim.metadata, None, true)
+                }
+                "Secret" => {
+                    let secret = view
+                        .secrets
+                        .iter()
+                        .find(|s| s.metadata.uid.as_deref() == uid)?;
+                    (&secret.metadata, None, false)
+                }
+                _ => return None,
+            };
+            let about = events.about(problem.object_kind, meta);
+            let (current, previous) = problem
+                .kind
+                .container()
+                .and_then(|c| logs.get(&(problem.uid.clone(), c.to_string())))
+                .cloned()
+                .unwrap_or_default();
+            let diagnosis = if evidence_of {
+                diagnose::diagnose(problem, &about.evidence(&current, &previous))
+            } else {
+                diagnose::diagnose(problem, &Evidence::default())
+            };
+            Some(Finding {
+                problem: problem.clone(),
+                diagnosis,
+                workload,
+                labels: meta.labels.clone().unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
 /// Every problem in the view, diagnosed.
 pub fn findings(
     view: &ClusterView,

@@ -9,7 +9,6 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::ObjectMeta;
 
 use super::{MAX_JOB_GETS, UnreadableItem};
-use crate::cluster::limits::LimitSnapshot;
 use crate::core::owners::{self, Workload};
 use crate::heal::detect::{self, Warning};
 use crate::heal::diagnose::Evidence;
@@ -24,8 +23,6 @@ pub struct ClusterView {
     pub secrets: Vec<Secret>,
     pub services: Vec<Service>,
     pub endpoint_slices: Vec<EndpointSlice>,
-    /// The namespaces' LimitRange rules for container memory (maximum, ratio).
-    pub limits: LimitSnapshot,
     /// What the view knows of the intermediate owners of its pods (ReplicaSets and Jobs).
     pub owners: Owners,
     /// Items of a dump that could not be read (`from_dump`), for the report.
