@@ -384,7 +384,7 @@ pub fn import_report(store: &str, origin: &str, report: &ImportReport) -> String
 /// The stored document as it is, for `export`: YAML (`fixes.yaml` itself) or the same in JSON.
 /// Entries that are not valid fixes are exported as they are stored.
 pub fn export(document: &FixDocument, json: bool) -> anyhow::Result<String> {
-    let yaml = document.to_yaml();
+    let yaml = document.to_yaml()?;
     if !json {
         return Ok(yaml);
     }

@@ -18,7 +18,7 @@ use jiff::Timestamp;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{ObjectMeta, Patch};
 use kube::{Api, Client};
 
 use crate::certs::generate as certs;
@@ -149,7 +149,7 @@ pub async fn ensure(client: &Client, config: &SelfCertConfig) -> anyhow::Result<
                     ..Secret::default()
                 };
                 secrets
-                    .create(&PostParams::default(), &secret)
+                    .create(&crate::cluster::post_params(), &secret)
                     .await
                     .map(|_| material)
             }
@@ -159,7 +159,7 @@ pub async fn ensure(client: &Client, config: &SelfCertConfig) -> anyhow::Result<
                 write_ca_bundle(client, &config.webhook_config, &material.bundle).await?;
                 secret.data = Some(material.data());
                 secrets
-                    .replace(&config.secret_name, &PostParams::default(), &secret)
+                    .replace(&config.secret_name, &crate::cluster::post_params(), &secret)
                     .await
                     .map(|_| material)
             }
@@ -206,7 +206,11 @@ pub async fn write_ca_bundle(
             return Ok(false);
         };
         match api
-            .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
+            .patch(
+                name,
+                &crate::cluster::patch_params(),
+                &Patch::Json::<()>(patch),
+            )
             .await
         {
             Ok(_) => {

@@ -20,7 +20,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::ObjectMeta;
 use kube::{Api, Client};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -295,12 +295,12 @@ async fn round(
                 },
                 spec: Some(held(0, None)),
             };
-            api.create(&PostParams::default(), &lease).await
+            api.create(&crate::cluster::post_params(), &lease).await
         }
         (Step::Renew, Some(mut lease)) => {
             let spec = lease.spec.take().unwrap_or_default();
             lease.spec = Some(held(spec.lease_transitions.unwrap_or(0), spec.acquire_time));
-            api.replace(&config.name, &PostParams::default(), &lease)
+            api.replace(&config.name, &crate::cluster::post_params(), &lease)
                 .await
         }
         (Step::TakeOver, Some(mut lease)) => {
@@ -311,7 +311,7 @@ async fn round(
                 .unwrap_or(0)
                 + 1;
             lease.spec = Some(held(transitions, None));
-            api.replace(&config.name, &PostParams::default(), &lease)
+            api.replace(&config.name, &crate::cluster::post_params(), &lease)
                 .await
         }
         _ => return Ok(false),
@@ -342,7 +342,7 @@ pub async fn release(api: &Api<Lease>, config: &LeaseConfig) -> Result<bool, kub
     }
     *spec = released(spec, Timestamp::now());
     match api
-        .replace(&config.name, &PostParams::default(), &lease)
+        .replace(&config.name, &crate::cluster::post_params(), &lease)
         .await
     {
         Ok(_) => Ok(true),

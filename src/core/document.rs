@@ -53,6 +53,9 @@ pub enum DocumentError {
     NotAMapping(&'static str),
     #[error("`fixes` must be a list of entries, found {0}")]
     FixesNotAList(&'static str),
+    /// Writing the document back would lose something: nothing is written.
+    #[error("fixes.yaml cannot be written back ({0}); nothing was written, fix the entry by hand")]
+    NotWritable(String),
 }
 
 impl FixDocument {
@@ -83,19 +86,30 @@ impl FixDocument {
         })
     }
 
-    /// The document as YAML text, valid entries normalised, invalid ones as they were.
-    pub fn to_yaml(&self) -> String {
+    /// The document as YAML text, valid entries normalised, invalid ones as they were. An entry
+    /// YAML cannot write back (a mapping with a tagged key, say) is an error naming it: a rewrite
+    /// never drops what it cannot write.
+    pub fn to_yaml(&self) -> Result<String, DocumentError> {
         let mut root = self.other_keys.clone();
-        let list: Vec<Value> = self
+        let list = self
             .entries
             .iter()
-            .map(|entry| match entry {
-                Entry::Valid(fix) => serde_norway::to_value(fix.to_record()).unwrap_or(Value::Null),
-                Entry::Invalid(raw) => raw.clone(),
+            .enumerate()
+            .map(|(index, entry)| match entry {
+                Entry::Valid(fix) => serde_norway::to_value(fix.to_record())
+                    .map_err(|e| DocumentError::NotWritable(format!("entry {index}: {e}"))),
+                Entry::Invalid(raw) => match serde_norway::to_string(raw) {
+                    Ok(_) => Ok(raw.clone()),
+                    Err(e) => Err(DocumentError::NotWritable(format!(
+                        "entry {index} (not a valid fix) cannot be written as YAML: {e}"
+                    ))),
+                },
             })
-            .collect();
+            .collect::<Result<Vec<Value>, _>>()?;
         root.insert(Value::from(FIXES_KEY), Value::Sequence(list));
-        serde_norway::to_string(&root).unwrap_or_default()
+        serde_norway::to_string(&root).map_err(|e| {
+            DocumentError::NotWritable(format!("a key beside `fixes` cannot be written: {e}"))
+        })
     }
 
     /// The valid fixes, in document order.
@@ -252,10 +266,10 @@ fixes:
         assert!(problems[1].message.contains("a string"), "{}", problems[1]);
 
         doc.record(memory_fix("other", "app", "1Gi"));
-        let rewritten = FixDocument::parse(&doc.to_yaml()).unwrap();
+        let rewritten = FixDocument::parse(&doc.to_yaml().unwrap()).unwrap();
         assert_eq!(rewritten.fixes().count(), 2);
-        assert_eq!(rewritten.problems().len(), 2, "{}", doc.to_yaml());
-        assert!(doc.to_yaml().contains("4Gx"));
+        assert_eq!(rewritten.problems().len(), 2, "{}", doc.to_yaml().unwrap());
+        assert!(doc.to_yaml().unwrap().contains("4Gx"));
     }
 
     #[test]
@@ -287,18 +301,36 @@ fixes:
     }
 
     #[test]
+    fn a_document_yaml_cannot_write_back_is_an_error_naming_the_entry_never_an_empty_text() {
+        // Found by fuzzing: a mapping with a tagged key parses, but serde_norway cannot write it
+        // back; the rewrite used to be "", which a store write would have stored.
+        let text =
+            "fixes:\n- {namespace: gitlab, resource: web, type: memory, value: 1Gi}\n- !x :\n";
+        let mut doc = FixDocument::parse(text).unwrap();
+        assert_eq!(doc.fixes().count(), 1);
+        match doc.to_yaml() {
+            Err(DocumentError::NotWritable(message)) => {
+                assert!(message.contains("entry 1"), "{message}");
+            }
+            other => panic!("expected NotWritable, got {other:?}"),
+        }
+        doc.record(memory_fix("gitlab", "cart", "2Gi"));
+        assert!(matches!(doc.to_yaml(), Err(DocumentError::NotWritable(_))));
+    }
+
+    #[test]
     fn recording_twice_changes_nothing_the_second_time() {
         let mut doc = FixDocument::parse(KNOWN_SHAPE).unwrap();
         assert_eq!(
             doc.record(memory_fix("gitlab", "gitlab-webservice", "6Gi")),
             MergeOutcome::Raised { from: "4Gi".into() }
         );
-        let once = doc.to_yaml();
+        let once = doc.to_yaml().unwrap();
         assert_eq!(
             doc.record(memory_fix("gitlab", "gitlab-webservice", "6Gi")),
             MergeOutcome::Unchanged
         );
-        assert_eq!(doc.to_yaml(), once);
+        assert_eq!(doc.to_yaml().unwrap(), once);
         assert_eq!(doc.fixes().count(), 1);
     }
 
@@ -311,10 +343,14 @@ fixes:
         let removed = doc.remove_fixes(|fix| fix.resource == "gitlab-webservice");
         assert_eq!(removed.len(), 1);
         assert_eq!(removed[0].value.as_str(), "4Gi");
-        let rewritten = FixDocument::parse(&doc.to_yaml()).unwrap();
+        let rewritten = FixDocument::parse(&doc.to_yaml().unwrap()).unwrap();
         assert_eq!(rewritten.fixes().count(), 1);
         assert_eq!(rewritten.problems().len(), 1);
-        assert!(doc.to_yaml().contains("value: 4Gx"), "{}", doc.to_yaml());
+        assert!(
+            doc.to_yaml().unwrap().contains("value: 4Gx"),
+            "{}",
+            doc.to_yaml().unwrap()
+        );
         assert!(
             doc.remove_fixes(|fix| fix.resource == "gitlab-webservice")
                 .is_empty()
@@ -325,6 +361,6 @@ fixes:
     fn other_top_level_keys_survive_a_rewrite() {
         let text = format!("version: 1\n{KNOWN_SHAPE}");
         let doc = FixDocument::parse(&text).unwrap();
-        assert!(doc.to_yaml().contains("version: 1"));
+        assert!(doc.to_yaml().unwrap().contains("version: 1"));
     }
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::ObjectMeta;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -166,23 +166,32 @@ impl ConfigMapStore {
             };
             let seeded = current.is_none() && document.fixes().next().is_some();
             // A re-created ConfigMap is written even when `change` itself changes nothing.
+            let origin = || format!("ConfigMap {}/{}", self.namespace, self.name);
+            let unwritable = |source| StoreError::Document {
+                origin: origin(),
+                source,
+            };
             let before = if seeded {
                 String::new()
             } else {
-                document.to_yaml()
+                document.to_yaml().map_err(unwritable)?
             };
             let result = change(&mut document);
-            let text = document.to_yaml();
+            let text = document.to_yaml().map_err(unwritable)?;
             if text == before {
                 return Ok(result);
             }
             let bytes = text.len();
             let configmap = self.configmap(current.as_ref().map(|c| c.metadata.clone()), text);
             let written = match &current {
-                None => self.api.create(&PostParams::default(), &configmap).await,
+                None => {
+                    self.api
+                        .create(&crate::cluster::post_params(), &configmap)
+                        .await
+                }
                 Some(_) => {
                     self.api
-                        .replace(&self.name, &PostParams::default(), &configmap)
+                        .replace(&self.name, &crate::cluster::post_params(), &configmap)
                         .await
                 }
             };

@@ -132,9 +132,13 @@ impl FileStore {
         let last = self.state.lock().await;
         let lock = self.lock_exclusively().await?;
         let mut document = self.read_document().await?;
-        let before = document.to_yaml();
+        let unwritable = |source| StoreError::Document {
+            origin: self.path.display().to_string(),
+            source,
+        };
+        let before = document.to_yaml().map_err(unwritable)?;
         let result = change(&mut document);
-        let text = document.to_yaml();
+        let text = document.to_yaml().map_err(unwritable)?;
         if text != before {
             self.write_atomically(&text).await.inspect_err(|_| {
                 self.metrics.store_error("write");

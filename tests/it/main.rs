@@ -3,6 +3,7 @@
 
 mod support;
 
+mod admission_ignore;
 mod admission_rails;
 mod apiserver_rules;
 mod certificates;
@@ -11,7 +12,9 @@ mod cli_heal_leader;
 mod cluster_facts;
 mod detect_states;
 mod e2e_cluster;
+mod field_manager;
 mod fix_lifecycle;
+mod fuzz_corpus;
 mod gitops_examples;
 mod heal_loop;
 mod healing_core;
@@ -26,6 +29,7 @@ mod reapply;
 mod selfcert;
 mod store_configmap;
 mod store_file;
+mod store_unwritable;
 mod tls_server;
 mod vault;
 mod watcher;

@@ -173,18 +173,18 @@ fn document_just_under_the_limit(room: usize) -> String {
     let target = CONFIGMAP_LIMIT_BYTES - room;
     let mut document = FixDocument::default();
     let mut i = 0;
-    while document.to_yaml().len() + 20 * 1024 < target {
+    while document.to_yaml().unwrap().len() + 20 * 1024 < target {
         document.record(fix(i, 16 * 1024));
         i += 1;
     }
     // The last entry's evidence takes up the rest.
-    let mut evidence = target - document.to_yaml().len();
+    let mut evidence = target - document.to_yaml().unwrap().len();
     loop {
         let mut last = document.clone();
         last.record(fix(i, evidence));
-        let length = last.to_yaml().len();
+        let length = last.to_yaml().unwrap().len();
         if length <= target && length + 8 > target {
-            return last.to_yaml();
+            return last.to_yaml().unwrap();
         }
         evidence = (evidence + target).saturating_sub(length);
     }

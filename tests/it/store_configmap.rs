@@ -354,11 +354,11 @@ fn bulky_fix(resource: &str, bytes: usize) -> Fix {
 fn document_of_at_least(bytes: usize) -> String {
     let mut document = selfheal::core::document::FixDocument::default();
     let mut i = 0;
-    while document.to_yaml().len() < bytes {
+    while document.to_yaml().unwrap().len() < bytes {
         document.record(bulky_fix(&format!("app-{i}"), 16 * 1024));
         i += 1;
     }
-    document.to_yaml()
+    document.to_yaml().unwrap()
 }
 
 #[tokio::test]

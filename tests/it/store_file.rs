@@ -204,5 +204,10 @@ async fn writers_with_their_own_store_on_one_file_lose_no_fix() {
     }
     let (store, _) = open(&path);
     let document = store.read_document().await.unwrap();
-    assert_eq!(document.fixes().count(), 32, "{}", document.to_yaml());
+    assert_eq!(
+        document.fixes().count(),
+        32,
+        "{}",
+        document.to_yaml().unwrap()
+    );
 }
