@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod context;
 pub mod fixes;
 pub mod list;
 pub mod oneshot;

@@ -94,7 +94,7 @@ pub async fn unseal(
             serde_json::to_string_pretty(&reports).unwrap_or_default()
         ),
     }
-    Ok(!reports.is_empty() && reports.iter().all(|r| r.state.starts_with("unsealed")))
+    Ok(!reports.is_empty() && reports.iter().all(|r| r.state.is_unsealed()))
 }
 
 /// Runs `selfheal health`; returns whether everything is healthy.

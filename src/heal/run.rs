@@ -10,6 +10,7 @@ use jiff::Timestamp;
 use kube::Client;
 use serde::Serialize;
 use serde::ser::SerializeStruct;
+use tracing::Instrument;
 
 use crate::cluster::facts::{self as cluster_facts_of, ClusterFacts};
 use crate::core::index::FixIndex;
@@ -70,6 +71,22 @@ impl Serialize for Handled {
         )?;
         handled.end()
     }
+}
+
+/// The span of one handling: every line it logs (the facts read, the decision, the outcome)
+/// carries the object (`namespace`, `kind`, `object`: its name, `uid`) and the problem, so one
+/// handling can be followed in the JSON logs (where a span's `name` is the span's own).
+pub fn span_of(finding: &Finding) -> tracing::Span {
+    let problem = &finding.problem;
+    tracing::info_span!(
+        "handling",
+        namespace = %problem.namespace,
+        kind = problem.object_kind,
+        object = %problem.object_name,
+        uid = %problem.uid,
+        problem = problem.kind.name(),
+        container = problem.kind.container().unwrap_or_default(),
+    )
 }
 
 /// The action a finding's facts were read for, when they could not be.
@@ -187,19 +204,22 @@ impl Healing<'_> {
         let base = Facts::new(self.now, self.index.clone(), self.cluster.load());
         let mut handled = Vec::new();
         for finding in findings {
-            let (decision, outcome) = match reader.facts(&finding, &base, view).await {
-                Ok(facts) => {
-                    let history = executor.limiter().as_of(Instant::now());
-                    let decision = plan::plan(&finding, &facts, &rails, &history);
-                    let outcome = executor.carry_out(&finding, &decision).await;
-                    (Some(decision), outcome)
-                }
-                Err(error) => {
-                    let outcome =
-                        executor.not_decided(&finding, wanted(&finding), ExecuteError::Read(error));
-                    (None, outcome)
+            let handling = async {
+                match reader.facts(&finding, &base, view).await {
+                    Ok(facts) => {
+                        let history = executor.limiter().as_of(Instant::now());
+                        let decision = plan::plan(&finding, &facts, &rails, &history);
+                        let outcome = executor.carry_out(&finding, &decision).await;
+                        (Some(decision), outcome)
+                    }
+                    Err(error) => {
+                        let error = ExecuteError::Read(error);
+                        let outcome = executor.not_decided(&finding, wanted(&finding), error);
+                        (None, outcome)
+                    }
                 }
             };
+            let (decision, outcome) = handling.instrument(span_of(&finding)).await;
             handled.push(Handled {
                 finding,
                 decision,

@@ -165,3 +165,222 @@ async fn a_handled_secret_that_gains_its_certificate_is_renewed_at_once() {
         1
     );
 }
+
+/// A sink for the JSON log lines of one test (the subscriber is this thread's only).
+#[derive(Clone, Default)]
+struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One handling can be followed in the JSON logs: its lines carry the object's namespace, kind,
+/// name (`object`) and uid and the problem, in the `handling` span.
+#[tokio::test]
+async fn every_line_of_a_handling_names_its_object_and_problem() {
+    let lines = Lines::default();
+    let sink = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || sink.clone())
+        .finish();
+    let _logs = tracing::subscriber::set_default(subscriber);
+    // Callsites another test hit first, with no subscriber of its own, are cached as not
+    // interesting to anyone; ask every callsite again now that this thread has one.
+    tracing::callsite::rebuild_interest_cache();
+
+    let server = FakeApiServer::new();
+    server.put(&Collection::apps("shop", "deployments"), json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "web:1", "resources": {"limits": {"memory": "512Mi"}}}]}}}}));
+    let pod = server.put(&Collection::core("shop", "pods"), json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web-5d4c3b2a1-a1b2c", "namespace": "shop",
+            "labels": {"app": "web", "pod-template-hash": "5d4c3b2a1"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d4c3b2a1", "uid": "rs", "controller": true}]},
+        "spec": {"containers": [{"name": "app", "image": "web:1", "resources": {"limits": {"memory": "512Mi"}}}]},
+        "status": {"phase": "Running", "containerStatuses": [{"name": "app", "ready": true, "restartCount": 2,
+            "image": "web:1", "imageID": "", "state": {"running": {"startedAt": "2026-11-28T00:00:00Z"}},
+            "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}}));
+    let metrics = Arc::new(Metrics::new());
+    let store = FixStore::ConfigMap(Arc::new(ConfigMapStore::new(
+        server.client(),
+        "selfheal",
+        "fixes",
+        metrics.clone(),
+    )));
+    let executor = Executor::new(
+        server.client(),
+        store,
+        Arc::new(RateLimiter::new(
+            Duration::from_secs(300),
+            Duration::from_secs(3600),
+        )),
+        metrics,
+        false,
+    );
+    let handled = selfheal::heal::run::run_once(
+        &server.client(),
+        &executor,
+        &Rails::default(),
+        Default::default(),
+        &Scope::default(),
+        jiff::Timestamp::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(handled[0].outcome.result(), "done", "{handled:?}");
+
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let outcome_line: Value = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line["fields"]["action"] == "RaiseMemory")
+        .unwrap_or_else(|| panic!("the outcome's line in:\n{text}"));
+    let span = &outcome_line["span"];
+    assert_eq!(span["name"], "handling", "{outcome_line}");
+    assert_eq!(
+        (
+            &span["namespace"],
+            &span["kind"],
+            &span["object"],
+            &span["uid"],
+            &span["problem"]
+        ),
+        (
+            &json!("shop"),
+            &json!("Pod"),
+            &pod["metadata"]["name"],
+            &pod["metadata"]["uid"],
+            &json!("OOMKilled")
+        ),
+        "{outcome_line}"
+    );
+}
+
+/// With the workloads in the watcher's stores (`serve` keeps them), an OOM kill costs four
+/// requests: the fix store's read and write, the Deployment's patch, the Event. Nothing is read
+/// that a watch keeps: no namespace, no Deployment, no events list (the status names the cause),
+/// no StorageClass list.
+#[tokio::test]
+async fn an_oom_kill_costs_four_requests_when_the_workloads_are_watched() {
+    let server = FakeApiServer::new();
+    server.put(&Collection::apps("shop", "deployments"), json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "web:1", "resources": {"limits": {"memory": "512Mi"}}}]}}}}));
+    let metrics = Arc::new(Metrics::new());
+    let store = FixStore::ConfigMap(Arc::new(ConfigMapStore::new(
+        server.client(),
+        "selfheal",
+        "fixes",
+        metrics.clone(),
+    )));
+    let leadership = Leadership::default();
+    let executor = Arc::new(Executor::new(
+        server.client(),
+        store.clone(),
+        Arc::new(RateLimiter::new(
+            Duration::from_secs(300),
+            Duration::from_secs(3600),
+        )),
+        metrics.clone(),
+        false,
+    ));
+    let config = WatcherConfig {
+        watch_workloads: true,
+        ..WatcherConfig::new(Scope::default(), Rails::default(), Default::default())
+    };
+    let lease = LeaseConfig {
+        namespace: "selfheal".into(),
+        name: "selfheal-watcher".into(),
+        identity: "only".into(),
+        lease_duration: Duration::from_secs(15),
+        renew_every: Duration::from_secs(2),
+    };
+    let _running = Running {
+        tasks: vec![
+            store.spawn_sync(),
+            tokio::spawn(leader::campaign(
+                server.client(),
+                lease,
+                leadership.clone(),
+                metrics.clone(),
+            )),
+            tokio::spawn(watcher::run(
+                server.client(),
+                executor,
+                store,
+                config,
+                leadership.clone(),
+                metrics,
+            )),
+        ],
+    };
+    eventually("leadership", || leadership.is_leader()).await;
+    let listed = |path: &str| {
+        server
+            .request_log()
+            .iter()
+            .any(|r| r.path == path && !r.query.contains_key("watch"))
+    };
+    eventually("the Deployments and namespaces are listed", || {
+        listed("/apis/apps/v1/deployments") && listed("/api/v1/namespaces")
+    })
+    .await;
+    server.clear_request_log();
+    server.put(&Collection::core("shop", "pods"), json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web-5d4c3b2a1-a1b2c", "namespace": "shop",
+            "labels": {"app": "web", "pod-template-hash": "5d4c3b2a1"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d4c3b2a1", "uid": "rs", "controller": true}]},
+        "spec": {"containers": [{"name": "app", "image": "web:1", "resources": {"limits": {"memory": "512Mi"}}}]},
+        "status": {"phase": "Running", "containerStatuses": [{"name": "app", "ready": true, "restartCount": 1,
+            "image": "web:1", "imageID": "", "state": {"running": {"startedAt": "2026-11-28T00:00:00Z"}},
+            "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}}));
+    eventually("the fix, the rollout and the Event", || {
+        let rolled = server
+            .get(&Collection::apps("shop", "deployments"), "web")
+            .is_some_and(|d| {
+                d["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
+                    == "768Mi"
+            });
+        rolled && events_in(&server, "shop", "MemoryLimitRaised") == 1
+    })
+    .await;
+    let handling: Vec<String> = server
+        .request_log()
+        .iter()
+        .filter(|r| !r.path.contains("/leases/") && !r.query.contains_key("watch"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        handling,
+        [
+            "GET /api/v1/namespaces/selfheal/configmaps/fixes",
+            "POST /api/v1/namespaces/selfheal/configmaps",
+            "PATCH /apis/apps/v1/namespaces/shop/deployments/web",
+            "POST /apis/events.k8s.io/v1/namespaces/shop/events",
+        ],
+        "{handling:#?}"
+    );
+}
+
+fn events_in(server: &FakeApiServer, namespace: &str, reason: &str) -> usize {
+    server
+        .list(&Collection::new(
+            "apis/events.k8s.io/v1",
+            namespace,
+            "events",
+        ))
+        .iter()
+        .filter(|e| e["reason"] == reason)
+        .count()
+}

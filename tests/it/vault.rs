@@ -373,7 +373,7 @@ async fn unseal_mode_unseals_every_sealed_server_with_the_secret() {
     )
     .await
     .unwrap();
-    let states: Vec<&str> = reports.iter().map(|r| r.state).collect();
+    let states: Vec<&str> = reports.iter().map(|r| r.state.as_str()).collect();
     assert_eq!(states, ["unsealed-now", "unsealed"]);
     assert!(!a.lock().unwrap().sealed);
     assert_eq!(b.lock().unwrap().unseal_requests, 0);
@@ -481,7 +481,11 @@ fn vault_statefulset() -> Value {
 }
 
 fn actions(unseal: bool, dry_run: bool) -> vault::VaultActions {
-    vault::VaultActions { unseal, dry_run }
+    vault::VaultActions {
+        unseal,
+        dry_run,
+        targeting: Default::default(),
+    }
 }
 
 fn seconds_after(start: Instant, seconds: u64) -> Instant {
@@ -499,7 +503,7 @@ async fn poll(
         &client(),
         &server.client(),
         &targets(vec![address.to_string()], None),
-        actions(true, false),
+        &actions(true, false),
         None,
         partials,
         now,
@@ -852,4 +856,47 @@ async fn vault_events_name_the_statefulsets_uid_and_each_failure_is_its_own_even
     }
     keeper.abort();
     campaign.abort();
+}
+
+/// The Vault passes the rails of every object an action changes: in a namespace labelled
+/// `selfheal.io/ignore=true` (or a protected one) selfheal unseals nothing, reads no key, and
+/// says why.
+#[tokio::test]
+async fn a_vault_in_an_ignored_or_protected_namespace_is_not_unsealed() {
+    for (labels, protected) in [
+        (json!({"selfheal.io/ignore": "true"}), vec![]),
+        (json!({}), vec!["vault".to_string()]),
+    ] {
+        let (address, vault) = start(sealed(3)).await;
+        let server = FakeApiServer::new();
+        server.put(&Collection::core("vault", "secrets"), keys_secret());
+        server.put(
+            &Collection::core("", "namespaces"),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "vault", "labels": labels}}),
+        );
+        let mut partials = PartialUnseals::new(vault::OPERATOR_HOLD_OFF);
+        let actions = vault::VaultActions {
+            targeting: selfheal::core::targeting::Targeting::new(protected, Vec::new()),
+            ..actions(true, false)
+        };
+        let reports = vault::check_all_with(
+            &client(),
+            &server.client(),
+            &targets(vec![address], None),
+            &actions,
+            None,
+            &mut partials,
+            Instant::now(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(reports[0].state, "sealed", "{reports:?}");
+        assert!(
+            reports[0].detail.contains("not unsealing") && reports[0].detail.contains("vault"),
+            "{}",
+            reports[0].detail
+        );
+        assert_eq!(vault.lock().unwrap().unseal_requests, 0, "no share sent");
+        assert_eq!(reports[0].result, Some("refused"));
+    }
 }

@@ -227,6 +227,7 @@ impl Executor {
                 self.renew_certificate(finding, certificate, object, slot)
                     .await
             }
+            Action::UnsealVault { .. } => Err(ExecuteError::NotHere(action.kind())),
         }
     }
 

@@ -100,6 +100,9 @@ pub enum ExecuteError {
     Store(#[from] StoreError),
     #[error("putting the change into {what}: {reason}")]
     Patch { what: String, reason: String },
+    /// An action the executor does not carry out (a Vault unseal is the Vault check's).
+    #[error("{0} is carried out by the Vault check, not the healing executor")]
+    NotHere(crate::heal::plan::ActionKind),
 }
 
 impl ExecuteError {

@@ -6,7 +6,7 @@
 
 pub mod read;
 
-pub use read::{ReadError, Reader, expandable_classes};
+pub use read::{ReadError, Reader, WorkloadStores, expandable_classes};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

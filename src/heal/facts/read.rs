@@ -8,10 +8,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
 
 use super::{
@@ -45,6 +47,8 @@ pub struct Reader<'a> {
     namespace_store: Option<&'a Store<Namespace>>,
     /// The pods kept by the watcher's watch, once listed.
     pod_store: Option<&'a Store<Pod>>,
+    /// The workloads kept by the watcher's watches (the kinds listed).
+    workload_stores: Option<&'a WorkloadStores>,
     /// Namespace labels read so far.
     namespaces: NamespaceFacts,
     /// StorageClasses that allow expansion, once listed.
@@ -58,19 +62,23 @@ impl<'a> Reader<'a> {
             timeout,
             namespace_store: None,
             pod_store: None,
+            workload_stores: None,
             namespaces: NamespaceFacts::default(),
             expandable: None,
         }
     }
 
-    /// Reads namespaces and pods from the watcher's stores (they must be listed).
+    /// Reads namespaces, pods and workloads from the watcher's stores (those given must be
+    /// listed).
     pub fn with_stores(
         mut self,
         namespaces: Option<&'a Store<Namespace>>,
         pods: Option<&'a Store<Pod>>,
+        workloads: Option<&'a WorkloadStores>,
     ) -> Self {
         self.namespace_store = namespaces;
         self.pod_store = pods;
+        self.workload_stores = workloads;
         self
     }
 
@@ -138,7 +146,7 @@ impl<'a> Reader<'a> {
         }
         let labels = match self.namespace_store {
             Some(store) => store
-                .get(&kube::runtime::reflector::ObjectRef::new(namespace))
+                .get(&ObjectRef::new(namespace))
                 .and_then(|n| n.metadata.labels.clone())
                 .unwrap_or_default(),
             None => {
@@ -170,6 +178,12 @@ impl<'a> Reader<'a> {
         let Some(group) = workload_group(&workload.kind) else {
             return Ok(None);
         };
+        if let Some(kept) = self.workload_stores.and_then(|stores| stores.get(workload)) {
+            return Ok(kept.map(|object| WorkloadObject {
+                workload: workload.clone(),
+                object,
+            }));
+        }
         let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, "v1", &workload.kind));
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), &workload.namespace, &resource);
@@ -297,6 +311,38 @@ impl<'a> Reader<'a> {
                 what: what(),
                 source,
             }),
+        }
+    }
+}
+
+/// The workloads the watcher keeps, each kind once listed (`None` until then: it is read).
+#[derive(Clone, Default)]
+pub struct WorkloadStores {
+    pub deployments: Option<Store<Deployment>>,
+    pub statefulsets: Option<Store<StatefulSet>>,
+    pub daemonsets: Option<Store<DaemonSet>>,
+    pub cronjobs: Option<Store<CronJob>>,
+}
+
+impl WorkloadStores {
+    /// The workload as kept, as JSON: `Some(None)` when its kind is kept and it does not exist,
+    /// `None` when its kind is not kept (then it is read).
+    fn get(&self, workload: &Workload) -> Option<Option<serde_json::Value>> {
+        fn kept<K>(store: &Store<K>, workload: &Workload) -> Option<serde_json::Value>
+        where
+            K: kube::Resource<DynamicType = ()> + Clone + serde::Serialize,
+        {
+            let key = ObjectRef::new(&workload.name).within(&workload.namespace);
+            store
+                .get(&key)
+                .and_then(|object| serde_json::to_value(&*object).ok())
+        }
+        match workload.kind.as_str() {
+            "Deployment" => Some(kept(self.deployments.as_ref()?, workload)),
+            "StatefulSet" => Some(kept(self.statefulsets.as_ref()?, workload)),
+            "DaemonSet" => Some(kept(self.daemonsets.as_ref()?, workload)),
+            "CronJob" => Some(kept(self.cronjobs.as_ref()?, workload)),
+            _ => None,
         }
     }
 }

@@ -204,6 +204,22 @@ pub enum Action {
         object: serde_json::Value,
         slot: ActionKey,
     },
+    /// Unseal a Vault server with the threshold's number of key shares, first resetting an
+    /// abandoned partial unseal (carried out by the Vault check).
+    UnsealVault {
+        address: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reset: Option<Reset>,
+    },
+}
+
+/// The abandoned partial unseal an unseal resets first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reset {
+    pub progress: u32,
+    pub nonce: String,
+    #[serde(with = "seconds")]
+    pub unchanged_for: Duration,
 }
 
 impl Action {
@@ -215,6 +231,7 @@ impl Action {
             Action::DeletePod { .. } => ActionKind::DeletePod,
             Action::RestartDependency { .. } => ActionKind::RestartDependency,
             Action::RenewCertificate { .. } => ActionKind::RenewCertificate,
+            Action::UnsealVault { .. } => ActionKind::UnsealVault,
         }
     }
 
@@ -225,7 +242,9 @@ impl Action {
             | Action::DeletePod { slot, .. }
             | Action::RestartDependency { slot, .. }
             | Action::RenewCertificate { slot, .. } => Some(slot),
-            Action::RaiseMemory { .. } | Action::RaiseStorage { .. } => None,
+            Action::RaiseMemory { .. }
+            | Action::RaiseStorage { .. }
+            | Action::UnsealVault { .. } => None,
         }
     }
 }

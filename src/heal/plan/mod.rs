@@ -8,10 +8,10 @@
 //! - `facts`: what is known of the cluster ([`crate::heal::facts`]), read before;
 //! - `rails`: the caps and ceilings, targeting ([`Targeting`]: protected, watched and ignored
 //!   namespaces and objects) and dry run;
-//! - `history`: the earlier actions per [`ActionKey`] (the rate limiter), read-only.
+//! - `history`: the earlier actions per [`ActionKey`](crate::heal::ratelimit::ActionKey) (the rate limiter), read-only.
 //!
-//! Two steps: the catalogue's rules ([`rules`]) say what the problem calls for ([`Intent`]);
-//! [`admit`] then puts that intent through the rails of the object it would change, in this
+//! Two steps: the catalogue's rules (`rules`) say what the problem calls for ([`Intent`]);
+//! `admit` then puts that intent through the rails of the object it would change, in this
 //! order: the problem's own object and namespace (an opted-out pod makes selfheal act nowhere),
 //! what the target is (a dependency behind a Service, a Certificate, a claim, as read), targeting
 //! of the target, a dependency that is not down, the room a raise has (quota, nodes), the rate
@@ -24,11 +24,12 @@ mod admit;
 mod decision;
 mod rules;
 mod targets;
+pub mod vault;
 
 pub use admit::{Reads, attempts_key, reads, service_of_host};
 pub use decision::{
-    Action, ActionKind, Decision, Deferral, Rail, Refusal, Report, ReportLevel, Roll, TargetRef,
-    workload_group,
+    Action, ActionKind, Decision, Deferral, Rail, Refusal, Report, ReportLevel, Reset, Roll,
+    TargetRef, workload_group,
 };
 pub use rules::{Intent, Situation, intent, next_memory_limit};
 pub use targets::pod_ready;

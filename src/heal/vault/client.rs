@@ -218,7 +218,7 @@ impl VaultClient {
     }
 
     /// Unseals `address` with `keys`; see the module documentation. A partial unseal found at the
-    /// server is reset only when it is exactly `abandoned` (judged by [`judge_partial`]); any
+    /// server is reset only when it is exactly `abandoned` (judged by [`judge_partial`](super::judge_partial)); any
     /// other one is left alone and nothing is sent.
     pub async fn unseal(
         &self,

@@ -12,15 +12,17 @@
 //! shares and the unseal walk; `unseal`: the check of every server, once or kept by the leader.
 
 mod client;
+mod keep;
 mod status;
 mod unseal;
 
 pub use client::{UnsealKey, UnsealOutcome, VaultClient, VaultError, keys_from_secret};
+pub use keep::keep_unsealed;
 pub use status::{
     OPERATOR_HOLD_OFF, PartialUnseal, PartialUnseals, SealStatus, SeenAttempt, UnsealAttempt,
     judge_partial,
 };
 pub use unseal::{
-    OPERATOR_UNSEALING, VaultActions, VaultReport, VaultTargets, check_all, check_all_with,
-    discover, keep_unsealed,
+    OPERATOR_UNSEALING, VaultActions, VaultReport, VaultState, VaultTargets, check_all,
+    check_all_with, discover,
 };

@@ -1,14 +1,17 @@
 //! The check: discover the servers, read their status, unseal the sealed ones where allowed, and
 //! (in the watcher) say every change of state with an Event on the Vault StatefulSet.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::time::Instant;
 
 use serde::Serialize;
 
 use super::client::{UnsealKey, UnsealOutcome, VaultClient, keys_from_secret};
-use super::status::{OPERATOR_HOLD_OFF, PartialUnseal, PartialUnseals, SealStatus};
+use super::status::{OPERATOR_HOLD_OFF, PartialUnseal, PartialUnseals, UnsealAttempt};
+use crate::core::targeting::{NamespaceLabels, Target, Targeting};
+use crate::heal::call::{self, CALL_TIMEOUT};
+use crate::heal::plan::vault::{Partial, SealedServer, UnsealMode};
+use crate::heal::plan::{self, Action, ActionKind, Decision, Rail, ReportLevel};
 
 /// Where the Vault servers are and where their unseal keys are kept.
 #[derive(Debug, Clone)]
@@ -23,13 +26,70 @@ pub struct VaultTargets {
     pub keys_secret: String,
 }
 
+/// The state of one server after a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VaultState {
+    Unsealed,
+    /// Sealed, and unsealed by this check.
+    UnsealedNow,
+    /// Sealed: alert mode, a dry run, or refused by a rail.
+    Sealed,
+    /// Sealed with a partial unseal someone else may be entering: left alone.
+    OperatorUnsealing,
+    /// Unreachable, or the unseal failed.
+    Error,
+}
+
+impl VaultState {
+    /// `unsealed`, `unsealed-now`, `sealed`, `operator-unsealing`, `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VaultState::Unsealed => "unsealed",
+            VaultState::UnsealedNow => "unsealed-now",
+            VaultState::Sealed => "sealed",
+            VaultState::OperatorUnsealing => OPERATOR_UNSEALING,
+            VaultState::Error => "error",
+        }
+    }
+
+    /// Whether the server is unsealed now.
+    pub fn is_unsealed(self) -> bool {
+        matches!(self, VaultState::Unsealed | VaultState::UnsealedNow)
+    }
+}
+
+impl std::fmt::Display for VaultState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for VaultState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for VaultState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// What was found (and done) at one server.
 #[derive(Debug, Clone, Serialize)]
 pub struct VaultReport {
     pub address: String,
-    /// `unsealed`, `unsealed-now`, `sealed` (alert mode), `error`.
-    pub state: &'static str,
+    pub state: VaultState,
     pub detail: String,
+    /// What was decided about a sealed server (`UnsealVault`, `Alert`, `Report`), what came of
+    /// it (`selfheal_healing_actions_total`'s `result`), and the rail that refused it.
+    #[serde(skip)]
+    pub action: Option<ActionKind>,
+    #[serde(skip)]
+    pub result: Option<&'static str>,
+    #[serde(skip)]
+    pub rail: Option<Rail>,
 }
 
 /// Addresses of every server: the explicit ones, and one per pod of the StatefulSet.
@@ -37,11 +97,23 @@ pub async fn discover(
     client: &kube::Client,
     targets: &VaultTargets,
 ) -> Result<Vec<String>, kube::Error> {
+    Ok(find(client, targets).await?.addresses)
+}
+
+/// The servers, and the labels of their StatefulSet (the rails read them).
+struct Found {
+    addresses: Vec<String>,
+    statefulset_labels: Option<BTreeMap<String, String>>,
+}
+
+async fn find(client: &kube::Client, targets: &VaultTargets) -> Result<Found, kube::Error> {
     let mut addresses = targets.addresses.clone();
+    let mut statefulset_labels = None;
     if let Some(name) = &targets.statefulset {
         let sets: kube::Api<k8s_openapi::api::apps::v1::StatefulSet> =
             kube::Api::namespaced(client.clone(), &targets.namespace);
         let set = sets.get(name).await?;
+        statefulset_labels = set.metadata.labels.clone();
         let spec = set.spec.unwrap_or_default();
         let selector = spec
             .selector
@@ -69,13 +141,17 @@ pub async fn discover(
             )
         }));
     }
-    Ok(addresses)
+    Ok(Found {
+        addresses,
+        statefulset_labels,
+    })
 }
 
 /// Checks every server once; in unseal mode unseals the sealed ones with the keys of the Secret,
 /// which is read only when a server is actually sealed. One look cannot tell an operator's
 /// partial unseal from an abandoned one, so a partial unseal is always left alone here (state
-/// `operator-unsealing`); the watcher ([`keep_unsealed`]) remembers across polls.
+/// `operator-unsealing`); the watcher ([`keep_unsealed`](super::keep_unsealed)) remembers across polls. A one-shot
+/// check honours the ignore label on the StatefulSet and its namespace.
 pub async fn check_all(
     vault: &VaultClient,
     client: &kube::Client,
@@ -86,12 +162,13 @@ pub async fn check_all(
     let actions = VaultActions {
         unseal,
         dry_run: false,
+        targeting: Targeting::default(),
     };
     check_all_with(
         vault,
         client,
         targets,
-        actions,
+        &actions,
         None,
         &mut partials,
         Instant::now(),
@@ -100,22 +177,33 @@ pub async fn check_all(
 }
 
 /// What a check may change at the servers besides reading their status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VaultActions {
     /// Unseal sealed servers (else only report them).
     pub unseal: bool,
     /// Say what an unseal would send and send nothing; publish no Event.
     pub dry_run: bool,
+    /// Where selfheal may act: the Vault StatefulSet (its namespace for explicit addresses)
+    /// passes the same rails as every other object an action changes.
+    pub targeting: Targeting,
+}
+
+/// What the decision about one sealed server said, for the report and the metric.
+struct Decided {
+    action: ActionKind,
+    result: &'static str,
+    rail: Option<Rail>,
 }
 
 /// [`check_all`] with the partial unseals seen at earlier polls: a partial unseal is reset only
-/// when `partials` has seen it unchanged for the whole hold-off ([`judge_partial`]), as of `now`.
+/// when `partials` has seen it unchanged for the whole hold-off ([`judge_partial`](super::judge_partial)), as of `now`.
 /// With `leadership`, every write (a reset, a share) is sent only while this replica leads.
+/// What to do about a sealed server is decided by `plan::vault::unseal`.
 pub async fn check_all_with(
     vault: &VaultClient,
     client: &kube::Client,
     targets: &VaultTargets,
-    actions: VaultActions,
+    actions: &VaultActions,
     leadership: Option<&crate::cluster::leader::Leadership>,
     partials: &mut PartialUnseals,
     now: Instant,
@@ -123,109 +211,169 @@ pub async fn check_all_with(
     let may_write = || leadership.is_none_or(|l| l.is_leader());
     let mut reports = Vec::new();
     let mut keys: Option<Result<Vec<UnsealKey>, String>> = None;
-    for address in discover(client, targets).await? {
-        let report = |state, detail: String| VaultReport {
+    let found = find(client, targets).await?;
+    let mut namespace_labels: Option<Result<BTreeMap<String, String>, String>> = None;
+    let keys_secret = format!("{}/{}", targets.namespace, targets.keys_secret);
+    for address in &found.addresses {
+        let report = |state, detail: String, decided: Option<Decided>| VaultReport {
             address: address.clone(),
             state,
             detail,
+            action: decided.as_ref().map(|d| d.action),
+            result: decided.as_ref().map(|d| d.result),
+            rail: decided.and_then(|d| d.rail),
         };
-        let status = match vault.seal_status(&address).await {
+        let status = match vault.seal_status(address).await {
             Ok(status) => status,
             Err(error) => {
-                reports.push(report("error", error.to_string()));
+                reports.push(report(VaultState::Error, error.to_string(), None));
                 continue;
             }
         };
-        let partial = partials.observe(&address, &status, now);
+        let partial = partials.observe(address, &status, now);
         if !status.sealed {
-            reports.push(report("unsealed", "unsealed".into()));
+            reports.push(report(VaultState::Unsealed, "unsealed".into(), None));
             continue;
         }
-        if !actions.unseal {
-            reports.push(report(
-                "sealed",
-                format!(
-                    "sealed ({}/{} shares submitted); alert mode",
-                    status.progress, status.t
-                ),
-            ));
-            continue;
+        let partial = match &partial {
+            Some(PartialUnseal::OperatorAtWork { unchanged_for }) => Partial::OperatorAtWork {
+                unchanged_for: *unchanged_for,
+                hold_off: partials.hold_off(),
+            },
+            Some(PartialUnseal::Abandoned { unchanged_for }) => Partial::Abandoned {
+                nonce: status.nonce.clone(),
+                unchanged_for: *unchanged_for,
+            },
+            None => Partial::None,
+        };
+        let mode = UnsealMode {
+            unseal: actions.unseal,
+            dry_run: actions.dry_run,
+        };
+        // The facts of the decision: the labels of the Vault's namespace, read once per check
+        // and only when the decision reads them (a server is sealed, to be unsealed).
+        if plan::vault::reads_target(&partial, mode) && namespace_labels.is_none() {
+            namespace_labels = Some(read_namespace_labels(client, &targets.namespace).await);
         }
-        let abandoned = match partial {
-            Some(PartialUnseal::OperatorAtWork { unchanged_for }) => {
-                reports.push(report(
-                    OPERATOR_UNSEALING,
-                    operator_at_work(&status, unchanged_for, partials.hold_off()),
-                ));
+        let labels = match namespace_labels.as_ref() {
+            Some(Ok(labels)) => NamespaceLabels::Known(labels),
+            Some(Err(why)) => NamespaceLabels::Unreadable(why),
+            None => NamespaceLabels::NotConsulted,
+        };
+        let target = match &targets.statefulset {
+            Some(name) => Target::new("StatefulSet", &targets.namespace, name)
+                .labelled(found.statefulset_labels.as_ref()),
+            None => Target::new("Vault", &targets.namespace, ""),
+        }
+        .in_namespace(labels);
+        let sealed = SealedServer {
+            address,
+            threshold: status.t,
+            progress: status.progress,
+            partial,
+            target,
+            keys: &keys_secret,
+        };
+        let action = match plan::vault::unseal(&sealed, mode, &actions.targeting) {
+            Decision::Report(said) => {
+                let (state, result) = match said.level {
+                    ReportLevel::Alert => (VaultState::Sealed, "alerted"),
+                    ReportLevel::Notice | ReportLevel::UnderWay(_) => {
+                        (VaultState::OperatorUnsealing, "reported")
+                    }
+                };
+                let action = Decision::Report(said.clone()).action();
+                let decided = Decided {
+                    action,
+                    result,
+                    rail: None,
+                };
+                reports.push(report(state, said.reason, Some(decided)));
                 continue;
             }
-            Some(PartialUnseal::Abandoned { unchanged_for }) => {
-                status.attempt().map(|attempt| (attempt, unchanged_for))
+            Decision::Refuse(refusal) => {
+                let result = if refusal.rail == Rail::DryRun {
+                    "dry_run"
+                } else {
+                    "refused"
+                };
+                let detail = if refusal.rail == Rail::DryRun {
+                    refusal.reason
+                } else {
+                    format!("sealed; not unsealing: {}", refusal.reason)
+                };
+                let decided = Decided {
+                    action: refusal.action,
+                    result,
+                    rail: (refusal.rail != Rail::DryRun).then_some(refusal.rail),
+                };
+                reports.push(report(VaultState::Sealed, detail, Some(decided)));
+                continue;
             }
-            None => None,
+            Decision::Defer(_) => continue,
+            Decision::Act(action) => action,
         };
-        if actions.dry_run {
-            let reset = abandoned
-                .map(|(attempt, unchanged_for)| {
-                    format!(
-                        "reset the unseal left at {}/{} shares for {}s and ",
-                        attempt.progress,
-                        status.t,
-                        unchanged_for.as_secs()
-                    )
-                })
-                .unwrap_or_default();
-            reports.push(report(
-                "sealed",
-                format!(
-                    "sealed; dry run: would {reset}send {} shares from Secret {}/{}",
-                    status.t, targets.namespace, targets.keys_secret
-                ),
-            ));
+        let Action::UnsealVault { reset, .. } = *action else {
             continue;
-        }
+        };
+        let abandoned = reset.as_ref().map(|reset| UnsealAttempt {
+            progress: reset.progress,
+            nonce: reset.nonce.clone(),
+        });
         if keys.is_none() {
             keys = Some(read_keys(client, targets).await);
         }
         let outcome = match keys.as_ref() {
             Some(Ok(keys)) => vault
-                .unseal_while(
-                    &address,
-                    keys,
-                    abandoned.as_ref().map(|(attempt, _)| attempt),
-                    &may_write,
-                )
+                .unseal_while(address, keys, abandoned.as_ref(), &may_write)
                 .await
                 .map_err(|e| e.to_string()),
             Some(Err(error)) => Err(error.clone()),
             None => Err("no keys".to_string()),
         };
-        let reset = abandoned
-            .map(|(attempt, unchanged_for)| {
+        let after_reset = reset
+            .map(|reset| {
                 format!(
                     " after resetting an unseal left at {}/{} shares for {}s",
-                    attempt.progress,
+                    reset.progress,
                     status.t,
-                    unchanged_for.as_secs()
+                    reset.unchanged_for.as_secs()
                 )
             })
             .unwrap_or_default();
+        let decided = |result| {
+            Some(Decided {
+                action: ActionKind::UnsealVault,
+                result,
+                rail: None,
+            })
+        };
         reports.push(match outcome {
             Ok(UnsealOutcome::Unsealed { shares_sent }) => report(
-                "unsealed-now",
-                format!("unsealed with {shares_sent} shares{reset}"),
+                VaultState::UnsealedNow,
+                format!("unsealed with {shares_sent} shares{after_reset}"),
+                decided("done"),
             ),
-            Ok(UnsealOutcome::AlreadyUnsealed) => report("unsealed", "unsealed meanwhile".into()),
+            Ok(UnsealOutcome::AlreadyUnsealed) => report(
+                VaultState::Unsealed,
+                "unsealed meanwhile".into(),
+                decided("unchanged"),
+            ),
             Ok(UnsealOutcome::LeftInProgress {
                 progress,
                 threshold,
             }) => report(
-                OPERATOR_UNSEALING,
+                VaultState::OperatorUnsealing,
                 format!(
                     "an unseal moved to {progress}/{threshold} shares while selfheal looked: left alone"
                 ),
+                decided("unchanged"),
             ),
-            Err(error) => report("error", format!("{error}{reset}")),
+            Err(error) => report(
+                VaultState::Error,
+                format!("{error}{after_reset}"),
+                decided("failed"),
+            ),
         });
     }
     Ok(reports)
@@ -234,15 +382,24 @@ pub async fn check_all_with(
 /// State of a sealed server whose partial unseal selfheal leaves alone.
 pub const OPERATOR_UNSEALING: &str = "operator-unsealing";
 
-fn operator_at_work(status: &SealStatus, unchanged_for: Duration, hold_off: Duration) -> String {
-    format!(
-        "an unseal is in progress ({}/{} shares, seen unchanged for {}s): left alone while an operator may be at work; \
-         the watcher resets it only after {}s unchanged, `vault operator unseal -reset` clears it now",
-        status.progress,
-        status.t,
-        unchanged_for.as_secs(),
-        hold_off.as_secs()
+/// The labels of `namespace` (none for one the API does not know), or why they could not be
+/// read.
+async fn read_namespace_labels(
+    client: &kube::Client,
+    namespace: &str,
+) -> Result<BTreeMap<String, String>, String> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client.clone());
+    match call::within(
+        CALL_TIMEOUT,
+        || format!("reading namespace {namespace}"),
+        api.get_opt(namespace),
     )
+    .await
+    {
+        Ok(Ok(found)) => Ok(found.and_then(|n| n.metadata.labels).unwrap_or_default()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(elapsed) => Err(elapsed.to_string()),
+    }
 }
 
 async fn read_keys(
@@ -258,205 +415,4 @@ async fn read_keys(
         )
     })?;
     keys_from_secret(&secret.data.unwrap_or_default()).map_err(|e| e.to_string())
-}
-
-/// Checks (and in unseal mode unseals) the servers every `interval` while this replica leads.
-/// Every change of a server's state is an Event on the Vault StatefulSet (when one is
-/// configured) and a log line; `selfheal_vault_sealed` follows every check, and the series of a
-/// server that is no longer discovered is removed. A partial unseal is reset only once
-/// [`judge_partial`] calls it abandoned; while an operator is at work selfheal says so
-/// (`VaultUnsealInProgress`) and sends nothing. Every write (a reset, a share, an Event) is made
-/// only while this replica leads; in a dry run none is made and the log says what would be.
-pub async fn keep_unsealed(
-    vault: VaultClient,
-    client: kube::Client,
-    targets: VaultTargets,
-    actions: VaultActions,
-    leadership: crate::cluster::leader::Leadership,
-    metrics: Arc<crate::metrics::Metrics>,
-    interval: Duration,
-) {
-    let recorder = kube::runtime::events::Recorder::new(
-        client.clone(),
-        kube::runtime::events::Reporter {
-            controller: "selfheal".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        },
-    );
-    let mut statefulset_uid: Option<String> = None;
-    let mut last_state: BTreeMap<String, &'static str> = BTreeMap::new();
-    let mut partials = PartialUnseals::new(OPERATOR_HOLD_OFF);
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        if !leadership.is_leader() {
-            continue;
-        }
-        let checked = check_all_with(
-            &vault,
-            &client,
-            &targets,
-            actions,
-            Some(&leadership),
-            &mut partials,
-            Instant::now(),
-        )
-        .await;
-        let reports = match checked {
-            Ok(reports) => reports,
-            Err(error) => {
-                tracing::warn!(%error, "could not list the Vault servers");
-                continue;
-            }
-        };
-        let current: BTreeSet<&str> = reports.iter().map(|r| r.address.as_str()).collect();
-        for address in vanished(&last_state, &current) {
-            tracing::info!(%address, "vault server no longer discovered; its metric series is removed");
-            metrics.vault_sealed.remove(&crate::metrics::AddressLabels {
-                address: address.clone(),
-            });
-            last_state.remove(&address);
-        }
-        partials.retain(&current);
-        for report in reports {
-            let sealed = !report.state.starts_with("unsealed");
-            metrics
-                .vault_sealed
-                .get_or_create(&crate::metrics::AddressLabels {
-                    address: report.address.clone(),
-                })
-                .set(i64::from(sealed));
-            if last_state.insert(report.address.clone(), report.state) == Some(report.state) {
-                continue;
-            }
-            match report.state {
-                "unsealed" => tracing::info!(address = %report.address, "vault unsealed"),
-                "unsealed-now" => {
-                    tracing::info!(address = %report.address, detail = %report.detail, "vault was sealed; unsealed it")
-                }
-                OPERATOR_UNSEALING => {
-                    tracing::info!(address = %report.address, detail = %report.detail, "vault unseal in progress by someone else; leaving it alone")
-                }
-                _ => {
-                    tracing::warn!(address = %report.address, state = report.state, detail = %report.detail, "vault needs attention")
-                }
-            }
-            if let Some(statefulset) = &targets.statefulset {
-                let (type_, reason) = match report.state {
-                    "unsealed" => (kube::runtime::events::EventType::Normal, "VaultUnsealed"),
-                    "unsealed-now" => (
-                        kube::runtime::events::EventType::Normal,
-                        "VaultAutoUnsealed",
-                    ),
-                    "sealed" => (kube::runtime::events::EventType::Warning, "VaultSealed"),
-                    OPERATOR_UNSEALING => (
-                        kube::runtime::events::EventType::Normal,
-                        "VaultUnsealInProgress",
-                    ),
-                    _ => (
-                        kube::runtime::events::EventType::Warning,
-                        "VaultUnsealFailed",
-                    ),
-                };
-                let note =
-                    crate::text::truncate(&format!("{}: {}", report.address, report.detail), 1000);
-                if actions.dry_run {
-                    tracing::info!(reason, %note, "dry run: would publish a Vault Event on the StatefulSet");
-                    continue;
-                }
-                if !leadership.is_leader() {
-                    continue;
-                }
-                if statefulset_uid.is_none() {
-                    statefulset_uid = read_uid(&client, &targets.namespace, statefulset).await;
-                }
-                let event = kube::runtime::events::Event {
-                    type_,
-                    reason: reason.into(),
-                    action: format!("CheckVault-{:016x}", fingerprint(&note)),
-                    note: Some(note),
-                    secondary: None,
-                };
-                let reference = k8s_openapi::api::core::v1::ObjectReference {
-                    api_version: Some("apps/v1".into()),
-                    kind: Some("StatefulSet".into()),
-                    namespace: Some(targets.namespace.clone()),
-                    name: Some(statefulset.clone()),
-                    uid: statefulset_uid.clone(),
-                    ..Default::default()
-                };
-                let publish = recorder.publish(&event, &reference);
-                match crate::heal::call::within(
-                    crate::heal::call::CALL_TIMEOUT,
-                    || "publishing a Vault Event".into(),
-                    publish,
-                )
-                .await
-                {
-                    Ok(Ok(())) => {}
-                    Ok(Err(error)) => tracing::warn!(%error, "could not publish a Vault Event"),
-                    Err(_) => tracing::warn!("could not publish a Vault Event in time"),
-                }
-            }
-        }
-    }
-}
-
-/// The uid of the Vault StatefulSet, for the Events' reference (`kubectl describe` matches on
-/// it); `None` (and a warning) when it cannot be read in time, to be tried at the next Event.
-async fn read_uid(client: &kube::Client, namespace: &str, name: &str) -> Option<String> {
-    let api: kube::Api<k8s_openapi::api::apps::v1::StatefulSet> =
-        kube::Api::namespaced(client.clone(), namespace);
-    match crate::heal::call::within(
-        crate::heal::call::CALL_TIMEOUT,
-        || format!("reading StatefulSet {namespace}/{name}"),
-        api.get_metadata_opt(name),
-    )
-    .await
-    {
-        Ok(Ok(Some(found))) => found.metadata.uid,
-        Ok(Ok(None)) => {
-            tracing::warn!(%namespace, statefulset = %name, "the Vault StatefulSet does not exist; its Events carry no uid");
-            None
-        }
-        Ok(Err(error)) => {
-            tracing::warn!(%namespace, statefulset = %name, %error, "could not read the Vault StatefulSet; its Events carry no uid");
-            None
-        }
-        Err(_) => {
-            tracing::warn!(%namespace, statefulset = %name, "reading the Vault StatefulSet timed out; its Events carry no uid");
-            None
-        }
-    }
-}
-
-/// A fingerprint of an Event's note, carried in its action: the Recorder counts a repeat of the
-/// same note in one series, and a new note (another failure) is a new Event.
-fn fingerprint(text: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::hash::DefaultHasher::new();
-    text.hash(&mut hasher);
-    hasher.finish()
-}
-
-/// The servers known from the last poll that this poll no longer found.
-fn vanished(known: &BTreeMap<String, &'static str>, current: &BTreeSet<&str>) -> Vec<String> {
-    known
-        .keys()
-        .filter(|address| !current.contains(address.as_str()))
-        .cloned()
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn servers_missing_from_this_poll_have_vanished() {
-        let known = BTreeMap::from([("a".to_string(), "unsealed"), ("b".to_string(), "error")]);
-        assert_eq!(vanished(&known, &BTreeSet::from(["a", "c"])), ["b"]);
-        assert!(vanished(&known, &BTreeSet::from(["a", "b"])).is_empty());
-    }
 }

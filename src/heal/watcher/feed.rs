@@ -1,6 +1,6 @@
 //! Watch events to the index, and the index's effects to the metrics and the history.
 
-use k8s_openapi::api::core::v1::{Event, Namespace};
+use k8s_openapi::api::core::v1::Event;
 use kube::runtime::watcher;
 
 use super::index::SecretName;
@@ -46,9 +46,10 @@ pub(super) fn seen_warning(event: watcher::Event<Event>) -> Seen {
     }
 }
 
-/// Only the list's end matters of the namespace watch (its store is the fact).
-pub(super) fn seen_namespace(event: watcher::Event<Namespace>) -> Option<Seen> {
-    matches!(event, watcher::Event::InitDone).then_some(Seen::ListDone("Namespace"))
+/// Only the end of a list matters of the watches whose stores are facts (namespaces,
+/// workloads): from then on the store is read instead of the API.
+pub(super) fn list_end<K>(event: watcher::Event<K>, kind: &'static str) -> Option<Seen> {
+    matches!(event, watcher::Event::InitDone).then_some(Seen::ListDone(kind))
 }
 
 /// Feeds one watch event to the index.
@@ -78,8 +79,8 @@ pub(super) fn on_seen(index: &mut WatchIndex, stores: &mut Stores, seen: Seen) -
         Seen::ListDone(kind) => {
             stores.listed.insert(kind);
             match kind {
-                "Event" | "Namespace" => Vec::new(),
-                kind => index.relist_end(kind, now),
+                "Pod" | "PersistentVolumeClaim" | "Secret" => index.relist_end(kind, now),
+                _ => Vec::new(),
             }
         }
     }

@@ -46,8 +46,9 @@
 //! **Memory.** The index holds only objects with a problem or a pending check; they, their dedup
 //! entries and their certificate-expiry series go when the object is deleted or missing from a
 //! re-list, and dedup and rate-limit entries expire. Warnings are bounded on their own (see
-//! [`warnings`]).
+//! `warnings`).
 
+mod config;
 mod feed;
 mod handled;
 pub mod index;
@@ -59,6 +60,7 @@ mod tracked;
 mod warnings;
 mod work;
 
+pub use config::WatcherConfig;
 pub use handled::Handled;
 pub use index::{Effect, IndexConfig, Now, Settlement, WatchIndex, WorkItem};
 pub use queue::WorkQueue;
@@ -70,6 +72,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{Event, Namespace, PersistentVolumeClaim, Pod, Secret};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -78,65 +82,13 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::cluster::leader::Leadership;
-use crate::cluster::limits::LimitSnapshot;
 use crate::core::targeting::Targeting;
-use crate::heal::detect::Thresholds;
 use crate::heal::execute::Executor;
-use crate::heal::plan::Rails;
-use crate::heal::probe::ProbeTarget;
-use crate::heal::run::Scope;
+use crate::heal::facts::WorkloadStores;
 use crate::metrics::Metrics;
 use crate::store::FixStore;
-use feed::{carry_out, on_seen, seen, seen_namespace, seen_warning};
+use feed::{Seen, carry_out, list_end, on_seen, seen, seen_warning};
 use work::{Worked, work};
-
-/// How the watcher behaves.
-#[derive(Debug, Clone)]
-pub struct WatcherConfig {
-    pub scope: Scope,
-    /// Only these namespaces (empty: all).
-    pub include: Vec<String>,
-    pub rails: Rails,
-    pub thresholds: Thresholds,
-    /// Watch `kubernetes.io/tls` Secrets and check their certificates (needs RBAC on Secrets).
-    pub check_certificates: bool,
-    /// How soon a certificate still wrong after its handling is looked at again.
-    pub certificate_interval: Duration,
-    /// The namespaces' LimitRange maxima, kept current by a watch (`limits::keep_current`).
-    pub limits: LimitSnapshot,
-    /// Dependencies probed over TCP (`namespace/service:port`).
-    pub probes: Vec<ProbeTarget>,
-    pub probe_interval: Duration,
-    /// Workloads handled at the same time.
-    pub concurrency: usize,
-    /// Longest time one workload's diagnosis and fix may take; then it is retried later.
-    pub handle_timeout: Duration,
-}
-
-impl WatcherConfig {
-    /// The defaults `selfheal serve` uses, for a scope (its protected namespaces are protected
-    /// for the rails too).
-    pub fn new(scope: Scope, mut rails: Rails, limits: LimitSnapshot) -> Self {
-        for namespace in &scope.protected {
-            if !rails.targeting.is_protected(namespace) {
-                rails.targeting.protected.push(namespace.clone());
-            }
-        }
-        Self {
-            scope,
-            include: Vec::new(),
-            rails,
-            thresholds: Thresholds::default(),
-            check_certificates: true,
-            certificate_interval: Duration::from_secs(600),
-            limits,
-            probes: Vec::new(),
-            probe_interval: Duration::from_secs(30),
-            concurrency: 4,
-            handle_timeout: Duration::from_secs(60),
-        }
-    }
-}
 
 /// How often expired memory is dropped.
 const HOUSEKEEPING: Duration = Duration::from_secs(60);
@@ -210,6 +162,10 @@ pub(super) struct Stores {
     pods: Store<Pod>,
     claims: Store<PersistentVolumeClaim>,
     namespaces: Store<Namespace>,
+    deployments: Store<Deployment>,
+    statefulsets: Store<StatefulSet>,
+    daemonsets: Store<DaemonSet>,
+    cronjobs: Store<CronJob>,
     listed: HashSet<&'static str>,
 }
 
@@ -217,6 +173,51 @@ impl Stores {
     fn listed(&self, kind: &str) -> bool {
         self.listed.contains(kind)
     }
+
+    /// The workload stores that are listed: the facts a raise or a restart reads, with no GET.
+    fn workloads(&self) -> WorkloadStores {
+        WorkloadStores {
+            deployments: self.listed("Deployment").then(|| self.deployments.clone()),
+            statefulsets: self
+                .listed("StatefulSet")
+                .then(|| self.statefulsets.clone()),
+            daemonsets: self.listed("DaemonSet").then(|| self.daemonsets.clone()),
+            cronjobs: self.listed("CronJob").then(|| self.cronjobs.clone()),
+        }
+    }
+}
+
+/// A watch of every `K`, stripped by `strip`, kept in a store; only its lists' ends are events.
+fn kept<K>(
+    client: &Client,
+    kind: &'static str,
+    strip: fn(&mut K),
+) -> (
+    Store<K>,
+    futures::stream::BoxStream<'static, Result<Seen, watcher::Error>>,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store::<K>();
+    let stream = watcher(Api::<K>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(strip)
+        .reflect(writer)
+        .filter_map(move |event| async move {
+            match event {
+                Ok(event) => list_end(event, kind).map(Ok),
+                Err(error) => Some(Err(error)),
+            }
+        })
+        .boxed();
+    (store, stream)
 }
 
 /// Watches and works the queue for one leadership term; returns only if the watches end.
@@ -248,21 +249,25 @@ async fn lead(context: Arc<Context>) {
         })
     })
     .boxed();
-    let (namespace_store, namespace_writer) = reflector::store::<Namespace>();
-    let namespaces = watcher(
-        Api::<Namespace>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .modify(strip::namespace)
-    .reflect(namespace_writer)
-    .filter_map(|event| async move {
-        match event {
-            Ok(event) => seen_namespace(event).map(Ok),
-            Err(error) => Some(Err(error)),
-        }
-    })
-    .boxed();
+    let (namespace_store, namespaces) = kept::<Namespace>(&client, "Namespace", strip::namespace);
+    let (deployments, deployment_watch) =
+        kept::<Deployment>(&client, "Deployment", strip::workload);
+    let (statefulsets, statefulset_watch) =
+        kept::<StatefulSet>(&client, "StatefulSet", strip::workload);
+    let (daemonsets, daemonset_watch) = kept::<DaemonSet>(&client, "DaemonSet", strip::workload);
+    let (cronjobs, cronjob_watch) = kept::<CronJob>(&client, "CronJob", strip::workload);
+    let workload_watches = if context.config.watch_workloads {
+        vec![
+            deployment_watch,
+            statefulset_watch,
+            daemonset_watch,
+            cronjob_watch,
+        ]
+    } else {
+        // Never listed: the workloads are read when a decision needs one.
+        Vec::new()
+    };
+    let facts = futures::stream::select_all(std::iter::once(namespaces).chain(workload_watches));
     let secrets = if context.config.check_certificates {
         watcher(
             Api::<Secret>::all(client.clone()),
@@ -286,13 +291,17 @@ async fn lead(context: Arc<Context>) {
     .boxed();
     let mut events = futures::stream::select(
         futures::stream::select(pods, claims),
-        futures::stream::select(futures::stream::select(secrets, warnings), namespaces),
+        futures::stream::select(futures::stream::select(secrets, warnings), facts),
     );
 
     let mut stores = Stores {
         pods: pod_store,
         claims: claim_store,
         namespaces: namespace_store,
+        deployments,
+        statefulsets,
+        daemonsets,
+        cronjobs,
         listed: HashSet::new(),
     };
     let mut index = WatchIndex::new(context.index_config());

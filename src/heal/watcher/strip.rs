@@ -76,6 +76,13 @@ pub fn pod(pod: &mut Pod) {
     }
 }
 
+/// A workload (Deployment, StatefulSet, DaemonSet, CronJob) as a raise or a restart reads and
+/// patches it: everything but its managed fields and kubectl's copy of it. Its annotations stay
+/// (an empty map stays a map), so a patch adding one never replaces the others.
+pub fn workload<K: kube::Resource>(workload: &mut K) {
+    metadata(workload.meta_mut());
+}
+
 pub fn claim(claim: &mut PersistentVolumeClaim) {
     metadata(&mut claim.metadata);
 }
@@ -208,5 +215,14 @@ mod tests {
         namespace(&mut shop);
         assert_eq!(shop.metadata.labels.unwrap()["selfheal.io/ignore"], "true");
         assert!(shop.metadata.annotations.is_none() && shop.spec.is_none());
+        // A workload keeps its annotations as a map, kubectl's copy of it gone: a patch that
+        // adds the applied-fixes note adds one key, it never replaces the map.
+        let mut web: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "web", "annotations": {LAST_APPLIED: "{...}"},
+                "managedFields": [{"manager": "kubectl"}]}}))
+        .unwrap();
+        workload(&mut web);
+        assert_eq!(web.metadata.annotations, Some(Default::default()));
+        assert!(web.metadata.managed_fields.is_none());
     }
 }

@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
 use kube::api::ListParams;
 use kube::runtime::reflector::{self, Store};
 use kube::{Api, Client};
+use tracing::Instrument;
 
 use super::{Context, Settlement, Stores, Subject, WorkItem};
 use crate::heal::call::{self, CALL_TIMEOUT};
@@ -50,7 +51,8 @@ impl Worked {
 
 /// Handles one work item within the handling deadline.
 pub(super) async fn work(context: Arc<Context>, stores: Stores, item: WorkItem) -> Worked {
-    let handling = handle(&context, &stores, &item);
+    let span = tracing::info_span!("work", key = %item.key, problems = item.problems.len());
+    let handling = handle(&context, &stores, &item).instrument(span);
     let results = tokio::time::timeout(context.config.handle_timeout, handling)
         .await
         .ok();
@@ -113,9 +115,11 @@ async fn handle(context: &Context, stores: &Stores, item: &WorkItem) -> Vec<run:
         cluster: context.config.limits.clone(),
         now,
     };
+    let workloads = stores.workloads();
     let mut reader = Reader::new(&context.client, context.executor.call_timeout()).with_stores(
         stores.listed("Namespace").then_some(&stores.namespaces),
         stores.listed("Pod").then_some(&stores.pods),
+        Some(&workloads),
     );
     healing.heal(&mut reader, &view, findings).await
 }
